@@ -1,0 +1,46 @@
+"""FastCDC v2020, as fastcdc-rs cuts it and so as snix chunks blobs (via ``pyfastcdc``)."""
+
+from __future__ import annotations
+
+import pyfastcdc
+
+from storelab.chunking.base import ChunkerSpec
+from storelab.errors import ConfigError
+
+__all__ = ["FastCDC2020"]
+
+
+class FastCDC2020:
+    """snix's chunker. Reproduces fastcdc-rs ``v2020`` chunk boundaries exactly.
+
+    >>> spec = ChunkerSpec("fastcdc2020", 4096, 16384, 65535)
+    >>> FastCDC2020(spec).split(memoryview(bytes(70000)), eof=True)
+    [65535, 4465]
+    """
+
+    def __init__(self, spec: ChunkerSpec) -> None:
+        self.spec = spec
+        try:
+            self._cdc = pyfastcdc.FastCDC(
+                spec.avg_size,
+                min_size=spec.min_size,
+                max_size=spec.max_size,
+                normalized_chunking=spec.normalization,  # type: ignore[arg-type]
+            )
+        except ValueError as err:
+            raise ConfigError(f"fastcdc2020 cannot use {spec.id}: {err}") from None
+
+    @property
+    def lookahead(self) -> int:
+        return self.spec.max_size
+
+    def split(self, buf: memoryview, eof: bool) -> list[int]:
+        total = len(buf)
+        lengths: list[int] = []
+        for chunk in self._cdc.cut_buf(buf):
+            # A cut is final only if the chunker could see max_size bytes past its start,
+            # exactly as it would have reading the whole file.
+            if not eof and total - chunk.offset < self.spec.max_size:
+                break
+            lengths.append(chunk.length)
+        return lengths

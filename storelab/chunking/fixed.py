@@ -1,0 +1,30 @@
+"""Fixed-size blocks: the baseline every content-defined chunker is compared with."""
+
+from __future__ import annotations
+
+from storelab.chunking.base import ChunkerSpec
+from storelab.errors import ConfigError
+
+__all__ = ["FixedSize"]
+
+
+class FixedSize:
+    """Blocks of ``spec.avg_size`` bytes; the last block of a blob may be shorter.
+
+    >>> FixedSize(ChunkerSpec("fixed", 4, 4, 4)).split(memoryview(b"0123456789"), eof=True)
+    [4, 4, 2]
+    """
+
+    def __init__(self, spec: ChunkerSpec) -> None:
+        if spec.avg_size <= 0:
+            raise ConfigError("fixed chunk size must be positive")
+        self.spec = spec
+
+    @property
+    def lookahead(self) -> int:
+        return self.spec.avg_size
+
+    def split(self, buf: memoryview, eof: bool) -> list[int]:
+        block = self.spec.avg_size
+        full, rest = divmod(len(buf), block)
+        return [block] * full + ([rest] if eof and rest else [])

@@ -1,0 +1,169 @@
+"""The blob pipeline: read a file once, and from that one pass get its BLAKE3 digest, its
+chunks (each with its own BLAKE3 digest) and each new chunk's zstd-compressed size.
+
+This is the per-byte hot path. Every byte is touched by C/Rust code (``readinto``, BLAKE3,
+the chunker, zstd); Python only moves buffers around.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from array import array
+from dataclasses import dataclass
+
+import blake3
+import zstandard
+
+from storelab.chunking import Chunker
+
+__all__ = ["BlobInfo", "BlobHasher", "FileChangedError", "READ_BUFFER"]
+
+READ_BUFFER = 8 * 1024 * 1024
+PARALLEL_HASH_FROM = 64 * 1024 * 1024
+"""Files at least this large are hashed with BLAKE3's own threads as well."""
+
+
+class FileChangedError(OSError):
+    """The file changed size or was modified while it was being read."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What one pass over a blob's bytes found."""
+
+    digest: bytes
+    """BLAKE3 of the whole blob."""
+    size: int
+    chunk_digests: bytes
+    """The chunks' BLAKE3 digests, concatenated (32 bytes each, in order)."""
+    chunk_sizes: array
+    """Chunk lengths (``array('Q')``), in order; they sum to ``size``."""
+    chunk_compressed: array | None
+    """zstd-compressed length of each chunk (``array('Q')``), or None when not measured."""
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunk_sizes)
+
+    def chunk_digest(self, index: int) -> bytes:
+        return self.chunk_digests[32 * index : 32 * index + 32]
+
+
+class BlobHasher:
+    """Hashes, chunks and measures blobs; one per process or thread (zstd contexts are not
+    thread-safe).
+
+    ``known_sizes`` maps chunk digests to compressed sizes already measured (in the dataset,
+    or earlier in this run) so each distinct chunk is compressed once.
+
+    >>> from storelab.chunking import make_chunker, default_spec
+    >>> hasher = BlobHasher(make_chunker(default_spec()), zstd_level=3)
+    >>> info = hasher.hash_bytes(b"Hello World!")
+    >>> info.digest.hex()[:12], info.chunk_count, info.chunk_digests == info.digest
+    ('5ca7815adcb4', 1, True)
+    """
+
+    def __init__(self, chunker: Chunker, zstd_level: int = 3, known_sizes: dict[bytes, int] | None = None) -> None:
+        self.chunker = chunker
+        self.zstd_level = zstd_level
+        # snix streams chunks through a zstd encoder, which writes no content size header
+        self._zstd = zstandard.ZstdCompressor(level=zstd_level, write_content_size=False) if zstd_level else None
+        self.known_sizes: dict[bytes, int] = dict(known_sizes or {})
+        self._single_chunk_max = self._largest_single_chunk()
+        self._buffer = bytearray(READ_BUFFER + chunker.lookahead)
+
+    def _largest_single_chunk(self) -> int:
+        """Blobs up to this size are one chunk whatever their bytes (no cut is looked for)."""
+        spec = self.chunker.spec
+        return spec.avg_size if spec.name == "fixed" else spec.min_size
+
+    def _compressed_size(self, digest: bytes, data: memoryview | bytes) -> int:
+        size = self.known_sizes.get(digest)
+        if size is None:
+            assert self._zstd is not None
+            size = len(self._zstd.compress(data))
+            self.known_sizes[digest] = size
+        return size
+
+    def hash_bytes(self, data: bytes | bytearray | memoryview) -> BlobInfo:
+        """Hash and chunk a blob held in memory."""
+        view = memoryview(data)
+        size = len(view)
+        if size == 0:
+            return BlobInfo(blake3.blake3(b"").digest(), 0, b"", array("Q"), array("Q") if self._zstd else None)
+        if size <= self._single_chunk_max:
+            digest = blake3.blake3(view).digest()
+            sizes = array("Q", (size,))
+            compressed = array("Q", (self._compressed_size(digest, view),)) if self._zstd else None
+            return BlobInfo(digest, size, digest, sizes, compressed)
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
+        hasher.update(view)
+        digests, sizes, compressed = self._cut(view, eof=True)
+        return BlobInfo(hasher.digest(), size, bytes(digests), sizes, compressed)
+
+    def _cut(self, view: memoryview, eof: bool) -> tuple[bytearray, array, array | None]:
+        digests = bytearray()
+        sizes = array("Q")
+        compressed = array("Q") if self._zstd else None
+        offset = 0
+        for length in self.chunker.split(view, eof):
+            piece = view[offset : offset + length]
+            digest = blake3.blake3(piece).digest()
+            digests += digest
+            sizes.append(length)
+            if compressed is not None:
+                compressed.append(self._compressed_size(digest, piece))
+            offset += length
+        return digests, sizes, compressed
+
+    def hash_file(self, path: bytes | str) -> BlobInfo:
+        """Read a regular file once; raises OSError (or :class:`FileChangedError`)."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise FileChangedError(0, "is no longer a regular file")
+            if before.st_size <= self._single_chunk_max:
+                data = os.read(fd, before.st_size + 1)
+                info = self.hash_bytes(data)
+            else:
+                info = self._hash_stream(fd, before.st_size)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if info.size != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise FileChangedError(0, "changed while being read")
+        return info
+
+    def _hash_stream(self, fd: int, expected_size: int) -> BlobInfo:
+        buffer = self._buffer
+        view = memoryview(buffer)
+        whole = blake3.blake3(max_threads=blake3.blake3.AUTO if expected_size >= PARALLEL_HASH_FROM else 1)
+        digests = bytearray()
+        sizes = array("Q")
+        compressed = array("Q") if self._zstd else None
+        carried = 0
+        total = 0
+        with os.fdopen(os.dup(fd), "rb", buffering=0) as stream:
+            eof = False
+            while not eof:
+                filled = carried
+                while filled < READ_BUFFER:
+                    n = stream.readinto(view[filled:READ_BUFFER])
+                    if not n:
+                        eof = True
+                        break
+                    filled += n
+                whole.update(view[carried:filled])
+                total += filled - carried
+                d, s, c = self._cut(view[:filled], eof)
+                digests += d
+                sizes.extend(s)
+                if compressed is not None and c is not None:
+                    compressed.extend(c)
+                consumed = sum(s)
+                carried = filled - consumed
+                if carried:
+                    buffer[:carried] = buffer[consumed:filled]
+        return BlobInfo(whole.digest(), total, bytes(digests), sizes, compressed)

@@ -1,0 +1,167 @@
+"""Scan a directory tree into castore's terms: directories, regular files and symlinks.
+
+Symlinks inside the tree are recorded (their target), never followed, so a symlink loop
+inside a tree is just a symlink. The root itself is followed if it is a symlink. Anything
+castore cannot hold (FIFOs, sockets, devices) and anything unreadable is skipped and listed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from storelab.castore import InvalidNodeError, validate_name, validate_target
+from storelab.errors import InputError, InputNotFoundError
+
+__all__ = ["TreeEntry", "Skipped", "Tree", "scan_tree", "describe_os_error"]
+
+Kind = Literal["file", "directory", "symlink"]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    """One path of the tree, as found by the scan."""
+
+    path: bytes
+    """Path relative to the root, ``/``-separated; ``b""`` for the root itself."""
+    kind: Kind
+    size: int = 0
+    """File length (files only)."""
+    executable: bool = False
+    """Owner-execute bit (files only)."""
+    target: bytes | None = None
+    """Symlink target (symlinks only)."""
+    parent: int = -1
+    """Index of the parent directory's entry; -1 for the root."""
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A path left out of the snapshot, and why."""
+
+    path: bytes
+    reason: str
+
+
+@dataclass(slots=True)
+class Tree:
+    """The scan's result: entries in pre-order (every directory before its contents)."""
+
+    root: Path
+    entries: list[TreeEntry] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def file_indices(self) -> list[int]:
+        return [i for i, e in enumerate(self.entries) if e.kind == "file"]
+
+    def absolute(self, entry: TreeEntry) -> bytes:
+        root = os.fsencode(self.root)
+        return root + b"/" + entry.path if entry.path else root
+
+
+def describe_os_error(err: OSError) -> str:
+    """A short reason: ``permission denied``, ``symlink loop``, …"""
+    if err.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    return (err.strerror or str(err)).lower()
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    return "unsupported file type"
+
+
+def scan_tree(root: str | os.PathLike[str]) -> Tree:
+    """Walk ``root`` (a directory, or a single file) without following inner symlinks.
+
+    Raises :class:`InputError` when the root itself cannot be used; problems below the root
+    become :class:`Skipped` items.
+    """
+    root_path = Path(root)
+    try:
+        st = os.stat(root_path)
+    except FileNotFoundError:
+        dangling = os.path.islink(root_path)
+        raise InputNotFoundError(
+            f"{root_path}: {'dangling symlink' if dangling else 'no such file or directory'}"
+        ) from None
+    except OSError as err:
+        raise InputError(f"{root_path}: {describe_os_error(err)}") from None
+    tree = Tree(root_path)
+    if stat.S_ISREG(st.st_mode):
+        tree.entries.append(TreeEntry(b"", "file", st.st_size, bool(st.st_mode & stat.S_IXUSR)))
+        return tree
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{root_path}: is a {_special_kind(st.st_mode)}, not a directory or file")
+    try:
+        os.listdir(root_path)
+    except OSError as err:
+        raise InputError(f"{root_path}: {describe_os_error(err)}") from None
+    tree.entries.append(TreeEntry(b"", "directory"))
+    _scan_directory(tree, os.fsencode(root_path))
+    return tree
+
+
+def _scan_directory(tree: Tree, root: bytes) -> None:
+    stack: list[int] = [0]
+    entries, skipped = tree.entries, tree.skipped
+    while stack:
+        dir_index = stack.pop()
+        rel = entries[dir_index].path
+        abs_dir = root + b"/" + rel if rel else root
+        try:
+            with os.scandir(abs_dir) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            # The directory was listed as an entry; record it as skipped and drop it.
+            skipped.append(Skipped(rel, describe_os_error(err)))
+            entries[dir_index] = TreeEntry(rel, "directory", parent=entries[dir_index].parent)
+            continue
+        subdirs: list[int] = []
+        for child in children:
+            name = child.name
+            path = rel + b"/" + name if rel else name
+            try:
+                validate_name(name)
+                st = child.stat(follow_symlinks=False)
+            except InvalidNodeError as err:
+                skipped.append(Skipped(path, str(err)))
+                continue
+            except OSError as err:
+                skipped.append(Skipped(path, describe_os_error(err)))
+                continue
+            mode = st.st_mode
+            if stat.S_ISREG(mode):
+                entries.append(TreeEntry(path, "file", st.st_size, bool(mode & stat.S_IXUSR), parent=dir_index))
+            elif stat.S_ISDIR(mode):
+                if not os.access(child.path, os.R_OK | os.X_OK):
+                    skipped.append(Skipped(path, "permission denied"))
+                    continue
+                subdirs.append(len(entries))
+                entries.append(TreeEntry(path, "directory", parent=dir_index))
+            elif stat.S_ISLNK(mode):
+                try:
+                    target = os.readlink(child.path)
+                    validate_target(target)
+                except OSError as err:
+                    skipped.append(Skipped(path, describe_os_error(err)))
+                    continue
+                except InvalidNodeError as err:
+                    skipped.append(Skipped(path, str(err)))
+                    continue
+                entries.append(TreeEntry(path, "symlink", target=target, parent=dir_index))
+            else:
+                skipped.append(Skipped(path, f"is a {_special_kind(mode)}; castore holds only files, directories and symlinks"))
+        # pre-order, depth first: push in reverse so the first subdirectory is scanned next
+        stack.extend(reversed(subdirs))

@@ -1,0 +1,333 @@
+"""A dataset: a folder of Parquet tables, one sub-folder per table, one file per snapshot.
+
+Layout::
+
+    DATASET/
+      _storelab.json                  format marker and schema version
+      snapshots/<snapshot_id>.parquet one row: what was ingested, how, and the totals
+      nodes/<snapshot_id>.parquet     every path of the snapshot
+      blobs/<snapshot_id>.parquet     each distinct blob of the snapshot
+      chunks/<snapshot_id>.parquet    each chunk of each distinct blob
+      directories/<snapshot_id>.parquet
+      _staging/<snapshot_id>/         a snapshot being written (invisible to readers)
+
+A snapshot is written into ``_staging`` and moved into place table by table, the
+``snapshots`` row last: a snapshot exists once its ``snapshots`` file does. Readers that go
+through :class:`Dataset` only see files of committed snapshots; plain readers
+(``pandas.read_parquet("DATASET/nodes")``) see them too, and can only ever see leftovers of a
+commit that was killed (``kill -9``) halfway through its renames, which the next write
+removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from storelab.errors import DatasetError, OutputError
+from storelab.tables.schema import SCHEMA_VERSION, SCHEMAS, TABLES
+
+__all__ = ["Dataset", "SnapshotWriter", "new_snapshot_id"]
+
+MARKER = "_storelab.json"
+STAGING = "_staging"
+LOCK = "_lock"
+ROW_GROUP_ROWS = 128 * 1024
+
+
+def new_snapshot_id() -> str:
+    """Sortable by creation time, unique without coordination: ``20261129T154137-1a2b3c4d``."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+def _open_sink(path: Path) -> BinaryIO:
+    """Where table bytes go; one function so tests can inject a full disk."""
+    return open(path, "wb")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe_os_error(err: OSError, path: Path | str) -> str:
+    if err.errno == errno.ENOSPC:
+        return f"no space left on device while writing {path}"
+    if err.errno == errno.EDQUOT:
+        return f"disk quota exceeded while writing {path}"
+    return f"cannot write {path}: {err.strerror or err}"
+
+
+class Dataset:
+    """A storelab dataset folder.
+
+    >>> import tempfile
+    >>> ds = Dataset.open(tempfile.mkdtemp() + "/demo", create=True)
+    >>> ds.snapshot_ids()
+    []
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], create: bool = False) -> Dataset:
+        """Open a dataset; with ``create``, make the folder if it is missing or empty."""
+        root = Path(path)
+        marker = root / MARKER
+        if not marker.exists():
+            if not create:
+                if not root.exists():
+                    raise DatasetError(f"{root}: no such dataset (ingest something into it first)")
+                raise DatasetError(f"{root}: not a storelab dataset (no {MARKER})")
+            if root.exists() and not root.is_dir():
+                raise DatasetError(f"{root}: exists and is not a folder")
+            if root.exists() and any(p.name != LOCK for p in root.iterdir()):
+                raise DatasetError(f"{root}: folder is not empty and not a storelab dataset")
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                tmp = root / f".{MARKER}.tmp"
+                tmp.write_text(json.dumps({"format": "storelab-dataset", "schema_version": SCHEMA_VERSION}) + "\n")
+                os.replace(tmp, marker)
+            except OSError as err:
+                raise OutputError(_describe_os_error(err, root)) from None
+        try:
+            meta = json.loads(marker.read_text())
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"{marker}: unreadable dataset marker ({err})") from None
+        version = meta.get("schema_version")
+        if meta.get("format") != "storelab-dataset" or version != SCHEMA_VERSION:
+            raise DatasetError(
+                f"{root}: dataset schema version {version!r}; this storelab reads version {SCHEMA_VERSION}"
+            )
+        return cls(root)
+
+    def table_dir(self, table: str) -> Path:
+        return self.path / table
+
+    def snapshot_ids(self) -> list[str]:
+        """Committed snapshots, oldest first."""
+        folder = self.table_dir("snapshots")
+        if not folder.is_dir():
+            return []
+        return sorted(p.stem for p in folder.glob("*.parquet"))
+
+    def table_files(self, table: str, snapshot_ids: Sequence[str] | None = None) -> list[str]:
+        """Parquet files of ``table`` belonging to committed snapshots (or to those given)."""
+        wanted = set(self.snapshot_ids() if snapshot_ids is None else snapshot_ids)
+        folder = self.table_dir(table)
+        if not folder.is_dir():
+            return []
+        return sorted(str(p) for p in folder.glob("*.parquet") if _snapshot_of(p) in wanted)
+
+    def read_table(self, table: str, snapshot_ids: Sequence[str] | None = None) -> pa.Table:
+        """One table of the committed snapshots as an Arrow table (for small datasets)."""
+        files = self.table_files(table, snapshot_ids)
+        if not files:
+            return SCHEMAS[table].empty_table()
+        return pa.concat_tables(pq.read_table(f, schema=SCHEMAS[table]) for f in files)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the dataset's commit lock (commits and clean-ups take turns)."""
+        with open(self.path / LOCK, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete staging folders of dead writers and table files of uncommitted snapshots."""
+        removed: list[Path] = []
+        with self.locked():
+            staging = self.path / STAGING
+            if staging.is_dir():
+                for folder in staging.iterdir():
+                    if not _owner_alive(folder):
+                        shutil.rmtree(folder, ignore_errors=True)
+                        removed.append(folder)
+            committed = set(self.snapshot_ids())
+            for table in TABLES:
+                folder = self.table_dir(table)
+                if folder.is_dir():
+                    for file in folder.glob("*.parquet"):
+                        if _snapshot_of(file) not in committed:
+                            file.unlink(missing_ok=True)
+                            removed.append(file)
+        return removed
+
+    def begin_snapshot(self, snapshot_id: str | None = None) -> SnapshotWriter:
+        """Start writing a snapshot; use as a context manager (aborts on error)."""
+        self.remove_leftovers()
+        return SnapshotWriter(self, snapshot_id or new_snapshot_id())
+
+
+def _snapshot_of(file: Path) -> str:
+    return file.stem.split(".", 1)[0]
+
+
+def _owner_alive(staging_folder: Path) -> bool:
+    try:
+        host, pid = (staging_folder / "owner").read_text().split()
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return True  # another machine's writer: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _TableBuffer:
+    """Rows of one table, buffered as columns and written out a row group at a time."""
+
+    def __init__(self, table: str, path: Path) -> None:
+        self.table = table
+        self.schema = SCHEMAS[table]
+        self.path = path
+        self.columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self.rows = 0
+        self.written = 0
+        self._sink: BinaryIO | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        for name, column in self.columns.items():
+            column.append(row.get(name))
+        self.rows += 1
+        if self.rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._writer is None:
+            self._sink = _open_sink(self.path)
+            self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
+        if self.rows:
+            batch = pa.table(
+                [pa.array(self.columns[f.name], type=f.type) for f in self.schema], schema=self.schema
+            )
+            self._writer.write_table(batch, row_group_size=ROW_GROUP_ROWS)
+            self.written += self.rows
+            for column in self.columns.values():
+                column.clear()
+            self.rows = 0
+
+    def close(self) -> None:
+        self.flush()
+        assert self._writer is not None and self._sink is not None
+        self._writer.close()
+        self._sink.flush()
+        os.fsync(self._sink.fileno())
+        self._sink.close()
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+        with contextlib.suppress(Exception):
+            if self._sink is not None:
+                self._sink.close()
+
+
+class SnapshotWriter:
+    """Writes one snapshot's tables into staging; :meth:`commit` makes it visible at once.
+
+    >>> import tempfile
+    >>> ds = Dataset.open(tempfile.mkdtemp() + "/d", create=True)
+    >>> with ds.begin_snapshot("s1") as w:
+    ...     w.append("nodes", {"snapshot_id": "s1", "path": b"", "kind": "directory", "size": 0})
+    ...     w.commit({"snapshot_id": "s1", "label": "empty"})
+    >>> ds.snapshot_ids()
+    ['s1']
+    """
+
+    def __init__(self, dataset: Dataset, snapshot_id: str) -> None:
+        self.dataset = dataset
+        self.snapshot_id = snapshot_id
+        self.staging = dataset.path / STAGING / snapshot_id
+        self.committed = False
+        try:
+            self.staging.mkdir(parents=True)
+            (self.staging / "owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        except OSError as err:
+            raise OutputError(_describe_os_error(err, self.staging)) from None
+        self._buffers = {t: _TableBuffer(t, self.staging / f"{t}.parquet") for t in TABLES}
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self.committed:
+            self.abort()
+
+    def append(self, table: str, row: Mapping[str, Any]) -> None:
+        """Add one row to ``table`` (missing columns are null)."""
+        try:
+            self._buffers[table].append(row)
+        except OSError as err:
+            raise OutputError(_describe_os_error(err, self.dataset.path)) from None
+
+    def rows_written(self, table: str) -> int:
+        buffer = self._buffers[table]
+        return buffer.written + buffer.rows
+
+    def commit(self, snapshot_row: Mapping[str, Any]) -> None:
+        """Finish every table, then move them into place, the snapshots row last."""
+        if snapshot_row.get("snapshot_id") != self.snapshot_id:
+            raise ValueError("snapshot row names another snapshot")
+        try:
+            self._buffers["snapshots"].append(snapshot_row)
+            for buffer in self._buffers.values():
+                buffer.close()
+        except OSError as err:
+            raise OutputError(_describe_os_error(err, self.dataset.path)) from None
+        # Ctrl-C between two renames would leave a snapshot half in place: hold it back.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            with self.dataset.locked():
+                for table in (*[t for t in TABLES if t != "snapshots"], "snapshots"):
+                    folder = self.dataset.table_dir(table)
+                    folder.mkdir(exist_ok=True)
+                    os.replace(self._buffers[table].path, folder / f"{self.snapshot_id}.parquet")
+                    _fsync_dir(folder)
+                self.committed = True
+        except OSError as err:
+            raise OutputError(_describe_os_error(err, self.dataset.path)) from None
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            shutil.rmtree(self.staging, ignore_errors=True)
+            _remove_empty(self.dataset.path / STAGING)
+
+    def abort(self) -> None:
+        """Drop everything written so far; the dataset is as it was before."""
+        for buffer in self._buffers.values():
+            buffer.discard()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        _remove_empty(self.dataset.path / STAGING)
+
+
+def _remove_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
