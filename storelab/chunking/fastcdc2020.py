@@ -6,8 +6,14 @@ import pyfastcdc
 
 from storelab.chunking.base import ChunkerSpec
 from storelab.errors import ConfigError
+from storelab.units import format_bytes
 
 __all__ = ["FastCDC2020"]
+
+# fastcdc-rs's (and pyfastcdc's) accepted ranges
+_MIN_RANGE = (64, 1024 * 1024)
+_AVG_RANGE = (256, 4 * 1024 * 1024)
+_MAX_RANGE = (1024, 16 * 1024 * 1024)
 
 
 class FastCDC2020:
@@ -20,6 +26,16 @@ class FastCDC2020:
 
     def __init__(self, spec: ChunkerSpec) -> None:
         self.spec = spec
+        for what, value, (low, high) in (
+            ("min", spec.min_size, _MIN_RANGE),
+            ("avg", spec.avg_size, _AVG_RANGE),
+            ("max", spec.max_size, _MAX_RANGE),
+        ):
+            if not low <= value <= high:
+                raise ConfigError(
+                    f"fastcdc2020 {what} chunk size {format_bytes(value)} is outside "
+                    f"{format_bytes(low)}–{format_bytes(high)} (fastcdc-rs's limits)"
+                )
         try:
             self._cdc = pyfastcdc.FastCDC(
                 spec.avg_size,

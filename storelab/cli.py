@@ -1,0 +1,305 @@
+"""``storelab …``: parse arguments, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from storelab import __version__
+from storelab.errors import ConfigError, Interrupted, StorelabError
+from storelab.units import format_bytes, parse_size
+
+app = typer.Typer(
+    name="storelab",
+    help=(
+        "Study deduplication in content-addressed stores.\n\n"
+        "Ingest directory trees as snix's castore would store them (BLAKE3 digests, FastCDC "
+        "chunks, zstd sizes) into a Parquet dataset, then ask it for dedup figures.\n\n"
+        "  storelab ingest-dir ./numpy-1.26.3 --label numpy-1.26.3 --out study/\n\n"
+        "  storelab ingest-dir ./numpy-1.26.4 --label numpy-1.26.4 --out study/\n\n"
+        "  storelab stats study/"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Off a terminal rich would wrap at 80 columns; tables read better unwrapped in logs and CI.
+out = Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _error_line(message: str) -> None:
+    """One line on stderr, never wrapped or styled, so scripts and logs can grep it."""
+    print(" ".join(message.split()), file=sys.stderr)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"storelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
+ChunkerOpt = Annotated[
+    str,
+    typer.Option(
+        "--chunker",
+        help="fastcdc2020 (what snix uses), fastcdc2016 (what attic uses) or fixed (fixed-size blocks).",
+        rich_help_panel="Chunking",
+    ),
+]
+AvgOpt = Annotated[
+    str, typer.Option("--avg-chunk-size", help="Average chunk size (fixed: the block size), e.g. 64KiB.", rich_help_panel="Chunking")
+]
+MinOpt = Annotated[
+    Optional[str], typer.Option("--min-chunk-size", help="Smallest chunk; default avg/2 as snix.", rich_help_panel="Chunking")
+]
+MaxOpt = Annotated[
+    Optional[str], typer.Option("--max-chunk-size", help="Largest chunk; default 2×avg as snix.", rich_help_panel="Chunking")
+]
+NormOpt = Annotated[
+    int, typer.Option("--normalization", min=0, max=3, help="FastCDC 2020 normalisation level.", rich_help_panel="Chunking")
+]
+ZstdOpt = Annotated[
+    int,
+    typer.Option(
+        "--zstd-level",
+        min=0,
+        max=22,
+        help="zstd level for measuring each distinct chunk's compressed size (snix stores level 3); 0 = don't measure.",
+        rich_help_panel="Chunking",
+    ),
+]
+
+
+def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | None, normalization: int):
+    from storelab.chunking import default_spec, make_chunker
+
+    spec = default_spec(
+        chunker,
+        parse_size(avg),
+        parse_size(min_size) if min_size else None,
+        parse_size(max_size) if max_size else None,
+        normalization,
+    )
+    make_chunker(spec)
+    return spec
+
+
+@app.command("ingest-dir")
+def ingest_dir_command(
+    path: Annotated[Path, typer.Argument(help="Directory tree (or single file) to ingest.", show_default=False)],
+    out_: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder; created if missing, appended to if not.")],
+    label: Annotated[Optional[str], typer.Option("--label", "-l", help="Snapshot label; default: the folder's name.")] = None,
+    chunker: ChunkerOpt = "fastcdc2020",
+    avg_chunk_size: AvgOpt = "256KiB",
+    min_chunk_size: MinOpt = None,
+    max_chunk_size: MaxOpt = None,
+    normalization: NormOpt = 1,
+    zstd_level: ZstdOpt = 3,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes; default one per core; 0 = none.")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on an unreadable or special file instead of skipping it.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the new snapshot's summary as JSON.")] = False,
+) -> None:
+    """Ingest a directory tree as one snapshot of a dataset.
+
+    Every file is read once: BLAKE3 of the file, chunks cut with the chosen chunker, BLAKE3
+    of each chunk, and the zstd size of each chunk the dataset has not seen. Directories are
+    encoded as castore Directory messages, so the root digest equals snix's for the same tree.
+    Symlinks are recorded, never followed; FIFOs, sockets, devices and unreadable paths are
+    skipped, warned about and listed in the snapshot (or fail the run with --strict).
+
+    Example: storelab ingest-dir /usr/share/doc --label doc --out study/ --avg-chunk-size 64KiB
+    """
+    from storelab.ingest import IngestOptions, ingest_dir
+    from storelab.ingest.progress import wants_progress
+
+    spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
+    options = IngestOptions(spec, zstd_level, workers, strict, wants_progress(quiet))
+    result = ingest_dir(path, out_, label, options)
+    summary = {
+        "snapshot_id": result.snapshot_id,
+        "label": result.label,
+        "root": _node_json(result.root),
+        "files": result.files,
+        "directories": result.directories,
+        "symlinks": result.symlinks,
+        "file_bytes": result.file_bytes,
+        "blobs": result.blobs,
+        "chunks": result.chunks,
+        "skipped": len(result.skipped),
+        "wall_seconds": round(result.wall_seconds, 3),
+        "mb_per_second": round(result.throughput / 1e6, 1),
+    }
+    if as_json:
+        print(json.dumps(summary, indent=1))
+    elif not quiet:
+        out.print(
+            f"[bold]{result.label}[/] → {out_} (snapshot {result.snapshot_id}): {result.files} files, "
+            f"{format_bytes(result.file_bytes)}, {result.blobs} blobs, {result.chunks} chunks in "
+            f"{result.wall_seconds:.2f} s ({summary['mb_per_second']} MB/s)"
+            + (f", [yellow]{len(result.skipped)} skipped[/]" if result.skipped else "")
+            + f"\nroot {summary['root']['kind']} {summary['root'].get('digest', '')}",
+            highlight=False,
+        )
+
+
+def _node_json(node: Any) -> dict[str, Any]:
+    from storelab.castore import DirectoryNode, FileNode
+
+    if isinstance(node, DirectoryNode):
+        return {"kind": "directory", "digest": node.digest.hex(), "size": node.size}
+    if isinstance(node, FileNode):
+        return {"kind": "file", "digest": node.digest.hex(), "size": node.size, "executable": node.executable}
+    return {"kind": "symlink", "target": os.fsdecode(node.target)}
+
+
+def _jsonable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def clean(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if hasattr(value, "item"):
+            value = value.item()
+        return None if value is getattr(__import__("pandas"), "NA") else value
+
+    return [{k: clean(v) for k, v in r.items()} for r in records]
+
+
+def _ratio(value: Any) -> str:
+    return "–" if value is None or value != value else f"{value:.2f}×"
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None or value != value else f"{100 * value:.1f} %"
+
+
+def _size(value: Any) -> str:
+    return "–" if value is None or value != value else format_bytes(int(value))
+
+
+@app.command("stats")
+def stats_command(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.", show_default=False)],
+    snapshot: Annotated[
+        Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the same figures as JSON.")] = False,
+) -> None:
+    """Dedup figures for blobs, chunks and directory objects: overall and per snapshot.
+
+    logical = every occurrence; unique = each distinct object once; compressed = the distinct
+    objects zstd-compressed; stored = compressed (or unique) plus the index objects snix
+    writes for chunked blobs. dedup = logical / unique; savings = 1 − stored / logical.
+    Per snapshot, "new" is what it adds to a store that holds the snapshots before it.
+    """
+    from storelab.analysis import dedup_summary, snapshot_summary
+
+    overall = dedup_summary(dataset, snapshot)
+    per = snapshot_summary(dataset, snapshot)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "dataset": str(dataset),
+                    "overall": _jsonable(overall.reset_index(names="row").to_dict("records")),
+                    "snapshots": _jsonable(per.to_dict("records")),
+                },
+                indent=1,
+                default=str,
+            )
+        )
+        return
+    table = Table(title=f"dedup over {per['snapshot_id'].nunique()} snapshot(s) of {dataset}", title_justify="left")
+    for col in ("level", "logical", "unique", "compressed", "stored", "objects (all → distinct)", "dedup", "savings"):
+        table.add_column(col, justify="left" if col == "level" else "right")
+    for name, row in overall.iterrows():
+        table.add_row(
+            str(name),
+            _size(row.logical_bytes),
+            _size(row.unique_bytes),
+            _size(row.compressed_bytes),
+            _size(row.stored_bytes),
+            f"{row.logical_objects:,} → {row.unique_objects:,}",
+            _ratio(row.dedup_ratio),
+            _pct(row.space_savings),
+        )
+    out.print(table)
+    snaps = Table(title="per snapshot (in creation order); new = not in any earlier snapshot", title_justify="left")
+    for col in ("snapshot", "level", "logical", "unique", "new", "shared", "new stored", "dedup"):
+        snaps.add_column(col, justify="left" if col in ("snapshot", "level") else "right")
+    for row in per.itertuples():
+        snaps.add_row(
+            row.label if row.level == "blob" else "",
+            row.level,
+            _size(row.logical_bytes),
+            _size(row.unique_bytes),
+            _size(row.new_bytes),
+            _size(row.shared_bytes),
+            _size(row.new_stored_bytes),
+            _ratio(row.dedup_ratio),
+            end_section=row.level == "directory",
+        )
+    out.print(snaps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors, exit codes 0 ok, 1 failed, 2 usage, 130 interrupted."""
+    debug = bool(os.environ.get("STORELAB_DEBUG"))
+    try:
+        app(args=argv, prog_name="storelab", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.exceptions.ClickException as usage:
+        usage.show()
+        return usage.exit_code
+    except click.exceptions.Abort:
+        _error_line("storelab: interrupted")
+        return 130
+    except ConfigError as error:
+        _error_line(f"storelab: error: {error}")
+        return 2
+    except Interrupted as error:
+        _error_line(f"storelab: {error}")
+        return 130
+    except StorelabError as error:
+        _error_line(f"storelab: error: {error}")
+        return 1
+    except KeyboardInterrupt:
+        _error_line("storelab: interrupted")
+        return 130
+    except Exception as error:  # noqa: BLE001 — the promise is: no traceback for users
+        if debug:
+            raise
+        _error_line(f"storelab: internal error: {type(error).__name__}: {error} (set STORELAB_DEBUG=1 for the traceback)")
+        return 70
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
