@@ -147,10 +147,11 @@ class BlobHasher:
         total = 0
         with os.fdopen(os.dup(fd), "rb", buffering=0) as stream:
             eof = False
+            capacity = len(buffer)  # READ_BUFFER + lookahead: room for a full read after any carry
             while not eof:
                 filled = carried
-                while filled < READ_BUFFER:
-                    n = stream.readinto(view[filled:READ_BUFFER])
+                while filled < capacity:
+                    n = stream.readinto(view[filled:capacity])
                     if not n:
                         eof = True
                         break

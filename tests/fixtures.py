@@ -1,0 +1,54 @@
+"""Shared test fixtures as named constants (blobs, directories, vector locations)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import blake3
+
+from storelab.castore import EMPTY_BLOB_DIGEST, Directory, FileNode, SymlinkNode
+
+REPO = Path(__file__).resolve().parents[1]
+VECTORS = Path(os.environ.get("STORELAB_VECTORS", REPO.parent / "shared" / "vectors"))
+
+CASTORE_VECTORS = VECTORS / "castore.json"
+FASTCDC_VECTORS = VECTORS / "fastcdc" / "fastcdc_v2020.json"
+SEKIEN_JPG = VECTORS / "fastcdc" / "SekienAkashita.jpg"
+NAR_VECTORS = VECTORS / "nar.json"
+
+HELLOWORLD_BLOB = b"Hello World!"
+HELLOWORLD_DIGEST = blake3.blake3(HELLOWORLD_BLOB).digest()
+
+DIRECTORY_A = Directory()
+DIRECTORY_WITH_KEEP = Directory.from_nodes([FileNode(b".keep", EMPTY_BLOB_DIGEST, 0)])
+DIRECTORY_B = Directory.from_nodes([DIRECTORY_A.node(b"a")])
+DIRECTORY_COMPLICATED = Directory.from_nodes(
+    [
+        DIRECTORY_WITH_KEEP.node(b"keep"),
+        FileNode(b".keep", EMPTY_BLOB_DIGEST, 0),
+        SymlinkNode(b"aa", b"/nix/store/somewhereelse"),
+    ]
+)
+"""The tvix fixtures, rebuilt from their definitions in ``castore/src/fixtures.rs``."""
+
+DIRECTORIES = {
+    "DIRECTORY_A": DIRECTORY_A,
+    "DIRECTORY_WITH_KEEP": DIRECTORY_WITH_KEEP,
+    "DIRECTORY_B": DIRECTORY_B,
+    "DIRECTORY_COMPLICATED": DIRECTORY_COMPLICATED,
+}
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def make_complicated_tree(root: Path) -> Path:
+    """The on-disk tree whose castore root is DIRECTORY_COMPLICATED (complicated.nar)."""
+    (root / "keep").mkdir(parents=True)
+    (root / "keep" / ".keep").write_bytes(b"")
+    (root / ".keep").write_bytes(b"")
+    (root / "aa").symlink_to("/nix/store/somewhereelse")
+    return root

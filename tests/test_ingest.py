@@ -1,0 +1,223 @@
+"""ingest-dir: the tables describe exactly the tree that was ingested."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import blake3
+import duckdb
+import pandas as pd
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storelab.castore import Directory, DirectoryNode, FileNode, SymlinkNode
+from storelab.chunking import ChunkerSpec, default_spec
+from storelab.ingest import IngestOptions, ingest_dir
+from storelab.tables import Dataset
+from tests.fixtures import DIRECTORY_COMPLICATED, make_complicated_tree
+from tests.helpers import build_tree, flatten, snapshot_rows
+
+SMALL_CHUNKS = ChunkerSpec("fastcdc2020", 64, 256, 1024, 1)
+
+
+def test_complicated_tree_has_snix_root_digest(tmp_path: Path) -> None:
+    tree = make_complicated_tree(tmp_path / "tree")
+    result = ingest_dir(tree, tmp_path / "ds", "complicated", IngestOptions(workers=0))
+    assert result.root == DirectoryNode(b"", DIRECTORY_COMPLICATED.digest, DIRECTORY_COMPLICATED.size)
+    assert result.root.digest.hex() == "424a7f6ce08d805d15b428062faae96299a1675d708c3a39261afe38cdd04feb"
+
+
+def test_single_file_root(tmp_path: Path) -> None:
+    (tmp_path / "hello").write_bytes(b"Hello World!")
+    result = ingest_dir(tmp_path / "hello", tmp_path / "ds", None, IngestOptions(workers=0))
+    assert isinstance(result.root, FileNode)
+    assert result.root.digest.hex() == "5ca7815adcb484e9a136c11efe69c1d530176d549b5d18d038eb5280b4b3470c"
+    assert result.label == "hello"
+
+
+name_bytes = st.binary(min_size=1, max_size=10).filter(
+    lambda n: b"/" not in n and b"\0" not in n and n not in (b".", b"..")
+)
+file_value = st.one_of(
+    st.binary(max_size=3000),
+    st.tuples(st.just("x"), st.binary(max_size=3000)),
+    st.tuples(st.just("link"), st.binary(min_size=1, max_size=60).filter(lambda t: b"\0" not in t)),
+)
+trees = st.recursive(
+    st.dictionaries(name_bytes, file_value, max_size=5),
+    lambda children: st.dictionaries(name_bytes, st.one_of(file_value, children), max_size=5),
+    max_leaves=25,
+).filter(lambda d: isinstance(d, dict))
+
+
+def _expected_digests(spec: dict) -> tuple[bytes, int]:
+    """An independent castore digest of a tree spec (not read from disk, not from tables)."""
+    nodes = []
+    for name, value in spec.items():
+        if isinstance(value, dict):
+            digest, size = _expected_digests(value)
+            nodes.append(DirectoryNode(name, digest, size))
+        elif isinstance(value, tuple) and value[0] == "link":
+            nodes.append(SymlinkNode(name, value[1]))
+        else:
+            content = value[1] if isinstance(value, tuple) else value
+            nodes.append(FileNode(name, blake3.blake3(content).digest(), len(content), isinstance(value, tuple)))
+    directory = Directory.from_nodes(nodes)
+    return directory.digest, directory.size
+
+
+@given(spec=trees)
+def test_tables_describe_exactly_the_tree(tmp_path_factory: pytest.TempPathFactory, spec: dict) -> None:
+    base = tmp_path_factory.mktemp("t")
+    root, dataset = base / "tree", base / "ds"
+    build_tree(root, spec)
+    result = ingest_dir(root, dataset, "t", IngestOptions(SMALL_CHUNKS, zstd_level=1, workers=0))
+    assert result.skipped == ()
+    assert (result.root.digest, result.root.size) == _expected_digests(spec)
+
+    expected = flatten(spec)
+    nodes = {r["path"]: r for r in snapshot_rows(dataset, "nodes")}
+    assert set(nodes) == set(expected)
+    blobs = {r["digest"]: r for r in snapshot_rows(dataset, "blobs")}
+    chunks = snapshot_rows(dataset, "chunks")
+    for path, value in expected.items():
+        row = nodes[path]
+        if isinstance(value, dict):
+            assert row["kind"] == "directory"
+        elif isinstance(value, tuple) and value[0] == "link":
+            assert (row["kind"], row["symlink_target"], row["digest"]) == ("symlink", value[1], None)
+        else:
+            content = value[1] if isinstance(value, tuple) else value
+            assert row["kind"] == "file"
+            assert row["size"] == len(content)
+            assert row["executable"] == isinstance(value, tuple)
+            assert row["digest"] == blake3.blake3(content).digest()
+            blob = blobs[row["digest"]]
+            mine = sorted((c for c in chunks if c["blob_digest"] == row["digest"]), key=lambda c: c["index"])
+            assert blob["chunk_count"] == len(mine)
+            assert sum(c["size"] for c in mine) == len(content)
+            # the chunks reassemble to the file, and each digest is its bytes' BLAKE3
+            assert b"".join(content[c["offset"] : c["offset"] + c["size"]] for c in mine) == content
+            for chunk in mine:
+                piece = content[chunk["offset"] : chunk["offset"] + chunk["size"]]
+                assert chunk["digest"] == blake3.blake3(piece).digest()
+    assert len(blobs) == len({nodes[p]["digest"] for p in nodes if nodes[p]["kind"] == "file"})
+
+
+def test_non_utf8_names_round_trip(tmp_path: Path) -> None:
+    odd = b"caf\xe9-\xff\xfe.txt"
+    root = tmp_path / "tree"
+    build_tree(root, {odd: b"latin-1 name", b"d\x80ir": {b"inner": b"x"}})
+    ingest_dir(root, tmp_path / "ds", "odd", IngestOptions(workers=0))
+    paths = {r["path"] for r in snapshot_rows(tmp_path / "ds", "nodes")}
+    assert paths == {b"", odd, b"d\x80ir", b"d\x80ir/inner"}
+    # and the path is usable to reach the file again
+    assert (os.fsencode(root) + b"/" + odd) and os.path.exists(os.fsencode(root) + b"/" + odd)
+
+
+def test_second_ingest_appends_a_snapshot(tmp_path: Path) -> None:
+    build_tree(tmp_path / "v1", {b"a": b"one", b"b": b"two"})
+    build_tree(tmp_path / "v2", {b"a": b"one", b"c": b"three"})
+    first = ingest_dir(tmp_path / "v1", tmp_path / "ds", "v1", IngestOptions(workers=0))
+    second = ingest_dir(tmp_path / "v2", tmp_path / "ds", "v2", IngestOptions(workers=0))
+    ds = Dataset.open(tmp_path / "ds")
+    assert ds.snapshot_ids() == sorted([first.snapshot_id, second.snapshot_id])
+    labels = {r["snapshot_id"]: r["label"] for r in snapshot_rows(tmp_path / "ds", "snapshots")}
+    assert labels == {first.snapshot_id: "v1", second.snapshot_id: "v2"}
+
+
+def test_parallel_and_serial_ingest_write_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storelab.ingest.workers as workers
+
+    monkeypatch.setattr(workers, "BATCH_BYTES", 1 << 20)  # many batches, so the pool really runs
+    spawned: list[int] = []
+    real_pool = workers.ProcessPoolExecutor
+
+    def counting_pool(n, **kwargs):
+        spawned.append(n)
+        return real_pool(n, **kwargs)
+
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", counting_pool)
+    rng = random.Random(3)
+    spec = {f"f{i}".encode(): rng.randbytes(rng.choice([0, 10, 5000, 300_000, 1_200_000])) for i in range(40)}
+    spec[b"dup"] = spec[b"f1"]
+    build_tree(tmp_path / "tree", spec)
+    options = dict(chunker=default_spec("fastcdc2020", 65536), zstd_level=3)
+    a = ingest_dir(tmp_path / "tree", tmp_path / "serial", "t", IngestOptions(**options, workers=0))
+    b = ingest_dir(tmp_path / "tree", tmp_path / "parallel", "t", IngestOptions(**options, workers=2))
+    assert spawned == [2]
+    assert a.root == b.root
+    for table in ("nodes", "blobs", "chunks", "directories"):
+        rows_a = sorted(tuple(sorted((k, str(v)) for k, v in r.items() if k != "snapshot_id")) for r in snapshot_rows(tmp_path / "serial", table))
+        rows_b = sorted(tuple(sorted((k, str(v)) for k, v in r.items() if k != "snapshot_id")) for r in snapshot_rows(tmp_path / "parallel", table))
+        assert rows_a == rows_b, table
+
+
+def test_compressed_sizes_are_measured_once_per_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zstandard
+
+    build_tree(tmp_path / "tree", {b"a": b"z" * 5000, b"b": b"y" * 7000})
+    ingest_dir(tmp_path / "tree", tmp_path / "ds", "first", IngestOptions(workers=0))
+    calls: list[int] = []
+    real = zstandard.ZstdCompressor.compress
+
+    def counting(self, data):
+        calls.append(len(data))
+        return real(self, data)
+
+    monkeypatch.setattr(zstandard.ZstdCompressor, "compress", counting)
+    build_tree(tmp_path / "tree2", {b"a": b"z" * 5000, b"new": b"n" * 3000})
+    ingest_dir(tmp_path / "tree2", tmp_path / "ds", "second", IngestOptions(workers=0))
+    assert calls == [3000]  # only the chunk the dataset had not seen
+    rows = snapshot_rows(tmp_path / "ds", "blobs")
+    sizes = {r["size"]: r["compressed_size"] for r in rows}
+    assert sizes[5000] == len(zstandard.ZstdCompressor(level=3, write_content_size=False).compress(b"z" * 5000))
+
+
+def test_zstd_level_zero_measures_nothing(tmp_path: Path) -> None:
+    build_tree(tmp_path / "tree", {b"a": b"z" * 5000})
+    ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(zstd_level=0, workers=0))
+    assert [r["compressed_size"] for r in snapshot_rows(tmp_path / "ds", "chunks")] == [None]
+
+
+def test_dataset_is_plain_parquet_for_pandas_duckdb_polars(tmp_path: Path) -> None:
+    build_tree(tmp_path / "tree", {b"a": b"hello", b"sub": {b"b": b"world", b"l": ("link", b"../a")}})
+    ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=0))
+    ingest_dir(tmp_path / "tree", tmp_path / "ds", "t2", IngestOptions(workers=0))
+    ds = tmp_path / "ds"
+    nodes = pd.read_parquet(ds / "nodes")
+    assert len(nodes) == 2 * 5
+    assert sorted(nodes["kind"].astype(str).unique()) == ["directory", "file", "symlink"]
+    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{ds}/chunks/*.parquet')").fetchall()[0][0]
+    assert count == 2 * 2
+    snapshots = pl.read_parquet(ds / "snapshots" / "*.parquet")
+    assert sorted(snapshots["label"].to_list()) == ["t", "t2"]
+    blobs = pl.read_parquet(ds / "blobs" / "*.parquet")
+    assert set(blobs["size"].to_list()) == {5}
+
+
+def test_large_file_is_streamed_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    import storelab.ingest.blobs as blobs
+
+    monkeypatch.setattr(blobs, "READ_BUFFER", 1 << 20)
+    data = random.Random(5).randbytes(24 * (1 << 20) + 123)
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "big").write_bytes(data)
+    digest = blake3.blake3(data).digest()
+    del data
+    tracemalloc.start()
+    try:
+        result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "big", IngestOptions(workers=0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.file_bytes == 24 * (1 << 20) + 123
+    assert peak < 6 * (1 << 20), f"peak Python allocation {peak} bytes for a 24 MiB file"
+    assert snapshot_rows(tmp_path / "ds", "blobs")[0]["digest"] == digest
