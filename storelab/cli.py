@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -106,8 +105,8 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
 
 @app.command("ingest-dir")
 def ingest_dir_command(
-    path: Annotated[Path, typer.Argument(help="Directory tree (or single file) to ingest.", show_default=False)],
-    out_: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder; created if missing, appended to if not.")],
+    path: Annotated[str, typer.Argument(help="Directory tree (or single file) to ingest.", show_default=False)],
+    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder; created if missing, appended to if not.")],
     label: Annotated[Optional[str], typer.Option("--label", "-l", help="Snapshot label; default: the folder's name.")] = None,
     chunker: ChunkerOpt = "fastcdc2020",
     avg_chunk_size: AvgOpt = "256KiB",
@@ -200,7 +199,7 @@ def _size(value: Any) -> str:
 
 @app.command("stats")
 def stats_command(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder.", show_default=False)],
+    dataset: Annotated[str, typer.Argument(help="Dataset folder.", show_default=False)],
     snapshot: Annotated[
         Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")
     ] = None,
@@ -268,12 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("STORELAB_DEBUG"))
     try:
         app(args=argv, prog_name="storelab", standalone_mode=False)
-    except click.exceptions.Exit as exit_:
+    except typer.Exit as exit_:
         return exit_.exit_code
-    except click.exceptions.ClickException as usage:
+    except typer.TyperException as usage:  # usage errors: bad option, missing argument
         usage.show()
         return usage.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         _error_line("storelab: interrupted")
         return 130
     except ConfigError as error:

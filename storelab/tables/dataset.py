@@ -164,6 +164,7 @@ class Dataset:
                     if not _owner_alive(folder):
                         shutil.rmtree(folder, ignore_errors=True)
                         removed.append(folder)
+                _remove_empty(staging)
             committed = set(self.snapshot_ids())
             for table in TABLES:
                 folder = self.table_dir(table)

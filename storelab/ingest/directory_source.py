@@ -90,8 +90,8 @@ def ingest_dir(
     make_chunker(options.chunker)  # reject bad sizes before any work
     started = time.perf_counter()
     source = Path(path)
+    tree = scan_tree(source)  # before touching the dataset: a bad source leaves no trace
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset, create=True)
-    tree = scan_tree(source)
     label = label or source.resolve().name or str(source)
     skipped = list(tree.skipped)
     shown = 0

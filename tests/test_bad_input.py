@@ -1,0 +1,319 @@
+"""Bad input: a clear one-line message naming the path, no traceback, and no half-written
+dataset — whatever was committed before stays valid."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from storelab.analysis import dedup_summary
+from storelab.cli import main
+from storelab.errors import InputError, OutputError
+from storelab.ingest import IngestOptions, ingest_dir
+from storelab.ingest.blobs import BlobHasher
+from storelab.tables import Dataset
+from tests.fixtures import REPO
+from tests.helpers import build_tree, snapshot_rows
+
+
+def run_cli(*args: str, prefix: tuple[str, ...] = (), env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "storelab.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(stderr: str, *needles: str) -> None:
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    for needle in needles:
+        assert needle in lines[0], stderr
+
+
+def unprivileged() -> tuple[str, ...]:
+    """Run a command without root's power to read anything (so chmod 000 means unreadable)."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and util-linux's setpriv is absent: cannot make a file unreadable to root")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+@pytest.fixture
+def dataset_with_one_snapshot(tmp_path: Path) -> Path:
+    build_tree(tmp_path / "first", {b"keep": b"committed before"})
+    ingest_dir(tmp_path / "first", tmp_path / "ds", "first", IngestOptions(workers=0))
+    return tmp_path / "ds"
+
+
+def assert_only_first_snapshot(dataset: Path) -> None:
+    ds = Dataset.open(dataset)
+    assert len(ds.snapshot_ids()) == 1
+    assert [r["label"] for r in snapshot_rows(dataset, "snapshots")] == ["first"]
+    assert not (dataset / "_staging").exists()
+    for table in ("nodes", "blobs", "chunks", "directories", "snapshots"):
+        assert len(list((dataset / table).glob("*.parquet"))) == 1, table
+    assert dedup_summary(dataset).loc["blob", "logical_bytes"] == len(b"committed before")
+
+
+def test_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ingest-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "ds")])
+    assert code == 1
+    assert_one_line_error(capsys.readouterr().err, str(tmp_path / "nope"), "no such file")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_root_symlink_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    os.symlink(tmp_path / "loop_b", tmp_path / "loop_a")
+    os.symlink(tmp_path / "loop_a", tmp_path / "loop_b")
+    code = main(["ingest-dir", str(tmp_path / "loop_a"), "--out", str(tmp_path / "ds")])
+    assert code == 1
+    assert_one_line_error(capsys.readouterr().err, "loop_a", "symlink loop")
+
+
+def test_symlink_loop_inside_the_tree_is_just_a_symlink(tmp_path: Path) -> None:
+    build_tree(tmp_path / "t", {b"self": ("link", b"self"), b"a": ("link", b"b"), b"b": ("link", b"a")})
+    result = ingest_dir(tmp_path / "t", tmp_path / "ds", "t", IngestOptions(workers=0))
+    assert result.symlinks == 3 and result.skipped == ()
+
+
+def test_special_files_are_skipped_and_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_tree(tmp_path / "t", {b"ok": b"data"})
+    os.mkfifo(tmp_path / "t" / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "t" / "sock"))
+    expected = {b"fifo": "FIFO", b"sock": "socket"}
+    if os.geteuid() == 0:
+        os.mknod(tmp_path / "t" / "null", 0o600 | 0o020000, os.makedev(1, 3))
+        expected[b"null"] = "character device"
+    try:
+        code = main(["ingest-dir", str(tmp_path / "t"), "--out", str(tmp_path / "ds"), "-q"])
+    finally:
+        sock.close()
+    assert code == 0
+    err = capsys.readouterr().err
+    for name, kind in expected.items():
+        assert f"{tmp_path / 't' / name.decode()}: is a {kind}" in err
+    [snap] = snapshot_rows(tmp_path / "ds", "snapshots")
+    assert snap["skipped_count"] == len(expected)
+    assert {s["path"] for s in snap["skipped"]} == set(expected)
+    assert snap["file_count"] == 1
+
+
+def test_special_file_with_strict_fails_and_writes_nothing(dataset_with_one_snapshot: Path, tmp_path: Path, capsys) -> None:
+    build_tree(tmp_path / "t", {b"ok": b"data"})
+    os.mkfifo(tmp_path / "t" / "fifo")
+    code = main(["ingest-dir", str(tmp_path / "t"), "--out", str(dataset_with_one_snapshot), "--strict"])
+    assert code == 1
+    assert_one_line_error(capsys.readouterr().err, "fifo", "FIFO")
+    assert_only_first_snapshot(dataset_with_one_snapshot)
+
+
+def test_unreadable_file_and_directory_are_skipped(tmp_path: Path) -> None:
+    prefix = unprivileged()
+    build_tree(tmp_path / "t", {b"ok": b"fine", b"secret": b"no", b"locked": {b"inner": b"x"}})
+    os.chmod(tmp_path / "t" / "secret", 0)
+    os.chmod(tmp_path / "t" / "locked", 0)
+    try:
+        done = run_cli("ingest-dir", str(tmp_path / "t"), "--out", str(tmp_path / "ds"), "-j", "0", prefix=prefix)
+    finally:
+        os.chmod(tmp_path / "t" / "locked", 0o755)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"skipped {tmp_path / 't' / 'secret'}: permission denied" in done.stderr
+    assert f"skipped {tmp_path / 't' / 'locked'}: permission denied" in done.stderr
+    [snap] = snapshot_rows(tmp_path / "ds", "snapshots")
+    assert {s["path"] for s in snap["skipped"]} == {b"secret", b"locked"}
+    assert {r["path"] for r in snapshot_rows(tmp_path / "ds", "nodes")} == {b"", b"ok"}
+
+
+def test_unreadable_file_with_strict(dataset_with_one_snapshot: Path, tmp_path: Path) -> None:
+    prefix = unprivileged()
+    build_tree(tmp_path / "t", {b"ok": b"fine", b"secret": b"no"})
+    os.chmod(tmp_path / "t" / "secret", 0)
+    done = run_cli("ingest-dir", str(tmp_path / "t"), "--out", str(dataset_with_one_snapshot), "--strict", prefix=prefix)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, "secret", "permission denied")
+    assert_only_first_snapshot(dataset_with_one_snapshot)
+
+
+def test_unreadable_root(tmp_path: Path) -> None:
+    prefix = unprivileged()
+    build_tree(tmp_path / "t", {b"a": b"x"})
+    os.chmod(tmp_path / "t", 0)
+    try:
+        done = run_cli("ingest-dir", str(tmp_path / "t"), "--out", str(tmp_path / "ds"), prefix=prefix)
+    finally:
+        os.chmod(tmp_path / "t", 0o755)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, str(tmp_path / "t"), "permission denied")
+
+
+def test_file_changing_while_read_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "t" / "growing"
+    build_tree(tmp_path / "t", {b"growing": os.urandom(3 << 20), b"steady": b"s"})
+    real_cut = BlobHasher._cut
+    appended = []
+
+    def cut_while_someone_writes(self, view, eof):
+        if not appended:
+            with open(big, "ab") as f:
+                f.write(b"more")
+            appended.append(True)
+        return real_cut(self, view, eof)
+
+    monkeypatch.setattr(BlobHasher, "_cut", cut_while_someone_writes)
+    warnings: list[str] = []
+    result = ingest_dir(tmp_path / "t", tmp_path / "ds", "t", IngestOptions(workers=0, warn=warnings.append))
+    assert appended
+    assert [(s.path, s.reason) for s in result.skipped] == [(b"growing", "changed while being read")]
+    assert warnings == [f"skipped {big}: changed while being read"]
+    assert result.files == 1
+
+
+def test_file_vanishing_after_scan_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storelab.ingest.directory_source as module
+
+    build_tree(tmp_path / "t", {b"gone": b"soon", b"stays": b"here"})
+    real_scan = module.scan_tree
+
+    def scan_then_delete(root):
+        tree = real_scan(root)
+        os.unlink(tmp_path / "t" / "gone")
+        return tree
+
+    monkeypatch.setattr(module, "scan_tree", scan_then_delete)
+    result = ingest_dir(tmp_path / "t", tmp_path / "ds", "t", IngestOptions(workers=0, warn=lambda m: None))
+    assert [(s.path, s.reason) for s in result.skipped] == [(b"gone", "no such file or directory")]
+
+
+class _FullDisk:
+    """A file that accepts ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, path: Path, room: int) -> None:
+        self._file = open(path, "wb")
+        self._room = room
+
+    def write(self, data) -> int:
+        if len(data) > self._room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self._room -= len(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+@pytest.mark.parametrize("room", [0, 2000])
+def test_full_disk_injected(dataset_with_one_snapshot: Path, tmp_path: Path, monkeypatch, capsys, room: int) -> None:
+    import storelab.tables.dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "_open_sink", lambda path: _FullDisk(path, room))
+    build_tree(tmp_path / "t", {f"f{i}".encode(): os.urandom(100) for i in range(200)})
+    code = main(["ingest-dir", str(tmp_path / "t"), "--out", str(dataset_with_one_snapshot), "-j", "0"])
+    assert code == 1
+    assert_one_line_error(capsys.readouterr().err, "no space left on device", str(dataset_with_one_snapshot))
+    monkeypatch.undo()
+    assert_only_first_snapshot(dataset_with_one_snapshot)
+
+
+def test_full_disk_real_tmpfs(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mount -t tmpfs is not permitted here")
+    try:
+        build_tree(tmp_path / "first", {b"keep": b"committed before"})
+        ingest_dir(tmp_path / "first", mount / "ds", "first", IngestOptions(workers=0))
+        # ~30k files with random names and contents: tables far larger than 1 MiB
+        many = {os.urandom(16).hex().encode(): os.urandom(8) for _ in range(30_000)}
+        build_tree(tmp_path / "many", many)
+        done = run_cli("ingest-dir", str(tmp_path / "many"), "--out", str(mount / "ds"))
+        assert done.returncode == 1, done.stderr
+        assert_one_line_error(done.stderr, "no space left on device", str(mount / "ds"))
+        assert_only_first_snapshot(mount / "ds")
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_ctrl_c_halfway_commits_nothing(dataset_with_one_snapshot: Path, tmp_path: Path) -> None:
+    build_tree(tmp_path / "t", {f"f{i}".encode(): os.urandom(50_000) for i in range(400)})
+    # Slow the run down where the parent process reports progress, so the signal lands mid-way.
+    script = (
+        "import sys, time\n"
+        "import storelab.ingest.progress as p\n"
+        "real = p.ByteProgress.advance\n"
+        "def slow(self, files, nbytes):\n"
+        "    print('progress', flush=True); time.sleep(0.2); real(self, files, nbytes)\n"
+        "p.ByteProgress.advance = slow\n"
+        "import storelab.ingest.workers as w\n"
+        "w.BATCH_FILES = 10\n"
+        "from storelab.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "ingest-dir", str(tmp_path / "t"), "--out", str(dataset_with_one_snapshot), "-j", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "progress"
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group gets SIGINT
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert_one_line_error(stderr, "interrupted", "nothing was added")
+    assert_only_first_snapshot(dataset_with_one_snapshot)
+    time.sleep(0.5)
+    group = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(proc.pid)], capture_output=True, text=True)
+    alive = [line for line in group.stdout.splitlines() if line.split()[1][0] != "Z"]  # zombies have exited
+    assert alive == [], "worker processes outlived the interrupted ingest"
+
+
+def test_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    build_tree(tmp_path / "t", {b"a": b"x"})
+    code = main(["ingest-dir", str(tmp_path / "t"), "--out", str(tmp_path / "notes")])
+    assert code == 1
+    assert_one_line_error(capsys.readouterr().err, "not empty and not a storelab dataset")
+    assert os.listdir(tmp_path / "notes") == ["todo.txt"]
+
+
+def test_leftovers_of_a_killed_writer_are_cleaned(dataset_with_one_snapshot: Path, tmp_path: Path) -> None:
+    ds = Dataset.open(dataset_with_one_snapshot)
+    dead = dataset_with_one_snapshot / "_staging" / "20200101T000000-deadbeef"
+    dead.mkdir(parents=True)
+    (dead / "owner").write_text(f"{socket.gethostname()} 999999999\n")
+    orphan = dataset_with_one_snapshot / "nodes" / "20200101T000000-deadbeef.parquet"
+    shutil.copy(next((dataset_with_one_snapshot / "nodes").glob("*.parquet")), orphan)
+    assert len(ds.table_files("nodes")) == 1  # readers through storelab never see the orphan
+    removed = ds.remove_leftovers()
+    assert set(removed) == {dead, orphan}
+    assert_only_first_snapshot(dataset_with_one_snapshot)
+
+
+def test_errors_from_library_are_storelab_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError):
+        ingest_dir(tmp_path / "missing", tmp_path / "ds")
+    with pytest.raises(FileNotFoundError):  # not-found errors also subclass the builtin
+        ingest_dir(tmp_path / "missing", tmp_path / "ds")
+    assert issubclass(OutputError, Exception)
