@@ -105,7 +105,7 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
 
 @app.command("ingest-dir")
 def ingest_dir_command(
-    path: Annotated[str, typer.Argument(help="Directory tree (or single file) to ingest.", show_default=False)],
+    path: Annotated[str, typer.Argument(help="Directory tree (or single file) to ingest.", show_default=False, metavar="PATH")],
     out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder; created if missing, appended to if not.")],
     label: Annotated[Optional[str], typer.Option("--label", "-l", help="Snapshot label; default: the folder's name.")] = None,
     chunker: ChunkerOpt = "fastcdc2020",
@@ -199,7 +199,7 @@ def _size(value: Any) -> str:
 
 @app.command("stats")
 def stats_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset folder.", show_default=False)],
+    dataset: Annotated[str, typer.Argument(help="Dataset folder.", show_default=False, metavar="DATASET")],
     snapshot: Annotated[
         Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")
     ] = None,

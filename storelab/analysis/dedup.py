@@ -102,8 +102,9 @@ def dedup_summary(
     >>> _ = (tree / "a").write_bytes(b"x" * 1000), (tree / "b").write_bytes(b"x" * 1000)
     >>> ds = tempfile.mkdtemp() + "/ds"
     >>> _ = ingest_dir(tree, ds, "t", IngestOptions(workers=0))
-    >>> dedup_summary(ds).loc["blob", ["logical_bytes", "unique_bytes", "dedup_ratio"]].tolist()
-    [2000, 1000, 2.0]
+    >>> blob = dedup_summary(ds).loc["blob"]
+    >>> int(blob.logical_bytes), int(blob.unique_bytes), float(blob.dedup_ratio)
+    (2000, 1000, 2.0)
     """
     con = connect(dataset, snapshots)
     rows = []

@@ -1,0 +1,34 @@
+"""The public API is what the packages' ``__all__`` say, and every name in it exists."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "storelab.castore": {
+        "DIGEST_LEN", "EMPTY_BLOB_DIGEST", "Directory", "DirectoryNode", "FileNode", "InvalidNodeError",
+        "Node", "SymlinkNode", "blob_digest", "validate_name", "validate_target",
+    },
+    "storelab.chunking": {
+        "CHUNKERS", "DEFAULT_AVG_SIZE", "Chunker", "ChunkerSpec", "FastCDC2016", "FastCDC2020", "FixedSize",
+        "default_spec", "make_chunker",
+    },
+    "storelab.ingest": {
+        "BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree",
+    },
+    "storelab.tables": {"SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "SnapshotWriter", "new_snapshot_id"},
+    "storelab.analysis": {"LEVELS", "connect", "dedup_summary", "snapshot_summary"},
+    "storelab.errors": {
+        "StorelabError", "InputError", "InputNotFoundError", "DatasetError", "OutputError", "ConfigError", "Interrupted",
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_exported_members(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert set(mod.__all__) == PUBLIC[module]
+    for name in mod.__all__:
+        assert hasattr(mod, name), name

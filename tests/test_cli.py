@@ -1,0 +1,86 @@
+"""The command line: what a user types, what they see."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from storelab.cli import main
+from tests.helpers import build_tree
+
+
+def test_ingest_twice_then_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_tree(tmp_path / "v1", {b"a": b"A" * 1000, b"b": b"B" * 2000})
+    build_tree(tmp_path / "v2", {b"a": b"A" * 1000, b"c": b"C" * 4000})
+    assert main(["ingest-dir", str(tmp_path / "v1"), "--label", "v1", "--out", str(tmp_path / "ds")]) == 0
+    assert main(["ingest-dir", str(tmp_path / "v2"), "-l", "v2", "-o", str(tmp_path / "ds"), "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{") :])
+    assert summary["label"] == "v2" and summary["files"] == 2 and summary["file_bytes"] == 5000
+
+    assert main(["stats", str(tmp_path / "ds")]) == 0
+    text = capsys.readouterr().out
+    for word in ("blob", "chunk", "directory", "logical", "unique", "dedup", "savings", "v1", "v2", "new"):
+        assert word in text
+
+    assert main(["stats", str(tmp_path / "ds"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    blob = next(r for r in report["overall"] if r["level"] == "blob")
+    assert (blob["logical_bytes"], blob["unique_bytes"]) == (8000, 7000)
+    assert blob["dedup_ratio"] == pytest.approx(8000 / 7000)
+    v2 = next(r for r in report["snapshots"] if r["label"] == "v2" and r["level"] == "blob")
+    assert (v2["new_bytes"], v2["shared_bytes"]) == (4000, 1000)
+
+
+def test_stats_for_one_snapshot_by_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_tree(tmp_path / "v1", {b"a": b"A" * 1000})
+    build_tree(tmp_path / "v2", {b"c": b"C" * 4000})
+    main(["ingest-dir", str(tmp_path / "v1"), "-l", "v1", "-o", str(tmp_path / "ds"), "-q"])
+    main(["ingest-dir", str(tmp_path / "v2"), "-l", "v2", "-o", str(tmp_path / "ds"), "-q"])
+    capsys.readouterr()
+    assert main(["stats", str(tmp_path / "ds"), "-s", "v2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {r["label"] for r in report["snapshots"]} == {"v2"}
+    assert main(["stats", str(tmp_path / "ds"), "-s", "nope"]) == 1
+    assert "no snapshot with id or label 'nope'" in capsys.readouterr().err
+
+
+def test_chunker_options_reach_the_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_tree(tmp_path / "t", {b"big": bytes(range(256)) * 1000})
+    args = ["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "-q"]
+    assert main([*args, "--chunker", "fixed", "--avg-chunk-size", "64KiB", "--zstd-level", "0"]) == 0
+    assert main(["stats", str(tmp_path / "ds"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    chunk = next(r for r in report["overall"] if r["level"] == "chunk")
+    assert chunk["chunker_id"] == "fixed/size=64KiB"
+    assert chunk["logical_objects"] == 4  # 256000 bytes in 64 KiB blocks
+    assert chunk["compressed_bytes"] is None
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--avg-chunk-size", "lots"], "not a byte size"),
+        (["--chunker", "rabin"], "unknown chunker"),
+        (["--avg-chunk-size", "64KiB", "--min-chunk-size", "128KiB"], "min ≤ avg ≤ max"),
+        (["--zstd-level", "99"], "--zstd-level"),
+    ],
+)
+def test_bad_options_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
+    build_tree(tmp_path / "t", {b"a": b"x"})
+    code = main(["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ingest-dir", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--out", "--label", "--chunker", "--avg-chunk-size", "--zstd-level", "--workers", "--strict", "--quiet", "Example"):
+        assert option in text
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("storelab 0.")
