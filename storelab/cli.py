@@ -262,6 +262,41 @@ def stats_command(
     out.print(snaps)
 
 
+datasets_app = typer.Typer(
+    help="Real corpora to study: the sample shipped in datasets/, unpacked and checked against its manifest.",
+    no_args_is_help=True,
+)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("list")
+def datasets_list_command() -> None:
+    """List the shipped sample corpora and the snapshots each unpacks to."""
+    from storelab.datasets import list_samples
+
+    for manifest in list_samples():
+        total = sum(f.size for f in manifest.files)
+        out.print(f"[bold]{manifest.name}[/]  {len(manifest.files)} archives, {format_bytes(total)}", highlight=False)
+        out.print(f"  {manifest.description}", highlight=False)
+        for item in manifest.files:
+            out.print(f"  {item.label:<22} {format_bytes(item.size):>10}  sha256 {item.sha256[:16]}…  ({item.fetched_with})", highlight=False)
+
+
+@datasets_app.command("unpack")
+def datasets_unpack_command(
+    name: Annotated[str, typer.Argument(help="Corpus name, e.g. pypi-sample.", metavar="NAME")],
+    to: Annotated[str, typer.Option("--to", help="Folder to unpack into; one sub-folder per snapshot.")] = "build/samples",
+) -> None:
+    """Check every archive's sha256, unpack each to a tree, print the trees' paths (one a line).
+
+    Example: for t in $(storelab datasets unpack pypi-sample); do storelab ingest-dir $t -o study/; done
+    """
+    from storelab.datasets import unpack_sample
+
+    for _, tree in unpack_sample(name, to):
+        print(tree)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, exit codes 0 ok, 1 failed, 2 usage, 130 interrupted."""
     debug = bool(os.environ.get("STORELAB_DEBUG"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import duckdb
+
 
 from storelab.tables.dataset import Dataset
 
@@ -11,6 +11,7 @@ __all__ = ["known_compressed_sizes"]
 
 def known_compressed_sizes(dataset: Dataset, zstd_level: int) -> dict[bytes, int]:
     """Chunk digest → zstd size already measured at ``zstd_level`` in this dataset."""
+    import duckdb  # only needed once a dataset has chunks; keeps `storelab` quick to start
     snapshots = dataset.read_table("snapshots").select(["snapshot_id", "zstd_level"]).to_pylist()
     ids = [row["snapshot_id"] for row in snapshots if row["zstd_level"] == zstd_level]
     files = dataset.table_files("chunks", ids)

@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine:
+#   make demo   create .venv, install, ingest the shipped sample as 8 snapshots, print the dedup summary
+#   make test   create .venv, install with test extras (and nix-bin where apt can), run the whole suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DATASET := build/demo-dataset
+
+.PHONY: demo test venv bench clean
+
+$(BIN)/storelab: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/storelab
+
+demo: venv
+	rm -rf $(DEMO_DATASET)
+	for tree in $$($(BIN)/storelab datasets unpack pypi-sample --to build/samples); do \
+		$(BIN)/storelab ingest-dir $$tree --out $(DEMO_DATASET) || exit 1; \
+	done
+	$(BIN)/storelab stats $(DEMO_DATASET)
+	$(BIN)/storelab stats $(DEMO_DATASET) --json > build/demo-stats.json
+	@echo "tables: $(DEMO_DATASET)/  figures as JSON: build/demo-stats.json"
+
+test: venv
+	bash scripts/install-test-tools.sh
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
