@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storelab.castore.protobuf import bytes_field, varint_field
+from storelab.castore.protobuf import bytes_field, encode_varint, varint_field
 
 __all__ = [
     "DIGEST_LEN",
@@ -20,6 +20,7 @@ __all__ = [
 ]
 
 DIGEST_LEN = 32
+_DIGEST_TAG = b"\x12\x20"  # field 2, length-delimited, 32 bytes
 MAX_NAME_LEN = 255
 MAX_TARGET_LEN = 4095
 
@@ -76,11 +77,13 @@ class FileNode:
 
     def encode(self) -> bytes:
         """castore ``FileNode`` {name 1, digest 2, size 3, executable 4}."""
+        # written out (not via bytes_field) as this runs once per file of every tree
         return (
             bytes_field(1, self.name)
-            + bytes_field(2, self.digest)
-            + varint_field(3, self.size)
-            + varint_field(4, int(self.executable))
+            + _DIGEST_TAG
+            + self.digest
+            + (b"\x18" + encode_varint(self.size) if self.size else b"")
+            + (b"\x20\x01" if self.executable else b"")
         )
 
 
@@ -100,7 +103,7 @@ class DirectoryNode:
 
     def encode(self) -> bytes:
         """castore ``DirectoryNode`` {name 1, digest 2, size 3}."""
-        return bytes_field(1, self.name) + bytes_field(2, self.digest) + varint_field(3, self.size)
+        return bytes_field(1, self.name) + _DIGEST_TAG + self.digest + varint_field(3, self.size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,9 @@ VARINT = 0
 LENGTH_DELIMITED = 2
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 class DecodeError(ValueError):
     """The bytes are not a well-formed message of the expected shape."""
 
@@ -25,6 +28,8 @@ def encode_varint(value: int) -> bytes:
     >>> encode_varint(1), encode_varint(300)
     (b'\\x01', b'\\xac\\x02')
     """
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
     if value < 0:
         raise ValueError("varints here are unsigned")
     out = bytearray()

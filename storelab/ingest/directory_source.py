@@ -13,11 +13,10 @@ from pathlib import Path
 from storelab.castore import Node
 from storelab.chunking import ChunkerSpec, default_spec, make_chunker
 from storelab.errors import InputError, Interrupted, OutputError
-from storelab.ingest.blobs import BlobInfo
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import SnapshotRecorder, root_fields
-from storelab.ingest.tree import Skipped, scan_tree
-from storelab.ingest.workers import FileJob, hash_files
+from storelab.ingest.tree import Skipped, Tree, scan_tree
+from storelab.ingest.workers import FileJob, HashPool
 from storelab.tables import SCHEMA_VERSION, Dataset
 from storelab.tables.known import known_compressed_sizes
 
@@ -90,9 +89,30 @@ def ingest_dir(
     make_chunker(options.chunker)  # reject bad sizes before any work
     started = time.perf_counter()
     source = Path(path)
-    tree = scan_tree(source)  # before touching the dataset: a bad source leaves no trace
-    ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset, create=True)
-    label = label or source.resolve().name or str(source)
+    existing = dataset if isinstance(dataset, Dataset) else Dataset.open_existing(dataset)
+    known = known_compressed_sizes(existing, options.zstd_level) if existing and options.zstd_level else {}
+    try:
+        # the workers boot while the tree is scanned
+        with HashPool(options.chunker, options.zstd_level, known, options.workers) as pool:
+            tree = scan_tree(source)  # before touching the dataset: a bad source leaves no trace
+            ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
+            label = label or source.resolve().name or str(source)
+            return _ingest_tree(tree, source, ds, label, options, pool, warn, started)
+    except KeyboardInterrupt:
+        where = existing.path if existing else Path(dataset if not isinstance(dataset, Dataset) else dataset.path)
+        raise Interrupted(f"interrupted; nothing was added to {where}") from None
+
+
+def _ingest_tree(
+    tree: Tree,
+    source: Path,
+    ds: Dataset,
+    label: str,
+    options: IngestOptions,
+    pool: HashPool,
+    warn: Callable[[str], None],
+    started: float,
+) -> IngestResult:
     skipped = list(tree.skipped)
     shown = 0
 
@@ -113,22 +133,17 @@ def ingest_dir(
     entries = tree.entries
     jobs = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in tree.file_indices()]
     total_bytes = sum(job.size for job in jobs)
-    known = known_compressed_sizes(ds, options.zstd_level) if options.zstd_level else {}
-
     try:
         with ds.begin_snapshot() as writer:
             recorder = SnapshotRecorder(writer, options.chunker)
-            blobs: dict[int, BlobInfo] = {}
             with ByteProgress("ingest", total_bytes, len(jobs), options.progress) as bar:
-                for outcome in hash_files(jobs, options.chunker, options.zstd_level, known, options.workers, bar.advance):
-                    if outcome.info is None:
-                        item = Skipped(entries[outcome.index].path, outcome.error or "unreadable")
+                for batch in pool.run(jobs, bar.advance):
+                    for index, reason in batch.errors:
+                        item = Skipped(entries[index].path, reason)
                         skipped.append(item)
                         note_skip(item)
-                        continue
-                    blobs[outcome.index] = outcome.info
-                    recorder.add_blob(outcome.info)
-            recorded = recorder.record_tree(entries, blobs)
+                    recorder.add_batch(batch)
+            recorded = recorder.record_tree(entries)
             wall = time.perf_counter() - started
             spec = options.chunker
             writer.commit(
@@ -159,8 +174,6 @@ def ingest_dir(
                     "created_at": datetime.now(timezone.utc),
                 }
             )
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; nothing was added to {ds.path}") from None
     except OSError as err:  # anything the writer did not already explain
         raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
     return IngestResult(

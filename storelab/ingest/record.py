@@ -6,31 +6,22 @@ once, so a tree and its NAR give the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from storelab.castore import Directory, DirectoryNode, FileNode, Node, SymlinkNode
-from storelab.castore.protobuf import bytes_field, varint_field
 from storelab.chunking import ChunkerSpec
+from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobInfo
 from storelab.ingest.tree import TreeEntry
 from storelab.tables import SnapshotWriter
 
-__all__ = ["SnapshotRecorder", "RecordedTree", "blob_index_size"]
+__all__ = ["SnapshotRecorder", "RecordedTree", "root_fields"]
 
-
-def blob_index_size(info: BlobInfo) -> int:
-    """Bytes of the blob index object snix's object store writes for this blob.
-
-    ``StatBlobResponse{repeated ChunkMeta chunks = 2}``, ``ChunkMeta{digest 1, size 2}``;
-    a blob of fewer than two chunks gets an empty (0-byte) index.
-    """
-    if info.chunk_count < 2:
-        return 0
-    return sum(
-        len(bytes_field(2, bytes_field(1, info.chunk_digest(i)) + varint_field(2, size)))
-        for i, size in enumerate(info.chunk_sizes)
-    )
+_SINGLE_BLOB_FLUSH = 4096
+_NODE_ROWS_PER_WRITE = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,133 +36,169 @@ class RecordedTree:
 
 
 class SnapshotRecorder:
-    """Writes blob, chunk, node and directory rows for one snapshot through a writer."""
+    """Writes blob, chunk, node and directory rows for one snapshot through a writer.
+
+    Blobs arrive as batches (or one at a time) keyed by the index of their file entry; each
+    distinct blob is written once per snapshot, however often it occurs. Then
+    :meth:`record_tree` builds the directories and writes the nodes.
+    """
 
     def __init__(self, writer: SnapshotWriter, spec: ChunkerSpec) -> None:
         self.writer = writer
         self.snapshot_id = writer.snapshot_id
         self.chunker_id = spec.id
-        self._blobs_seen: set[bytes] = set()
+        self._seen: set[bytes] = set()
         self.chunk_rows = 0
+        self._file_digest: dict[int, bytes] = {}
+        self._file_size: dict[int, int] = {}
+        self._pending = BlobBatchBuilder()
 
     @property
     def blob_count(self) -> int:
-        return len(self._blobs_seen)
+        return len(self._seen)
 
-    def add_blob(self, info: BlobInfo) -> None:
-        """Record a blob and its chunks, once per snapshot however often it occurs."""
-        if info.digest in self._blobs_seen:
+    def add_blob(self, index: int, info: BlobInfo) -> None:
+        """Record the blob of file entry ``index``."""
+        self._pending.add(index, info)
+        if len(self._pending) >= _SINGLE_BLOB_FLUSH:
+            self.add_batch(self._pending.build())
+
+    def add_batch(self, batch: BlobBatch) -> None:
+        """Record a batch of blobs (errors in it are the caller's to report)."""
+        keep = np.zeros(len(batch), dtype=bool)
+        seen = self._seen
+        digests = batch.digests
+        file_digest, file_size = self._file_digest, self._file_size
+        for i, (index, size) in enumerate(zip(batch.indices, batch.sizes)):
+            digest = digests[32 * i : 32 * i + 32]
+            file_digest[index] = digest
+            file_size[index] = size
+            if digest not in seen:
+                seen.add(digest)
+                keep[i] = True
+        if not keep.any():
             return
-        self._blobs_seen.add(info.digest)
-        compressed = info.chunk_compressed
-        append = self.writer.append
-        append(
-            "blobs",
-            {
-                "snapshot_id": self.snapshot_id,
-                "digest": info.digest,
-                "size": info.size,
-                "chunk_count": info.chunk_count,
-                "compressed_size": sum(compressed) if compressed is not None else None,
-                "index_size": blob_index_size(info),
-            },
-        )
-        offset = 0
-        for index, size in enumerate(info.chunk_sizes):
-            append(
-                "chunks",
-                {
-                    "snapshot_id": self.snapshot_id,
-                    "chunker_id": self.chunker_id,
-                    "blob_digest": info.digest,
-                    "index": index,
-                    "offset": offset,
-                    "size": size,
-                    "digest": info.chunk_digest(index),
-                    "compressed_size": compressed[index] if compressed is not None else None,
-                },
-            )
-            offset += size
-        self.chunk_rows += info.chunk_count
+        sid = {"snapshot_id": self.snapshot_id}
+        self.writer.append_columns("blobs", batch.blob_columns(keep), sid)
+        chunks = batch.chunk_columns(keep)
+        self.chunk_rows += len(chunks["digest"])
+        self.writer.append_columns("chunks", chunks, {**sid, "chunker_id": self.chunker_id})
 
-    def record_tree(self, entries: Sequence[TreeEntry], blobs: Mapping[int, BlobInfo]) -> RecordedTree:
+    def _flush_pending(self) -> None:
+        if len(self._pending):
+            self.add_batch(self._pending.build())
+
+    def record_tree(self, entries: Sequence[TreeEntry]) -> RecordedTree:
         """Build every directory bottom-up and write the nodes and directories tables.
 
-        ``entries`` are in pre-order (each directory before its contents, the root first);
-        ``blobs`` maps the index of each file entry that was read to its blob. File entries
-        without a blob (skipped) are left out of the snapshot.
+        ``entries`` are in pre-order (each directory before its contents, the root first).
+        File entries whose blob was never added (skipped files) are left out.
         """
+        self._flush_pending()
         count = len(entries)
         children: list[list[Node] | None] = [None] * count
         file_bytes = [0] * count
-        directories: dict[int, Directory] = {}
+        dir_nodes: dict[int, DirectoryNode] = {}
         written_dirs: set[bytes] = set()
+        file_digest, file_size = self._file_digest, self._file_size
         n_files = n_dirs = n_links = 0
+        root: Node | None = None
         for index in range(count - 1, -1, -1):
             entry = entries[index]
-            name = entry.path.rsplit(b"/", 1)[-1] if entry.path else b""
+            name = entry.path.rpartition(b"/")[2]
             node: Node
-            if entry.kind == "file":
-                info = blobs.get(index)
-                if info is None:
+            kind = entry.kind
+            if kind == "file":
+                digest = file_digest.get(index)
+                if digest is None:
                     continue
-                node = FileNode(name, info.digest, info.size, entry.executable)
+                size = file_size[index]
+                node = FileNode(name, digest, size, entry.executable)
                 n_files += 1
-                file_bytes[index] = info.size
-            elif entry.kind == "symlink":
+                file_bytes[index] = size
+            elif kind == "symlink":
                 assert entry.target is not None
                 node = SymlinkNode(name, entry.target)
                 n_links += 1
             else:
                 directory = Directory.from_nodes(children[index] or ())
-                directories[index] = directory
-                node = directory.node(name)
+                children[index] = None  # free as we go up
+                node = dir_nodes[index] = directory.node(name)
                 n_dirs += 1
-                if directory.digest not in written_dirs:
-                    written_dirs.add(directory.digest)
+                if node.digest not in written_dirs:
+                    written_dirs.add(node.digest)
                     self.writer.append(
                         "directories",
                         {
                             "snapshot_id": self.snapshot_id,
-                            "digest": directory.digest,
+                            "digest": node.digest,
                             "encoded_size": len(directory.encoded),
                             "directory_entries": len(directory.directories),
                             "file_entries": len(directory.files),
                             "symlink_entries": len(directory.symlinks),
-                            "size": directory.size,
+                            "size": node.size,
                             "file_bytes": file_bytes[index],
                         },
                     )
-                children[index] = None  # free as we go up
-            if entry.parent >= 0:
-                siblings = children[entry.parent]
+            parent = entry.parent
+            if parent >= 0:
+                siblings = children[parent]
                 if siblings is None:
-                    siblings = children[entry.parent] = []
+                    siblings = children[parent] = []
                 siblings.append(node)
-                file_bytes[entry.parent] += file_bytes[index]
+                file_bytes[parent] += file_bytes[index]
             else:
                 root = node
-        self._write_nodes(entries, blobs, directories)
+        if root is None:
+            raise ValueError("the tree has no root entry")
+        self._write_nodes(entries, dir_nodes)
         return RecordedTree(root, n_files, n_dirs, n_links, file_bytes[0] if count else 0)
 
-    def _write_nodes(
-        self, entries: Sequence[TreeEntry], blobs: Mapping[int, BlobInfo], directories: Mapping[int, Directory]
-    ) -> None:
-        append = self.writer.append
-        sid = self.snapshot_id
-        for index, entry in enumerate(entries):
-            if entry.kind == "file":
-                info = blobs.get(index)
-                if info is None:
-                    continue
-                row = {"path": entry.path, "kind": "file", "size": info.size, "executable": entry.executable, "digest": info.digest}
-            elif entry.kind == "symlink":
-                row = {"path": entry.path, "kind": "symlink", "symlink_target": entry.target}
-            else:
-                directory = directories[index]
-                row = {"path": entry.path, "kind": "directory", "size": directory.size, "digest": directory.digest}
-            row["snapshot_id"] = sid
-            append("nodes", row)
+    def _write_nodes(self, entries: Sequence[TreeEntry], dir_nodes: dict[int, DirectoryNode]) -> None:
+        file_digest, file_size = self._file_digest, self._file_size
+        for start in range(0, len(entries), _NODE_ROWS_PER_WRITE):
+            paths: list[bytes] = []
+            kinds: list[str] = []
+            sizes: list[int | None] = []
+            executables: list[bool | None] = []
+            digests: list[bytes | None] = []
+            targets: list[bytes | None] = []
+            for index in range(start, min(start + _NODE_ROWS_PER_WRITE, len(entries))):
+                entry = entries[index]
+                kind = entry.kind
+                if kind == "file":
+                    digest = file_digest.get(index)
+                    if digest is None:
+                        continue
+                    sizes.append(file_size[index])
+                    executables.append(entry.executable)
+                    digests.append(digest)
+                    targets.append(None)
+                elif kind == "directory":
+                    node = dir_nodes[index]
+                    sizes.append(node.size)
+                    executables.append(None)
+                    digests.append(node.digest)
+                    targets.append(None)
+                else:
+                    sizes.append(None)
+                    executables.append(None)
+                    digests.append(None)
+                    targets.append(entry.target)
+                paths.append(entry.path)
+                kinds.append(kind)
+            self.writer.append_columns(
+                "nodes",
+                {
+                    "path": paths,
+                    "kind": kinds,
+                    "size": sizes,
+                    "executable": executables,
+                    "digest": digests,
+                    "symlink_target": targets,
+                },
+                {"snapshot_id": self.snapshot_id},
+            )
 
 
 def root_fields(root: Node) -> dict[str, object]:

@@ -13,13 +13,17 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from types import TracebackType
 
 from storelab.chunking import ChunkerSpec, make_chunker
-from storelab.ingest.blobs import BlobHasher, BlobInfo
+from storelab.errors import StorelabError
+from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
+from storelab.ingest.blobs import BlobHasher
 from storelab.ingest.tree import describe_os_error
 
-__all__ = ["FileJob", "FileOutcome", "hash_files", "default_workers"]
+__all__ = ["FileJob", "HashPool", "default_workers"]
 
 BATCH_BYTES = 16 * 1024 * 1024
 BATCH_FILES = 512
@@ -32,15 +36,6 @@ class FileJob:
     index: int
     path: bytes
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class FileOutcome:
-    """The result for one :class:`FileJob`: a :class:`BlobInfo`, or why it was not read."""
-
-    index: int
-    info: BlobInfo | None
-    error: str | None = None
 
 
 def default_workers() -> int:
@@ -57,16 +52,24 @@ def _init_worker(spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, in
     _hasher = BlobHasher(make_chunker(spec), zstd_level, known_sizes)
 
 
-def _run_batch(jobs: Sequence[FileJob]) -> list[FileOutcome]:
+def _run_batch(jobs: Sequence[FileJob]) -> BlobBatch:
     assert _hasher is not None
-    return [_run_one(_hasher, job) for job in jobs]
+    return hash_batch(_hasher, jobs)
 
 
-def _run_one(hasher: BlobHasher, job: FileJob) -> FileOutcome:
-    try:
-        return FileOutcome(job.index, hasher.hash_file(job.path))
-    except OSError as err:
-        return FileOutcome(job.index, None, describe_os_error(err))
+def _warm_up() -> None:
+    """A no-op task: makes the pool boot its workers while the parent is still scanning."""
+
+
+def hash_batch(hasher: BlobHasher, jobs: Sequence[FileJob]) -> BlobBatch:
+    """Hash a batch of files in this process."""
+    builder = BlobBatchBuilder()
+    for job in jobs:
+        try:
+            builder.add(job.index, hasher.hash_file(job.path))
+        except OSError as err:
+            builder.add_error(job.index, describe_os_error(err))
+    return builder.build()
 
 
 def _batches(jobs: Sequence[FileJob]) -> list[list[FileJob]]:
@@ -84,55 +87,91 @@ def _batches(jobs: Sequence[FileJob]) -> list[list[FileJob]]:
     return batches
 
 
-def hash_files(
-    jobs: Sequence[FileJob],
-    spec: ChunkerSpec,
-    zstd_level: int,
-    known_sizes: dict[bytes, int] | None = None,
-    workers: int | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> Iterator[FileOutcome]:
-    """Yield one :class:`FileOutcome` per job, in no particular order.
+class HashPool:
+    """Worker processes that read, hash and chunk files.
 
-    ``on_progress(files, bytes)`` is called as batches finish. If the consumer stops early
-    (an exception, Ctrl-C), the pool is shut down and pending work cancelled.
+    Enter it early: the workers boot while the caller scans the tree.
+
+    >>> from storelab.chunking import default_spec
+    >>> with HashPool(default_spec(), zstd_level=0, workers=0) as pool:
+    ...     [len(batch) for batch in pool.run([])]
+    []
     """
-    known = known_sizes or {}
-    workers = default_workers() if workers is None else workers
-    batches = _batches(jobs)
-    if workers == 0 or len(batches) <= 1:
-        hasher = BlobHasher(make_chunker(spec), zstd_level, known)
-        for batch in batches:
-            outcomes = [_run_one(hasher, job) for job in batch]
-            if on_progress:
-                on_progress(len(batch), sum(j.size for j in batch))
-            yield from outcomes
-        return
-    context = multiprocessing.get_context("forkserver")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(spec, zstd_level, known))
-    try:
+
+    def __init__(
+        self,
+        spec: ChunkerSpec,
+        zstd_level: int,
+        known_sizes: dict[bytes, int] | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.zstd_level = zstd_level
+        self.known_sizes = known_sizes or {}
+        self.workers = default_workers() if workers is None else workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> HashPool:
+        if self.workers > 0:
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self.spec, self.zstd_level, self.known_sizes),
+            )
+            for _ in range(self.workers):
+                self._pool.submit(_warm_up)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=exc_type is None, cancel_futures=True)
+        if exc_type is not None:
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+
+    def run(self, jobs: Sequence[FileJob], on_progress: Callable[[int, int], None] | None = None) -> Iterator[BlobBatch]:
+        """Yield :class:`BlobBatch` results covering every job once, in no particular order.
+
+        ``on_progress(files, bytes)`` is called as batches finish.
+        """
+        batches = _batches(jobs)
+        if self._pool is None or len(batches) <= 1:
+            hasher = BlobHasher(make_chunker(self.spec), self.zstd_level, self.known_sizes)
+            for batch in batches:
+                result = hash_batch(hasher, batch)
+                if on_progress:
+                    on_progress(len(batch), sum(j.size for j in batch))
+                yield result
+            return
         # A bounded window of batches in flight keeps memory flat on huge trees.
-        pending: dict[Future[list[FileOutcome]], list[FileJob]] = {}
+        pending: dict[Future[BlobBatch], list[FileJob]] = {}
         queue = iter(batches)
-        window = workers * 4
         for batch in queue:
-            pending[pool.submit(_run_batch, batch)] = batch
-            if len(pending) >= window:
+            pending[self._pool.submit(_run_batch, batch)] = batch
+            if len(pending) >= self.workers * 4:
                 break
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 batch = pending.pop(future)
-                outcomes = future.result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending[pool.submit(_run_batch, nxt)] = nxt
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise StorelabError(
+                        "a worker process died (killed by the OS for memory?); if you call storelab from a "
+                        "script, put the call under `if __name__ == '__main__':`, or pass workers=0"
+                    ) from None
+                following = next(queue, None)
+                if following is not None:
+                    pending[self._pool.submit(_run_batch, following)] = following
                 if on_progress:
                     on_progress(len(batch), sum(j.size for j in batch))
-                yield from outcomes
-    finally:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
+                yield result

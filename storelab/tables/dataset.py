@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -118,6 +119,11 @@ class Dataset:
                 f"{root}: dataset schema version {version!r}; this storelab reads version {SCHEMA_VERSION}"
             )
         return cls(root)
+
+    @classmethod
+    def open_existing(cls, path: str | os.PathLike[str]) -> Dataset | None:
+        """Open a dataset if ``path`` is one; None if there is nothing there yet."""
+        return cls.open(path) if (Path(path) / MARKER).exists() else None
 
     def table_dir(self, table: str) -> Path:
         return self.path / table
@@ -210,6 +216,8 @@ class _TableBuffer:
         self.path = path
         self.columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self.rows = 0
+        self.batches: list[pa.Table] = []
+        self.batched_rows = 0
         self.written = 0
         self._sink: BinaryIO | None = None
         self._writer: pq.ParquetWriter | None = None
@@ -218,22 +226,48 @@ class _TableBuffer:
         for name, column in self.columns.items():
             column.append(row.get(name))
         self.rows += 1
-        if self.rows >= ROW_GROUP_ROWS:
+        if self.rows + self.batched_rows >= ROW_GROUP_ROWS:
             self.flush()
+
+    def append_columns(self, columns: Mapping[str, Any], constants: Mapping[str, Any]) -> None:
+        """Add rows given as columns (Arrow arrays or lists); ``constants`` fill whole columns."""
+        self._rows_to_batch()
+        n = len(next(iter(columns.values())))
+        if n == 0:
+            return
+        arrays = []
+        for f in self.schema:
+            if f.name in columns:
+                arrays.append(_as_array(columns[f.name], f.type))
+            elif f.name in constants:
+                arrays.append(_as_array([constants[f.name]], f.type).take(pa.array(np.zeros(n, dtype=np.int32))))
+            else:
+                arrays.append(pa.nulls(n, f.type))
+        self.batches.append(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.batched_rows += n
+        if self.batched_rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def _rows_to_batch(self) -> None:
+        if self.rows:
+            table = pa.table([pa.array(self.columns[f.name], type=f.type) for f in self.schema], schema=self.schema)
+            self.batches.append(table)
+            self.batched_rows += self.rows
+            for column in self.columns.values():
+                column.clear()
+            self.rows = 0
 
     def flush(self) -> None:
         if self._writer is None:
             self._sink = _open_sink(self.path)
             self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
-        if self.rows:
-            batch = pa.table(
-                [pa.array(self.columns[f.name], type=f.type) for f in self.schema], schema=self.schema
-            )
-            self._writer.write_table(batch, row_group_size=ROW_GROUP_ROWS)
-            self.written += self.rows
-            for column in self.columns.values():
-                column.clear()
-            self.rows = 0
+        self._rows_to_batch()
+        if self.batches:
+            table = pa.concat_tables(self.batches)
+            self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            self.written += self.batched_rows
+            self.batches.clear()
+            self.batched_rows = 0
 
     def close(self) -> None:
         self.flush()
@@ -290,9 +324,16 @@ class SnapshotWriter:
         except OSError as err:
             raise OutputError(_describe_os_error(err, self.dataset.path)) from None
 
+    def append_columns(self, table: str, columns: Mapping[str, Any], constants: Mapping[str, Any] | None = None) -> None:
+        """Add many rows to ``table`` at once, given as columns; ``constants`` fill whole columns."""
+        try:
+            self._buffers[table].append_columns(columns, constants or {})
+        except OSError as err:
+            raise OutputError(_describe_os_error(err, self.dataset.path)) from None
+
     def rows_written(self, table: str) -> int:
         buffer = self._buffers[table]
-        return buffer.written + buffer.rows
+        return buffer.written + buffer.rows + buffer.batched_rows
 
     def commit(self, snapshot_row: Mapping[str, Any]) -> None:
         """Finish every table, then move them into place, the snapshots row last."""
@@ -327,6 +368,12 @@ class SnapshotWriter:
             buffer.discard()
         shutil.rmtree(self.staging, ignore_errors=True)
         _remove_empty(self.dataset.path / STAGING)
+
+
+def _as_array(values: Any, type_: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values if values.type == type_ else values.cast(type_)
+    return pa.array(values, type=type_)
 
 
 def _remove_empty(folder: Path) -> None:

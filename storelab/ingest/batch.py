@@ -1,0 +1,165 @@
+"""Blob results in columns: how workers hand results back, and how rows reach the tables.
+
+Per-file Python objects would make the parent process the bottleneck on trees of many
+small files; a batch carries a few flat buffers instead, cheap to pickle and to turn into
+Arrow arrays.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from storelab.castore.protobuf import encode_varint
+from storelab.ingest.blobs import BlobInfo
+
+__all__ = ["BlobBatch", "BlobBatchBuilder", "index_object_size"]
+
+NOT_MEASURED = -1
+
+
+def index_object_size(chunk_sizes: array | list[int]) -> int:
+    """Bytes of the blob index object snix's object store writes for a blob with these chunks.
+
+    ``StatBlobResponse{repeated ChunkMeta chunks = 2}``, ``ChunkMeta{bytes digest = 1;
+    uint64 size = 2}``; a blob of fewer than two chunks gets an empty (0-byte) index.
+
+    >>> index_object_size([1000]), index_object_size([65536, 65536])
+    (0, 80)
+    """
+    if len(chunk_sizes) < 2:
+        return 0
+    total = 0
+    for size in chunk_sizes:
+        meta = 2 + 32 + (1 + len(encode_varint(size)) if size else 0)
+        total += 1 + len(encode_varint(meta)) + meta
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class BlobBatch:
+    """Blobs of many files, as flat columns (one entry per file, chunks concatenated)."""
+
+    indices: array
+    """``array('q')``: the caller's index of each file."""
+    digests: bytes
+    """32 bytes per file."""
+    sizes: array
+    """``array('Q')``: bytes per file."""
+    chunk_counts: array
+    """``array('I')``: chunks per file."""
+    compressed: array
+    """``array('q')``: compressed bytes per file (sum over its chunks), -1 if not measured."""
+    index_sizes: array
+    """``array('I')``: blob index object bytes per file."""
+    chunk_digests: bytes
+    """32 bytes per chunk, the chunks of file 0 first."""
+    chunk_sizes: array
+    """``array('Q')``."""
+    chunk_compressed: array
+    """``array('q')``: -1 if not measured."""
+    errors: tuple[tuple[int, str], ...] = ()
+    """``(index, reason)`` for files that could not be read."""
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def digest(self, i: int) -> bytes:
+        return self.digests[32 * i : 32 * i + 32]
+
+    def blob_columns(self, keep: np.ndarray) -> dict[str, pa.Array]:
+        """Arrow columns of the ``blobs`` table for the files where ``keep`` is true."""
+        compressed = np.frombuffer(self.compressed, dtype=np.int64)[keep]
+        return {
+            "digest": _digests(self.digests, keep),
+            "size": pa.array(np.frombuffer(self.sizes, dtype=np.uint64)[keep]),
+            "chunk_count": pa.array(np.frombuffer(self.chunk_counts, dtype=np.uint32)[keep]),
+            "compressed_size": pa.array(compressed.astype(np.uint64), mask=compressed < 0),
+            "index_size": pa.array(np.frombuffer(self.index_sizes, dtype=np.uint32)[keep]),
+        }
+
+    def chunk_columns(self, keep: np.ndarray) -> dict[str, pa.Array]:
+        """Arrow columns of the ``chunks`` table for the chunks of the kept files."""
+        counts = np.frombuffer(self.chunk_counts, dtype=np.uint32).astype(np.int64)
+        sizes = np.frombuffer(self.chunk_sizes, dtype=np.uint64)
+        owner = np.repeat(np.arange(len(counts)), counts)
+        first = np.cumsum(counts) - counts  # position of each file's first chunk
+        position = np.arange(len(sizes)) - first[owner]
+        ends = np.cumsum(sizes)
+        offsets = ends - sizes - np.concatenate(([0], ends))[first][owner]
+        chunk_keep = keep[owner]
+        compressed = np.frombuffer(self.chunk_compressed, dtype=np.int64)[chunk_keep]
+        return {
+            "blob_digest": _digests(self.digests, owner[chunk_keep]),
+            "index": pa.array(position[chunk_keep].astype(np.uint32)),
+            "offset": pa.array(offsets[chunk_keep].astype(np.uint64)),
+            "size": pa.array(sizes[chunk_keep].astype(np.uint32)),
+            "digest": _digests(self.chunk_digests, chunk_keep),
+            "compressed_size": pa.array(compressed.astype(np.uint32), mask=compressed < 0),
+        }
+
+
+def _digests(buffer: bytes, select: np.ndarray) -> pa.Array:
+    """32-byte digests picked by a mask or index array, as one Arrow buffer (no per-row objects)."""
+    rows = np.frombuffer(buffer, dtype=np.uint8).reshape(-1, 32)[select]
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(rows), [None, pa.py_buffer(rows.tobytes())])
+
+
+class BlobBatchBuilder:
+    """Collects :class:`BlobInfo` values into a :class:`BlobBatch`."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self._indices = array("q")
+        self._digests = bytearray()
+        self._sizes = array("Q")
+        self._counts = array("I")
+        self._compressed = array("q")
+        self._index_sizes = array("I")
+        self._chunk_digests = bytearray()
+        self._chunk_sizes = array("Q")
+        self._chunk_compressed = array("q")
+        self._errors: list[tuple[int, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._indices) + len(self._errors)
+
+    def add(self, index: int, info: BlobInfo) -> None:
+        self._indices.append(index)
+        self._digests += info.digest
+        self._sizes.append(info.size)
+        count = info.chunk_count
+        self._counts.append(count)
+        measured = info.chunk_compressed
+        self._compressed.append(sum(measured) if measured is not None else NOT_MEASURED)
+        self._index_sizes.append(index_object_size(info.chunk_sizes) if count > 1 else 0)
+        self._chunk_digests += info.chunk_digests
+        self._chunk_sizes.extend(info.chunk_sizes)
+        if measured is not None:
+            self._chunk_compressed.extend(measured.tolist())
+        else:
+            self._chunk_compressed.extend([NOT_MEASURED] * count)
+
+    def add_error(self, index: int, reason: str) -> None:
+        self._errors.append((index, reason))
+
+    def build(self) -> BlobBatch:
+        batch = BlobBatch(
+            self._indices,
+            bytes(self._digests),
+            self._sizes,
+            self._counts,
+            self._compressed,
+            self._index_sizes,
+            bytes(self._chunk_digests),
+            self._chunk_sizes,
+            self._chunk_compressed,
+            tuple(self._errors),
+        )
+        self.clear()
+        return batch
