@@ -186,17 +186,17 @@ def test_file_changing_while_read_is_skipped(tmp_path: Path, monkeypatch: pytest
 
 
 def test_file_vanishing_after_scan_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import storelab.ingest.directory_source as module
+    import storelab.ingest.tree as module
 
     build_tree(tmp_path / "t", {b"gone": b"soon", b"stays": b"here"})
-    real_scan = module.scan_tree
+    real_walk = module.Tree.walk
 
-    def scan_then_delete(root):
-        tree = real_scan(root)
-        os.unlink(tmp_path / "t" / "gone")
-        return tree
+    def walk_then_delete(tree):
+        found = list(real_walk(tree))  # the scan has seen it...
+        os.unlink(tmp_path / "t" / "gone")  # ...then it goes before it is read
+        yield from found
 
-    monkeypatch.setattr(module, "scan_tree", scan_then_delete)
+    monkeypatch.setattr(module.Tree, "walk", walk_then_delete)
     result = ingest_dir(tmp_path / "t", tmp_path / "ds", "t", IngestOptions(workers=0, warn=lambda m: None))
     assert [(s.path, s.reason) for s in result.skipped] == [(b"gone", "no such file or directory")]
 

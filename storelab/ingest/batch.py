@@ -72,13 +72,12 @@ class BlobBatch:
 
     def blob_columns(self, keep: np.ndarray) -> dict[str, pa.Array]:
         """Arrow columns of the ``blobs`` table for the files where ``keep`` is true."""
-        compressed = np.frombuffer(self.compressed, dtype=np.int64)[keep]
         return {
             "digest": _digests(self.digests, keep),
-            "size": pa.array(np.frombuffer(self.sizes, dtype=np.uint64)[keep]),
-            "chunk_count": pa.array(np.frombuffer(self.chunk_counts, dtype=np.uint32)[keep]),
-            "compressed_size": pa.array(compressed.astype(np.uint64), mask=compressed < 0),
-            "index_size": pa.array(np.frombuffer(self.index_sizes, dtype=np.uint32)[keep]),
+            "size": _numbers(np.frombuffer(self.sizes, dtype=np.uint64)[keep], pa.uint64()),
+            "chunk_count": _numbers(np.frombuffer(self.chunk_counts, dtype=np.uint32)[keep], pa.uint32()),
+            "compressed_size": _measured(np.frombuffer(self.compressed, dtype=np.int64)[keep], pa.uint64()),
+            "index_size": _numbers(np.frombuffer(self.index_sizes, dtype=np.uint32)[keep], pa.uint32()),
         }
 
     def chunk_columns(self, keep: np.ndarray) -> dict[str, pa.Array]:
@@ -91,15 +90,33 @@ class BlobBatch:
         ends = np.cumsum(sizes)
         offsets = ends - sizes - np.concatenate(([0], ends))[first][owner]
         chunk_keep = keep[owner]
-        compressed = np.frombuffer(self.chunk_compressed, dtype=np.int64)[chunk_keep]
         return {
             "blob_digest": _digests(self.digests, owner[chunk_keep]),
-            "index": pa.array(position[chunk_keep].astype(np.uint32)),
-            "offset": pa.array(offsets[chunk_keep].astype(np.uint64)),
-            "size": pa.array(sizes[chunk_keep].astype(np.uint32)),
+            "index": _numbers(position[chunk_keep], pa.uint32()),
+            "offset": _numbers(offsets[chunk_keep], pa.uint64()),
+            "size": _numbers(sizes[chunk_keep], pa.uint32()),
             "digest": _digests(self.chunk_digests, chunk_keep),
-            "compressed_size": pa.array(compressed.astype(np.uint32), mask=compressed < 0),
+            "compressed_size": _measured(np.frombuffer(self.chunk_compressed, dtype=np.int64)[chunk_keep], pa.uint32()),
         }
+
+
+# Arrow arrays straight from numpy buffers: pa.array(ndarray) would import pandas (0.3 s).
+_NUMPY_TYPES = {pa.uint32(): np.uint32, pa.uint64(): np.uint64}
+
+
+def _numbers(values: np.ndarray, type_: pa.DataType) -> pa.Array:
+    data = np.ascontiguousarray(values, dtype=_NUMPY_TYPES[type_])
+    return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
+
+
+def _measured(values: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """Sizes where -1 means "not measured" (null)."""
+    valid = values >= 0
+    data = np.ascontiguousarray(np.where(valid, values, 0), dtype=_NUMPY_TYPES[type_])
+    if valid.all():
+        return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(type_, len(data), [bitmap, pa.py_buffer(data)], null_count=int((~valid).sum()))
 
 
 def _digests(buffer: bytes, select: np.ndarray) -> pa.Array:
@@ -133,11 +150,19 @@ class BlobBatchBuilder:
         self._indices.append(index)
         self._digests += info.digest
         self._sizes.append(info.size)
-        count = info.chunk_count
+        count = len(info.chunk_sizes)
         self._counts.append(count)
         measured = info.chunk_compressed
+        if count == 1:  # most files: skip the general bookkeeping
+            self._chunk_digests += info.chunk_digests
+            self._chunk_sizes.append(info.size)
+            self._index_sizes.append(0)
+            value = measured[0] if measured is not None else NOT_MEASURED
+            self._compressed.append(value)
+            self._chunk_compressed.append(value)
+            return
         self._compressed.append(sum(measured) if measured is not None else NOT_MEASURED)
-        self._index_sizes.append(index_object_size(info.chunk_sizes) if count > 1 else 0)
+        self._index_sizes.append(index_object_size(info.chunk_sizes))
         self._chunk_digests += info.chunk_digests
         self._chunk_sizes.extend(info.chunk_sizes)
         if measured is not None:

@@ -1,12 +1,13 @@
 """The blob pipeline: read a file once, and from that one pass get its BLAKE3 digest, its
 chunks (each with its own BLAKE3 digest) and each new chunk's zstd-compressed size.
 
-This is the per-byte hot path. Every byte is touched by C/Rust code (``readinto``, BLAKE3,
-the chunker, zstd); Python only moves buffers around.
+This is the per-byte hot path. Every byte is touched by C/Rust code (BLAKE3, the chunker,
+zstd) straight from a memory map of the file; Python only moves views around.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 from array import array
@@ -22,6 +23,10 @@ __all__ = ["BlobInfo", "BlobHasher", "FileChangedError", "READ_BUFFER"]
 READ_BUFFER = 8 * 1024 * 1024
 PARALLEL_HASH_FROM = 64 * 1024 * 1024
 """Files at least this large are hashed with BLAKE3's own threads as well."""
+
+
+# Fault the window in with one call rather than one page fault at a time.
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 class FileChangedError(OSError):
@@ -71,7 +76,6 @@ class BlobHasher:
         self._zstd = zstandard.ZstdCompressor(level=zstd_level, write_content_size=False) if zstd_level else None
         self.known_sizes: dict[bytes, int] = dict(known_sizes or {})
         self._single_chunk_max = self._largest_single_chunk()
-        self._buffer = bytearray(READ_BUFFER + chunker.lookahead)
 
     def _largest_single_chunk(self) -> int:
         """Blobs up to this size are one chunk whatever their bytes (no cut is looked for)."""
@@ -125,10 +129,9 @@ class BlobHasher:
             if not stat.S_ISREG(before.st_mode):
                 raise FileChangedError(0, "is no longer a regular file")
             if before.st_size <= self._single_chunk_max:
-                data = os.read(fd, before.st_size + 1)
-                info = self.hash_bytes(data)
+                info = self.hash_bytes(os.read(fd, before.st_size + 1))
             else:
-                info = self._hash_stream(fd, before.st_size)
+                info = self._hash_mapped(fd, before.st_size)
             after = os.fstat(fd)
         finally:
             os.close(fd)
@@ -136,35 +139,42 @@ class BlobHasher:
             raise FileChangedError(0, "changed while being read")
         return info
 
-    def _hash_stream(self, fd: int, expected_size: int) -> BlobInfo:
-        buffer = self._buffer
-        view = memoryview(buffer)
-        whole = blake3.blake3(max_threads=blake3.blake3.AUTO if expected_size >= PARALLEL_HASH_FROM else 1)
+    def _hash_mapped(self, fd: int, size: int) -> BlobInfo:
+        """Hash and chunk a large file through windows of a memory map.
+
+        Mapping saves the copy a read makes; windows of READ_BUFFER bytes (plus the chunker's
+        lookahead) keep the mapped, resident part of a huge file small.
+        """
+        whole = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
         digests = bytearray()
         sizes = array("Q")
         compressed = array("Q") if self._zstd else None
-        carried = 0
-        total = 0
-        with os.fdopen(os.dup(fd), "rb", buffering=0) as stream:
-            eof = False
-            capacity = len(buffer)  # READ_BUFFER + lookahead: room for a full read after any carry
-            while not eof:
-                filled = carried
-                while filled < capacity:
-                    n = stream.readinto(view[filled:capacity])
-                    if not n:
-                        eof = True
-                        break
-                    filled += n
-                whole.update(view[carried:filled])
-                total += filled - carried
-                d, s, c = self._cut(view[:filled], eof)
-                digests += d
-                sizes.extend(s)
-                if compressed is not None and c is not None:
-                    compressed.extend(c)
-                consumed = sum(s)
-                carried = filled - consumed
-                if carried:
-                    buffer[:carried] = buffer[consumed:filled]
-        return BlobInfo(whole.digest(), total, bytes(digests), sizes, compressed)
+        consumed = 0  # bytes of the file already cut into chunks
+        hashed = 0  # bytes of the file already fed to the whole-file hash
+        lookahead = self.chunker.lookahead
+        while consumed < size:
+            start = consumed - consumed % mmap.ALLOCATIONGRANULARITY
+            end = min(size, consumed + READ_BUFFER + lookahead)
+            try:
+                mapped = mmap.mmap(fd, end - start, flags=_MAP_FLAGS, prot=mmap.PROT_READ, offset=start)
+            except ValueError:  # the file shrank under us
+                raise FileChangedError(0, "changed while being read") from None
+            try:
+                view = memoryview(mapped)
+                try:
+                    whole.update(view[hashed - start : end - start])
+                    hashed = end
+                    d, s, c = self._cut(view[consumed - start :], eof=end == size)
+                    digests += d
+                    sizes.extend(s)
+                    if compressed is not None and c is not None:
+                        compressed.extend(c)
+                    step = sum(s)
+                finally:
+                    view.release()
+            finally:
+                mapped.close()
+            if step == 0 and end < size:
+                raise AssertionError("chunker made no progress on a full window")
+            consumed += step
+        return BlobInfo(whole.digest(), size, bytes(digests), sizes, compressed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,8 +15,8 @@ from storelab.chunking import ChunkerSpec, default_spec, make_chunker
 from storelab.errors import InputError, Interrupted, OutputError
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import SnapshotRecorder, root_fields
-from storelab.ingest.tree import Skipped, Tree, scan_tree
-from storelab.ingest.workers import FileJob, HashPool
+from storelab.ingest.tree import Skipped, Tree, open_tree
+from storelab.ingest.workers import FileJob, HashPool, batch_jobs
 from storelab.tables import SCHEMA_VERSION, Dataset
 from storelab.tables.known import known_compressed_sizes
 
@@ -94,7 +94,7 @@ def ingest_dir(
     try:
         # the workers boot while the tree is scanned
         with HashPool(options.chunker, options.zstd_level, known, options.workers) as pool:
-            tree = scan_tree(source)  # before touching the dataset: a bad source leaves no trace
+            tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace
             ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
             label = label or source.resolve().name or str(source)
             return _ingest_tree(tree, source, ds, label, options, pool, warn, started)
@@ -113,7 +113,7 @@ def _ingest_tree(
     warn: Callable[[str], None],
     started: float,
 ) -> IngestResult:
-    skipped = list(tree.skipped)
+    skipped: list[Skipped] = []
     shown = 0
 
     def note_skip(item: Skipped) -> None:
@@ -127,17 +127,30 @@ def _ingest_tree(
             warn("more paths skipped; the snapshot's `skipped` column lists them all")
         shown += 1
 
-    for item in skipped:
-        note_skip(item)
-
     entries = tree.entries
-    jobs = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in tree.file_indices()]
-    total_bytes = sum(job.size for job in jobs)
+    reported = 0
+
+    def report_skips() -> None:
+        nonlocal reported
+        for item in tree.skipped[reported:]:
+            skipped.append(item)
+            note_skip(item)
+        reported = len(tree.skipped)
+
     try:
         with ds.begin_snapshot() as writer:
             recorder = SnapshotRecorder(writer, options.chunker)
-            with ByteProgress("ingest", total_bytes, len(jobs), options.progress) as bar:
-                for batch in pool.run(jobs, bar.advance):
+            with ByteProgress("ingest", 0, 0, options.progress) as bar:
+
+                def jobs() -> Iterator[FileJob]:
+                    for indices in tree.walk():
+                        report_skips()
+                        found = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in indices]
+                        bar.grow(len(found), sum(job.size for job in found))
+                        yield from found
+                    report_skips()
+
+                for batch in pool.run(batch_jobs(jobs()), bar.advance):
                     for index, reason in batch.errors:
                         item = Skipped(entries[index].path, reason)
                         skipped.append(item)

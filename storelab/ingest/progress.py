@@ -59,6 +59,13 @@ class ByteProgress:
         if self._progress is not None:
             self._progress.stop()
 
+    def grow(self, files: int, nbytes: int) -> None:
+        """More work found (the scan goes on while work is done)."""
+        self._total_files += files
+        if self._progress is not None and self._task is not None:
+            task = self._progress.tasks[0]
+            self._progress.update(self._task, total=(task.total or 0) + nbytes, description=self._describe())
+
     def advance(self, files: int, nbytes: int) -> None:
         if self._progress is not None and self._task is not None:
             self._files += files

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,7 @@ from typing import Literal
 from storelab.castore import InvalidNodeError, validate_name, validate_target
 from storelab.errors import InputError, InputNotFoundError
 
-__all__ = ["TreeEntry", "Skipped", "Tree", "scan_tree", "describe_os_error"]
+__all__ = ["TreeEntry", "Skipped", "Tree", "open_tree", "scan_tree", "describe_os_error"]
 
 Kind = Literal["file", "directory", "symlink"]
 
@@ -58,6 +59,16 @@ class Tree:
     def file_indices(self) -> list[int]:
         return [i for i, e in enumerate(self.entries) if e.kind == "file"]
 
+    def walk(self) -> Iterator[list[int]]:
+        """Scan below the root, yielding the indices of the files each directory adds.
+
+        A single-file tree yields that file. Entries stay in pre-order as they are added.
+        """
+        if self.entries and self.entries[0].kind == "file":
+            yield [0]
+            return
+        yield from _scan_directory(self, os.fsencode(self.root))
+
     def absolute(self, entry: TreeEntry) -> bytes:
         root = os.fsencode(self.root)
         return root + b"/" + entry.path if entry.path else root
@@ -82,11 +93,11 @@ def _special_kind(mode: int) -> str:
     return "unsupported file type"
 
 
-def scan_tree(root: str | os.PathLike[str]) -> Tree:
-    """Walk ``root`` (a directory, or a single file) without following inner symlinks.
+def open_tree(root: str | os.PathLike[str]) -> Tree:
+    """Check the root and return a :class:`Tree` holding only it; :meth:`Tree.walk` does the rest.
 
-    Raises :class:`InputError` when the root itself cannot be used; problems below the root
-    become :class:`Skipped` items.
+    Raises :class:`InputError` when the root itself cannot be used (problems below the root
+    become :class:`Skipped` items during the walk).
     """
     root_path = Path(root)
     try:
@@ -109,11 +120,25 @@ def scan_tree(root: str | os.PathLike[str]) -> Tree:
     except OSError as err:
         raise InputError(f"{root_path}: {describe_os_error(err)}") from None
     tree.entries.append(TreeEntry(b"", "directory"))
-    _scan_directory(tree, os.fsencode(root_path))
     return tree
 
 
-def _scan_directory(tree: Tree, root: bytes) -> None:
+def scan_tree(root: str | os.PathLike[str]) -> Tree:
+    """Walk ``root`` (a directory, or a single file) completely, without following inner symlinks.
+
+    >>> import tempfile, pathlib
+    >>> top = pathlib.Path(tempfile.mkdtemp()); (top / "a").write_bytes(b"x")
+    1
+    >>> [(e.path, e.kind) for e in scan_tree(top).entries]
+    [(b'', 'directory'), (b'a', 'file')]
+    """
+    tree = open_tree(root)
+    for _ in tree.walk():
+        pass
+    return tree
+
+
+def _scan_directory(tree: Tree, root: bytes) -> Iterator[list[int]]:
     stack: list[int] = [0]
     entries, skipped = tree.entries, tree.skipped
     while stack:
@@ -124,11 +149,11 @@ def _scan_directory(tree: Tree, root: bytes) -> None:
             with os.scandir(abs_dir) as it:
                 children = sorted(it, key=lambda e: e.name)
         except OSError as err:
-            # The directory was listed as an entry; record it as skipped and drop it.
-            skipped.append(Skipped(rel, describe_os_error(err)))
-            entries[dir_index] = TreeEntry(rel, "directory", parent=entries[dir_index].parent)
+            # Already listed in its parent: keep it as an empty directory, and say so.
+            skipped.append(Skipped(rel, f"{describe_os_error(err)}; recorded as an empty directory"))
             continue
         subdirs: list[int] = []
+        files: list[int] = []
         for child in children:
             name = child.name
             path = rel + b"/" + name if rel else name
@@ -143,6 +168,7 @@ def _scan_directory(tree: Tree, root: bytes) -> None:
                 continue
             mode = st.st_mode
             if stat.S_ISREG(mode):
+                files.append(len(entries))
                 entries.append(TreeEntry(path, "file", st.st_size, bool(mode & stat.S_IXUSR), parent=dir_index))
             elif stat.S_ISDIR(mode):
                 if not os.access(child.path, os.R_OK | os.X_OK):
@@ -165,3 +191,5 @@ def _scan_directory(tree: Tree, root: bytes) -> None:
                 skipped.append(Skipped(path, f"is a {_special_kind(mode)}; castore holds only files, directories and symlinks"))
         # pre-order, depth first: push in reverse so the first subdirectory is scanned next
         stack.extend(reversed(subdirs))
+        if files:
+            yield files

@@ -1,17 +1,19 @@
 """Run the blob pipeline over many files on every core.
 
-Files go to a process pool in batches (small files together, so per-task overhead stays
-small; large files alone), largest first, so a big file never starts last while the other
-workers sit idle. Each worker process has its own :class:`BlobHasher` (zstd contexts must not
+Files go to a process pool in batches as the scan finds them (small files together, so
+per-task overhead stays small; large files alone, at once), so hashing starts while the tree
+is still being walked. A file of 64 MiB or more is also hashed with BLAKE3's own threads, so
+a big file found last does not leave the other core idle. Each worker process has its own :class:`BlobHasher` (zstd contexts must not
 be shared). ``workers=0`` runs everything in the calling process (tests, debugging).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+from array import array
 import os
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobHasher
 from storelab.ingest.tree import describe_os_error
 
-__all__ = ["FileJob", "HashPool", "default_workers"]
+__all__ = ["FileJob", "HashPool", "batch_jobs", "default_workers"]
 
 BATCH_BYTES = 16 * 1024 * 1024
 BATCH_FILES = 512
@@ -52,9 +54,15 @@ def _init_worker(spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, in
     _hasher = BlobHasher(make_chunker(spec), zstd_level, known_sizes)
 
 
-def _run_batch(jobs: Sequence[FileJob]) -> BlobBatch:
+def _run_packed(packed: tuple[array, bytes]) -> BlobBatch:
     assert _hasher is not None
-    return hash_batch(_hasher, jobs)
+    indices, paths = packed
+    return hash_batch(_hasher, [FileJob(i, p, 0) for i, p in zip(indices, paths.split(b"\0"))])
+
+
+def _pack(jobs: Sequence[FileJob]) -> tuple[array, bytes]:
+    """Jobs as two flat values: pickling thousands of small objects costs more than hashing them."""
+    return array("q", [j.index for j in jobs]), b"\0".join(j.path for j in jobs)
 
 
 def _warm_up() -> None:
@@ -72,19 +80,21 @@ def hash_batch(hasher: BlobHasher, jobs: Sequence[FileJob]) -> BlobBatch:
     return builder.build()
 
 
-def _batches(jobs: Sequence[FileJob]) -> list[list[FileJob]]:
-    batches: list[list[FileJob]] = []
+def batch_jobs(jobs: Iterable[FileJob]) -> Iterator[list[FileJob]]:
+    """Group a stream of jobs: large files alone, at once; small files together."""
     current: list[FileJob] = []
     current_bytes = 0
-    for job in sorted(jobs, key=lambda j: j.size, reverse=True):
+    for job in jobs:
+        if job.size >= BATCH_BYTES:
+            yield [job]
+            continue
         current.append(job)
         current_bytes += job.size
         if current_bytes >= BATCH_BYTES or len(current) >= BATCH_FILES:
-            batches.append(current)
+            yield current
             current, current_bytes = [], 0
     if current:
-        batches.append(current)
-    return batches
+        yield current
 
 
 class HashPool:
@@ -137,13 +147,15 @@ class HashPool:
                 if process.is_alive():
                     process.terminate()
 
-    def run(self, jobs: Sequence[FileJob], on_progress: Callable[[int, int], None] | None = None) -> Iterator[BlobBatch]:
-        """Yield :class:`BlobBatch` results covering every job once, in no particular order.
+    def run(
+        self, batches: Iterable[Sequence[FileJob]], on_progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[BlobBatch]:
+        """Yield one :class:`BlobBatch` per batch of jobs, in no particular order.
 
-        ``on_progress(files, bytes)`` is called as batches finish.
+        ``batches`` is consumed lazily (a tree can still be being scanned); a bounded number
+        are in flight at once. ``on_progress(files, bytes)`` is called as batches finish.
         """
-        batches = _batches(jobs)
-        if self._pool is None or len(batches) <= 1:
+        if self._pool is None:
             hasher = BlobHasher(make_chunker(self.spec), self.zstd_level, self.known_sizes)
             for batch in batches:
                 result = hash_batch(hasher, batch)
@@ -151,14 +163,19 @@ class HashPool:
                     on_progress(len(batch), sum(j.size for j in batch))
                 yield result
             return
-        # A bounded window of batches in flight keeps memory flat on huge trees.
-        pending: dict[Future[BlobBatch], list[FileJob]] = {}
+        pending: dict[Future[BlobBatch], Sequence[FileJob]] = {}
         queue = iter(batches)
-        for batch in queue:
-            pending[self._pool.submit(_run_batch, batch)] = batch
-            if len(pending) >= self.workers * 4:
-                break
-        while pending:
+        exhausted = False
+        window = self.workers * 4
+        while True:
+            while not exhausted and len(pending) < window:
+                batch = next(queue, None)
+                if batch is None:
+                    exhausted = True
+                else:
+                    pending[self._pool.submit(_run_packed, _pack(batch))] = batch
+            if not pending:
+                return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 batch = pending.pop(future)
@@ -169,9 +186,6 @@ class HashPool:
                         "a worker process died (killed by the OS for memory?); if you call storelab from a "
                         "script, put the call under `if __name__ == '__main__':`, or pass workers=0"
                     ) from None
-                following = next(queue, None)
-                if following is not None:
-                    pending[self._pool.submit(_run_batch, following)] = following
                 if on_progress:
                     on_progress(len(batch), sum(j.size for j in batch))
                 yield result

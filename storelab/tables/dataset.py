@@ -35,7 +35,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -240,7 +239,7 @@ class _TableBuffer:
             if f.name in columns:
                 arrays.append(_as_array(columns[f.name], f.type))
             elif f.name in constants:
-                arrays.append(_as_array([constants[f.name]], f.type).take(pa.array(np.zeros(n, dtype=np.int32))))
+                arrays.append(_constant(constants[f.name], f.type, n))
             else:
                 arrays.append(pa.nulls(n, f.type))
         self.batches.append(pa.Table.from_arrays(arrays, schema=self.schema))
@@ -368,6 +367,14 @@ class SnapshotWriter:
             buffer.discard()
         shutil.rmtree(self.staging, ignore_errors=True)
         _remove_empty(self.dataset.path / STAGING)
+
+
+def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
+    """``n`` copies of one value; a dictionary column costs one entry and n zero indices."""
+    if pa.types.is_dictionary(type_):
+        indices = pa.Array.from_buffers(type_.index_type, n, [None, pa.py_buffer(bytes(n * type_.index_type.bit_width // 8))])
+        return pa.DictionaryArray.from_arrays(indices, pa.array([value], type=type_.value_type))
+    return pa.repeat(pa.scalar(value, type=type_), n)
 
 
 def _as_array(values: Any, type_: pa.DataType) -> pa.Array:
