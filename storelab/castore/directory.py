@@ -72,6 +72,18 @@ class Directory:
         key = _by_name
         return cls(tuple(sorted(dirs, key=key)), tuple(sorted(files, key=key)), tuple(sorted(links, key=key)))
 
+    @classmethod
+    def trusted(
+        cls, directories: tuple[DirectoryNode, ...], files: tuple[FileNode, ...], symlinks: tuple[SymlinkNode, ...]
+    ) -> Directory:
+        """Build without re-checking: for callers whose entries are already valid, sorted and
+        unique (a directory listing sorted by name, each name checked once as it was read)."""
+        directory = object.__new__(cls)
+        object.__setattr__(directory, "directories", directories)
+        object.__setattr__(directory, "files", files)
+        object.__setattr__(directory, "symlinks", symlinks)
+        return directory
+
     @cached_property
     def encoded(self) -> bytes:
         """The canonical protobuf bytes: fields 1, 2, 3 in order, default values omitted."""

@@ -121,7 +121,7 @@ class SnapshotRecorder:
                 node = SymlinkNode(name, entry.target)
                 n_links += 1
             else:
-                directory = Directory.from_nodes(children[index] or ())
+                directory = _directory_of(children[index])
                 children[index] = None  # free as we go up
                 node = dir_nodes[index] = directory.node(name)
                 n_dirs += 1
@@ -199,6 +199,21 @@ class SnapshotRecorder:
                 },
                 {"snapshot_id": self.snapshot_id},
             )
+
+
+def _directory_of(nodes: list[Node] | None) -> Directory:
+    """A directory from the nodes gathered for it.
+
+    The scan lists each directory sorted by name and checks every name, and the walk up the
+    tree visits entries in reverse, so the nodes arrive valid and in exactly reverse order.
+    """
+    if not nodes:
+        return Directory()
+    nodes.reverse()
+    dirs = tuple(n for n in nodes if type(n) is DirectoryNode)
+    files = tuple(n for n in nodes if type(n) is FileNode)
+    links = tuple(n for n in nodes if type(n) is SymlinkNode)
+    return Directory.trusted(dirs, files, links)  # type: ignore[arg-type]
 
 
 def root_fields(root: Node) -> dict[str, object]:

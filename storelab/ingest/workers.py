@@ -13,6 +13,7 @@ import multiprocessing
 from array import array
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -124,14 +125,17 @@ class HashPool:
     def __enter__(self) -> HashPool:
         if self.workers > 0:
             context = multiprocessing.get_context("forkserver")
+            # The fork server imports the worker code once; each worker forks from it ready to run.
+            context.set_forkserver_preload([__name__])
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
                 initargs=(self.spec, self.zstd_level, self.known_sizes),
             )
-            for _ in range(self.workers):
-                self._pool.submit(_warm_up)
+            # Booting the fork server takes a moment; let it happen beside the caller's scan.
+            pool = self._pool
+            threading.Thread(target=lambda: [pool.submit(_warm_up) for _ in range(self.workers)], daemon=True).start()
         return self
 
     def __exit__(
