@@ -129,13 +129,16 @@ class BlobHasher:
             if not stat.S_ISREG(before.st_mode):
                 raise FileChangedError(0, "is no longer a regular file")
             if before.st_size <= self._single_chunk_max:
+                # one read() call: a file that grew shows up as one byte too many
                 info = self.hash_bytes(os.read(fd, before.st_size + 1))
-            else:
-                info = self._hash_mapped(fd, before.st_size)
+                if info.size != before.st_size:
+                    raise FileChangedError(0, "changed while being read")
+                return info
+            info = self._hash_mapped(fd, before.st_size)
             after = os.fstat(fd)
         finally:
             os.close(fd)
-        if info.size != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise FileChangedError(0, "changed while being read")
         return info
 

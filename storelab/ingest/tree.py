@@ -8,6 +8,7 @@ castore cannot hold (FIFOs, sockets, devices) and anything unreadable is skipped
 from __future__ import annotations
 
 import errno
+from operator import attrgetter
 import os
 import stat
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from storelab.castore import InvalidNodeError, validate_name, validate_target
+from storelab.castore import InvalidNodeError, validate_target
 from storelab.errors import InputError, InputNotFoundError
 
 __all__ = ["TreeEntry", "Skipped", "Tree", "open_tree", "scan_tree", "describe_os_error"]
@@ -138,6 +139,9 @@ def scan_tree(root: str | os.PathLike[str]) -> Tree:
     return tree
 
 
+_by_name = attrgetter("name")
+
+
 def _scan_directory(tree: Tree, root: bytes) -> Iterator[list[int]]:
     stack: list[int] = [0]
     entries, skipped = tree.entries, tree.skipped
@@ -147,7 +151,7 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[list[int]]:
         abs_dir = root + b"/" + rel if rel else root
         try:
             with os.scandir(abs_dir) as it:
-                children = sorted(it, key=lambda e: e.name)
+                children = sorted(it, key=_by_name)
         except OSError as err:
             # Already listed in its parent: keep it as an empty directory, and say so.
             skipped.append(Skipped(rel, f"{describe_os_error(err)}; recorded as an empty directory"))
@@ -157,12 +161,10 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[list[int]]:
         for child in children:
             name = child.name
             path = rel + b"/" + name if rel else name
+            # No name check: a directory listing never holds "", ".", "..", "/" or NUL, and
+            # Linux names are at most 255 bytes — castore's rules hold by construction.
             try:
-                validate_name(name)
                 st = child.stat(follow_symlinks=False)
-            except InvalidNodeError as err:
-                skipped.append(Skipped(path, str(err)))
-                continue
             except OSError as err:
                 skipped.append(Skipped(path, describe_os_error(err)))
                 continue

@@ -1,0 +1,113 @@
+"""Ingest throughput beside b3sum and restic on the same ≥ 1 GB corpus of real files.
+
+    .venv/bin/python benchmarks/ingest.py [--corpus-bytes 1300000000] [--runs 3]
+
+Builds (once) a corpus by copying regular files from /usr/lib, /usr/share, /usr/bin and
+/usr/libexec in sorted order into build/bench-corpus, installs b3sum and restic with apt-get
+when they are missing and we are root, then times each tool on the same corpus with a warm
+page cache (the corpus is read again right before every timed run: this kernel drops idle
+cache after about a minute). Prints wall-clock medians, MB/s, and storelab's ratio to each peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import build_corpus, warm  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+STORELAB = [sys.executable, "-m", "storelab.cli"]
+
+
+def ensure_tools(names: dict[str, str]) -> dict[str, bool]:
+    missing = [pkg for tool, pkg in names.items() if shutil.which(tool) is None]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {' '.join(missing)} with apt-get …", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, capture_output=True)
+    return {tool: shutil.which(tool) is not None for tool in names}
+
+
+def timed(corpus: Path, command: list[str], setup=None, env=None) -> float:
+    if setup:
+        setup()
+    warm(corpus)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus-bytes", type=int, default=1_300_000_000)
+    parser.add_argument("--corpus", type=Path, default=REPO / "build" / "bench-corpus")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    files, total = build_corpus(args.corpus, args.corpus_bytes)
+    have = ensure_tools({"b3sum": "b3sum", "restic": "restic"})
+    work = Path(tempfile.mkdtemp(prefix="storelab-bench-"))
+    listing = work / "files.txt"
+    listing.write_bytes(b"\0".join(os.fsencode(p) for p in sorted(args.corpus.rglob("*")) if p.is_file()))
+    dataset = work / "dataset"
+    restic_repo = work / "restic"
+    restic_env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(restic_repo), "RESTIC_CACHE_DIR": str(work / "rcache")}
+
+    def fresh_dataset() -> None:
+        shutil.rmtree(dataset, ignore_errors=True)
+
+    def fresh_restic() -> None:
+        shutil.rmtree(restic_repo, ignore_errors=True)
+        shutil.rmtree(work / "rcache", ignore_errors=True)
+        subprocess.run(["restic", "init"], env=restic_env, check=True, capture_output=True)
+
+    cases: list[tuple[str, list[str], object, dict | None]] = [
+        (
+            "storelab ingest-dir (fastcdc2020 256 KiB, zstd off)",
+            [*STORELAB, "ingest-dir", str(args.corpus), "-o", str(dataset), "-q", "--zstd-level", "0"],
+            fresh_dataset,
+            None,
+        ),
+        (
+            "storelab ingest-dir (fastcdc2020 256 KiB, zstd 3 sizes)",
+            [*STORELAB, "ingest-dir", str(args.corpus), "-o", str(dataset), "-q", "--zstd-level", "3"],
+            fresh_dataset,
+            None,
+        ),
+    ]
+    if have["b3sum"]:
+        cases.append(("b3sum (all files, default threads)", ["sh", "-c", f"xargs -0 b3sum < {listing}"], None, None))
+    if have["restic"]:
+        cases.append(("restic backup (fresh repository)", ["restic", "backup", "-q", str(args.corpus)], fresh_restic, restic_env))
+
+    results: dict[str, float] = {}
+    for name, command, setup, env in cases:
+        times = [timed(args.corpus, command, setup, env) for _ in range(args.runs)]
+        results[name] = statistics.median(times)
+        print(f"  {name}: {', '.join(f'{t:.2f}' for t in times)} s", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+
+    mb = total / 1e6
+    print(f"\ncorpus: {files} files, {mb:,.0f} MB ({args.corpus}); median of {args.runs} warm runs; {os.cpu_count()} cores\n")
+    print(f"| {'tool':<56} | {'wall s':>7} | {'MB/s':>7} |")
+    print(f"|{'-' * 58}|{'-' * 9}|{'-' * 9}|")
+    for name, seconds in results.items():
+        print(f"| {name:<56} | {seconds:7.2f} | {mb / seconds:7.0f} |")
+    print()
+    for mine in [n for n in results if n.startswith("storelab")]:
+        for peer in [n for n in results if not n.startswith("storelab")]:
+            print(f"{mine} ÷ {peer.split(' (')[0]}: {results[peer] / results[mine]:.2f}× the throughput")
+
+
+if __name__ == "__main__":
+    main()
