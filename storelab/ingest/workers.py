@@ -121,6 +121,7 @@ class HashPool:
         self.known_sizes = known_sizes or {}
         self.workers = default_workers() if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
+        self._booting: threading.Thread | None = None
 
     def __enter__(self) -> HashPool:
         if self.workers > 0:
@@ -134,9 +135,13 @@ class HashPool:
                 initargs=(self.spec, self.zstd_level, self.known_sizes),
             )
             # Booting the fork server takes a moment; let it happen beside the caller's scan.
-            pool = self._pool
-            threading.Thread(target=lambda: [pool.submit(_warm_up) for _ in range(self.workers)], daemon=True).start()
+            self._booting = threading.Thread(target=self._boot, args=(self._pool,), daemon=True)
+            self._booting.start()
         return self
+
+    def _boot(self, pool: ProcessPoolExecutor) -> None:
+        for _ in range(self.workers):
+            pool.submit(_warm_up)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -144,6 +149,8 @@ class HashPool:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        if self._booting is not None:
+            self._booting.join()
         processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=exc_type is None, cancel_futures=True)
         if exc_type is not None:
