@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storelab.errors import DatasetError, OutputError
+from storelab.tables.arrow import column as arrow_column
 from storelab.tables.schema import SCHEMA_VERSION, SCHEMAS, TABLES
 
 __all__ = ["Dataset", "SnapshotWriter", "new_snapshot_id"]
@@ -249,7 +250,7 @@ class _TableBuffer:
 
     def _rows_to_batch(self) -> None:
         if self.rows:
-            table = pa.table([pa.array(self.columns[f.name], type=f.type) for f in self.schema], schema=self.schema)
+            table = pa.Table.from_arrays([arrow_column(self.columns[f.name], f.type) for f in self.schema], schema=self.schema)
             self.batches.append(table)
             self.batched_rows += self.rows
             for column in self.columns.values():
@@ -373,14 +374,14 @@ def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
     """``n`` copies of one value; a dictionary column costs one entry and n zero indices."""
     if pa.types.is_dictionary(type_):
         indices = pa.Array.from_buffers(type_.index_type, n, [None, pa.py_buffer(bytes(n * type_.index_type.bit_width // 8))])
-        return pa.DictionaryArray.from_arrays(indices, pa.array([value], type=type_.value_type))
-    return pa.repeat(pa.scalar(value, type=type_), n)
+        return pa.DictionaryArray.from_arrays(indices, arrow_column([value], type_.value_type))
+    return arrow_column([value] * n, type_)
 
 
 def _as_array(values: Any, type_: pa.DataType) -> pa.Array:
     if isinstance(values, pa.Array):
         return values if values.type == type_ else values.cast(type_)
-    return pa.array(values, type=type_)
+    return arrow_column(values, type_)
 
 
 def _remove_empty(folder: Path) -> None:

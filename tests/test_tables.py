@@ -1,0 +1,52 @@
+"""The table layer: Arrow columns built from buffers equal pyarrow's own conversion."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storelab.tables import SCHEMAS
+from storelab.tables.arrow import column
+
+FIELD_TYPES = sorted({str(f.type): f.type for schema in SCHEMAS.values() for f in schema}.items())
+
+
+def values_for(type_: pa.DataType) -> st.SearchStrategy:
+    if pa.types.is_dictionary(type_) or pa.types.is_string(type_):
+        return st.one_of(st.none(), st.sampled_from(["file", "directory", "symlink", "é"]))
+    if pa.types.is_fixed_size_binary(type_):
+        return st.one_of(st.none(), st.binary(min_size=type_.byte_width, max_size=type_.byte_width))
+    if pa.types.is_binary(type_):
+        return st.one_of(st.none(), st.binary(max_size=20))
+    if pa.types.is_boolean(type_):
+        return st.one_of(st.none(), st.booleans())
+    if pa.types.is_integer(type_):
+        info = (-(2 ** (type_.bit_width - 1)), 2 ** (type_.bit_width - 1) - 1) if pa.types.is_signed_integer(type_) else (0, 2**type_.bit_width - 1)
+        return st.one_of(st.none(), st.integers(*info))
+    if pa.types.is_floating(type_):
+        return st.one_of(st.none(), st.floats(allow_nan=False))
+    if pa.types.is_timestamp(type_):
+        return st.one_of(st.none(), st.datetimes(min_value=datetime(1971, 1, 1), timezones=st.just(timezone.utc)))
+    if pa.types.is_list(type_):
+        item = type_.value_type
+        return st.one_of(st.none(), st.lists(st.fixed_dictionaries({f.name: values_for(f.type) for f in item}), max_size=3))
+    raise AssertionError(type_)
+
+
+@pytest.mark.parametrize("name, type_", FIELD_TYPES, ids=[n for n, _ in FIELD_TYPES])
+@given(data=st.data())
+def test_column_equals_pyarrow_conversion(name: str, type_: pa.DataType, data: st.DataObject) -> None:
+    values = data.draw(st.lists(values_for(type_), max_size=40))
+    built = column(values, type_)
+    assert built.type == type_
+    built.validate(full=True)
+    assert built.to_pylist() == pa.array(values, type=type_).to_pylist()
+
+
+def test_fixed_binary_of_wrong_width_is_refused() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        column([b"short"], pa.binary(32))
