@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fastcdc import fastcdc as _fastcdc  # the Cython build of the `fastcdc` package
-
 from storelab.chunking.base import ChunkerSpec
 from storelab.errors import ConfigError
 
@@ -16,9 +14,13 @@ class FastCDC2016:
     """The 2016 ("ronomon") FastCDC; its boundaries differ from v2020 on the same data."""
 
     def __init__(self, spec: ChunkerSpec) -> None:
+        # imported here: the package pulls in click, which snix-chunking workers never need
+        from fastcdc import fastcdc  # the Cython build of the `fastcdc` package
+
+        self._fastcdc = fastcdc
         self.spec = spec
         try:
-            list(_fastcdc(b"", spec.min_size, spec.avg_size, spec.max_size))
+            list(fastcdc(b"", spec.min_size, spec.avg_size, spec.max_size))
         except AssertionError:
             raise ConfigError(
                 f"fastcdc2016 cannot use {spec.id}: sizes must satisfy 64 ≤ min, 256 ≤ avg, 1024 ≤ max"
@@ -33,7 +35,7 @@ class FastCDC2016:
         total = len(buf)
         window = self.lookahead
         lengths: list[int] = []
-        for chunk in _fastcdc(buf, self.spec.min_size, self.spec.avg_size, self.spec.max_size):
+        for chunk in self._fastcdc(buf, self.spec.min_size, self.spec.avg_size, self.spec.max_size):
             if not eof and total - chunk.offset < window:
                 break
             lengths.append(chunk.length)

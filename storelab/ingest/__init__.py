@@ -1,7 +1,40 @@
-"""Ingest sources (directory trees; NARs in their own module) into dataset snapshots."""
+"""Ingest sources into dataset snapshots: scan, hash and chunk, record.
 
-from storelab.ingest.blobs import BlobHasher, BlobInfo
-from storelab.ingest.directory_source import IngestOptions, IngestResult, ingest_dir
-from storelab.ingest.tree import Skipped, TreeEntry, scan_tree
+Exports load on first use, so worker processes that import only the blob pipeline
+(:mod:`storelab.ingest.workers`) do not pay for Arrow and Parquet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree"]
+
+_WHERE = {
+    "BlobHasher": "storelab.ingest.blobs",
+    "BlobInfo": "storelab.ingest.blobs",
+    "IngestOptions": "storelab.ingest.directory_source",
+    "IngestResult": "storelab.ingest.directory_source",
+    "ingest_dir": "storelab.ingest.directory_source",
+    "Skipped": "storelab.ingest.tree",
+    "TreeEntry": "storelab.ingest.tree",
+    "scan_tree": "storelab.ingest.tree",
+}
+
+if TYPE_CHECKING:
+    from storelab.ingest.blobs import BlobHasher, BlobInfo
+    from storelab.ingest.directory_source import IngestOptions, IngestResult, ingest_dir
+    from storelab.ingest.tree import Skipped, TreeEntry, scan_tree
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'storelab.ingest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

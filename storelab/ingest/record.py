@@ -15,6 +15,7 @@ from storelab.castore import Directory, DirectoryNode, FileNode, Node, SymlinkNo
 from storelab.chunking import ChunkerSpec
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobInfo
+from storelab.ingest.columns import blob_columns, chunk_columns
 from storelab.ingest.tree import TreeEntry
 from storelab.tables import SnapshotWriter
 
@@ -79,8 +80,8 @@ class SnapshotRecorder:
         if not keep.any():
             return
         sid = {"snapshot_id": self.snapshot_id}
-        self.writer.append_columns("blobs", batch.blob_columns(keep), sid)
-        chunks = batch.chunk_columns(keep)
+        self.writer.append_columns("blobs", blob_columns(batch, keep), sid)
+        chunks = chunk_columns(batch, keep)
         self.chunk_rows += len(chunks["digest"])
         self.writer.append_columns("chunks", chunks, {**sid, "chunker_id": self.chunker_id})
 
