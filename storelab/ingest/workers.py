@@ -9,6 +9,7 @@ be shared). ``workers=0`` runs everything in the calling process (tests, debuggi
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 from array import array
 import os
@@ -101,7 +102,8 @@ def batch_jobs(jobs: Iterable[FileJob]) -> Iterator[list[FileJob]]:
 class HashPool:
     """Worker processes that read, hash and chunk files.
 
-    Enter it early: the workers boot while the caller scans the tree.
+    Workers start only once there is more than one batch of work, and boot while the caller
+    goes on scanning; a small tree is hashed in the calling process.
 
     >>> from storelab.chunking import default_spec
     >>> with HashPool(default_spec(), zstd_level=0, workers=0) as pool:
@@ -124,7 +126,11 @@ class HashPool:
         self._booting: threading.Thread | None = None
 
     def __enter__(self) -> HashPool:
-        if self.workers > 0:
+        return self
+
+    def _start(self) -> ProcessPoolExecutor:
+        """Start the workers (the first time there is more than one batch of work)."""
+        if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             # The fork server imports the worker code once; each worker forks from it ready to run.
             context.set_forkserver_preload([__name__])
@@ -137,7 +143,7 @@ class HashPool:
             # Booting the fork server takes a moment; let it happen beside the caller's scan.
             self._booting = threading.Thread(target=self._boot, args=(self._pool,), daemon=True)
             self._booting.start()
-        return self
+        return self._pool
 
     def _boot(self, pool: ProcessPoolExecutor) -> None:
         for _ in range(self.workers):
@@ -166,16 +172,20 @@ class HashPool:
         ``batches`` is consumed lazily (a tree can still be being scanned); a bounded number
         are in flight at once. ``on_progress(files, bytes)`` is called as batches finish.
         """
-        if self._pool is None:
+        queue = iter(batches)
+        first, second = next(queue, None), next(queue, None)
+        if self.workers == 0 or second is None:
+            # one batch (a small tree) is done sooner here than by starting processes
             hasher = BlobHasher(make_chunker(self.spec), self.zstd_level, self.known_sizes)
-            for batch in batches:
+            for batch in itertools.chain((b for b in (first, second) if b is not None), queue):
                 result = hash_batch(hasher, batch)
                 if on_progress:
                     on_progress(len(batch), sum(j.size for j in batch))
                 yield result
             return
+        pool = self._start()
+        queue = itertools.chain((first, second), queue)
         pending: dict[Future[BlobBatch], Sequence[FileJob]] = {}
-        queue = iter(batches)
         exhausted = False
         window = self.workers * 4
         while True:
@@ -184,7 +194,7 @@ class HashPool:
                 if batch is None:
                     exhausted = True
                 else:
-                    pending[self._pool.submit(_run_packed, _pack(batch))] = batch
+                    pending[pool.submit(_run_packed, _pack(batch))] = batch
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
