@@ -1,6 +1,6 @@
 """Ingest throughput beside b3sum and restic on the same ≥ 1 GB corpus of real files.
 
-    .venv/bin/python benchmarks/ingest.py [--corpus-bytes 1300000000] [--runs 3]
+    .venv/bin/python benchmarks/ingest.py [--corpus-bytes 1300000000] [--runs 5]
 
 Builds (once) a corpus by copying regular files from /usr/lib, /usr/share, /usr/bin and
 /usr/libexec in sorted order into build/bench-corpus, installs b3sum and restic with apt-get
@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus-bytes", type=int, default=1_300_000_000)
     parser.add_argument("--corpus", type=Path, default=REPO / "build" / "bench-corpus")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
     files, total = build_corpus(args.corpus, args.corpus_bytes)

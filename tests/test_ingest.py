@@ -221,3 +221,31 @@ def test_large_file_is_streamed_in_bounded_memory(tmp_path: Path, monkeypatch: p
     assert result.file_bytes == 24 * (1 << 20) + 123
     assert peak < 6 * (1 << 20), f"peak Python allocation {peak} bytes for a 24 MiB file"
     assert snapshot_rows(tmp_path / "ds", "blobs")[0]["digest"] == digest
+
+
+def test_blobs_added_one_at_a_time_give_the_same_rows_as_batches(tmp_path: Path) -> None:
+    """The one-blob path (NAR sources hand blobs over one by one) writes what batches write."""
+    from storelab.chunking import make_chunker
+    from storelab.ingest.blobs import BlobHasher
+    from storelab.ingest.record import SnapshotRecorder
+    from storelab.ingest.tree import scan_tree
+
+    rng = random.Random(9)
+    spec = {b"a": rng.randbytes(5000), b"b": b"", b"d": {b"c": rng.randbytes(70_000), b"same": b"x"}, b"same": b"x"}
+    build_tree(tmp_path / "tree", spec)
+    chunker = default_spec("fastcdc2020", 16384)
+    tree = scan_tree(tmp_path / "tree")
+    hasher = BlobHasher(make_chunker(chunker), zstd_level=1)
+    dataset = Dataset.open(tmp_path / "one", create=True)
+    with dataset.begin_snapshot("s") as writer:
+        recorder = SnapshotRecorder(writer, chunker)
+        for index in tree.file_indices():
+            recorder.add_blob(index, hasher.hash_file(tree.absolute(tree.entries[index])))
+        recorded = recorder.record_tree(tree.entries)
+        writer.commit({"snapshot_id": "s", "label": "one"})
+    batched = ingest_dir(tmp_path / "tree", tmp_path / "batched", "b", IngestOptions(chunker, zstd_level=1, workers=0))
+    assert recorded.root == batched.root
+    for table in ("nodes", "blobs", "chunks", "directories"):
+        one = sorted(str(sorted((k, v) for k, v in r.items() if k != "snapshot_id")) for r in snapshot_rows(tmp_path / "one", table))
+        many = sorted(str(sorted((k, v) for k, v in r.items() if k != "snapshot_id")) for r in snapshot_rows(tmp_path / "batched", table))
+        assert one == many, table
