@@ -42,7 +42,9 @@ def test_tampered_archive_is_refused(tmp_path: Path) -> None:
     copy = tmp_path / "datasets" / "pypi-sample"
     shutil.copytree(manifest.folder, copy)
     victim = copy / manifest.files[0].file
-    victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
     with pytest.raises(InputError, match="does not match the manifest"):
         unpack_sample("pypi-sample", tmp_path / "out", datasets_dir=tmp_path / "datasets")
 
