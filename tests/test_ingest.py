@@ -238,7 +238,7 @@ def test_blobs_added_one_at_a_time_give_the_same_rows_as_batches(tmp_path: Path)
     hasher = BlobHasher(make_chunker(chunker), zstd_level=1)
     dataset = Dataset.open(tmp_path / "one", create=True)
     with dataset.begin_snapshot("s") as writer:
-        recorder = SnapshotRecorder(writer, chunker)
+        recorder = SnapshotRecorder(writer, chunker, tree.entries)
         for index in tree.file_indices():
             recorder.add_blob(index, hasher.hash_file(tree.absolute(tree.entries[index])))
         recorded = recorder.record_tree(tree.entries)

@@ -138,13 +138,15 @@ def _ingest_tree(
 
     try:
         with ds.begin_snapshot() as writer:
-            recorder = SnapshotRecorder(writer, options.chunker)
+            recorder = SnapshotRecorder(writer, options.chunker, entries)
             with ByteProgress("ingest", 0, 0, options.progress) as bar:
 
                 def jobs() -> Iterator[FileJob]:
-                    for indices in tree.walk():
+                    for listing in tree.walk():
                         report_skips()
-                        found = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in indices]
+                        if listing.directory is not None:
+                            recorder.listed(listing.directory, listing.children)
+                        found = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files]
                         bar.grow(len(found), sum(job.size for job in found))
                         yield from found
                     report_skips()
@@ -155,7 +157,7 @@ def _ingest_tree(
                         skipped.append(item)
                         note_skip(item)
                     recorder.add_batch(batch)
-            recorded = recorder.record_tree(entries)
+            recorded = recorder.finish()
             wall = time.perf_counter() - started
             spec = options.chunker
             writer.commit(

@@ -1,7 +1,11 @@
-"""Turn what a source yielded (tree entries and their blobs) into rows of a snapshot.
+"""Turn what a source yields (tree entries and their blobs) into rows of a snapshot.
 
 Shared by every source (directory trees, NAR archives): the castore model is built here,
 once, so a tree and its NAR give the same rows.
+
+Directories are built while the blobs are still arriving: each directory is encoded as soon
+as it has been listed and every file below it has been hashed, so the work overlaps the
+hashing and memory holds only the directories still open.
 """
 
 from __future__ import annotations
@@ -39,182 +43,220 @@ class RecordedTree:
 class SnapshotRecorder:
     """Writes blob, chunk, node and directory rows for one snapshot through a writer.
 
-    Blobs arrive as batches (or one at a time) keyed by the index of their file entry; each
-    distinct blob is written once per snapshot, however often it occurs. Then
-    :meth:`record_tree` builds the directories and writes the nodes.
+    The caller reports, in any interleaving:
+
+    - :meth:`listed` — a directory's children are all in ``entries`` (its listing is done);
+    - :meth:`add_batch` / :meth:`add_blob` — the blobs of file entries;
+    - :meth:`skip` — a file entry that will have no blob (unreadable, vanished).
+
+    ``entries`` is the source's list of :class:`TreeEntry` in pre-order (it may still be
+    growing), and the children of each directory appear in it in name order. Each distinct
+    blob is written once per snapshot, however often it occurs. :meth:`finish` returns the
+    root once everything has been reported.
     """
 
-    def __init__(self, writer: SnapshotWriter, spec: ChunkerSpec) -> None:
+    def __init__(self, writer: SnapshotWriter, spec: ChunkerSpec, entries: Sequence[TreeEntry]) -> None:
         self.writer = writer
         self.snapshot_id = writer.snapshot_id
         self.chunker_id = spec.id
+        self.entries = entries
         self._seen: set[bytes] = set()
         self.chunk_rows = 0
-        self._file_digest: dict[int, bytes] = {}
-        self._file_size: dict[int, int] = {}
-        self._pending = BlobBatchBuilder()
+        self._pending_blobs = BlobBatchBuilder()
+        self._children: dict[int, list[tuple[int, Node | None]]] = {}
+        self._waiting: dict[int, int] = {}  # listed directory → children not yet resolved
+        self._dir_file_bytes: dict[int, int] = {}
+        self._written_dirs: set[bytes] = set()
+        self._root: Node | None = None
+        self._counts = {"file": 0, "directory": 0, "symlink": 0}
+        self._file_bytes = 0
+        self._rows: dict[str, list] = _empty_node_columns()
 
     @property
     def blob_count(self) -> int:
         return len(self._seen)
 
+    # blobs ---------------------------------------------------------------------------------
+
     def add_blob(self, index: int, info: BlobInfo) -> None:
         """Record the blob of file entry ``index``."""
-        self._pending.add(index, info)
-        if len(self._pending) >= _SINGLE_BLOB_FLUSH:
-            self.add_batch(self._pending.build())
+        self._pending_blobs.add(index, info)
+        if len(self._pending_blobs) >= _SINGLE_BLOB_FLUSH:
+            self._flush_blobs()
+
+    def _flush_blobs(self) -> None:
+        if len(self._pending_blobs):
+            self.add_batch(self._pending_blobs.build())
 
     def add_batch(self, batch: BlobBatch) -> None:
-        """Record a batch of blobs (errors in it are the caller's to report)."""
+        """Record a batch of blobs; its errors become skipped files."""
         keep = np.zeros(len(batch), dtype=bool)
         seen = self._seen
         digests = batch.digests
-        file_digest, file_size = self._file_digest, self._file_size
+        entries = self.entries
         for i, (index, size) in enumerate(zip(batch.indices, batch.sizes)):
             digest = digests[32 * i : 32 * i + 32]
-            file_digest[index] = digest
-            file_size[index] = size
             if digest not in seen:
                 seen.add(digest)
                 keep[i] = True
-        if not keep.any():
-            return
-        sid = {"snapshot_id": self.snapshot_id}
-        self.writer.append_columns("blobs", blob_columns(batch, keep), sid)
-        chunks = chunk_columns(batch, keep)
-        self.chunk_rows += len(chunks["digest"])
-        self.writer.append_columns("chunks", chunks, {**sid, "chunker_id": self.chunker_id})
+            entry = entries[index]
+            self._resolve(index, FileNode(entry.path.rpartition(b"/")[2], digest, size, entry.executable))
+        for index, _ in batch.errors:
+            self.skip(index)
+        if keep.any():
+            sid = {"snapshot_id": self.snapshot_id}
+            self.writer.append_columns("blobs", blob_columns(batch, keep), sid)
+            chunks = chunk_columns(batch, keep)
+            self.chunk_rows += len(chunks["digest"])
+            self.writer.append_columns("chunks", chunks, {**sid, "chunker_id": self.chunker_id})
 
-    def _flush_pending(self) -> None:
-        if len(self._pending):
-            self.add_batch(self._pending.build())
+    def skip(self, index: int) -> None:
+        """File entry ``index`` will have no blob: leave it out of its directory."""
+        self._resolve(index, None)
+
+    # the tree ------------------------------------------------------------------------------
+
+    def listed(self, directory: int, children: Sequence[int]) -> None:
+        """Directory entry ``directory`` has exactly these children (entry indices)."""
+        entries = self.entries
+        for child in children:
+            entry = entries[child]
+            if entry.kind == "symlink":
+                assert entry.target is not None
+                self._resolve(child, SymlinkNode(entry.path.rpartition(b"/")[2], entry.target))
+        left = len(children) - len(self._children.get(directory, ()))
+        if left:
+            self._waiting[directory] = left
+        else:
+            self._complete(directory)
+
+    def _resolve(self, index: int, node: Node | None) -> None:
+        """Entry ``index`` is final (None: left out); complete its parent if it was the last."""
+        while True:
+            parent = self.entries[index].parent
+            if parent < 0:
+                self._root = node
+                if node is not None:
+                    self._count(index, node)
+                return
+            self._children.setdefault(parent, []).append((index, node))
+            left = self._waiting.get(parent)
+            if left is None:  # the parent is not listed yet
+                return
+            if left > 1:
+                self._waiting[parent] = left - 1
+                return
+            del self._waiting[parent]
+            index, node = parent, self._build(parent)
+
+    def _complete(self, directory: int) -> None:
+        self._resolve(directory, self._build(directory))
+
+    def _build(self, index: int) -> DirectoryNode:
+        """Encode a directory whose children are all final; write their rows."""
+        kids = self._children.pop(index, [])
+        kids.sort(key=_by_index)
+        file_bytes = 0
+        dirs: list[DirectoryNode] = []
+        files: list[FileNode] = []
+        links: list[SymlinkNode] = []
+        for child, node in kids:
+            if node is None:
+                continue
+            self._count(child, node)
+            if type(node) is FileNode:
+                files.append(node)
+                file_bytes += node.size
+            elif type(node) is DirectoryNode:
+                dirs.append(node)
+                file_bytes += self._dir_file_bytes.pop(child)
+            else:
+                links.append(node)  # type: ignore[arg-type]
+        directory = Directory.trusted(tuple(dirs), tuple(files), tuple(links))
+        node = directory.node(self.entries[index].path.rpartition(b"/")[2])
+        self._dir_file_bytes[index] = file_bytes
+        if node.digest not in self._written_dirs:
+            self._written_dirs.add(node.digest)
+            self.writer.append(
+                "directories",
+                {
+                    "snapshot_id": self.snapshot_id,
+                    "digest": node.digest,
+                    "encoded_size": len(directory.encoded),
+                    "directory_entries": len(dirs),
+                    "file_entries": len(files),
+                    "symlink_entries": len(links),
+                    "size": node.size,
+                    "file_bytes": file_bytes,
+                },
+            )
+        return node
+
+    def _count(self, index: int, node: Node) -> None:
+        """Write the node row of a final entry (each entry exactly once)."""
+        rows = self._rows
+        rows["path"].append(self.entries[index].path)
+        if type(node) is FileNode:
+            self._counts["file"] += 1
+            self._file_bytes += node.size
+            rows["kind"].append("file")
+            rows["size"].append(node.size)
+            rows["executable"].append(node.executable)
+            rows["digest"].append(node.digest)
+            rows["symlink_target"].append(None)
+        elif type(node) is DirectoryNode:
+            self._counts["directory"] += 1
+            rows["kind"].append("directory")
+            rows["size"].append(node.size)
+            rows["executable"].append(None)
+            rows["digest"].append(node.digest)
+            rows["symlink_target"].append(None)
+        else:
+            self._counts["symlink"] += 1
+            rows["kind"].append("symlink")
+            rows["size"].append(None)
+            rows["executable"].append(None)
+            rows["digest"].append(None)
+            rows["symlink_target"].append(node.target)  # type: ignore[union-attr]
+        if len(rows["path"]) >= _NODE_ROWS_PER_WRITE:
+            self._flush_nodes()
+
+    def _flush_nodes(self) -> None:
+        if self._rows["path"]:
+            self.writer.append_columns("nodes", self._rows, {"snapshot_id": self.snapshot_id})
+            self._rows = _empty_node_columns()
+
+    def finish(self) -> RecordedTree:
+        """Everything is reported: write the last rows and return the root."""
+        self._flush_blobs()
+        if self._root is None and self.entries and self.entries[0].kind == "directory":
+            raise ValueError(f"the tree is incomplete: {len(self._waiting)} directories still wait for entries")
+        if self._root is None:
+            raise ValueError("the tree has no root (its only file was skipped)")
+        self._flush_nodes()
+        return RecordedTree(
+            self._root, self._counts["file"], self._counts["directory"], self._counts["symlink"], self._file_bytes
+        )
 
     def record_tree(self, entries: Sequence[TreeEntry]) -> RecordedTree:
-        """Build every directory bottom-up and write the nodes and directories tables.
-
-        ``entries`` are in pre-order (each directory before its contents, the root first).
-        File entries whose blob was never added (skipped files) are left out.
-        """
-        self._flush_pending()
-        count = len(entries)
-        children: list[list[Node] | None] = [None] * count
-        file_bytes = [0] * count
-        dir_nodes: dict[int, DirectoryNode] = {}
-        written_dirs: set[bytes] = set()
-        file_digest, file_size = self._file_digest, self._file_size
-        n_files = n_dirs = n_links = 0
-        root: Node | None = None
-        for index in range(count - 1, -1, -1):
-            entry = entries[index]
-            name = entry.path.rpartition(b"/")[2]
-            node: Node
-            kind = entry.kind
-            if kind == "file":
-                digest = file_digest.get(index)
-                if digest is None:
-                    continue
-                size = file_size[index]
-                node = FileNode(name, digest, size, entry.executable)
-                n_files += 1
-                file_bytes[index] = size
-            elif kind == "symlink":
-                assert entry.target is not None
-                node = SymlinkNode(name, entry.target)
-                n_links += 1
-            else:
-                directory = _directory_of(children[index])
-                children[index] = None  # free as we go up
-                node = dir_nodes[index] = directory.node(name)
-                n_dirs += 1
-                if node.digest not in written_dirs:
-                    written_dirs.add(node.digest)
-                    self.writer.append(
-                        "directories",
-                        {
-                            "snapshot_id": self.snapshot_id,
-                            "digest": node.digest,
-                            "encoded_size": len(directory.encoded),
-                            "directory_entries": len(directory.directories),
-                            "file_entries": len(directory.files),
-                            "symlink_entries": len(directory.symlinks),
-                            "size": node.size,
-                            "file_bytes": file_bytes[index],
-                        },
-                    )
-            parent = entry.parent
-            if parent >= 0:
-                siblings = children[parent]
-                if siblings is None:
-                    siblings = children[parent] = []
-                siblings.append(node)
-                file_bytes[parent] += file_bytes[index]
-            else:
-                root = node
-        if root is None:
-            raise ValueError("the tree has no root entry")
-        self._write_nodes(entries, dir_nodes)
-        return RecordedTree(root, n_files, n_dirs, n_links, file_bytes[0] if count else 0)
-
-    def _write_nodes(self, entries: Sequence[TreeEntry], dir_nodes: dict[int, DirectoryNode]) -> None:
-        file_digest, file_size = self._file_digest, self._file_size
-        for start in range(0, len(entries), _NODE_ROWS_PER_WRITE):
-            paths: list[bytes] = []
-            kinds: list[str] = []
-            sizes: list[int | None] = []
-            executables: list[bool | None] = []
-            digests: list[bytes | None] = []
-            targets: list[bytes | None] = []
-            for index in range(start, min(start + _NODE_ROWS_PER_WRITE, len(entries))):
-                entry = entries[index]
-                kind = entry.kind
-                if kind == "file":
-                    digest = file_digest.get(index)
-                    if digest is None:
-                        continue
-                    sizes.append(file_size[index])
-                    executables.append(entry.executable)
-                    digests.append(digest)
-                    targets.append(None)
-                elif kind == "directory":
-                    node = dir_nodes[index]
-                    sizes.append(node.size)
-                    executables.append(None)
-                    digests.append(node.digest)
-                    targets.append(None)
-                else:
-                    sizes.append(None)
-                    executables.append(None)
-                    digests.append(None)
-                    targets.append(entry.target)
-                paths.append(entry.path)
-                kinds.append(kind)
-            self.writer.append_columns(
-                "nodes",
-                {
-                    "path": paths,
-                    "kind": kinds,
-                    "size": sizes,
-                    "executable": executables,
-                    "digest": digests,
-                    "symlink_target": targets,
-                },
-                {"snapshot_id": self.snapshot_id},
-            )
+        """Report the listing of every directory of a complete ``entries`` list, then finish."""
+        self._flush_blobs()
+        children: dict[int, list[int]] = {}
+        for index, entry in enumerate(entries):
+            if entry.parent >= 0:
+                children.setdefault(entry.parent, []).append(index)
+        for index, entry in enumerate(entries):
+            if entry.kind == "directory":
+                self.listed(index, children.get(index, []))
+        return self.finish()
 
 
-def _directory_of(nodes: list[Node] | None) -> Directory:
-    """A directory from the nodes gathered for it.
+def _by_index(item: tuple[int, Node | None]) -> int:
+    return item[0]
 
-    The scan lists each directory sorted by name and checks every name, and the walk up the
-    tree visits entries in reverse, so the nodes arrive valid and in exactly reverse order.
-    """
-    if not nodes:
-        return Directory()
-    nodes.reverse()
-    dirs = tuple(n for n in nodes if type(n) is DirectoryNode)
-    files = tuple(n for n in nodes if type(n) is FileNode)
-    links = tuple(n for n in nodes if type(n) is SymlinkNode)
-    return Directory.trusted(dirs, files, links)  # type: ignore[arg-type]
+
+def _empty_node_columns() -> dict[str, list]:
+    return {"path": [], "kind": [], "size": [], "executable": [], "digest": [], "symlink_target": []}
 
 
 def root_fields(root: Node) -> dict[str, object]:

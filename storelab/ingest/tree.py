@@ -19,7 +19,7 @@ from typing import Literal
 from storelab.castore import InvalidNodeError, validate_target
 from storelab.errors import InputError, InputNotFoundError
 
-__all__ = ["TreeEntry", "Skipped", "Tree", "open_tree", "scan_tree", "describe_os_error"]
+__all__ = ["TreeEntry", "Skipped", "Listing", "Tree", "open_tree", "scan_tree", "describe_os_error"]
 
 Kind = Literal["file", "directory", "symlink"]
 
@@ -49,6 +49,18 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One directory read by the scan: its children, and which of them are files."""
+
+    directory: int | None
+    """Index of the directory's entry (None for a single-file tree)."""
+    children: list[int]
+    """Indices of every child entry kept, in name order."""
+    files: list[int]
+    """The children that are regular files (to be read)."""
+
+
 @dataclass(slots=True)
 class Tree:
     """The scan's result: entries in pre-order (every directory before its contents)."""
@@ -60,13 +72,14 @@ class Tree:
     def file_indices(self) -> list[int]:
         return [i for i, e in enumerate(self.entries) if e.kind == "file"]
 
-    def walk(self) -> Iterator[list[int]]:
-        """Scan below the root, yielding the indices of the files each directory adds.
+    def walk(self) -> Iterator[Listing]:
+        """Scan below the root, yielding one :class:`Listing` per directory as it is read.
 
-        A single-file tree yields that file. Entries stay in pre-order as they are added.
+        A single-file tree yields one listing holding just that file. Entries stay in
+        pre-order as they are added, and each directory's children in name order.
         """
         if self.entries and self.entries[0].kind == "file":
-            yield [0]
+            yield Listing(None, [], [0])
             return
         yield from _scan_directory(self, os.fsencode(self.root))
 
@@ -142,7 +155,7 @@ def scan_tree(root: str | os.PathLike[str]) -> Tree:
 _by_name = attrgetter("name")
 
 
-def _scan_directory(tree: Tree, root: bytes) -> Iterator[list[int]]:
+def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
     stack: list[int] = [0]
     entries, skipped = tree.entries, tree.skipped
     while stack:
@@ -155,9 +168,11 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[list[int]]:
         except OSError as err:
             # Already listed in its parent: keep it as an empty directory, and say so.
             skipped.append(Skipped(rel, f"{describe_os_error(err)}; recorded as an empty directory"))
+            yield Listing(dir_index, [], [])
             continue
         subdirs: list[int] = []
         files: list[int] = []
+        first_child = len(entries)
         for child in children:
             name = child.name
             path = rel + b"/" + name if rel else name
@@ -193,5 +208,4 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[list[int]]:
                 skipped.append(Skipped(path, f"is a {_special_kind(mode)}; castore holds only files, directories and symlinks"))
         # pre-order, depth first: push in reverse so the first subdirectory is scanned next
         stack.extend(reversed(subdirs))
-        if files:
-            yield files
+        yield Listing(dir_index, list(range(first_child, len(entries))), files)
