@@ -6,7 +6,8 @@ Builds (once) a corpus by copying regular files from /usr/lib, /usr/share, /usr/
 /usr/libexec in sorted order into build/bench-corpus, installs b3sum and restic with apt-get
 when they are missing and we are root, then times each tool on the same corpus with a warm
 page cache (the corpus is read again right before every timed run: this kernel drops idle
-cache after about a minute). Prints wall-clock medians, MB/s, and storelab's ratio to each peer.
+cache after about a minute), tools taking turns round by round. Prints wall-clock medians,
+MB/s, and storelab's ratio to each peer.
 """
 
 from __future__ import annotations
@@ -90,11 +91,14 @@ def main() -> None:
     if have["restic"]:
         cases.append(("restic backup (fresh repository)", ["restic", "backup", "-q", str(args.corpus)], fresh_restic, restic_env))
 
-    results: dict[str, float] = {}
-    for name, command, setup, env in cases:
-        times = [timed(args.corpus, command, setup, env) for _ in range(args.runs)]
-        results[name] = statistics.median(times)
-        print(f"  {name}: {', '.join(f'{t:.2f}' for t in times)} s", file=sys.stderr)
+    # Round-robin (every tool once per round) so drift in a shared machine's speed hits all alike.
+    times: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    for _ in range(args.runs):
+        for name, command, setup, env in cases:
+            times[name].append(timed(args.corpus, command, setup, env))
+    results = {name: statistics.median(values) for name, values in times.items()}
+    for name, values in times.items():
+        print(f"  {name}: {', '.join(f'{t:.2f}' for t in values)} s", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
 
     mb = total / 1e6
