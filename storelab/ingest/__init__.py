@@ -14,8 +14,8 @@ __all__ = ["BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped",
 _WHERE = {
     "BlobHasher": "storelab.ingest.blobs",
     "BlobInfo": "storelab.ingest.blobs",
-    "IngestOptions": "storelab.ingest.directory_source",
-    "IngestResult": "storelab.ingest.directory_source",
+    "IngestOptions": "storelab.ingest.snapshot",
+    "IngestResult": "storelab.ingest.snapshot",
     "ingest_dir": "storelab.ingest.directory_source",
     "Skipped": "storelab.ingest.tree",
     "TreeEntry": "storelab.ingest.tree",
@@ -24,7 +24,8 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from storelab.ingest.blobs import BlobHasher, BlobInfo
-    from storelab.ingest.directory_source import IngestOptions, IngestResult, ingest_dir
+    from storelab.ingest.directory_source import ingest_dir
+    from storelab.ingest.snapshot import IngestOptions, IngestResult
     from storelab.ingest.tree import Skipped, TreeEntry, scan_tree
 
 

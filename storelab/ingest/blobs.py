@@ -11,6 +11,7 @@ import mmap
 import os
 import stat
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import blake3
@@ -105,6 +106,40 @@ class BlobHasher:
         hasher.update(view)
         digests, sizes, compressed = self._cut(view, eof=True)
         return BlobInfo(hasher.digest(), size, bytes(digests), sizes, compressed)
+
+    def hash_pieces(self, size: int, pieces: Iterable[bytes]) -> BlobInfo:
+        """Hash and chunk a blob that arrives in pieces (from a NAR stream, a socket…).
+
+        ``size`` is the announced length; memory holds at most one read window plus the
+        chunker's lookahead, whatever the blob's size.
+        """
+        if size <= self._single_chunk_max:
+            return self.hash_bytes(b"".join(pieces))
+        whole = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
+        digests = bytearray()
+        sizes = array("Q")
+        compressed = array("Q") if self._zstd else None
+        pending = bytearray()
+        total = 0
+        window = READ_BUFFER + self.chunker.lookahead
+        for piece in pieces:
+            whole.update(piece)
+            total += len(piece)
+            pending += piece
+            if len(pending) >= window:
+                step = self._cut_into(pending, False, digests, sizes, compressed)
+                del pending[:step]
+        self._cut_into(pending, True, digests, sizes, compressed)
+        return BlobInfo(whole.digest(), total, bytes(digests), sizes, compressed)
+
+    def _cut_into(self, data: bytearray, eof: bool, digests: bytearray, sizes: array, compressed: array | None) -> int:
+        with memoryview(data) as view:
+            d, s, c = self._cut(view, eof)
+        digests += d
+        sizes.extend(s)
+        if compressed is not None and c is not None:
+            compressed.extend(c)
+        return sum(s)
 
     def _cut(self, view: memoryview, eof: bool) -> tuple[bytearray, array, array | None]:
         digests = bytearray()

@@ -6,67 +6,21 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from storelab.castore import Node
-from storelab.chunking import ChunkerSpec, default_spec, make_chunker
+from storelab.chunking import make_chunker
 from storelab.errors import InputError, Interrupted, OutputError
 from storelab.ingest.progress import ByteProgress
-from storelab.ingest.record import SnapshotRecorder, root_fields
+from storelab.ingest.record import SnapshotRecorder
+from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row, stderr_warning
 from storelab.ingest.tree import Skipped, Tree, open_tree
 from storelab.ingest.workers import FileJob, HashPool, batch_jobs
-from storelab.tables import SCHEMA_VERSION, Dataset
+from storelab.tables import Dataset
 from storelab.tables.known import known_compressed_sizes
 
 __all__ = ["IngestOptions", "IngestResult", "ingest_dir"]
 
 MAX_WARNINGS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class IngestOptions:
-    """How to ingest: chunking, compression, parallelism, strictness, progress."""
-
-    chunker: ChunkerSpec = field(default_factory=default_spec)
-    """Chunker and sizes; snix's by default."""
-    zstd_level: int = 3
-    """zstd level for measuring compressed chunk sizes; 0 turns measuring off."""
-    workers: int | None = None
-    """Worker processes; None = one per core, 0 = in this process."""
-    strict: bool = False
-    """Fail on the first unreadable or unsupported path instead of skipping it."""
-    progress: bool = False
-    """Show a progress bar on stderr."""
-    warn: Callable[[str], None] | None = None
-    """Where one-line warnings about skipped paths go (default: stderr)."""
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What an ingest committed."""
-
-    snapshot_id: str
-    label: str
-    root: Node
-    files: int
-    directories: int
-    symlinks: int
-    file_bytes: int
-    blobs: int
-    chunks: int
-    skipped: tuple[Skipped, ...]
-    wall_seconds: float
-
-    @property
-    def throughput(self) -> float:
-        """File bytes per second of wall time."""
-        return self.file_bytes / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-
-def _stderr_warning(message: str) -> None:
-    print(f"storelab: {message}", file=sys.stderr)
 
 
 def ingest_dir(
@@ -85,7 +39,7 @@ def ingest_dir(
     (1, 12, 2)
     """
     options = options or IngestOptions()
-    warn = options.warn or _stderr_warning
+    warn = options.warn or stderr_warning
     make_chunker(options.chunker)  # reject bad sizes before any work
     started = time.perf_counter()
     source = Path(path)
@@ -161,32 +115,7 @@ def _ingest_tree(
             wall = time.perf_counter() - started
             spec = options.chunker
             writer.commit(
-                {
-                    "snapshot_id": writer.snapshot_id,
-                    "label": label,
-                    "source_kind": "directory",
-                    "source": str(source.resolve()),
-                    **root_fields(recorded.root),
-                    "chunker_id": spec.id,
-                    "chunker": spec.name,
-                    "chunk_min_size": spec.min_size,
-                    "chunk_avg_size": spec.avg_size,
-                    "chunk_max_size": spec.max_size,
-                    "chunk_normalization": spec.normalization,
-                    "zstd_level": options.zstd_level,
-                    "file_count": recorded.files,
-                    "directory_count": recorded.directories,
-                    "symlink_count": recorded.symlinks,
-                    "file_bytes": recorded.file_bytes,
-                    "blob_count": recorder.blob_count,
-                    "chunk_count": recorder.chunk_rows,
-                    "skipped_count": len(skipped),
-                    "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
-                    "wall_seconds": wall,
-                    "storelab_version": _version(),
-                    "schema_version": SCHEMA_VERSION,
-                    "created_at": datetime.now(timezone.utc),
-                }
+                snapshot_row(writer.snapshot_id, label, "directory", str(source.resolve()), recorded, recorder, options, skipped, wall)
             )
     except OSError as err:  # anything the writer did not already explain
         raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
@@ -203,9 +132,3 @@ def _ingest_tree(
         tuple(skipped),
         wall,
     )
-
-
-def _version() -> str:
-    from storelab import __version__
-
-    return __version__

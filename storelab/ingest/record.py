@@ -229,6 +229,10 @@ class SnapshotRecorder:
     def finish(self) -> RecordedTree:
         """Everything is reported: write the last rows and return the root."""
         self._flush_blobs()
+        if self._root is None and self.entries and self.entries[0].kind == "symlink":
+            root = self.entries[0]
+            assert root.target is not None
+            self._resolve(0, SymlinkNode(b"", root.target))  # a symlink root has no listing
         if self._root is None and self.entries and self.entries[0].kind == "directory":
             raise ValueError(f"the tree is incomplete: {len(self._waiting)} directories still wait for entries")
         if self._root is None:

@@ -31,6 +31,7 @@ SNAPSHOTS = pa.schema(
         ("root_symlink_target", pa.binary()),
         ("nar_size", pa.uint64()),
         ("nar_sha256", pa.binary(32)),
+        ("nar_hash", pa.string()),
         ("chunker_id", pa.string()),
         ("chunker", pa.string()),
         ("chunk_min_size", pa.uint32()),

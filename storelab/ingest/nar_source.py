@@ -1,0 +1,160 @@
+"""``ingest_nar``: a NAR archive (plain, or .xz / .zst / .bz2 as binary caches serve them)
+→ one snapshot, in one streaming pass that also gives the NAR's size and sha256."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import lzma
+import os
+import sys
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from storelab.chunking import make_chunker
+from storelab.errors import InputError, InputNotFoundError, Interrupted, OutputError
+from storelab.ingest.blobs import BlobHasher
+from storelab.ingest.progress import ByteProgress
+from storelab.ingest.record import SnapshotRecorder
+from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row
+from storelab.ingest.tree import TreeEntry
+from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
+from storelab.tables import Dataset
+from storelab.tables.known import known_compressed_sizes
+
+__all__ = ["ingest_nar", "open_nar_source"]
+
+_MAGICS = (
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"BZh", "bzip2"),
+)
+
+
+class _CountingSha256:
+    """Reads through, counting bytes and hashing them: the NAR's size and sha256 come free."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
+
+
+def open_nar_source(source: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
+    """Open a NAR file (``-`` = standard input), decompressing xz, zstd or bzip2 on the fly.
+
+    Returns the stream of NAR bytes and the name of the compression found (``none`` if none).
+    """
+    if str(source) == "-":
+        raw: BinaryIO = io.BufferedReader(sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer)  # type: ignore[arg-type]
+    else:
+        try:
+            raw = open(source, "rb")  # noqa: SIM115 — the caller closes the returned stream
+        except FileNotFoundError:
+            raise InputNotFoundError(f"{source}: no such file or directory") from None
+        except OSError as err:
+            raise InputError(f"{source}: {(err.strerror or str(err)).lower()}") from None
+    head = raw.peek(8)[:8] if hasattr(raw, "peek") else b""
+    for magic, kind in _MAGICS:
+        if head.startswith(magic):
+            if kind == "xz":
+                return lzma.LZMAFile(raw), kind  # type: ignore[return-value]
+            if kind == "bzip2":
+                return bz2.BZ2File(raw), kind  # type: ignore[return-value]
+            return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), kind  # type: ignore[return-value]
+    return raw, "none"
+
+
+def ingest_nar(
+    source: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | Dataset,
+    label: str | None = None,
+    options: IngestOptions | None = None,
+) -> IngestResult:
+    """Ingest one NAR as a new snapshot of ``dataset`` (created if missing).
+
+    The NAR is read once, as a stream: blobs are hashed and chunked as their bytes pass, the
+    NAR's size and sha256 are taken on the way, and nothing is committed unless the whole
+    NAR is valid. A NAR and the tree it packs give the same root digest and the same rows.
+
+    >>> import io, tempfile, pathlib
+    >>> from storelab.nar import nar_bytes_of_file
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "hello.nar"
+    >>> _ = path.write_bytes(nar_bytes_of_file(b"Hello World!"))
+    >>> result = ingest_nar(path, tempfile.mkdtemp() + "/ds", options=IngestOptions(zstd_level=0))
+    >>> result.root.digest.hex()[:16], result.label
+    ('5ca7815adcb484e9', 'hello.nar')
+    """
+    options = options or IngestOptions()
+    make_chunker(options.chunker)
+    started = time.perf_counter()
+    name = "stdin" if str(source) == "-" else str(source)
+    label = label or ("stdin" if name == "stdin" else Path(name).name)
+    existing = dataset if isinstance(dataset, Dataset) else Dataset.open_existing(dataset)
+    known = known_compressed_sizes(existing, options.zstd_level) if existing and options.zstd_level else {}
+    stream, _compression = open_nar_source(source)
+    counted = _CountingSha256(stream)
+    try:
+        ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
+        hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known)
+        try:
+            with ds.begin_snapshot() as writer:
+                entries: list[TreeEntry] = []
+                recorder = SnapshotRecorder(writer, options.chunker, entries)
+                open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
+                with ByteProgress("ingest", 0, 0, options.progress) as bar:
+                    for event in read_nar(counted, name):  # type: ignore[arg-type]
+                        index = len(entries)
+                        parent = open_dirs[-1][0] if open_dirs else -1
+                        if open_dirs and not isinstance(event, NarDirectoryEnd):
+                            open_dirs[-1][1].append(index)
+                        if isinstance(event, NarFile):
+                            entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
+                            recorder.add_blob(index, hasher.hash_pieces(event.size, event.pieces))
+                            bar.grow(1, event.size)
+                            bar.advance(1, event.size)
+                        elif isinstance(event, NarSymlink):
+                            entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
+                        elif isinstance(event, NarDirectoryStart):
+                            entries.append(TreeEntry(event.path, "directory", parent=parent))
+                            open_dirs.append((index, []))
+                        else:
+                            directory, children = open_dirs.pop()
+                            recorder.listed(directory, children)
+                recorded = recorder.finish()
+                wall = time.perf_counter() - started
+                digest = counted.sha256.digest()
+                nar = {"nar_size": counted.size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest)}
+                source_text = name if name == "stdin" else str(Path(name).resolve())
+                writer.commit(snapshot_row(writer.snapshot_id, label, "nar", source_text, recorded, recorder, options, (), wall, nar))
+        except (lzma.LZMAError, OSError, EOFError, zstandard.ZstdError) as err:
+            if isinstance(err, OSError) and not isinstance(err, (lzma.LZMAError,)) and getattr(err, "errno", None):
+                raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
+            raise InputError(f"{name}: cannot decompress: {err}") from None
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; nothing was added to {dataset if not isinstance(dataset, Dataset) else dataset.path}") from None
+    finally:
+        stream.close()
+    return IngestResult(
+        writer.snapshot_id,
+        label,
+        recorded.root,
+        recorded.files,
+        recorded.directories,
+        recorded.symlinks,
+        recorded.file_bytes,
+        recorder.blob_count,
+        recorder.chunk_rows,
+        (),
+        wall,
+    )

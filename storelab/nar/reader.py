@@ -1,0 +1,229 @@
+"""A streaming, strict NAR reader: Nix's grammar and rules, one pass, bounded memory.
+
+    nar       = "nix-archive-1" node
+    node      = "(" "type" (regular | symlink | directory) ")"
+    regular   = "regular" ["executable" ""] "contents" CONTENTS
+    symlink   = "symlink" "target" TARGET
+    directory = "directory" { "entry" "(" "name" NAME "node" node ")" }
+
+Every string is a little-endian u64 length, the bytes, and zero padding to a multiple of 8.
+Entries are strictly increasing by name (bytewise); names are non-empty, not ``.``/``..``,
+without ``/`` or NUL, at most 255 bytes. Anything else is a :class:`NarError` naming the NAR
+and the byte offset where the mistake is.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Union
+
+from storelab.castore import InvalidNodeError, validate_name
+from storelab.castore.nodes import MAX_TARGET_LEN
+from storelab.errors import InputError
+
+__all__ = [
+    "NarError",
+    "NarDirectoryStart",
+    "NarDirectoryEnd",
+    "NarFile",
+    "NarSymlink",
+    "NarEvent",
+    "read_nar",
+    "MAGIC",
+]
+
+MAGIC = b"nix-archive-1"
+_TOKEN_MAX = 64  # longest keyword ("nix-archive-1", "directory", …) with room to spare
+_NAME_MAX = 255
+CONTENT_PIECE = 1 << 20
+
+
+class NarError(InputError):
+    """The bytes are not a valid NAR; the message names the NAR and the byte offset."""
+
+
+@dataclass(frozen=True, slots=True)
+class NarDirectoryStart:
+    path: bytes
+    """Path inside the NAR (``b""`` for the root), ``/``-separated."""
+
+
+@dataclass(frozen=True, slots=True)
+class NarDirectoryEnd:
+    path: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NarSymlink:
+    path: bytes
+    target: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NarFile:
+    """A regular file; ``pieces`` yields its contents and must be consumed before the next
+    event is asked for (what is not consumed is skipped)."""
+
+    path: bytes
+    size: int
+    executable: bool
+    pieces: Iterator[bytes]
+
+
+NarEvent = Union[NarDirectoryStart, NarDirectoryEnd, NarSymlink, NarFile]
+
+
+class _Reader:
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.offset = 0
+
+    def fail(self, reason: str, at: int | None = None) -> NarError:
+        return NarError(f"{self.name}: byte {self.offset if at is None else at}: {reason}")
+
+    def exact(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        while len(data) < n:
+            more = self.stream.read(n - len(data))
+            if not more:
+                self.offset += len(data)
+                raise self.fail("truncated NAR (unexpected end of input)")
+            data += more
+        self.offset += n
+        return data
+
+    def length(self) -> int:
+        return struct.unpack("<Q", self.exact(8))[0]
+
+    def padding(self, n: int) -> None:
+        pad = (-n) % 8
+        if pad:
+            at = self.offset
+            if self.exact(pad) != bytes(pad):
+                raise self.fail("non-zero padding", at)
+
+    def string(self, limit: int, what: str = "string") -> bytes:
+        at = self.offset
+        n = self.length()
+        if n > limit:
+            raise self.fail(f"{what} too long ({n} bytes)", at)
+        data = self.exact(n)
+        self.padding(n)
+        return data
+
+    def expect(self, token: bytes) -> None:
+        at = self.offset
+        got = self.string(_TOKEN_MAX, "token")
+        if got != token:
+            raise self.fail(f"expected {token.decode()!r}, found {got[:32]!r}", at)
+
+    def contents(self, size: int) -> Iterator[bytes]:
+        left = size
+        while left:
+            piece = self.stream.read(min(left, CONTENT_PIECE))
+            if not piece:
+                raise self.fail("truncated NAR (file contents cut short)")
+            self.offset += len(piece)
+            left -= len(piece)
+            yield piece
+        self.padding(size)
+
+
+def read_nar(stream: BinaryIO, name: str = "NAR") -> Iterator[NarEvent]:
+    """Parse a NAR from ``stream``, yielding its nodes in order (parents before children).
+
+    >>> import io
+    >>> nar = open(__import__("storelab.nar.writer", fromlist=["x"]).__file__, "rb")  # any file
+    >>> from storelab.nar.writer import nar_bytes_of_file
+    >>> [type(e).__name__ for e in read_nar(io.BytesIO(nar_bytes_of_file(b"hi")))]
+    ['NarFile']
+    """
+    r = _Reader(stream, name)
+    at = r.offset
+    if r.string(_TOKEN_MAX, "magic") != MAGIC:
+        raise r.fail("not a NAR (bad magic; expected 'nix-archive-1')", at)
+    yield from _node(r, b"")
+    extra = stream.read(1)
+    if extra:
+        raise r.fail("trailing data after the end of the NAR")
+
+
+def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
+    # An explicit stack of open directories, so deep trees cannot exhaust Python's recursion.
+    stack: list[list] = []  # [directory path, last entry name]
+    r.expect(b"(")
+    r.expect(b"type")
+    while True:
+        # the body of the node at `path`, just after "(" "type"
+        at = r.offset
+        kind = r.string(_TOKEN_MAX, "token")
+        if kind == b"regular":
+            at = r.offset
+            token = r.string(_TOKEN_MAX, "token")
+            executable = False
+            if token == b"executable":
+                marker_at = r.offset
+                if r.string(_TOKEN_MAX, "executable marker") != b"":
+                    raise r.fail("executable marker has non-empty value", marker_at)
+                executable = True
+                at = r.offset
+                token = r.string(_TOKEN_MAX, "token")
+            if token != b"contents":
+                raise r.fail(f"expected 'contents', found {token[:32]!r}", at)
+            size = r.length()
+            pieces = r.contents(size)
+            yield NarFile(path, size, executable, pieces)
+            for _ in pieces:  # whatever the consumer left unread
+                pass
+            r.expect(b")")
+            finished = True
+        elif kind == b"symlink":
+            r.expect(b"target")
+            at = r.offset
+            target = r.string(MAX_TARGET_LEN, "symlink target")
+            if not target or b"\0" in target:
+                raise r.fail(f"invalid symlink target {target[:64]!r}", at)
+            r.expect(b")")
+            yield NarSymlink(path, target)
+            finished = True
+        elif kind == b"directory":
+            yield NarDirectoryStart(path)
+            stack.append([path, None])
+            finished = False
+        else:
+            raise r.fail(f"unknown node type {kind[:32]!r}", at)
+        # find the next node: close finished entries and directories on the way
+        while True:
+            if finished:
+                if not stack:
+                    return
+                r.expect(b")")  # closes the entry that held the finished node
+            dir_path, last = stack[-1]
+            at = r.offset
+            token = r.string(_TOKEN_MAX, "token")
+            if token == b")":
+                stack.pop()
+                yield NarDirectoryEnd(dir_path)
+                finished = True
+                continue
+            if token != b"entry":
+                raise r.fail(f"expected 'entry' or ')', found {token[:32]!r}", at)
+            r.expect(b"(")
+            r.expect(b"name")
+            name_at = r.offset
+            name = r.string(_NAME_MAX, "string")
+            try:
+                validate_name(name)
+            except InvalidNodeError as err:
+                raise r.fail(str(err), name_at) from None
+            if last is not None and name <= last:
+                raise r.fail("NAR directory is not sorted (or has a duplicate entry)", name_at)
+            stack[-1][1] = name
+            r.expect(b"node")
+            r.expect(b"(")
+            r.expect(b"type")
+            path = dir_path + b"/" + name if dir_path else name
+            break

@@ -1,0 +1,80 @@
+"""Write NARs exactly as Nix does (``nix-store --dump``): from a directory tree or from parts."""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Iterator
+
+__all__ = ["nar_string", "dump_path", "nar_bytes_of_file"]
+
+_PIECE = 1 << 20
+
+
+def nar_string(data: bytes) -> bytes:
+    """One NAR string: u64 little-endian length, the bytes, zero padding to 8.
+
+    >>> nar_string(b"(")
+    b'\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00(\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
+    """
+    return struct.pack("<Q", len(data)) + data + bytes((-len(data)) % 8)
+
+
+_S = {t: nar_string(t) for t in (b"nix-archive-1", b"(", b")", b"type", b"regular", b"executable", b"", b"contents", b"symlink", b"target", b"directory", b"entry", b"name", b"node")}
+
+
+def nar_bytes_of_file(contents: bytes, executable: bool = False) -> bytes:
+    """The NAR of a single regular file."""
+    return b"".join(
+        [_S[b"nix-archive-1"], _S[b"("], _S[b"type"], _S[b"regular"]]
+        + ([_S[b"executable"], _S[b""]] if executable else [])
+        + [_S[b"contents"], nar_string(contents), _S[b")"]]
+    )
+
+
+def dump_path(path: str | os.PathLike[str] | bytes) -> Iterator[bytes]:
+    """Stream the NAR of a file, symlink or directory tree, as ``nix-store --dump`` writes it.
+
+    Entries are sorted bytewise; only the owner-execute bit of files is kept.
+    """
+    yield _S[b"nix-archive-1"]
+    yield from _dump(os.fsencode(path))
+
+
+def _dump(path: bytes) -> Iterator[bytes]:
+    st = os.lstat(path)
+    yield _S[b"("]
+    yield _S[b"type"]
+    if stat.S_ISREG(st.st_mode):
+        yield _S[b"regular"]
+        if st.st_mode & stat.S_IXUSR:
+            yield _S[b"executable"]
+            yield _S[b""]
+        yield _S[b"contents"]
+        yield struct.pack("<Q", st.st_size)
+        written = 0
+        with open(path, "rb") as f:
+            while piece := f.read(_PIECE):
+                written += len(piece)
+                yield piece
+        if written != st.st_size:
+            raise OSError(f"{os.fsdecode(path)} changed while being written to a NAR")
+        yield bytes((-st.st_size) % 8)
+    elif stat.S_ISLNK(st.st_mode):
+        yield _S[b"symlink"]
+        yield _S[b"target"]
+        yield nar_string(os.readlink(path))
+    elif stat.S_ISDIR(st.st_mode):
+        yield _S[b"directory"]
+        for name in sorted(os.listdir(path)):
+            yield _S[b"entry"]
+            yield _S[b"("]
+            yield _S[b"name"]
+            yield nar_string(name)
+            yield _S[b"node"]
+            yield from _dump(path + b"/" + name)
+            yield _S[b")"]
+    else:
+        raise OSError(f"{os.fsdecode(path)}: a NAR holds only files, directories and symlinks")
+    yield _S[b")"]

@@ -1,0 +1,240 @@
+"""NAR: Nix's own archives and rules; a tree and its NAR are one thing to storelab."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import lzma
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storelab.cli import main
+from storelab.ingest import IngestOptions, ingest_dir
+from storelab.ingest.nar_source import ingest_nar
+from storelab.nar import NarError, dump_path, nar_bytes_of_file, nar_string, nix_base32, read_nar
+from storelab.tables import Dataset
+from tests.fixtures import NAR_VECTORS, VECTORS, load_json, make_complicated_tree
+from tests.helpers import build_tree, snapshot_rows
+from tests.test_ingest import SMALL_CHUNKS, trees
+
+NARS = load_json(NAR_VECTORS)
+NAR_FILES = sorted(k for k in NARS if k.endswith(".nar"))
+S = nar_string
+
+
+def nar_bytes(name: str) -> bytes:
+    return (VECTORS / "nar" / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", NAR_FILES)
+def test_vector_nars_ingest_to_their_castore_root(name: str, tmp_path: Path) -> None:
+    expected = NARS[name]
+    data = nar_bytes(name)
+    assert len(data) == expected["size"]
+    assert hashlib.sha256(data).hexdigest() == expected["sha256"]
+    result = ingest_nar(VECTORS / "nar" / name, tmp_path / "ds", options=IngestOptions(zstd_level=0))
+    root = expected["root"]
+    if root["type"] == "symlink":
+        assert result.root.target == root["target"].encode()
+    else:
+        assert result.root.digest.hex() == root["digest"]
+        assert result.root.size == root["size"]
+        if root["type"] == "file":
+            assert result.root.executable == root["executable"]
+    [snap] = snapshot_rows(tmp_path / "ds", "snapshots")
+    assert snap["source_kind"] == "nar"
+    assert snap["nar_size"] == expected["size"]
+    assert snap["nar_sha256"].hex() == expected["sha256"]
+    assert snap["nar_hash"] == "sha256:" + nix_base32(bytes.fromhex(expected["sha256"]))
+
+
+def test_writer_reproduces_the_vector_nars(tmp_path: Path) -> None:
+    tree = make_complicated_tree(tmp_path / "complicated")
+    assert b"".join(dump_path(tree)) == nar_bytes("complicated.nar")
+    assert nar_bytes_of_file(b"Hello World!") == nar_bytes("helloworld.nar")
+    assert nar_bytes_of_file(b"\x01") == nar_bytes("onebyteregular.nar")
+    (tmp_path / "empty").mkdir()
+    assert b"".join(dump_path(tmp_path / "empty")) == nar_bytes("emptydirectory.nar")
+    os.symlink("/nix/store/somewhereelse", tmp_path / "link")
+    assert b"".join(dump_path(tmp_path / "link")) == nar_bytes("symlink.nar")
+
+
+def _entry(name: bytes, node: bytes) -> bytes:
+    return S(b"entry") + S(b"(") + S(b"name") + S(name) + S(b"node") + node + S(b")")
+
+
+def _file(contents: bytes = b"x") -> bytes:
+    return S(b"(") + S(b"type") + S(b"regular") + S(b"contents") + S(contents) + S(b")")
+
+
+def _dir(*entries: bytes) -> bytes:
+    return S(b"nix-archive-1") + S(b"(") + S(b"type") + S(b"directory") + b"".join(entries) + S(b")")
+
+
+NEGATIVE = {
+    "unsorted entries (b before a)": (_dir(_entry(b"b", _file()), _entry(b"a", _file())), "not sorted"),
+    "duplicate entry name": (_dir(_entry(b"a", _file()), _entry(b"a", _file())), "not sorted"),
+    "entry name b''": (_dir(_entry(b"", _file())), "invalid name b''"),
+    "entry name b'.'": (_dir(_entry(b".", _file())), "invalid name b'.'"),
+    "entry name b'..'": (_dir(_entry(b"..", _file())), "invalid name b'..'"),
+    "entry name b'a/b'": (_dir(_entry(b"a/b", _file())), "invalid name b'a/b'"),
+    "entry name b'a\\x00b'": (_dir(_entry(b"a\x00b", _file())), "invalid name b'a\\x00b'"),
+    "non-zero padding": (nar_bytes("helloworld.nar")[:-16 - 4] + b"\x01\x00\x00\x00" + nar_bytes("helloworld.nar")[-16:], "non-zero padding"),
+    "executable marker with non-empty value": (
+        S(b"nix-archive-1") + S(b"(") + S(b"type") + S(b"regular") + S(b"executable") + S(b"yes") + S(b"contents") + S(b"x") + S(b")"),
+        "executable marker has non-empty value",
+    ),
+    "name longer than 255 (nix-compat only; Nix C++ has no such limit)": (_dir(_entry(b"n" * 256, _file())), "too long"),
+}
+
+
+def test_every_vector_negative_case_is_covered() -> None:
+    assert set(NARS["negative_cases"]) == set(NEGATIVE)
+
+
+@pytest.mark.parametrize("case", sorted(NEGATIVE))
+def test_negative_cases_are_refused_with_the_offset(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, needle = NEGATIVE[case]
+    path = tmp_path / "bad.nar"
+    path.write_bytes(data)
+    build_tree(tmp_path / "first", {b"keep": b"committed before"})
+    ingest_dir(tmp_path / "first", tmp_path / "ds", "first", IngestOptions(workers=0))
+    code = main(["ingest-nar", str(path), "-o", str(tmp_path / "ds")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(path) in err and "byte " in err and needle in err, err
+    assert [r["label"] for r in snapshot_rows(tmp_path / "ds", "snapshots")] == ["first"]
+    assert not (tmp_path / "ds" / "_staging").exists()
+
+
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        (b"", "truncated"),
+        (S(b"nix-archive-2") + _file(), "bad magic"),
+        (nar_bytes("helloworld.nar") + b"\0", "trailing data"),
+        (S(b"nix-archive-1") + S(b"(") + S(b"type") + S(b"fifo") + S(b")"), "unknown node type"),
+        (S(b"nix-archive-1") + S(b"(") + S(b"type") + S(b"symlink") + S(b"target") + S(b"") + S(b")"), "invalid symlink target"),
+    ],
+)
+def test_other_malformed_nars(data: bytes, needle: str) -> None:
+    with pytest.raises(NarError, match=needle):
+        for _ in read_nar(io.BytesIO(data)):
+            pass
+
+
+def test_every_truncation_is_refused() -> None:
+    data = nar_bytes("complicated.nar")
+    for cut in range(len(data)):
+        with pytest.raises(NarError):
+            for event in read_nar(io.BytesIO(data[:cut])):
+                for _ in getattr(event, "pieces", ()):
+                    pass
+
+
+@given(spec=trees)
+def test_tree_and_its_nar_are_one_thing(tmp_path_factory: pytest.TempPathFactory, spec: dict) -> None:
+    base = tmp_path_factory.mktemp("n")
+    build_tree(base / "tree", spec)
+    nar = b"".join(dump_path(base / "tree"))
+    (base / "tree.nar").write_bytes(nar)
+    options = IngestOptions(SMALL_CHUNKS, zstd_level=1, workers=0)
+    from_dir = ingest_dir(base / "tree", base / "ds", "dir", options)
+    from_nar = ingest_nar(base / "tree.nar", base / "ds", "nar", options)
+    assert from_nar.root == from_dir.root
+    for table in ("nodes", "blobs", "chunks", "directories"):
+        rows = {}
+        for sid in (from_dir.snapshot_id, from_nar.snapshot_id):
+            rows[sid] = sorted(str(sorted((k, v) for k, v in r.items() if k != "snapshot_id")) for r in snapshot_rows(base / "ds", table, sid))
+        assert rows[from_dir.snapshot_id] == rows[from_nar.snapshot_id], table
+
+
+@given(seed=st.integers(0, 2**32), edits=st.integers(1, 4))
+def test_mutated_nars_are_valid_or_nar_errors(seed: int, edits: int) -> None:
+    rng = random.Random(seed)
+    data = bytearray(nar_bytes(rng.choice(NAR_FILES)))
+    for _ in range(edits):
+        op = rng.randrange(3)
+        pos = rng.randrange(len(data) + 1)
+        if op == 0 and pos < len(data):
+            data[pos] ^= 1 << rng.randrange(8)
+        elif op == 1:
+            data[pos:pos] = bytes([rng.randrange(256)])
+        elif pos < len(data):
+            del data[pos]
+    try:
+        for event in read_nar(io.BytesIO(bytes(data))):
+            for _ in getattr(event, "pieces", ()):
+                pass
+    except NarError:
+        pass
+
+
+@pytest.mark.parametrize("compress, suffix", [(lzma.compress, ".nar.xz"), (bz2.compress, ".nar.bz2"), (zstandard.compress, ".nar.zst")])
+def test_compressed_nars(tmp_path: Path, compress, suffix: str) -> None:
+    path = tmp_path / f"complicated{suffix}"
+    path.write_bytes(compress(nar_bytes("complicated.nar")))
+    result = ingest_nar(path, tmp_path / "ds", options=IngestOptions(zstd_level=0))
+    assert result.root.digest.hex() == NARS["complicated.nar"]["root"]["digest"]
+    [snap] = snapshot_rows(tmp_path / "ds", "snapshots")
+    assert snap["nar_sha256"].hex() == NARS["complicated.nar"]["sha256"]  # of the NAR, not the file
+
+
+def test_corrupt_compressed_nar(tmp_path: Path) -> None:
+    data = bytearray(lzma.compress(nar_bytes("complicated.nar")))
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "bad.nar.xz").write_bytes(bytes(data))
+    with pytest.raises(Exception) as info:
+        ingest_nar(tmp_path / "bad.nar.xz", tmp_path / "ds", options=IngestOptions(zstd_level=0))
+    assert "bad.nar.xz" in str(info.value)
+    assert not Dataset.open(tmp_path / "ds").snapshot_ids()
+
+
+def test_stdin_and_label(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [os.sys.executable, "-m", "storelab.cli", "ingest-nar", "-", "-o", str(tmp_path / "ds"), "-l", "hello", "--json"],
+        input=nar_bytes("helloworld.nar"),
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr
+    [snap] = snapshot_rows(tmp_path / "ds", "snapshots")
+    assert (snap["label"], snap["source"], snap["nar_size"]) == ("hello", "stdin", 128)
+
+
+def test_nix_base32_matches_nix_hash() -> None:
+    if shutil.which("nix-hash") is None:
+        pytest.skip("nix-hash (Debian's nix-bin) is not installed; the doctest still checks one value")
+    digest = hashlib.sha256(b"storelab").digest()
+    done = subprocess.run(["nix-hash", "--type", "sha256", "--to-base32", digest.hex()], capture_output=True, text=True, check=True)
+    assert nix_base32(digest) == done.stdout.strip()
+
+
+def _oracle_trees(tmp_path: Path) -> list[Path]:
+    build_tree(
+        tmp_path / "mixed",
+        {b"bin": {b"tool": ("x", b"#!/bin/sh\necho hi\n")}, b"empty": {}, b"link": ("link", b"bin/tool"), b"big": os.urandom(700_000), b"e": b""},
+    )
+    real = [Path(p) for p in ("/usr/share/doc/bash", "/usr/lib/python3/dist-packages/debian", "/etc/ssl") if Path(p).is_dir()]
+    return [tmp_path / "mixed", *real]
+
+
+def test_writer_equals_nix_store_dump(tmp_path: Path) -> None:
+    if shutil.which("nix-store") is None:
+        pytest.skip("nix-store (Debian's nix-bin) is not installed; `make test` installs it where apt can")
+    for tree in _oracle_trees(tmp_path):
+        nix = subprocess.run(["nix-store", "--dump", str(tree)], capture_output=True, check=True).stdout
+        assert b"".join(dump_path(tree)) == nix, tree
+        (tmp_path / "oracle.nar").write_bytes(nix)
+        via_nar = ingest_nar(tmp_path / "oracle.nar", tmp_path / "ds", options=IngestOptions(zstd_level=0))
+        via_dir = ingest_dir(tree, tmp_path / "ds", options=IngestOptions(zstd_level=0, workers=0))
+        assert via_nar.root == via_dir.root, tree
