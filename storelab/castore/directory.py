@@ -16,7 +16,7 @@ from storelab.castore.nodes import (
     SymlinkNode,
     validate_name,
 )
-from storelab.castore.protobuf import DecodeError, bytes_field, iter_fields
+from storelab.castore.protobuf import DecodeError, encode_varint, iter_fields
 
 __all__ = ["Directory"]
 
@@ -87,11 +87,12 @@ class Directory:
     @cached_property
     def encoded(self) -> bytes:
         """The canonical protobuf bytes: fields 1, 2, 3 in order, default values omitted."""
-        return b"".join(
-            [bytes_field(1, d.encode()) for d in self.directories]
-            + [bytes_field(2, f.encode()) for f in self.files]
-            + [bytes_field(3, s.encode()) for s in self.symlinks]
-        )
+        parts: list[bytes] = []
+        for tag, nodes in ((b"\x0a", self.directories), (b"\x12", self.files), (b"\x1a", self.symlinks)):
+            for node in nodes:
+                body = node.encode()
+                parts += (tag, encode_varint(len(body)), body)
+        return b"".join(parts)
 
     @cached_property
     def digest(self) -> bytes:

@@ -68,6 +68,8 @@ class Tree:
     root: Path
     entries: list[TreeEntry] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    root_bytes: bytes = b""
+    """The root as bytes (filled in by :func:`open_tree`)."""
 
     def file_indices(self) -> list[int]:
         return [i for i, e in enumerate(self.entries) if e.kind == "file"]
@@ -84,7 +86,7 @@ class Tree:
         yield from _scan_directory(self, os.fsencode(self.root))
 
     def absolute(self, entry: TreeEntry) -> bytes:
-        root = os.fsencode(self.root)
+        root = self.root_bytes or os.fsencode(self.root)
         return root + b"/" + entry.path if entry.path else root
 
 
@@ -123,7 +125,7 @@ def open_tree(root: str | os.PathLike[str]) -> Tree:
         ) from None
     except OSError as err:
         raise InputError(f"{root_path}: {describe_os_error(err)}") from None
-    tree = Tree(root_path)
+    tree = Tree(root_path, root_bytes=os.fsencode(root_path))
     if stat.S_ISREG(st.st_mode):
         tree.entries.append(TreeEntry(b"", "file", st.st_size, bool(st.st_mode & stat.S_IXUSR)))
         return tree
