@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from storelab import __version__
-from storelab.errors import ConfigError, Interrupted, StorelabError
+from storelab.errors import ConfigError, Interrupted, OutputError, StorelabError
 from storelab.units import format_bytes, parse_size
 
 app = typer.Typer(
@@ -89,6 +89,15 @@ ZstdOpt = Annotated[
 ]
 
 
+StoreOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--store",
+        help="Also write every blob and chunk to this store (file:///path), laid out as snix's object store.",
+    ),
+]
+
+
 def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | None, normalization: int):
     from storelab.chunking import default_spec, make_chunker
 
@@ -118,6 +127,7 @@ def ingest_dir_command(
         Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes; default one per core; 0 = none.")
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on an unreadable or special file instead of skipping it.")] = False,
+    store: StoreOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -135,7 +145,7 @@ def ingest_dir_command(
     from storelab.ingest.progress import wants_progress
 
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
-    options = IngestOptions(spec, zstd_level, workers, strict, wants_progress(quiet))
+    options = IngestOptions(spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store))
     result = ingest_dir(path, out_, label, options)
     _print_result(result, out_, quiet, as_json)
 
@@ -155,6 +165,7 @@ def ingest_nar_command(
     max_chunk_size: MaxOpt = None,
     normalization: NormOpt = 1,
     zstd_level: ZstdOpt = 3,
+    store: StoreOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print each new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -175,7 +186,7 @@ def ingest_nar_command(
     if label and len(nars) > 1:
         raise ConfigError("--label names one snapshot; give one NAR with it")
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
-    options = IngestOptions(spec, zstd_level, 0, False, wants_progress(quiet))
+    options = IngestOptions(spec, zstd_level, 0, False, wants_progress(quiet), store=_store_url(store))
     for nar in nars:
         result = ingest_nar(nar, out_, label, options)
         _print_result(result, out_, quiet, as_json)
@@ -207,6 +218,54 @@ def _print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None
             + f"\nroot {summary['root']['kind']} {summary['root'].get('digest', summary['root'].get('target', ''))}",
             highlight=False,
         )
+
+
+def _store_url(store: str | None) -> str | None:
+    """Check the URL now (a bad one should fail before any work), pass it on as text."""
+    if store is None:
+        return None
+    from storelab.stores import open_store
+
+    open_store(store)
+    return store
+
+
+@app.command("render-nar")
+def render_nar_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset folder.", metavar="DATASET")],
+    snapshot: Annotated[str, typer.Argument(help="Snapshot id or label.", metavar="SNAPSHOT")],
+    store: Annotated[str, typer.Option("--store", help="The store the snapshot was ingested with --store into.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="NAR file to write; - for standard output.")],
+) -> None:
+    """Write a snapshot back as a NAR, from its castore description and a blob store.
+
+    The NAR is byte-identical with the one ingested (or with `nix-store --dump` of the tree
+    ingested). Every chunk read is checked against its BLAKE3 digest.
+
+    Example: storelab render-nar study/ hello-2.12 --store file:///srv/castore -o hello.nar
+    """
+    from storelab.nar.render import castore_from_snapshot, render_nar
+    from storelab.stores import open_store
+
+    root, directories = castore_from_snapshot(dataset, snapshot)
+    blob_store = open_store(store)
+    pieces = render_nar(root, directories, blob_store)
+    if output == "-":
+        for piece in pieces:
+            sys.stdout.buffer.write(piece)
+        sys.stdout.buffer.flush()
+        return
+    tmp = f"{output}.partial"
+    try:
+        with open(tmp, "wb") as f:
+            for piece in pieces:
+                f.write(piece)
+        os.replace(tmp, output)
+    except OSError as error:
+        raise OutputError(f"cannot write {output}: {error.strerror or error}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _node_json(node: Any) -> dict[str, Any]:

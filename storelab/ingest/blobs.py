@@ -18,6 +18,8 @@ import blake3
 import zstandard
 
 from storelab.chunking import Chunker
+from storelab.stores.base import BlobStore, ChunkMeta
+from storelab.stores.local import ZSTD_LEVEL as STORE_ZSTD_LEVEL
 
 __all__ = ["BlobInfo", "BlobHasher", "FileChangedError", "READ_BUFFER"]
 
@@ -70,8 +72,17 @@ class BlobHasher:
     ('5ca7815adcb4', 1, True)
     """
 
-    def __init__(self, chunker: Chunker, zstd_level: int = 3, known_sizes: dict[bytes, int] | None = None) -> None:
+    def __init__(
+        self,
+        chunker: Chunker,
+        zstd_level: int = 3,
+        known_sizes: dict[bytes, int] | None = None,
+        store: BlobStore | None = None,
+    ) -> None:
         self.chunker = chunker
+        self.store = store
+        # the store compresses at snix's level: when we measure at the same level, its size is ours
+        self._store_measures = store is not None and zstd_level == STORE_ZSTD_LEVEL
         self.zstd_level = zstd_level
         # snix streams chunks through a zstd encoder, which writes no content size header
         self._zstd = zstandard.ZstdCompressor(level=zstd_level, write_content_size=False) if zstd_level else None
@@ -83,29 +94,44 @@ class BlobHasher:
         spec = self.chunker.spec
         return spec.avg_size if spec.name == "fixed" else spec.min_size
 
-    def _compressed_size(self, digest: bytes, data: memoryview | bytes) -> int:
+    def _chunk(self, digest: bytes, data: memoryview | bytes) -> int | None:
+        """Store the chunk (with a store) and measure its compressed size (when measuring).
+
+        Each distinct chunk is compressed once: sizes already known are reused, and when the
+        store compresses at the measuring level its stored size is the measurement.
+        """
+        stored = self.store.put_chunk(digest, data) if self.store is not None else None
+        if self._zstd is None:
+            return None
         size = self.known_sizes.get(digest)
         if size is None:
-            assert self._zstd is not None
-            size = len(self._zstd.compress(data))
+            size = stored if stored is not None and self._store_measures else len(self._zstd.compress(data))
             self.known_sizes[digest] = size
         return size
+
+    def _finish(self, info: BlobInfo) -> BlobInfo:
+        """With a store: write the blob's index, now that all its chunks are there."""
+        if self.store is not None:
+            chunks = [ChunkMeta(info.chunk_digest(i), n) for i, n in enumerate(info.chunk_sizes)]
+            self.store.put_index(info.digest, chunks)
+        return info
 
     def hash_bytes(self, data: bytes | bytearray | memoryview) -> BlobInfo:
         """Hash and chunk a blob held in memory."""
         view = memoryview(data)
         size = len(view)
         if size == 0:
-            return BlobInfo(blake3.blake3(b"").digest(), 0, b"", array("Q"), array("Q") if self._zstd else None)
+            return self._finish(BlobInfo(blake3.blake3(b"").digest(), 0, b"", array("Q"), array("Q") if self._zstd else None))
         if size <= self._single_chunk_max:
             digest = blake3.blake3(view).digest()
             sizes = array("Q", (size,))
-            compressed = array("Q", (self._compressed_size(digest, view),)) if self._zstd else None
-            return BlobInfo(digest, size, digest, sizes, compressed)
+            measured = self._chunk(digest, view)
+            compressed = array("Q", (measured,)) if measured is not None else None
+            return self._finish(BlobInfo(digest, size, digest, sizes, compressed))
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
         hasher.update(view)
         digests, sizes, compressed = self._cut(view, eof=True)
-        return BlobInfo(hasher.digest(), size, bytes(digests), sizes, compressed)
+        return self._finish(BlobInfo(hasher.digest(), size, bytes(digests), sizes, compressed))
 
     def hash_pieces(self, size: int, pieces: Iterable[bytes]) -> BlobInfo:
         """Hash and chunk a blob that arrives in pieces (from a NAR stream, a socket…).
@@ -130,7 +156,7 @@ class BlobHasher:
                 step = self._cut_into(pending, False, digests, sizes, compressed)
                 del pending[:step]
         self._cut_into(pending, True, digests, sizes, compressed)
-        return BlobInfo(whole.digest(), total, bytes(digests), sizes, compressed)
+        return self._finish(BlobInfo(whole.digest(), total, bytes(digests), sizes, compressed))
 
     def _cut_into(self, data: bytearray, eof: bool, digests: bytearray, sizes: array, compressed: array | None) -> int:
         with memoryview(data) as view:
@@ -151,8 +177,9 @@ class BlobHasher:
             digest = blake3.blake3(piece).digest()
             digests += digest
             sizes.append(length)
-            if compressed is not None:
-                compressed.append(self._compressed_size(digest, piece))
+            measured = self._chunk(digest, piece)
+            if compressed is not None and measured is not None:
+                compressed.append(measured)
             offset += length
         return digests, sizes, compressed
 
@@ -215,4 +242,4 @@ class BlobHasher:
             if step == 0 and end < size:
                 raise AssertionError("chunker made no progress on a full window")
             consumed += step
-        return BlobInfo(whole.digest(), size, bytes(digests), sizes, compressed)
+        return self._finish(BlobInfo(whole.digest(), size, bytes(digests), sizes, compressed))

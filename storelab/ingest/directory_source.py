@@ -46,7 +46,7 @@ def ingest_dir(
     existing = dataset if isinstance(dataset, Dataset) else Dataset.open_existing(dataset)
     known = known_compressed_sizes(existing, options.zstd_level) if existing and options.zstd_level else {}
     try:
-        with HashPool(options.chunker, options.zstd_level, known, options.workers) as pool:
+        with HashPool(options.chunker, options.zstd_level, known, options.workers, options.store) as pool:
             tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace
             ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
             label = label or source.resolve().name or str(source)

@@ -22,6 +22,7 @@ from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import SnapshotRecorder
 from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row
 from storelab.ingest.tree import TreeEntry
+from storelab.stores import open_store
 from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
 from storelab.tables import Dataset
 from storelab.tables.known import known_compressed_sizes
@@ -106,7 +107,8 @@ def ingest_nar(
     counted = _CountingSha256(stream)
     try:
         ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
-        hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known)
+        store = open_store(options.store) if options.store else None
+        hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store)
         try:
             with ds.begin_snapshot() as writer:
                 entries: list[TreeEntry] = []

@@ -33,6 +33,8 @@ class IngestOptions:
     """Show a progress bar on stderr."""
     warn: Callable[[str], None] | None = None
     """Where one-line warnings about skipped paths go (default: stderr)."""
+    store: str | None = None
+    """Also write every blob and chunk to this store (``file:///path``), in snix's layout."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from storelab.errors import StorelabError
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobHasher
 from storelab.ingest.tree import describe_os_error
+from storelab.stores.base import open_store
 
 __all__ = ["FileJob", "HashPool", "batch_jobs", "default_workers"]
 
@@ -49,11 +50,11 @@ def default_workers() -> int:
 _hasher: BlobHasher | None = None
 
 
-def _init_worker(spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, int]) -> None:
+def _init_worker(spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, int], store: str | None) -> None:
     global _hasher
     # Ctrl-C is the parent's to handle; workers would otherwise print their own tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _hasher = BlobHasher(make_chunker(spec), zstd_level, known_sizes)
+    _hasher = BlobHasher(make_chunker(spec), zstd_level, known_sizes, open_store(store) if store else None)
 
 
 def _run_packed(packed: tuple[array, bytes]) -> BlobBatch:
@@ -72,7 +73,8 @@ def _warm_up() -> None:
 
 
 def hash_batch(hasher: BlobHasher, jobs: Sequence[FileJob]) -> BlobBatch:
-    """Hash a batch of files in this process."""
+    """Hash a batch of files in this process (a store failure ends the ingest: it is no
+    property of one file)."""
     builder = BlobBatchBuilder()
     for job in jobs:
         try:
@@ -117,8 +119,10 @@ class HashPool:
         zstd_level: int,
         known_sizes: dict[bytes, int] | None = None,
         workers: int | None = None,
+        store: str | None = None,
     ) -> None:
         self.spec = spec
+        self.store = store
         self.zstd_level = zstd_level
         self.known_sizes = known_sizes or {}
         self.workers = default_workers() if workers is None else workers
@@ -138,7 +142,7 @@ class HashPool:
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.spec, self.zstd_level, self.known_sizes),
+                initargs=(self.spec, self.zstd_level, self.known_sizes, self.store),
             )
             # Booting the fork server takes a moment; let it happen beside the caller's scan.
             self._booting = threading.Thread(target=self._boot, args=(self._pool,), daemon=True)
@@ -176,7 +180,8 @@ class HashPool:
         first, second = next(queue, None), next(queue, None)
         if self.workers == 0 or second is None:
             # one batch (a small tree) is done sooner here than by starting processes
-            hasher = BlobHasher(make_chunker(self.spec), self.zstd_level, self.known_sizes)
+            store = open_store(self.store) if self.store else None
+            hasher = BlobHasher(make_chunker(self.spec), self.zstd_level, self.known_sizes, store)
             for batch in itertools.chain((b for b in (first, second) if b is not None), queue):
                 result = hash_batch(hasher, batch)
                 if on_progress:

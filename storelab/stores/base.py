@@ -1,0 +1,89 @@
+"""The blob store seam: what ingest writes and rendering reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from storelab.castore.protobuf import DecodeError, bytes_field, iter_fields, varint_field
+from storelab.errors import ConfigError, StorelabError
+
+__all__ = ["BlobStore", "ChunkMeta", "StoreError", "encode_index", "decode_index", "open_store"]
+
+
+class StoreError(StorelabError):
+    """A store object is missing, corrupt, or cannot be written."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMeta:
+    """One entry of a blob index: a chunk's digest and length."""
+
+    digest: bytes
+    size: int
+
+
+def encode_index(chunks: list[ChunkMeta]) -> bytes:
+    """``StatBlobResponse`` bytes for a blob's chunks; empty below two chunks (snix's rule).
+
+    >>> encode_index([ChunkMeta(bytes(32), 5)])
+    b''
+    >>> len(encode_index([ChunkMeta(bytes(32), 5), ChunkMeta(bytes(32), 7)]))
+    76
+    """
+    if len(chunks) < 2:
+        return b""
+    return b"".join(bytes_field(2, bytes_field(1, c.digest) + varint_field(2, c.size)) for c in chunks)
+
+
+def decode_index(data: bytes) -> list[ChunkMeta]:
+    """Parse a ``StatBlobResponse``; raises :class:`StoreError` if malformed."""
+    chunks: list[ChunkMeta] = []
+    try:
+        for number, value in iter_fields(data):
+            if number == 3:  # bao outboard: not used here
+                continue
+            if number != 2 or not isinstance(value, bytes):
+                raise StoreError(f"unexpected field {number} in a blob index")
+            fields = dict(iter_fields(value))
+            digest, size = fields.get(1, b""), fields.get(2, 0)
+            if not isinstance(digest, bytes) or len(digest) != 32 or not isinstance(size, int):
+                raise StoreError("malformed ChunkMeta in a blob index")
+            chunks.append(ChunkMeta(digest, size))
+    except DecodeError as err:
+        raise StoreError(f"malformed blob index: {err}") from None
+    return chunks
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Blobs and their chunks, addressed by BLAKE3 digest."""
+
+    def has_chunk(self, digest: bytes) -> bool: ...
+
+    def put_chunk(self, digest: bytes, data: bytes | memoryview) -> int:
+        """Store a chunk (if absent); returns its stored (compressed) size."""
+        ...
+
+    def put_index(self, blob_digest: bytes, chunks: list[ChunkMeta]) -> None:
+        """Store a blob's index; called only once every chunk of the blob is stored."""
+        ...
+
+    def chunks(self, blob_digest: bytes, blob_size: int) -> list[ChunkMeta]:
+        """The chunks a blob is made of (one chunk, the blob itself, below two)."""
+        ...
+
+    def read_chunk(self, digest: bytes, size: int) -> bytes:
+        """A chunk's bytes, checked against its digest and expected size."""
+        ...
+
+
+def open_store(url: str) -> BlobStore:
+    """A store from a URL: ``file:///path`` (or a plain path)."""
+    from storelab.stores.local import LocalBlobStore
+
+    if url.startswith("file://"):
+        return LocalBlobStore(url[len("file://") :])
+    if "://" in url:
+        raise ConfigError(f"unsupported store URL {url!r} (this storelab knows file:///path)")
+    return LocalBlobStore(url)
