@@ -238,3 +238,10 @@ def test_writer_equals_nix_store_dump(tmp_path: Path) -> None:
         via_nar = ingest_nar(tmp_path / "oracle.nar", tmp_path / "ds", options=IngestOptions(zstd_level=0))
         via_dir = ingest_dir(tree, tmp_path / "ds", options=IngestOptions(zstd_level=0, workers=0))
         assert via_nar.root == via_dir.root, tree
+
+
+def test_an_unexpected_shorter_token_is_named_not_mistaken_for_padding() -> None:
+    data = S(b"nix-archive-1") + S(b"(") + S(b"type") + S(b"regular") + S(b"(") + S(b"xxxxxxxx")
+    with pytest.raises(NarError, match=r"expected 'contents', found b'\('"):
+        for _ in read_nar(io.BytesIO(data)):
+            pass

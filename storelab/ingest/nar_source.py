@@ -36,19 +36,32 @@ _MAGICS = (
 )
 
 
-class _CountingSha256:
-    """Reads through, counting bytes and hashing them: the NAR's size and sha256 come free."""
+class _HashingRaw(io.RawIOBase):
+    """Reads through, counting bytes and hashing them: the NAR's size and sha256 come free.
+
+    It sits under a large buffer, so the hash sees big blocks however small the parser's
+    reads are."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self.sha256 = hashlib.sha256()
         self.size = 0
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
-        self.sha256.update(data)
-        self.size += len(data)
-        return data
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        if hasattr(self._stream, "readinto"):
+            n = self._stream.readinto(view) or 0
+        else:
+            data = self._stream.read(len(view))
+            n = len(data)
+            view[:n] = data
+        if n:
+            self.sha256.update(view[:n])
+            self.size += n
+        return n
 
 
 def open_nar_source(source: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
@@ -104,7 +117,8 @@ def ingest_nar(
     existing = dataset if isinstance(dataset, Dataset) else Dataset.open_existing(dataset)
     known = known_compressed_sizes(existing, options.zstd_level) if existing and options.zstd_level else {}
     stream, _compression = open_nar_source(source)
-    counted = _CountingSha256(stream)
+    counted = _HashingRaw(stream)
+    buffered = io.BufferedReader(counted, buffer_size=1 << 20)
     try:
         ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
         store = open_store(options.store) if options.store else None
@@ -115,7 +129,7 @@ def ingest_nar(
                 recorder = SnapshotRecorder(writer, options.chunker, entries)
                 open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
                 with ByteProgress("ingest", 0, 0, options.progress) as bar:
-                    for event in read_nar(counted, name):  # type: ignore[arg-type]
+                    for event in read_nar(buffered, name):
                         index = len(entries)
                         parent = open_dirs[-1][0] if open_dirs else -1
                         if open_dirs and not isinstance(event, NarDirectoryEnd):

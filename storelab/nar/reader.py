@@ -35,6 +35,15 @@ __all__ = [
 ]
 
 MAGIC = b"nix-archive-1"
+_U64 = struct.Struct("<Q")
+_ZEROS = [bytes(i) for i in range(8)]
+
+
+def _encode(token: bytes) -> bytes:
+    return _U64.pack(len(token)) + token + bytes((-len(token)) % 8)
+
+
+_ENCODED = {t: _encode(t) for t in (b"(", b")", b"type", b"contents", b"target", b"name", b"node", b"entry")}
 _TOKEN_MAX = 64  # longest keyword ("nix-archive-1", "directory", …) with room to spare
 _NAME_MAX = 255
 CONTENT_PIECE = 1 << 20
@@ -86,6 +95,9 @@ class _Reader:
 
     def exact(self, n: int) -> bytes:
         data = self.stream.read(n)
+        if len(data) == n:
+            self.offset += n
+            return data
         while len(data) < n:
             more = self.stream.read(n - len(data))
             if not more:
@@ -96,13 +108,13 @@ class _Reader:
         return data
 
     def length(self) -> int:
-        return struct.unpack("<Q", self.exact(8))[0]
+        return _U64.unpack(self.exact(8))[0]
 
     def padding(self, n: int) -> None:
         pad = (-n) % 8
         if pad:
             at = self.offset
-            if self.exact(pad) != bytes(pad):
+            if self.exact(pad) != _ZEROS[pad]:
                 raise self.fail("non-zero padding", at)
 
     def string(self, limit: int, what: str = "string") -> bytes:
@@ -110,15 +122,36 @@ class _Reader:
         n = self.length()
         if n > limit:
             raise self.fail(f"{what} too long ({n} bytes)", at)
-        data = self.exact(n)
-        self.padding(n)
-        return data
+        pad = (-n) % 8
+        data = self.exact(n + pad)  # the string and its padding in one read
+        if pad and data[n:] != _ZEROS[pad]:
+            raise self.fail("non-zero padding", at + 8 + n)
+        return data[:n] if pad else data
 
     def expect(self, token: bytes) -> None:
+        encoded = _ENCODED.get(token) or _encode(token)
         at = self.offset
-        got = self.string(_TOKEN_MAX, "token")
-        if got != token:
-            raise self.fail(f"expected {token.decode()!r}, found {got[:32]!r}", at)
+        data = self.stream.read(len(encoded))
+        if data == encoded:  # the usual case: one read, one comparison
+            self.offset += len(encoded)
+            return
+        # not the token: read the whole string that is there, for a precise error
+        if len(data) < 8:
+            self.offset = at + len(data)
+            raise self.fail("truncated NAR (unexpected end of input)")
+        n = _U64.unpack(data[:8])[0]
+        if n > _TOKEN_MAX:
+            raise self.fail(f"token too long ({n} bytes)", at)
+        pad = (-n) % 8
+        missing = 8 + n + pad - len(data)
+        if missing > 0:
+            data += self.stream.read(missing)
+        if len(data) < 8 + n + pad:
+            self.offset = at + len(data)
+            raise self.fail("truncated NAR (unexpected end of input)")
+        if data[8 + n : 8 + n + pad] != _ZEROS[pad]:
+            raise self.fail("non-zero padding", at + 8 + n)
+        raise self.fail(f"expected {token.decode()!r}, found {data[8 : 8 + n][:32]!r}", at)
 
     def contents(self, size: int) -> Iterator[bytes]:
         left = size

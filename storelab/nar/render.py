@@ -19,6 +19,7 @@ from storelab.castore import Directory, DirectoryNode, FileNode, Node, SymlinkNo
 from storelab.errors import DatasetError
 from storelab.nar.writer import nar_string
 from storelab.stores.base import BlobStore, ChunkMeta
+from storelab.tables import Dataset
 
 __all__ = ["NarLayout", "nar_layout", "open_nar", "castore_from_snapshot", "render_nar"]
 
@@ -168,37 +169,42 @@ def open_nar(root: Node, directories: Mapping[bytes, Directory], blob_store: Blo
 
 
 def render_nar(root: Node, directories: Mapping[bytes, Directory], blob_store: BlobStore) -> Iterator[bytes]:
-    """The NAR of ``root`` as a stream of pieces."""
-    reader = open_nar(root, directories, blob_store)
-    while piece := reader.read(4 << 20):
-        yield piece
+    """The NAR of ``root`` as a stream of pieces (literal runs and whole chunks).
+
+    One thread on purpose: reading ahead on a second thread was slower here, the two
+    fighting over the GIL between system calls.
+    """
+    for segment in nar_layout(root, directories).segments:
+        if isinstance(segment, bytes):
+            yield segment
+        else:
+            for chunk in blob_store.chunks(segment.digest, segment.size):
+                yield blob_store.read_chunk(chunk.digest, chunk.size)
 
 
 def castore_from_snapshot(dataset: str | os.PathLike[str], snapshot: str) -> tuple[Node, dict[bytes, Directory]]:
     """Rebuild a snapshot's castore root and directories from its ``nodes`` rows (and check
-    every rebuilt directory against the digest recorded for it)."""
-    from storelab.analysis.db import connect
-
-    con = connect(dataset, [snapshot])
-    ids = [row[0] for row in con.execute("SELECT snapshot_id FROM snapshots").fetchall()]
+    every rebuilt directory against the digest recorded for it). ``snapshot``: id or label."""
+    ds = Dataset.open(dataset)
+    snapshots = ds.read_table("snapshots").select(["snapshot_id", "label"]).to_pylist()
+    ids = [row["snapshot_id"] for row in snapshots if snapshot in (row["snapshot_id"], row["label"])]
     if len(ids) != 1:
-        raise DatasetError(f"{snapshot!r} names {len(ids)} snapshots; give its id")
-    rows = con.execute(
-        "SELECT path, CAST(kind AS VARCHAR), size, executable, digest, symlink_target FROM nodes ORDER BY path"
-    ).fetchall()
+        found = "no snapshot" if not ids else f"{len(ids)} snapshots"
+        raise DatasetError(f"{ds.path}: {found} with id or label {snapshot!r}" + ("; give its id" if ids else ""))
+    nodes = ds.read_table("nodes", ids)
+    columns = [nodes.column(name).to_pylist() for name in ("path", "kind", "size", "executable", "digest", "symlink_target")]
     children: dict[bytes, list[Node]] = {}
-    recorded: dict[bytes, tuple[bytes, int]] = {}
+    recorded: list[tuple[bytes, bytes, int]] = []
     root: Node | None = None
-    for path, kind, size, executable, digest, target in sorted(rows, key=lambda r: r[0].count(b"/"), reverse=True):
-        path = bytes(path)
+    for path, kind, size, executable, digest, target in zip(*columns):
         name = path.rpartition(b"/")[2]
         if kind == "file":
-            node: Node = FileNode(name, bytes(digest), size, bool(executable))
+            node: Node = FileNode(name, digest, size, bool(executable))
         elif kind == "symlink":
-            node = SymlinkNode(name, bytes(target))
+            node = SymlinkNode(name, target)
         else:
-            recorded[path] = (bytes(digest), size)
-            node = DirectoryNode(name, bytes(digest), size)
+            recorded.append((path, digest, size))
+            node = DirectoryNode(name, digest, size)
         if path == b"":
             root = node
         else:
@@ -206,7 +212,7 @@ def castore_from_snapshot(dataset: str | os.PathLike[str], snapshot: str) -> tup
     if root is None:
         raise DatasetError(f"snapshot {snapshot!r} has no root node")
     directories: dict[bytes, Directory] = {}
-    for path, (digest, size) in recorded.items():
+    for path, digest, size in recorded:
         directory = Directory.from_nodes(children.get(path, []))
         if directory.digest != digest or directory.size != size:
             raise DatasetError(f"snapshot {snapshot!r}: directory {path!r} does not rebuild to its recorded digest")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 
 import blake3
@@ -29,18 +30,23 @@ class LocalBlobStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._base = os.fspath(self.root)
         self._zstd: zstandard.ZstdCompressor | None = None
+        self._local = threading.local()  # zstd contexts must not be shared between threads
 
     def __getstate__(self) -> dict:
         return {"root": self.root}  # compressor contexts stay per process
 
     def __setstate__(self, state: dict) -> None:
-        self.root = state["root"]
-        self._zstd = None
+        self.__init__(state["root"])  # type: ignore[misc]
 
     def _path(self, kind: str, digest: bytes) -> Path:
+        return Path(self._file(kind, digest))
+
+    def _file(self, kind: str, digest: bytes) -> str:
+        # plain strings: this runs for every object, and pathlib costs more than the I/O here
         text = digest.hex()
-        return self.root / kind / "b3" / text[:4] / text
+        return f"{self._base}/{kind}/b3/{text[:4]}/{text}"
 
     def _write(self, path: Path, data: bytes) -> None:
         try:
@@ -53,12 +59,12 @@ class LocalBlobStore:
             raise StoreError(f"cannot write {path}: {err.strerror or err}") from None
 
     def has_chunk(self, digest: bytes) -> bool:
-        return self._path("chunks", digest).exists()
+        return os.path.exists(self._file("chunks", digest))
 
     def put_chunk(self, digest: bytes, data: bytes | memoryview) -> int:
         path = self._path("chunks", digest)
         try:
-            return path.stat().st_size
+            return os.stat(path).st_size
         except FileNotFoundError:
             pass
         if self._zstd is None:
@@ -73,9 +79,10 @@ class LocalBlobStore:
             self._write(path, encode_index(chunks))
 
     def chunks(self, blob_digest: bytes, blob_size: int) -> list[ChunkMeta]:
-        path = self._path("blobs", blob_digest)
+        path = self._file("blobs", blob_digest)
         try:
-            data = path.read_bytes()
+            # most blobs are one chunk, with an empty index: a stat says so without opening it
+            data = b"" if os.stat(path).st_size == 0 else _read(path)
         except FileNotFoundError:
             raise StoreError(f"blob {blob_digest.hex()} is not in the store {self.root}") from None
         if not data:
@@ -86,16 +93,24 @@ class LocalBlobStore:
         return chunks
 
     def read_chunk(self, digest: bytes, size: int) -> bytes:
-        path = self._path("chunks", digest)
+        path = self._file("chunks", digest)
         try:
-            compressed = path.read_bytes()
+            compressed = _read(path)
         except FileNotFoundError:
             raise StoreError(f"chunk {digest.hex()} is not in the store {self.root}") from None
         try:
             # bounded: a chunk never expands past its recorded size (a zstd bomb is refused)
-            data = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=size)
+            unzstd = getattr(self._local, "unzstd", None)
+            if unzstd is None:
+                unzstd = self._local.unzstd = zstandard.ZstdDecompressor()
+            data = unzstd.decompress(compressed, max_output_size=size)
         except zstandard.ZstdError as err:
             raise StoreError(f"chunk {path} is corrupt: {err}") from None
         if len(data) != size or blake3.blake3(data).digest() != digest:
             raise StoreError(f"chunk {path} does not match its digest")
         return data
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return f.read()

@@ -1,0 +1,119 @@
+"""NAR ingest and render throughput beside sha256sum and b3sum on the same NAR.
+
+    .venv/bin/python benchmarks/nar.py [--runs 3]
+
+Makes a NAR of the ingest benchmark's corpus (build/bench-corpus, built by benchmarks/ingest.py's
+corpus builder if missing) with `nix-store --dump` when Nix is installed, or with storelab's own
+writer (byte-identical, tested) otherwise. Then, with a warm page cache and tools taking turns:
+sha256sum and b3sum of the NAR file, `storelab ingest-nar` (parse, sha256 of the NAR, BLAKE3 of
+every blob and chunk; zstd sizes off), and `storelab render-nar` from a file:// store written
+beforehand by `ingest-nar --store`. Prints medians, MB/s and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import build_corpus  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+STORELAB = [sys.executable, "-m", "storelab.cli"]
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(1 << 20)
+        while f.readinto(buf):
+            pass
+
+
+def warm_tree(root: Path) -> None:
+    for folder, _, names in os.walk(root):
+        for name in names:
+            warm(Path(folder) / name)
+
+
+def make_nar(corpus: Path, nar: Path) -> str:
+    if nar.exists() and nar.stat().st_mtime > corpus.stat().st_mtime:
+        return "cached"
+    tmp = nar.with_suffix(".partial")
+    if shutil.which("nix-store"):
+        with open(tmp, "wb") as out:
+            subprocess.run(["nix-store", "--dump", str(corpus)], stdout=out, check=True)
+        how = "nix-store --dump"
+    else:
+        sys.path.insert(0, str(REPO))
+        from storelab.nar import dump_path
+
+        with open(tmp, "wb") as out:
+            for piece in dump_path(corpus):
+                out.write(piece)
+        how = "storelab's writer"
+    os.replace(tmp, nar)
+    return how
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, default=REPO / "build" / "bench-corpus")
+    args = parser.parse_args()
+    build_corpus(args.corpus, 1_300_000_000)
+    nar = REPO / "build" / "bench-corpus.nar"
+    how = make_nar(args.corpus, nar)
+    size = nar.stat().st_size
+    work = Path(tempfile.mkdtemp(prefix="storelab-narbench-"))
+    store = work / "store"
+    subprocess.run([*STORELAB, "ingest-nar", str(nar), "-o", str(work / "stored"), "-q", "--zstd-level", "0", "--store", f"file://{store}", "-l", "bench"], check=True, cwd=REPO)
+    out = work / "rendered.nar"
+
+    def fresh() -> None:
+        shutil.rmtree(work / "ds", ignore_errors=True)
+
+    cases = [
+        ("sha256sum", ["sha256sum", str(nar)], None),
+        ("b3sum", ["b3sum", str(nar)], None),
+        ("storelab ingest-nar (sha256 + BLAKE3 + fastcdc2020, zstd off)", [*STORELAB, "ingest-nar", str(nar), "-o", str(work / "ds"), "-q", "--zstd-level", "0"], fresh),
+        ("storelab render-nar (file:// store)", [*STORELAB, "render-nar", str(work / "stored"), "bench", "--store", f"file://{store}", "-o", str(out)], None),
+    ]
+    cases = [c for c in cases if shutil.which(c[1][0]) or c[1][0] == sys.executable]
+    times: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    for _ in range(args.runs):
+        for name, command, setup in cases:
+            if setup:
+                setup()
+            warm(nar)
+            if "render" in name:
+                warm_tree(store)  # a local store warm like the NAR the others read
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+            times[name].append(time.perf_counter() - start)
+    same = out.read_bytes() == nar.read_bytes() if out.exists() else False
+    shutil.rmtree(work, ignore_errors=True)
+    results = {name: statistics.median(values) for name, values in times.items()}
+    for name, values in times.items():
+        print(f"  {name}: {', '.join(f'{t:.2f}' for t in values)} s", file=sys.stderr)
+    mb = size / 1e6
+    print(f"\nNAR: {mb:,.0f} MB ({how}); median of {args.runs} warm runs; {os.cpu_count()} cores; rendered NAR identical: {same}\n")
+    print(f"| {'tool':<62} | {'wall s':>7} | {'MB/s':>7} |")
+    print(f"|{'-' * 64}|{'-' * 9}|{'-' * 9}|")
+    for name, seconds in results.items():
+        print(f"| {name:<62} | {seconds:7.2f} | {mb / seconds:7.0f} |")
+    ingest = next((v for k, v in results.items() if "ingest-nar" in k), None)
+    if ingest and "sha256sum" in results:
+        print(f"\ningest-nar ÷ sha256sum: {results['sha256sum'] / ingest:.2f}× the throughput")
+    if ingest and "b3sum" in results:
+        print(f"ingest-nar ÷ b3sum: {results['b3sum'] / ingest:.2f}× the throughput")
+
+
+if __name__ == "__main__":
+    main()
