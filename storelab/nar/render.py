@@ -213,8 +213,19 @@ def castore_from_snapshot(dataset: str | os.PathLike[str], snapshot: str) -> tup
         raise DatasetError(f"snapshot {snapshot!r} has no root node")
     directories: dict[bytes, Directory] = {}
     for path, digest, size in recorded:
-        directory = Directory.from_nodes(children.get(path, []))
+        # names were checked when the snapshot was ingested; the digest check below catches
+        # any row that does not belong
+        kids = sorted(children.get(path, []), key=_name)
+        directory = Directory.trusted(
+            tuple(n for n in kids if type(n) is DirectoryNode),  # type: ignore[misc]
+            tuple(n for n in kids if type(n) is FileNode),  # type: ignore[misc]
+            tuple(n for n in kids if type(n) is SymlinkNode),  # type: ignore[misc]
+        )
         if directory.digest != digest or directory.size != size:
             raise DatasetError(f"snapshot {snapshot!r}: directory {path!r} does not rebuild to its recorded digest")
         directories[digest] = directory
     return root, directories
+
+
+def _name(node: Node) -> bytes:
+    return node.name
