@@ -245,3 +245,31 @@ def test_an_unexpected_shorter_token_is_named_not_mistaken_for_padding() -> None
     with pytest.raises(NarError, match=r"expected 'contents', found b'\('"):
         for _ in read_nar(io.BytesIO(data)):
             pass
+
+
+def test_large_files_hashed_on_the_second_thread_give_the_same_rows(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    spec = {b"a": rng.randbytes(3 << 20), b"b": b"small", b"c": rng.randbytes(1 << 20), b"d": {b"e": rng.randbytes(2 << 20), b"f": b"x"}}
+    spec[b"g"] = spec[b"a"]
+    build_tree(tmp_path / "tree", spec)
+    (tmp_path / "t.nar").write_bytes(b"".join(dump_path(tmp_path / "tree")))
+    options = IngestOptions(zstd_level=3, workers=0)
+    from_dir = ingest_dir(tmp_path / "tree", tmp_path / "ds", "dir", options)
+    from_nar = ingest_nar(tmp_path / "t.nar", tmp_path / "ds", "nar", options)
+    assert from_nar.root == from_dir.root
+    for table in ("nodes", "blobs", "chunks"):
+        rows = [
+            sorted(str(sorted((k, v) for k, v in r.items() if k != "snapshot_id")) for r in snapshot_rows(tmp_path / "ds", table, sid))
+            for sid in (from_dir.snapshot_id, from_nar.snapshot_id)
+        ]
+        assert rows[0] == rows[1], table
+
+
+@pytest.mark.timeout(60)
+def test_nar_cut_inside_a_large_file_fails_cleanly(tmp_path: Path) -> None:
+    build_tree(tmp_path / "tree", {b"big": random.Random(3).randbytes(5 << 20), b"z": b"after"})
+    data = b"".join(dump_path(tmp_path / "tree"))
+    (tmp_path / "cut.nar").write_bytes(data[: 3 << 20])
+    with pytest.raises(NarError, match="truncated"):
+        ingest_nar(tmp_path / "cut.nar", tmp_path / "ds", options=IngestOptions(zstd_level=0))
+    assert Dataset.open(tmp_path / "ds").snapshot_ids() == []

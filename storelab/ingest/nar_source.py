@@ -8,7 +8,11 @@ import hashlib
 import io
 import lzma
 import os
+import queue
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -17,17 +21,20 @@ import zstandard
 
 from storelab.chunking import make_chunker
 from storelab.errors import InputError, InputNotFoundError, Interrupted, OutputError
-from storelab.ingest.blobs import BlobHasher
+from storelab.ingest.blobs import BlobHasher, BlobInfo
 from storelab.ingest.progress import ByteProgress
-from storelab.ingest.record import SnapshotRecorder
+from storelab.ingest.record import RecordedTree, SnapshotRecorder
 from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row
 from storelab.ingest.tree import TreeEntry
 from storelab.stores import open_store
 from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
-from storelab.tables import Dataset
+from storelab.tables import Dataset, SnapshotWriter
 from storelab.tables.known import known_compressed_sizes
 
 __all__ = ["ingest_nar", "open_nar_source"]
+
+_THREAD_FROM = 1 << 20
+"""Files from this size on are hashed on the second thread."""
 
 _MAGICS = (
     (b"\xfd7zXZ\x00", "xz"),
@@ -40,28 +47,45 @@ class _HashingRaw(io.RawIOBase):
     """Reads through, counting bytes and hashing them: the NAR's size and sha256 come free.
 
     It sits under a large buffer, so the hash sees big blocks however small the parser's
-    reads are."""
+    reads are, and the sha256 runs on a thread of its own (hashlib lets go of the GIL for
+    big blocks), beside the parsing and BLAKE3 work of the main thread.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self.sha256 = hashlib.sha256()
+        self._sha256 = hashlib.sha256()
         self.size = 0
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._hasher = threading.Thread(target=self._hash_blocks, daemon=True)
+        self._hasher.start()
+
+    def _hash_blocks(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            self._sha256.update(block)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
-        if hasattr(self._stream, "readinto"):
-            n = self._stream.readinto(view) or 0
-        else:
-            data = self._stream.read(len(view))
-            n = len(data)
-            view[:n] = data
+        data = self._stream.read(len(view))
+        n = len(data)
         if n:
-            self.sha256.update(view[:n])
+            view[:n] = data
+            self._blocks.put(data)
             self.size += n
         return n
+
+    def digest(self) -> bytes:
+        """The sha256 of everything read (waits for the hashing thread to catch up)."""
+        self._blocks.put(None)
+        self._hasher.join()
+        return self._sha256.digest()
+
+    def close(self) -> None:
+        if self._hasher.is_alive():
+            self._blocks.put(None)
+        super().close()
 
 
 def open_nar_source(source: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
@@ -121,45 +145,24 @@ def ingest_nar(
     buffered = io.BufferedReader(counted, buffer_size=1 << 20)
     try:
         ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
-        store = open_store(options.store) if options.store else None
-        hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store)
         try:
             with ds.begin_snapshot() as writer:
-                entries: list[TreeEntry] = []
-                recorder = SnapshotRecorder(writer, options.chunker, entries)
-                open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
-                with ByteProgress("ingest", 0, 0, options.progress) as bar:
-                    for event in read_nar(buffered, name):
-                        index = len(entries)
-                        parent = open_dirs[-1][0] if open_dirs else -1
-                        if open_dirs and not isinstance(event, NarDirectoryEnd):
-                            open_dirs[-1][1].append(index)
-                        if isinstance(event, NarFile):
-                            entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
-                            recorder.add_blob(index, hasher.hash_pieces(event.size, event.pieces))
-                            bar.grow(1, event.size)
-                            bar.advance(1, event.size)
-                        elif isinstance(event, NarSymlink):
-                            entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
-                        elif isinstance(event, NarDirectoryStart):
-                            entries.append(TreeEntry(event.path, "directory", parent=parent))
-                            open_dirs.append((index, []))
-                        else:
-                            directory, children = open_dirs.pop()
-                            recorder.listed(directory, children)
-                recorded = recorder.finish()
+                recorder, recorded = _read_into(buffered, name, writer, options, known)
                 wall = time.perf_counter() - started
-                digest = counted.sha256.digest()
+                digest = counted.digest()
                 nar = {"nar_size": counted.size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest)}
                 source_text = name if name == "stdin" else str(Path(name).resolve())
                 writer.commit(snapshot_row(writer.snapshot_id, label, "nar", source_text, recorded, recorder, options, (), wall, nar))
-        except (lzma.LZMAError, OSError, EOFError, zstandard.ZstdError) as err:
-            if isinstance(err, OSError) and not isinstance(err, (lzma.LZMAError,)) and getattr(err, "errno", None):
-                raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
+        except (lzma.LZMAError, EOFError, zstandard.ZstdError) as err:
             raise InputError(f"{name}: cannot decompress: {err}") from None
+        except OSError as err:
+            if getattr(err, "errno", None):
+                raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
+            raise InputError(f"{name}: cannot decompress: {err}") from None  # bz2 reports bad data so
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; nothing was added to {dataset if not isinstance(dataset, Dataset) else dataset.path}") from None
     finally:
+        counted.close()  # stops the hashing thread, whatever happened
         stream.close()
     return IngestResult(
         writer.snapshot_id,
@@ -174,3 +177,62 @@ def ingest_nar(
         (),
         wall,
     )
+
+
+def _read_into(
+    nar: BinaryIO, name: str, writer: SnapshotWriter, options: IngestOptions, known: dict[bytes, int]
+) -> tuple[SnapshotRecorder, RecordedTree]:
+    """Parse the NAR and record its entries and blobs through ``writer``."""
+    hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, open_store(options.store) if options.store else None)
+    # Large files are hashed on a second thread while this one goes on parsing: BLAKE3,
+    # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
+    # thread) and shares what has been measured.
+    big_hasher = BlobHasher(
+        make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, open_store(options.store) if options.store else None
+    )
+    entries: list[TreeEntry] = []
+    recorder = SnapshotRecorder(writer, options.chunker, entries)
+    open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
+    in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
+    feeding: queue.Queue[bytes | None] | None = None
+
+    def harvest(wait: bool) -> None:
+        while in_flight and (wait or in_flight[0][1].done()):
+            done_index, future = in_flight.popleft()
+            recorder.add_blob(done_index, future.result())
+
+    with ThreadPoolExecutor(1) as pool, ByteProgress("ingest", 0, 0, options.progress) as bar:
+        try:
+            for event in read_nar(nar, name):
+                index = len(entries)
+                parent = open_dirs[-1][0] if open_dirs else -1
+                if open_dirs and not isinstance(event, NarDirectoryEnd):
+                    open_dirs[-1][1].append(index)
+                if isinstance(event, NarFile):
+                    entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
+                    if event.size < _THREAD_FROM:
+                        recorder.add_blob(index, hasher.hash_pieces(event.size, event.pieces))
+                    else:
+                        feeding = queue.Queue(maxsize=8)
+                        in_flight.append((index, pool.submit(big_hasher.hash_pieces, event.size, iter(feeding.get, None))))
+                        for piece in event.pieces:
+                            feeding.put(piece)
+                        feeding.put(None)
+                        feeding = None
+                    harvest(wait=False)
+                    bar.grow(1, event.size)
+                    bar.advance(1, event.size)
+                elif isinstance(event, NarSymlink):
+                    entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
+                elif isinstance(event, NarDirectoryStart):
+                    entries.append(TreeEntry(event.path, "directory", parent=parent))
+                    open_dirs.append((index, []))
+                else:
+                    directory, children = open_dirs.pop()
+                    recorder.listed(directory, children)
+            harvest(wait=True)
+        except BaseException:
+            if feeding is not None:
+                feeding.put(None)  # a hashing thread waiting for pieces can finish; the pool can close
+            raise
+    return recorder, recorder.finish()
