@@ -88,6 +88,8 @@ def main() -> None:
     ]
     if have["b3sum"]:
         cases.append(("b3sum (all files, default threads)", ["sh", "-c", f"xargs -0 b3sum < {listing}"], None, None))
+        # the form DESIGN.md's peer figures were taken with (b3sum -t1)
+        cases.append(("b3sum --num-threads 1", ["sh", "-c", f"xargs -0 b3sum --num-threads 1 < {listing}"], None, None))
     if have["restic"]:
         cases.append(("restic backup (fresh repository)", ["restic", "backup", "-q", str(args.corpus)], fresh_restic, restic_env))
 

@@ -273,3 +273,26 @@ def test_nar_cut_inside_a_large_file_fails_cleanly(tmp_path: Path) -> None:
     with pytest.raises(NarError, match="truncated"):
         ingest_nar(tmp_path / "cut.nar", tmp_path / "ds", options=IngestOptions(zstd_level=0))
     assert Dataset.open(tmp_path / "ds").snapshot_ids() == []
+
+
+def test_nar_with_a_large_file_is_ingested_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    import storelab.ingest.blobs as blobs
+
+    monkeypatch.setattr(blobs, "READ_BUFFER", 1 << 20)
+    size = 96 << 20
+    build_tree(tmp_path / "tree", {b"huge": random.Random(6).randbytes(size), b"small": b"s"})
+    with open(tmp_path / "t.nar", "wb") as out:
+        for piece in dump_path(tmp_path / "tree"):
+            out.write(piece)
+    shutil.rmtree(tmp_path / "tree")
+    tracemalloc.start()
+    try:
+        result = ingest_nar(tmp_path / "t.nar", tmp_path / "ds", options=IngestOptions(zstd_level=0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.file_bytes == size + 1
+    # the read buffer, the hashing thread's queue and the chunker's window: far below the file
+    assert peak < 32 << 20, f"peak Python allocation {peak} bytes for a NAR holding a 96 MiB file"
