@@ -20,6 +20,12 @@ PUBLIC = {
     },
     "storelab.tables": {"SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "SnapshotWriter", "new_snapshot_id"},
     "storelab.analysis": {"LEVELS", "connect", "dedup_summary", "snapshot_summary"},
+    "storelab.nar": {
+        "MAGIC", "NarDirectoryEnd", "NarDirectoryStart", "NarError", "NarEvent", "NarFile", "NarSymlink",
+        "dump_path", "nar_bytes_of_file", "nar_string", "nix_base32", "read_nar",
+    },
+    "storelab.nar.render": {"NarLayout", "nar_layout", "open_nar", "castore_from_snapshot", "render_nar"},
+    "storelab.stores": {"BlobStore", "ChunkMeta", "LocalBlobStore", "StoreError", "decode_index", "encode_index", "open_store"},
     "storelab.errors": {
         "StorelabError", "InputError", "InputNotFoundError", "DatasetError", "OutputError", "ConfigError", "Interrupted",
     },

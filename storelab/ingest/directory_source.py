@@ -113,22 +113,9 @@ def _ingest_tree(
                     recorder.add_batch(batch)
             recorded = recorder.finish()
             wall = time.perf_counter() - started
-            spec = options.chunker
             writer.commit(
                 snapshot_row(writer.snapshot_id, label, "directory", str(source.resolve()), recorded, recorder, options, skipped, wall)
             )
     except OSError as err:  # anything the writer did not already explain
         raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
-    return IngestResult(
-        writer.snapshot_id,
-        label,
-        recorded.root,
-        recorded.files,
-        recorded.directories,
-        recorded.symlinks,
-        recorded.file_bytes,
-        recorder.blob_count,
-        recorder.chunk_rows,
-        tuple(skipped),
-        wall,
-    )
+    return IngestResult.of(writer.snapshot_id, label, recorded, recorder, tuple(skipped), wall)

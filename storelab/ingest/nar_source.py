@@ -164,19 +164,7 @@ def ingest_nar(
     finally:
         counted.close()  # stops the hashing thread, whatever happened
         stream.close()
-    return IngestResult(
-        writer.snapshot_id,
-        label,
-        recorded.root,
-        recorded.files,
-        recorded.directories,
-        recorded.symlinks,
-        recorded.file_bytes,
-        recorder.blob_count,
-        recorder.chunk_rows,
-        (),
-        wall,
-    )
+    return IngestResult.of(writer.snapshot_id, label, recorded, recorder, (), wall)
 
 
 def _read_into(

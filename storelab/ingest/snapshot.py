@@ -53,6 +53,31 @@ class IngestResult:
     skipped: tuple[Skipped, ...]
     wall_seconds: float
 
+    @classmethod
+    def of(
+        cls,
+        snapshot_id: str,
+        label: str,
+        recorded: RecordedTree,
+        recorder: SnapshotRecorder,
+        skipped: Sequence[Skipped],
+        wall_seconds: float,
+    ) -> IngestResult:
+        """The result of a committed ingest, from what its recorder saw."""
+        return cls(
+            snapshot_id,
+            label,
+            recorded.root,
+            recorded.files,
+            recorded.directories,
+            recorded.symlinks,
+            recorded.file_bytes,
+            recorder.blob_count,
+            recorder.chunk_rows,
+            tuple(skipped),
+            wall_seconds,
+        )
+
     @property
     def throughput(self) -> float:
         """File bytes per second of wall time."""

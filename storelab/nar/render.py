@@ -17,13 +17,12 @@ from itertools import accumulate
 
 from storelab.castore import Directory, DirectoryNode, FileNode, Node, SymlinkNode
 from storelab.errors import DatasetError
+from storelab.nar.writer import TOKENS as _S
 from storelab.nar.writer import nar_string
 from storelab.stores.base import BlobStore, ChunkMeta
 from storelab.tables import Dataset
 
 __all__ = ["NarLayout", "nar_layout", "open_nar", "castore_from_snapshot", "render_nar"]
-
-_S = {t: nar_string(t) for t in (b"nix-archive-1", b"(", b")", b"type", b"regular", b"executable", b"", b"contents", b"symlink", b"target", b"directory", b"entry", b"name", b"node")}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import stat
 import struct
 from collections.abc import Iterator
 
-__all__ = ["nar_string", "dump_path", "nar_bytes_of_file"]
+__all__ = ["TOKENS", "nar_string", "dump_path", "nar_bytes_of_file"]
 
 _PIECE = 1 << 20
 
@@ -21,7 +21,9 @@ def nar_string(data: bytes) -> bytes:
     return struct.pack("<Q", len(data)) + data + bytes((-len(data)) % 8)
 
 
-_S = {t: nar_string(t) for t in (b"nix-archive-1", b"(", b")", b"type", b"regular", b"executable", b"", b"contents", b"symlink", b"target", b"directory", b"entry", b"name", b"node")}
+TOKENS = {t: nar_string(t) for t in (b"nix-archive-1", b"(", b")", b"type", b"regular", b"executable", b"", b"contents", b"symlink", b"target", b"directory", b"entry", b"name", b"node")}
+"""The NAR grammar's fixed strings, encoded."""
+_S = TOKENS
 
 
 def nar_bytes_of_file(contents: bytes, executable: bool = False) -> bytes:
