@@ -141,6 +141,10 @@ def ingest_dir_command(
 
     Example: storelab ingest-dir /usr/share/doc --label doc --out study/ --avg-chunk-size 64KiB
     """
+    if workers != 0:
+        from storelab.ingest.workers import prestart
+
+        prestart()  # boots beside the imports below
     from storelab.ingest import IngestOptions, ingest_dir
     from storelab.ingest.progress import wants_progress
 

@@ -28,7 +28,7 @@ from storelab.ingest.blobs import BlobHasher
 from storelab.ingest.tree import describe_os_error
 from storelab.stores.base import open_store
 
-__all__ = ["FileJob", "HashPool", "batch_jobs", "default_workers"]
+__all__ = ["FileJob", "HashPool", "batch_jobs", "default_workers", "prestart"]
 
 BATCH_BYTES = 16 * 1024 * 1024
 BATCH_FILES = 512
@@ -66,6 +66,22 @@ def _run_packed(packed: tuple[array, bytes]) -> BlobBatch:
 def _pack(jobs: Sequence[FileJob]) -> tuple[array, bytes]:
     """Jobs as two flat values: pickling thousands of small objects costs more than hashing them."""
     return array("q", [j.index for j in jobs]), b"\0".join(j.path for j in jobs)
+
+
+def _forkserver_context() -> multiprocessing.context.ForkServerContext:
+    context = multiprocessing.get_context("forkserver")
+    # The fork server imports the worker code once; each worker forks from it ready to run.
+    context.set_forkserver_preload([__name__])
+    return context  # type: ignore[return-value]
+
+
+def prestart() -> None:
+    """Start the fork server now, in the background (the CLI calls this before its heavy
+    imports, so workers are ready by the time the scan has found work for them)."""
+    from multiprocessing import forkserver
+
+    _forkserver_context()
+    threading.Thread(target=forkserver.ensure_running, daemon=True).start()
 
 
 def _warm_up() -> None:
@@ -135,9 +151,7 @@ class HashPool:
     def _start(self) -> ProcessPoolExecutor:
         """Start the workers (the first time there is more than one batch of work)."""
         if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            # The fork server imports the worker code once; each worker forks from it ready to run.
-            context.set_forkserver_preload([__name__])
+            context = _forkserver_context()
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=context,
