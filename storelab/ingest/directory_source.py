@@ -16,7 +16,7 @@ from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row, 
 from storelab.ingest.tree import Skipped, Tree, open_tree
 from storelab.ingest.workers import FileJob, HashPool, batch_jobs
 from storelab.tables import Dataset
-from storelab.tables.known import known_compressed_sizes
+from storelab.tables.known import prior_knowledge
 
 __all__ = ["IngestOptions", "IngestResult", "ingest_dir"]
 
@@ -43,8 +43,7 @@ def ingest_dir(
     make_chunker(options.chunker)  # reject bad sizes before any work
     started = time.perf_counter()
     source = Path(path)
-    existing = dataset if isinstance(dataset, Dataset) else Dataset.open_existing(dataset)
-    known = known_compressed_sizes(existing, options.zstd_level) if existing and options.zstd_level else {}
+    existing, known = prior_knowledge(dataset, options.zstd_level)
     try:
         with HashPool(options.chunker, options.zstd_level, known, options.workers, options.store) as pool:
             tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace

@@ -29,7 +29,7 @@ from storelab.ingest.tree import TreeEntry
 from storelab.stores import open_store
 from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
 from storelab.tables import Dataset, SnapshotWriter
-from storelab.tables.known import known_compressed_sizes
+from storelab.tables.known import prior_knowledge
 
 __all__ = ["ingest_nar", "open_nar_source"]
 
@@ -138,8 +138,7 @@ def ingest_nar(
     started = time.perf_counter()
     name = "stdin" if str(source) == "-" else str(source)
     label = label or ("stdin" if name == "stdin" else Path(name).name)
-    existing = dataset if isinstance(dataset, Dataset) else Dataset.open_existing(dataset)
-    known = known_compressed_sizes(existing, options.zstd_level) if existing and options.zstd_level else {}
+    existing, known = prior_knowledge(dataset, options.zstd_level)
     stream, _compression = open_nar_source(source)
     counted = _HashingRaw(stream)
     buffered = io.BufferedReader(counted, buffer_size=1 << 20)

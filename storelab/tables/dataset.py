@@ -331,9 +331,6 @@ class SnapshotWriter:
         except OSError as err:
             raise OutputError(_describe_os_error(err, self.dataset.path)) from None
 
-    def rows_written(self, table: str) -> int:
-        buffer = self._buffers[table]
-        return buffer.written + buffer.rows + buffer.batched_rows
 
     def commit(self, snapshot_row: Mapping[str, Any]) -> None:
         """Finish every table, then move them into place, the snapshots row last."""

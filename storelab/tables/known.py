@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
+import os
 
 from storelab.tables.dataset import Dataset
 
-__all__ = ["known_compressed_sizes"]
+__all__ = ["known_compressed_sizes", "prior_knowledge"]
 
 
 def known_compressed_sizes(dataset: Dataset, zstd_level: int) -> dict[bytes, int]:
@@ -24,3 +24,11 @@ def known_compressed_sizes(dataset: Dataset, zstd_level: int) -> dict[bytes, int
         [files],
     ).fetchall()
     return {bytes(digest): size for digest, size in rows}
+
+
+def prior_knowledge(dataset: str | os.PathLike[str] | Dataset, zstd_level: int) -> tuple[Dataset | None, dict[bytes, int]]:
+    """What an ingest needs to know before it starts: the dataset if it exists already, and
+    the compressed sizes it has measured at ``zstd_level`` (nothing is created here)."""
+    existing = dataset if isinstance(dataset, Dataset) else Dataset.open_existing(dataset)
+    known = known_compressed_sizes(existing, zstd_level) if existing is not None and zstd_level else {}
+    return existing, known
