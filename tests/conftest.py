@@ -22,3 +22,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             f"test vectors not found at {VECTORS}; they live in ../shared/vectors beside the checkout "
             "(or set STORELAB_VECTORS)"
         )
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1, started for the session (skipped if moto is absent)."""
+    from tests.s3server import S3Server
+
+    server = S3Server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the session's S3 server, with the environment pointing at it."""
+    for key, value in s3_server.environment().items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{s3_server.new_bucket()}/store"

@@ -25,7 +25,11 @@ PUBLIC = {
         "dump_path", "nar_bytes_of_file", "nar_string", "nix_base32", "read_nar",
     },
     "storelab.nar.render": {"NarLayout", "nar_layout", "open_nar", "castore_from_snapshot", "render_nar"},
-    "storelab.stores": {"BlobStore", "ChunkMeta", "LocalBlobStore", "StoreError", "decode_index", "encode_index", "open_store"},
+    "storelab.stores": {
+        "BlobStore", "ChunkMeta", "CountingBackend", "LatencyBackend", "LinkProfile", "ObjectBackend", "ObstoreBackend",
+        "RetryingBackend", "SnixStore", "StoreError", "StoreOps", "TransientStoreError", "UploadOptions", "Uploader",
+        "decode_index", "encode_index", "object_key", "open_backend", "open_store",
+    },
     "storelab.errors": {
         "StorelabError", "InputError", "InputNotFoundError", "DatasetError", "OutputError", "ConfigError", "Interrupted",
     },

@@ -19,7 +19,7 @@ from storelab.ingest import IngestOptions, ingest_dir
 from storelab.ingest.nar_source import ingest_nar
 from storelab.nar import dump_path
 from storelab.nar.render import castore_from_snapshot, nar_layout, open_nar
-from storelab.stores import ChunkMeta, LocalBlobStore, StoreError, decode_index, encode_index
+from storelab.stores import ChunkMeta, SnixStore, StoreError, decode_index, encode_index, open_backend
 from tests.fixtures import VECTORS
 from tests.helpers import build_tree
 from tests.test_ingest import SMALL_CHUNKS, trees
@@ -43,7 +43,7 @@ def test_tree_nar_ingest_render_is_the_identity(tmp_path_factory: pytest.TempPat
     options = IngestOptions(SMALL_CHUNKS, zstd_level=0, workers=0, store=str(base / "store"))
     result = ingest_nar(base / "t.nar", base / "ds", "t", options)
     root, directories = castore_from_snapshot(base / "ds", result.snapshot_id)
-    assert open_nar(root, directories, LocalBlobStore(base / "store")).read() == nar
+    assert open_nar(root, directories, SnixStore.open(str(base / "store"))).read() == nar
 
 
 def test_parallel_directory_ingest_with_store_renders_nix_store_dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +56,7 @@ def test_parallel_directory_ingest_with_store_renders_nix_store_dump(tmp_path: P
     result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=2, store=str(store)))
     root, directories = castore_from_snapshot(tmp_path / "ds", "t")
     assert root == result.root
-    assert open_nar(root, directories, LocalBlobStore(store)).read() == b"".join(dump_path(tmp_path / "tree"))
+    assert open_nar(root, directories, SnixStore.open(str(store))).read() == b"".join(dump_path(tmp_path / "tree"))
 
 
 def test_render_equals_nix_store_dump(tmp_path: Path) -> None:
@@ -67,12 +67,12 @@ def test_render_equals_nix_store_dump(tmp_path: Path) -> None:
         result = ingest_dir(tree, tmp_path / f"ds{i}", "t", IngestOptions(workers=0, zstd_level=0, store=str(store)))
         root, directories = castore_from_snapshot(tmp_path / f"ds{i}", result.snapshot_id)
         nix = subprocess.run(["nix-store", "--dump", str(tree)], capture_output=True, check=True).stdout
-        assert open_nar(root, directories, LocalBlobStore(store)).read() == nix, tree
+        assert open_nar(root, directories, SnixStore.open(str(store))).read() == nix, tree
 
 
-class CountingStore(LocalBlobStore):
+class CountingStore(SnixStore):
     def __init__(self, root: Path) -> None:
-        super().__init__(root)
+        super().__init__(open_backend(str(root)))
         self.reads: list[bytes] = []
 
     def read_chunk(self, digest: bytes, size: int) -> bytes:
@@ -104,7 +104,7 @@ def test_seek_and_read_fetch_only_the_chunks_covered(tmp_path: Path) -> None:
 
 
 def test_store_layout_is_snix(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
+    store = SnixStore.open(str(tmp_path))
     a, b = b"a" * 10, b"b" * 20
     da, db = blake3.blake3(a).digest(), blake3.blake3(b).digest()
     store.put_chunk(da, a)
@@ -121,7 +121,7 @@ def test_store_layout_is_snix(tmp_path: Path) -> None:
 
 
 def test_corrupt_and_bomb_chunks_are_refused(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
+    store = SnixStore.open(str(tmp_path))
     data = b"x" * 1000
     digest = blake3.blake3(data).digest()
     store.put_chunk(digest, data)
@@ -137,7 +137,7 @@ def test_corrupt_and_bomb_chunks_are_refused(tmp_path: Path) -> None:
 
 
 def test_existing_objects_are_not_rewritten(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
+    store = SnixStore.open(str(tmp_path))
     digest = blake3.blake3(b"data").digest()
     store.put_chunk(digest, b"data")
     path = tmp_path / "chunks" / "b3" / digest.hex()[:4] / digest.hex()

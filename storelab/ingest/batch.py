@@ -61,6 +61,8 @@ class BlobBatch:
     """``array('q')``: -1 if not measured."""
     errors: tuple[tuple[int, str], ...] = ()
     """``(index, reason)`` for files that could not be read."""
+    store_ops: tuple[int, ...] = ()
+    """Store requests a worker process made for this batch (:class:`StoreOps` as a tuple)."""
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -116,7 +118,7 @@ class BlobBatchBuilder:
     def add_error(self, index: int, reason: str) -> None:
         self._errors.append((index, reason))
 
-    def build(self) -> BlobBatch:
+    def build(self, store_ops: tuple[int, ...] = ()) -> BlobBatch:
         batch = BlobBatch(
             self._indices,
             bytes(self._digests),
@@ -128,6 +130,7 @@ class BlobBatchBuilder:
             self._chunk_sizes,
             self._chunk_compressed,
             tuple(self._errors),
+            store_ops,
         )
         self.clear()
         return batch

@@ -18,8 +18,10 @@ import blake3
 import zstandard
 
 from storelab.chunking import Chunker
+from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore, ChunkMeta
-from storelab.stores.local import ZSTD_LEVEL as STORE_ZSTD_LEVEL
+from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL
+from storelab.stores.uploader import PendingChunk, Uploader
 
 __all__ = ["BlobInfo", "BlobHasher", "FileChangedError", "READ_BUFFER"]
 
@@ -78,9 +80,15 @@ class BlobHasher:
         zstd_level: int = 3,
         known_sizes: dict[bytes, int] | None = None,
         store: BlobStore | None = None,
+        uploader: Uploader | None = None,
     ) -> None:
         self.chunker = chunker
         self.store = store
+        self.uploader = uploader if store is not None else None
+        # chunks of the blob being hashed, held for a background upload (None: upload inline)
+        self._pending: list[PendingChunk] | None = None
+        self._stored: set[bytes] = set()  # chunks this hasher has seen land in the store
+        self._ops_reported = StoreOps()
         # the store compresses at snix's level: when we measure at the same level, its size is ours
         self._store_measures = store is not None and zstd_level == STORE_ZSTD_LEVEL
         self.zstd_level = zstd_level
@@ -94,32 +102,64 @@ class BlobHasher:
         spec = self.chunker.spec
         return spec.avg_size if spec.name == "fixed" else spec.min_size
 
+    def _begin(self, size: int) -> None:
+        """A blob starts: small ones are held for the background uploader, if there is one."""
+        uploader = self.uploader
+        self._pending = [] if uploader is not None and size < uploader.options.threshold else None
+
     def _chunk(self, digest: bytes, data: memoryview | bytes) -> int | None:
         """Store the chunk (with a store) and measure its compressed size (when measuring).
 
         Each distinct chunk is compressed once: sizes already known are reused, and when the
         store compresses at the measuring level its stored size is the measurement.
         """
-        stored = self.store.put_chunk(digest, data) if self.store is not None else None
-        if self._zstd is None:
-            return None
-        size = self.known_sizes.get(digest)
-        if size is None:
-            size = stored if stored is not None and self._store_measures else len(self._zstd.compress(data))
-            self.known_sizes[digest] = size
+        size = self.known_sizes.get(digest) if self._zstd is not None else None
+        if self.store is not None and digest not in self._stored:
+            if self._pending is not None:
+                compressed = None
+                if size is None and self._store_measures:
+                    compressed = self.store.compress(data)  # type: ignore[attr-defined]
+                    size = self.known_sizes[digest] = len(compressed)
+                self._pending.append(PendingChunk(digest, bytes(data), compressed))
+            else:
+                stored = self.store.put_chunk(digest, data)
+                self._stored.add(digest)
+                if size is None and self._store_measures:
+                    size = self.known_sizes[digest] = stored
+        if self._zstd is not None and size is None:
+            size = self.known_sizes[digest] = len(self._zstd.compress(data))
         return size
 
     def _finish(self, info: BlobInfo) -> BlobInfo:
-        """With a store: write the blob's index, now that all its chunks are there."""
+        """With a store: write the blob's index once all its chunks are there (or hand the
+        whole blob to the background uploader)."""
         if self.store is not None:
             chunks = [ChunkMeta(info.chunk_digest(i), n) for i, n in enumerate(info.chunk_sizes)]
-            self.store.put_index(info.digest, chunks)
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                self.uploader.submit(info.digest, pending, chunks)  # type: ignore[union-attr]
+            else:
+                self.store.put_index(info.digest, chunks)
         return info
+
+    def drain(self) -> None:
+        """Wait until every blob handed out for upload is in the store (raises its failure)."""
+        if self.uploader is not None:
+            self.uploader.drain()
+
+    def take_ops(self) -> StoreOps:
+        """Store requests made since the last call (what a worker reports with each batch)."""
+        if self.store is None:
+            return StoreOps()
+        now = self.store.ops  # type: ignore[attr-defined]
+        delta, self._ops_reported = now - self._ops_reported, now
+        return delta
 
     def hash_bytes(self, data: bytes | bytearray | memoryview) -> BlobInfo:
         """Hash and chunk a blob held in memory."""
         view = memoryview(data)
         size = len(view)
+        self._begin(size)
         if size == 0:
             return self._finish(BlobInfo(blake3.blake3(b"").digest(), 0, b"", array("Q"), array("Q") if self._zstd else None))
         if size <= self._single_chunk_max:
@@ -141,6 +181,7 @@ class BlobHasher:
         """
         if size <= self._single_chunk_max:
             return self.hash_bytes(b"".join(pieces))
+        self._begin(size)
         whole = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
         digests = bytearray()
         sizes = array("Q")
@@ -210,6 +251,7 @@ class BlobHasher:
         Mapping saves the copy a read makes; windows of READ_BUFFER bytes (plus the chunker's
         lookahead) keep the mapped, resident part of a huge file small.
         """
+        self._begin(size)
         whole = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
         digests = bytearray()
         sizes = array("Q")

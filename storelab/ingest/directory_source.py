@@ -12,9 +12,11 @@ from storelab.chunking import make_chunker
 from storelab.errors import InputError, Interrupted, OutputError
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import SnapshotRecorder
-from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row, stderr_warning
+from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store, snapshot_row, stderr_warning, store_closure, store_fields
 from storelab.ingest.tree import Skipped, Tree, open_tree
 from storelab.ingest.workers import FileJob, HashPool, batch_jobs
+from storelab.stores.backends import StoreOps
+from storelab.stores.base import BlobStore
 from storelab.tables import Dataset
 from storelab.tables.known import prior_knowledge
 
@@ -44,12 +46,13 @@ def ingest_dir(
     started = time.perf_counter()
     source = Path(path)
     existing, known = prior_knowledge(dataset, options.zstd_level)
+    store = ingest_store(options)
     try:
-        with HashPool(options.chunker, options.zstd_level, known, options.workers, options.store) as pool:
+        with HashPool(options.chunker, options.zstd_level, known, options.workers, store, options.upload) as pool:
             tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace
             ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
             label = label or source.resolve().name or str(source)
-            return _ingest_tree(tree, source, ds, label, options, pool, warn, started)
+            return _ingest_tree(tree, source, ds, label, options, pool, store, warn, started)
     except KeyboardInterrupt:
         where = existing.path if existing else Path(dataset if not isinstance(dataset, Dataset) else dataset.path)
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
@@ -62,10 +65,13 @@ def _ingest_tree(
     label: str,
     options: IngestOptions,
     pool: HashPool,
+    store: BlobStore | None,
     warn: Callable[[str], None],
     started: float,
 ) -> IngestResult:
     skipped: list[Skipped] = []
+    worker_ops = StoreOps()  # what worker processes report; this process's own are in store.ops
+    ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
     shown = 0
 
     def note_skip(item: Skipped) -> None:
@@ -91,7 +97,7 @@ def _ingest_tree(
 
     try:
         with ds.begin_snapshot() as writer:
-            recorder = SnapshotRecorder(writer, options.chunker, entries)
+            recorder = SnapshotRecorder(writer, options.chunker, entries, keep_directories=store is not None)
             with ByteProgress("ingest", 0, 0, options.progress) as bar:
 
                 def jobs() -> Iterator[FileJob]:
@@ -109,12 +115,18 @@ def _ingest_tree(
                         item = Skipped(entries[index].path, reason)
                         skipped.append(item)
                         note_skip(item)
+                    if batch.store_ops:
+                        worker_ops += StoreOps(*batch.store_ops)
                     recorder.add_batch(batch)
             recorded = recorder.finish()
+            ops = store_closure(store, recorded, recorder, ops_before, worker_ops)
             wall = time.perf_counter() - started
             writer.commit(
-                snapshot_row(writer.snapshot_id, label, "directory", str(source.resolve()), recorded, recorder, options, skipped, wall)
+                snapshot_row(
+                    writer.snapshot_id, label, "directory", str(source.resolve()), recorded, recorder, options, skipped, wall,
+                    store=store_fields(store, ops),
+                )
             )
     except OSError as err:  # anything the writer did not already explain
         raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
-    return IngestResult.of(writer.snapshot_id, label, recorded, recorder, tuple(skipped), wall)
+    return IngestResult.of(writer.snapshot_id, label, recorded, recorder, tuple(skipped), wall, ops)

@@ -24,9 +24,11 @@ from storelab.errors import InputError, InputNotFoundError, Interrupted, OutputE
 from storelab.ingest.blobs import BlobHasher, BlobInfo
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import RecordedTree, SnapshotRecorder
-from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row
+from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store, snapshot_row, store_closure, store_fields
 from storelab.ingest.tree import TreeEntry
-from storelab.stores import open_store
+from storelab.stores.backends import StoreOps
+from storelab.stores.base import BlobStore
+from storelab.stores.uploader import Uploader
 from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
 from storelab.tables import Dataset, SnapshotWriter
 from storelab.tables.known import prior_knowledge
@@ -139,6 +141,8 @@ def ingest_nar(
     name = "stdin" if str(source) == "-" else str(source)
     label = label or ("stdin" if name == "stdin" else Path(name).name)
     existing, known = prior_knowledge(dataset, options.zstd_level)
+    store = ingest_store(options)
+    ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
     stream, _compression = open_nar_source(source)
     counted = _HashingRaw(stream)
     buffered = io.BufferedReader(counted, buffer_size=1 << 20)
@@ -146,12 +150,16 @@ def ingest_nar(
         ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
         try:
             with ds.begin_snapshot() as writer:
-                recorder, recorded = _read_into(buffered, name, writer, options, known)
+                recorder, recorded = _read_into(buffered, name, writer, options, known, store)
+                ops = store_closure(store, recorded, recorder, ops_before)
                 wall = time.perf_counter() - started
                 digest = counted.digest()
                 nar = {"nar_size": counted.size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest)}
                 source_text = name if name == "stdin" else str(Path(name).resolve())
-                writer.commit(snapshot_row(writer.snapshot_id, label, "nar", source_text, recorded, recorder, options, (), wall, nar))
+                row = snapshot_row(
+                    writer.snapshot_id, label, "nar", source_text, recorded, recorder, options, (), wall, nar, store_fields(store, ops)
+                )
+                writer.commit(row)
         except (lzma.LZMAError, EOFError, zstandard.ZstdError) as err:
             raise InputError(f"{name}: cannot decompress: {err}") from None
         except OSError as err:
@@ -163,22 +171,42 @@ def ingest_nar(
     finally:
         counted.close()  # stops the hashing thread, whatever happened
         stream.close()
-    return IngestResult.of(writer.snapshot_id, label, recorded, recorder, (), wall)
+    return IngestResult.of(writer.snapshot_id, label, recorded, recorder, (), wall, ops)
 
 
 def _read_into(
-    nar: BinaryIO, name: str, writer: SnapshotWriter, options: IngestOptions, known: dict[bytes, int]
+    nar: BinaryIO,
+    name: str,
+    writer: SnapshotWriter,
+    options: IngestOptions,
+    known: dict[bytes, int],
+    store: BlobStore | None,
 ) -> tuple[SnapshotRecorder, RecordedTree]:
     """Parse the NAR and record its entries and blobs through ``writer``."""
-    hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, open_store(options.store) if options.store else None)
+    uploader = Uploader(store, options.upload) if store is not None and options.upload.concurrency > 0 else None
+    try:
+        return _parse_into(nar, name, writer, options, known, store, uploader)
+    finally:
+        if uploader is not None:
+            uploader.close()
+
+
+def _parse_into(
+    nar: BinaryIO,
+    name: str,
+    writer: SnapshotWriter,
+    options: IngestOptions,
+    known: dict[bytes, int],
+    store: BlobStore | None,
+    uploader: Uploader | None,
+) -> tuple[SnapshotRecorder, RecordedTree]:
+    hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader)
     # Large files are hashed on a second thread while this one goes on parsing: BLAKE3,
     # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
-    # thread) and shares what has been measured.
-    big_hasher = BlobHasher(
-        make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, open_store(options.store) if options.store else None
-    )
+    # thread) and shares what has been measured, the store and the uploader.
+    big_hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, store, uploader)
     entries: list[TreeEntry] = []
-    recorder = SnapshotRecorder(writer, options.chunker, entries)
+    recorder = SnapshotRecorder(writer, options.chunker, entries, keep_directories=store is not None)
     open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
     in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
     feeding: queue.Queue[bytes | None] | None = None
@@ -218,6 +246,7 @@ def _read_into(
                     directory, children = open_dirs.pop()
                     recorder.listed(directory, children)
             harvest(wait=True)
+            hasher.drain()  # every blob is in the store before the snapshot can commit
         except BaseException:
             if feeding is not None:
                 feeding.put(None)  # a hashing thread waiting for pieces can finish; the pool can close

@@ -10,6 +10,8 @@ hashing and memory holds only the directories still open.
 
 from __future__ import annotations
 
+from collections import deque
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,8 +57,12 @@ class SnapshotRecorder:
     root once everything has been reported.
     """
 
-    def __init__(self, writer: SnapshotWriter, spec: ChunkerSpec, entries: Sequence[TreeEntry]) -> None:
+    def __init__(
+        self, writer: SnapshotWriter, spec: ChunkerSpec, entries: Sequence[TreeEntry], keep_directories: bool = False
+    ) -> None:
         self.writer = writer
+        # digest → (encoded message, child directory digests), kept to store the closure
+        self.directory_messages: dict[bytes, tuple[bytes, tuple[bytes, ...]]] | None = {} if keep_directories else None
         self.snapshot_id = writer.snapshot_id
         self.chunker_id = spec.id
         self.entries = entries
@@ -177,6 +183,8 @@ class SnapshotRecorder:
         self._dir_file_bytes[index] = file_bytes
         if node.digest not in self._written_dirs:
             self._written_dirs.add(node.digest)
+            if self.directory_messages is not None:
+                self.directory_messages[node.digest] = (directory.encoded, tuple(d.digest for d in dirs))
             self.writer.append(
                 "directories",
                 {
@@ -241,6 +249,25 @@ class SnapshotRecorder:
         return RecordedTree(
             self._root, self._counts["file"], self._counts["directory"], self._counts["symlink"], self._file_bytes
         )
+
+    def directory_closure(self) -> list[bytes]:
+        """The root directory's closure, encoded, from the root to the leaves (each once),
+        as snix's object store keeps it; empty unless the root is a directory and the
+        recorder was asked to keep directories."""
+        if self.directory_messages is None or not isinstance(self._root, DirectoryNode):
+            return []
+        order: list[bytes] = []
+        seen = {self._root.digest}
+        queue = deque([self._root.digest])
+        while queue:
+            digest = queue.popleft()
+            encoded, kids = self.directory_messages[digest]
+            order.append(encoded)
+            for kid in kids:
+                if kid not in seen:
+                    seen.add(kid)
+                    queue.append(kid)
+        return order
 
     def record_tree(self, entries: Sequence[TreeEntry]) -> RecordedTree:
         """Report the listing of every directory of a complete ``entries`` list, then finish."""

@@ -12,9 +12,12 @@ from storelab.castore import Node
 from storelab.chunking import ChunkerSpec, default_spec
 from storelab.ingest.record import RecordedTree, SnapshotRecorder, root_fields
 from storelab.ingest.tree import Skipped
+from storelab.stores.backends import StoreOps
+from storelab.stores.base import BlobStore, open_store
+from storelab.stores.uploader import UploadOptions
 from storelab.tables import SCHEMA_VERSION
 
-__all__ = ["IngestOptions", "IngestResult", "snapshot_row", "stderr_warning"]
+__all__ = ["IngestOptions", "IngestResult", "snapshot_row", "stderr_warning", "ingest_store", "store_closure", "store_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +36,11 @@ class IngestOptions:
     """Show a progress bar on stderr."""
     warn: Callable[[str], None] | None = None
     """Where one-line warnings about skipped paths go (default: stderr)."""
-    store: str | None = None
-    """Also write every blob and chunk to this store (``file:///path``), in snix's layout."""
+    store: str | BlobStore | None = None
+    """Also write every blob, chunk and directory to this store (``file:///path``,
+    ``memory://``, ``s3://bucket/prefix``, or a store object), in snix's layout."""
+    upload: UploadOptions = field(default_factory=UploadOptions)
+    """How blobs reach the store: background concurrency, small-blob threshold, buffer cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,8 @@ class IngestResult:
     chunks: int
     skipped: tuple[Skipped, ...]
     wall_seconds: float
+    store_ops: StoreOps | None = None
+    """Requests the store received (None without a store)."""
 
     @classmethod
     def of(
@@ -62,6 +70,7 @@ class IngestResult:
         recorder: SnapshotRecorder,
         skipped: Sequence[Skipped],
         wall_seconds: float,
+        store_ops: StoreOps | None = None,
     ) -> IngestResult:
         """The result of a committed ingest, from what its recorder saw."""
         return cls(
@@ -76,6 +85,7 @@ class IngestResult:
             recorder.chunk_rows,
             tuple(skipped),
             wall_seconds,
+            store_ops,
         )
 
     @property
@@ -89,6 +99,40 @@ def stderr_warning(message: str) -> None:
 
 
 
+def ingest_store(options: IngestOptions) -> BlobStore | None:
+    """The store an ingest writes to, opened (None without one)."""
+    if options.store is None:
+        return None
+    return open_store(options.store) if isinstance(options.store, str) else options.store
+
+
+def store_closure(
+    store: BlobStore | None, recorded: RecordedTree, recorder: SnapshotRecorder, ops_before: StoreOps, worker_ops: StoreOps = StoreOps()
+) -> StoreOps | None:
+    """With a store: write the root's directory closure (the last object of an ingest) and
+    return every request the ingest made."""
+    if store is None:
+        return None
+    closure = recorder.directory_closure()
+    if closure:
+        store.put_directories(recorded.root.digest, closure)
+    return worker_ops + (store.ops - ops_before)  # type: ignore[attr-defined]
+
+
+def store_fields(store: BlobStore | None, ops: StoreOps | None) -> dict[str, Any]:
+    """The ``snapshots`` columns that say which store was written and what it cost."""
+    if store is None or ops is None:
+        return {}
+    return {
+        "store": store.url,
+        "store_put_count": ops.put_count,
+        "store_put_bytes": ops.put_bytes,
+        "store_get_count": ops.get_count,
+        "store_head_count": ops.head_count,
+        "store_retry_count": ops.retry_count,
+    }
+
+
 def snapshot_row(
     snapshot_id: str,
     label: str,
@@ -100,6 +144,7 @@ def snapshot_row(
     skipped: Sequence[Skipped],
     wall_seconds: float,
     nar: dict[str, Any] | None = None,
+    store: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one row of the ``snapshots`` table for a finished ingest."""
     from storelab import __version__
@@ -112,6 +157,7 @@ def snapshot_row(
         "source": source,
         **root_fields(recorded.root),
         **(nar or {}),
+        **(store or {}),
         "chunker_id": spec.id,
         "chunker": spec.name,
         "chunk_min_size": spec.min_size,

@@ -26,7 +26,8 @@ from storelab.errors import StorelabError
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobHasher
 from storelab.ingest.tree import describe_os_error
-from storelab.stores.base import open_store
+from storelab.stores.base import BlobStore
+from storelab.stores.uploader import Uploader, UploadOptions
 
 __all__ = ["FileJob", "HashPool", "batch_jobs", "default_workers", "prestart"]
 
@@ -50,17 +51,28 @@ def default_workers() -> int:
 _hasher: BlobHasher | None = None
 
 
-def _init_worker(spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, int], store: str | None) -> None:
+def make_hasher(
+    spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, int], store: BlobStore | None, upload: UploadOptions
+) -> BlobHasher:
+    """A hasher writing to ``store``, small blobs through a background uploader unless
+    ``upload.concurrency`` is 0."""
+    uploader = Uploader(store, upload) if store is not None and upload.concurrency > 0 else None
+    return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, uploader)
+
+
+def _init_worker(
+    spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, int], store: BlobStore | None, upload: UploadOptions
+) -> None:
     global _hasher
     # Ctrl-C is the parent's to handle; workers would otherwise print their own tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _hasher = BlobHasher(make_chunker(spec), zstd_level, known_sizes, open_store(store) if store else None)
+    _hasher = make_hasher(spec, zstd_level, known_sizes, store, upload)
 
 
 def _run_packed(packed: tuple[array, bytes]) -> BlobBatch:
     assert _hasher is not None
     indices, paths = packed
-    return hash_batch(_hasher, [FileJob(i, p, 0) for i, p in zip(indices, paths.split(b"\0"))])
+    return hash_batch(_hasher, [FileJob(i, p, 0) for i, p in zip(indices, paths.split(b"\0"))], report_ops=True)
 
 
 def _pack(jobs: Sequence[FileJob]) -> tuple[array, bytes]:
@@ -71,7 +83,7 @@ def _pack(jobs: Sequence[FileJob]) -> tuple[array, bytes]:
 def _forkserver_context() -> multiprocessing.context.ForkServerContext:
     context = multiprocessing.get_context("forkserver")
     # The fork server imports the worker code once; each worker forks from it ready to run.
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload([__name__, "storelab.ingest.worker_signals"])
     return context  # type: ignore[return-value]
 
 
@@ -88,16 +100,18 @@ def _warm_up() -> None:
     """A no-op task: makes the pool boot its workers while the parent is still scanning."""
 
 
-def hash_batch(hasher: BlobHasher, jobs: Sequence[FileJob]) -> BlobBatch:
+def hash_batch(hasher: BlobHasher, jobs: Sequence[FileJob], report_ops: bool = False) -> BlobBatch:
     """Hash a batch of files in this process (a store failure ends the ingest: it is no
-    property of one file)."""
+    property of one file). With a store, the batch returns only once all its blobs are
+    stored, so the parent never records a blob the store does not hold."""
     builder = BlobBatchBuilder()
     for job in jobs:
         try:
             builder.add(job.index, hasher.hash_file(job.path))
         except OSError as err:
             builder.add_error(job.index, describe_os_error(err))
-    return builder.build()
+    hasher.drain()
+    return builder.build(hasher.take_ops().as_tuple() if report_ops else ())
 
 
 def batch_jobs(jobs: Iterable[FileJob]) -> Iterator[list[FileJob]]:
@@ -135,13 +149,17 @@ class HashPool:
         zstd_level: int,
         known_sizes: dict[bytes, int] | None = None,
         workers: int | None = None,
-        store: str | None = None,
+        store: BlobStore | None = None,
+        upload: UploadOptions | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
+        self.upload = upload or UploadOptions()
         self.zstd_level = zstd_level
         self.known_sizes = known_sizes or {}
         self.workers = default_workers() if workers is None else workers
+        if store is not None and not getattr(store, "shareable", True):
+            self.workers = 0  # a store that lives in this process (memory://, a simulated link)
         self._pool: ProcessPoolExecutor | None = None
         self._booting: threading.Thread | None = None
 
@@ -156,7 +174,7 @@ class HashPool:
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.spec, self.zstd_level, self.known_sizes, self.store),
+                initargs=(self.spec, self.zstd_level, self.known_sizes, self.store, self.upload),
             )
             # Booting the fork server takes a moment; let it happen beside the caller's scan.
             self._booting = threading.Thread(target=self._boot, args=(self._pool,), daemon=True)
@@ -194,13 +212,16 @@ class HashPool:
         first, second = next(queue, None), next(queue, None)
         if self.workers == 0 or second is None:
             # one batch (a small tree) is done sooner here than by starting processes
-            store = open_store(self.store) if self.store else None
-            hasher = BlobHasher(make_chunker(self.spec), self.zstd_level, self.known_sizes, store)
-            for batch in itertools.chain((b for b in (first, second) if b is not None), queue):
-                result = hash_batch(hasher, batch)
-                if on_progress:
-                    on_progress(len(batch), sum(j.size for j in batch))
-                yield result
+            hasher = make_hasher(self.spec, self.zstd_level, self.known_sizes, self.store, self.upload)
+            try:
+                for batch in itertools.chain((b for b in (first, second) if b is not None), queue):
+                    result = hash_batch(hasher, batch)
+                    if on_progress:
+                        on_progress(len(batch), sum(j.size for j in batch))
+                    yield result
+            finally:
+                if hasher.uploader is not None:
+                    hasher.uploader.close()
             return
         pool = self._start()
         queue = itertools.chain((first, second), queue)

@@ -158,9 +158,8 @@ def open_nar(root: Node, directories: Mapping[bytes, Directory], blob_store: Blo
     Unbuffered on purpose: a read fetches exactly the chunks its range covers, no read-ahead
     (``read(n)`` still returns ``n`` bytes unless the NAR ends first).
 
-    >>> import tempfile
-    >>> from storelab.stores import LocalBlobStore
-    >>> nar = open_nar(Directory().node(), {Directory().digest: Directory()}, LocalBlobStore(tempfile.mkdtemp()))
+    >>> from storelab.stores import open_store
+    >>> nar = open_nar(Directory().node(), {Directory().digest: Directory()}, open_store("memory://"))
     >>> len(nar.read())
     96
     """

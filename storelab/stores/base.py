@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from storelab.castore.protobuf import DecodeError, bytes_field, iter_fields, varint_field
-from storelab.errors import ConfigError, StorelabError
+from storelab.stores.backends import StoreError
 
 __all__ = ["BlobStore", "ChunkMeta", "StoreError", "encode_index", "decode_index", "open_store"]
-
-
-class StoreError(StorelabError):
-    """A store object is missing, corrupt, or cannot be written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +54,23 @@ def decode_index(data: bytes) -> list[ChunkMeta]:
 
 @runtime_checkable
 class BlobStore(Protocol):
-    """Blobs and their chunks, addressed by BLAKE3 digest."""
+    """Blobs, their chunks and directory closures, addressed by BLAKE3 digest."""
+
+    url: str
 
     def has_chunk(self, digest: bytes) -> bool: ...
 
-    def put_chunk(self, digest: bytes, data: bytes | memoryview) -> int:
+    def put_chunk(self, digest: bytes, data: bytes | memoryview, compressed: bytes | None = None) -> int:
         """Store a chunk (if absent); returns its stored (compressed) size."""
         ...
 
-    def put_index(self, blob_digest: bytes, chunks: list[ChunkMeta]) -> None:
+    def read_chunk(self, digest: bytes, size: int) -> bytes:
+        """A chunk's bytes, checked against its digest and expected size."""
+        ...
+
+    def has_blob(self, digest: bytes) -> bool: ...
+
+    def put_index(self, blob_digest: bytes, chunks: Sequence[ChunkMeta]) -> None:
         """Store a blob's index; called only once every chunk of the blob is stored."""
         ...
 
@@ -73,17 +78,19 @@ class BlobStore(Protocol):
         """The chunks a blob is made of (one chunk, the blob itself, below two)."""
         ...
 
-    def read_chunk(self, digest: bytes, size: int) -> bytes:
-        """A chunk's bytes, checked against its digest and expected size."""
+    def put_directories(self, root_digest: bytes, encoded: Sequence[bytes]) -> None:
+        """Store a root directory's closure, encoded messages from the root to the leaves."""
         ...
+
+    def get_directories(self, root_digest: bytes) -> list[bytes]: ...
 
 
 def open_store(url: str) -> BlobStore:
-    """A store from a URL: ``file:///path`` (or a plain path)."""
-    from storelab.stores.local import LocalBlobStore
+    """A store from a URL: ``file:///path`` (or a plain path), ``memory://``, ``s3://bucket/prefix``.
 
-    if url.startswith("file://"):
-        return LocalBlobStore(url[len("file://") :])
-    if "://" in url:
-        raise ConfigError(f"unsupported store URL {url!r} (this storelab knows file:///path)")
-    return LocalBlobStore(url)
+    >>> open_store("memory://").url
+    'memory://'
+    """
+    from storelab.stores.snix import SnixStore
+
+    return SnixStore.open(url)

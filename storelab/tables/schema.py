@@ -10,7 +10,7 @@ import pyarrow as pa
 
 __all__ = ["SCHEMA_VERSION", "SCHEMAS", "TABLES", "DIGEST", "NODE_KINDS"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped whenever a column is added, removed or changes meaning."""
 
 DIGEST = pa.binary(32)
@@ -39,6 +39,12 @@ SNAPSHOTS = pa.schema(
         ("chunk_max_size", pa.uint32()),
         ("chunk_normalization", pa.uint8()),
         ("zstd_level", pa.int8()),
+        ("store", pa.string()),
+        ("store_put_count", pa.uint64()),
+        ("store_put_bytes", pa.uint64()),
+        ("store_get_count", pa.uint64()),
+        ("store_head_count", pa.uint64()),
+        ("store_retry_count", pa.uint64()),
         ("file_count", pa.uint64()),
         ("directory_count", pa.uint64()),
         ("symlink_count", pa.uint64()),

@@ -1,0 +1,397 @@
+"""Blob stores: one conformance suite for every backend, snix's exact layout, a state machine
+against a dict, the background uploader, verification, and faults."""
+
+from __future__ import annotations
+
+import random
+import struct
+import threading
+import time
+from pathlib import Path
+
+import blake3
+import pytest
+import zstandard
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from storelab.castore import Directory, DirectoryNode, FileNode
+from storelab.chunking import default_spec
+from storelab.ingest import IngestOptions, ingest_dir
+from storelab.nar import dump_path
+from storelab.nar.render import castore_from_snapshot, open_nar
+from storelab.stores import (
+    ChunkMeta,
+    CountingBackend,
+    LatencyBackend,
+    LinkProfile,
+    ObstoreBackend,
+    RetryingBackend,
+    SnixStore,
+    StoreError,
+    TransientStoreError,
+    Uploader,
+    UploadOptions,
+    decode_index,
+    object_key,
+    open_backend,
+)
+from storelab.stores.uploader import PendingChunk
+from storelab.stores.verify import verify_store
+from storelab.tables import Dataset
+from tests.helpers import build_tree
+
+BACKENDS = ["file", "memory", "latency", "s3"]
+
+
+def _backend_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "file":
+        return f"file://{tmp_path}/store"
+    if kind == "s3":
+        return request.getfixturevalue("s3_url")
+    return "memory://"
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> SnixStore:
+    url = _backend_url(request.param, tmp_path, request)
+    if request.param == "latency":
+        return SnixStore(CountingBackend(LatencyBackend(ObstoreBackend(url), LinkProfile(rtt=0.001))))
+    return SnixStore.open(url)
+
+
+def digest_of(data: bytes) -> bytes:
+    return blake3.blake3(data).digest()
+
+
+# -- conformance: every backend ------------------------------------------------------------
+
+
+def test_chunk_round_trip_and_layout(store: SnixStore) -> None:
+    data = b"chunk " * 1000
+    digest = digest_of(data)
+    assert not store.has_chunk(digest)
+    stored = store.put_chunk(digest, data)
+    assert store.has_chunk(digest)
+    raw = store.backend.get(object_key("chunks", digest))
+    assert len(raw) == stored < len(data)
+    # zstd level 3, no content size in the frame header, as snix's streaming encoder writes
+    assert zstandard.get_frame_parameters(raw).content_size == zstandard.CONTENTSIZE_UNKNOWN
+    assert raw == zstandard.ZstdCompressor(level=3, write_content_size=False).compress(data)
+    assert store.read_chunk(digest, len(data)) == data
+
+
+def test_existing_objects_are_checked_not_rewritten(store: SnixStore) -> None:
+    data = b"twice"
+    digest = digest_of(data)
+    store.put_chunk(digest, data)
+    store.put_index(digest, [ChunkMeta(digest, len(data))])
+    before = store.ops
+    assert store.put_chunk(digest, data) > 0
+    store.put_index(digest, [ChunkMeta(digest, len(data))])
+    delta = store.ops - before
+    assert (delta.head_count, delta.put_count) == (2, 0)
+
+
+def test_blob_index_is_snix_stat_blob_response(store: SnixStore) -> None:
+    a, b = b"a" * 10, b"b" * 20
+    da, db = digest_of(a), digest_of(b)
+    store.put_chunk(da, a)
+    store.put_chunk(db, b)
+    blob = digest_of(a + b)
+    store.put_index(blob, [ChunkMeta(da, 10), ChunkMeta(db, 20)])
+    raw = store.backend.get(object_key("blobs", blob))
+    # StatBlobResponse{chunks = 2: ChunkMeta{digest = 1, size = 2}}, byte by byte
+    assert raw == b"".join(b"\x12\x24\x0a\x20" + d + b"\x10" + bytes([n]) for d, n in ((da, 10), (db, 20)))
+    assert decode_index(raw) == store.chunks(blob, 30) == [ChunkMeta(da, 10), ChunkMeta(db, 20)]
+    with pytest.raises(StoreError, match="does not add up"):
+        store.chunks(blob, 31)
+
+
+def test_single_chunk_and_empty_blobs_have_empty_indexes(store: SnixStore) -> None:
+    data = b"one chunk"
+    digest = digest_of(data)
+    store.put_chunk(digest, data)
+    store.put_index(digest, [ChunkMeta(digest, len(data))])
+    empty = digest_of(b"")
+    store.put_index(empty, [])
+    assert store.backend.get(object_key("blobs", digest)) == b""
+    assert store.backend.get(object_key("blobs", empty)) == b""
+    assert store.chunks(digest, len(data)) == [ChunkMeta(digest, len(data))]
+    assert store.chunks(empty, 0) == []
+    assert not store.has_chunk(empty)  # the empty blob has no chunk object
+
+
+def test_reads_check_digests_and_refuse_bombs(store: SnixStore) -> None:
+    data = b"x" * 1000
+    digest = digest_of(data)
+    key = object_key("chunks", digest)
+    store.backend.put(key, zstandard.ZstdCompressor().compress(b"y" * 1000))
+    with pytest.raises(StoreError, match="does not match its digest"):
+        store.read_chunk(digest, 1000)
+    store.backend.put(key, zstandard.ZstdCompressor().compress(bytes(50_000_000)))  # a zstd bomb
+    with pytest.raises(StoreError, match="corrupt"):
+        store.read_chunk(digest, 1000)
+    with pytest.raises(StoreError, match="not in the store"):
+        store.read_chunk(digest_of(b"missing"), 7)
+
+
+def test_directory_closures_root_to_leaves(store: SnixStore) -> None:
+    leaf = Directory(files=(FileNode(b"f", digest_of(b""), 0),))
+    middle = Directory(directories=(DirectoryNode(b"leaf", leaf.digest, leaf.size),))
+    root = Directory(directories=(DirectoryNode(b"a", middle.digest, middle.size), DirectoryNode(b"b", leaf.digest, leaf.size)))
+    store.put_directories(root.digest, [root.encoded, middle.encoded, leaf.encoded])
+    assert store.get_directories(root.digest) == [root.encoded, middle.encoded, leaf.encoded]
+    raw = zstandard.ZstdDecompressor().decompress(store.backend.get(object_key("dirs", root.digest)), max_output_size=1 << 20)
+    assert raw[:4] == struct.pack(">I", len(root.encoded))  # u32 big-endian length prefixes
+    store.backend.put(object_key("dirs", leaf.digest), zstandard.ZstdCompressor().compress(struct.pack(">I", 2) + b"\x0a\x00"))
+    with pytest.raises(StoreError, match="does not start with its root"):
+        store.get_directories(leaf.digest)
+
+
+def test_verify_finds_missing_and_corrupt_objects(store: SnixStore) -> None:
+    a, b = b"a" * 100, b"b" * 200
+    da, db = digest_of(a), digest_of(b)
+    store.put_chunk(da, a)
+    store.put_chunk(db, b)
+    blob = digest_of(a + b)
+    store.put_index(blob, [ChunkMeta(da, 100), ChunkMeta(db, 200)])
+    store.put_index(da, [])
+    file_dir = Directory(files=(FileNode(b"a", da, 100), FileNode(b"ab", blob, 300)))
+    store.put_directories(file_dir.digest, [file_dir.encoded])
+    report = verify_store(store)
+    assert report.ok, report.problems
+    assert (report.chunks, report.blobs, report.directory_closures, report.directories) == (2, 2, 1, 1)
+    # damage: one chunk's bytes swapped, one blob index pointing at a chunk that is not there
+    store.backend.put(object_key("chunks", db), store.compress(b"c" * 200))
+    lost = digest_of(b"lost")
+    store.put_index(digest_of(b"x" + b"lost"), [ChunkMeta(da, 100), ChunkMeta(lost, 4)])
+    ghost = Directory(files=(FileNode(b"g", digest_of(b"ghost"), 5),))
+    store.put_directories(ghost.digest, [ghost.encoded])
+    problems = {(p.kind, p.key.split("/")[0], p.detail.split(" ")[0]) for p in verify_store(store).problems}
+    assert ("corrupt", "chunks", "holds") in problems
+    assert ("missing", "blobs", "chunk") in problems  # the blob over the corrupt chunk, and the lost one
+    assert ("missing", "dirs", "blob") in problems
+
+
+def test_ingest_with_store_renders_the_same_nar(store: SnixStore, tmp_path: Path) -> None:
+    data = random.Random(1).randbytes(700_000)
+    build_tree(tmp_path / "tree", {b"big": data, b"small": b"hello", b"d": {b"same": b"hello", b"link": ("link", b"../big")}})
+    options = IngestOptions(workers=0, zstd_level=3, store=store, chunker=default_spec(avg_size=64 * 1024))
+    result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", options)
+    assert result.store_ops is not None and result.store_ops.put_count > 0
+    report = verify_store(store)
+    assert report.ok, report.problems
+    assert report.directory_closures == 1 and report.directories == 2
+    root, directories = castore_from_snapshot(tmp_path / "ds", result.snapshot_id)
+    assert open_nar(root, directories, store).read() == b"".join(dump_path(tmp_path / "tree"))
+    assert store.get_directories(root.digest)[0] == directories[root.digest].encoded
+
+
+# -- the store against a dict --------------------------------------------------------------
+
+
+class StoreMatchesDict(RuleBasedStateMachine):
+    """Whatever is put, a memory store answers exactly as a dict of what was put would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = SnixStore.open("memory://")
+        self.chunks: dict[bytes, bytes] = {}
+        self.blobs: dict[bytes, list[ChunkMeta]] = {}
+
+    @rule(data=st.binary(max_size=300))
+    def put_chunk(self, data: bytes) -> None:
+        digest = digest_of(data)
+        self.store.put_chunk(digest, data)
+        self.chunks[digest] = data
+
+    @rule(picks=st.lists(st.integers(0, 50), min_size=0, max_size=4))
+    def put_blob(self, picks: list[int]) -> None:
+        stored = sorted(self.chunks)
+        parts = [self.chunks[stored[i % len(stored)]] for i in picks] if stored else []
+        digest = digest_of(b"".join(parts))
+        metas = [ChunkMeta(digest_of(p), len(p)) for p in parts]
+        if len(metas) == 1:
+            return  # a one-chunk blob lives under its own digest: covered by put_chunk
+        self.store.put_index(digest, metas)
+        self.blobs.setdefault(digest, metas if len(metas) >= 2 else [])
+
+    @rule(data=st.binary(max_size=50))
+    def ask_for_anything(self, data: bytes) -> None:
+        digest = digest_of(data)
+        assert self.store.has_chunk(digest) == (digest in self.chunks)
+        assert self.store.has_blob(digest) == (digest in self.blobs)
+
+    @invariant()
+    def everything_reads_back(self) -> None:
+        for digest, data in self.chunks.items():
+            assert self.store.read_chunk(digest, len(data)) == data
+        for digest, metas in self.blobs.items():
+            size = sum(m.size for m in metas)
+            assert self.store.chunks(digest, size) == metas
+
+
+TestStoreMatchesDict = StoreMatchesDict.TestCase
+
+
+# -- the background uploader ---------------------------------------------------------------
+
+
+class GateBackend:
+    """PUTs wait for a gate; records the order of keys and the most PUTs at once."""
+
+    def __init__(self) -> None:
+        self.inner = ObstoreBackend("memory://")
+        self.url, self.shareable = "gate://", False
+        self.gate = threading.Event()
+        self.order: list[str] = []
+        self.active = self.most_active = 0
+        self.lock = threading.Lock()
+
+    def head(self, key: str) -> int | None:
+        return self.inner.head(key)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def list(self, prefix: str):  # noqa: ANN201
+        return self.inner.list(prefix)
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        self.gate.wait(10)
+        time.sleep(0.001)
+        with self.lock:
+            self.active -= 1
+            self.order.append(key)
+        self.inner.put(key, data)
+
+
+def _blob(seed: int, chunks: int = 2, size: int = 1000) -> tuple[bytes, list[PendingChunk], list[ChunkMeta]]:
+    parts = [random.Random(seed * 100 + i).randbytes(size) for i in range(chunks)]
+    pending = [PendingChunk(digest_of(p), p) for p in parts]
+    return digest_of(b"".join(parts)), pending, [ChunkMeta(c.digest, len(c.data)) for c in pending]
+
+
+def test_uploader_overlaps_requests_and_writes_each_index_after_its_chunks() -> None:
+    backend = GateBackend()
+    store = SnixStore(backend)
+    blobs = [_blob(i) for i in range(20)]
+    with Uploader(store, UploadOptions(concurrency=8)) as uploader:
+        for blob in blobs:
+            uploader.submit(*blob)
+        time.sleep(0.05)
+        backend.gate.set()
+    assert backend.most_active > 1  # requests really were in flight together
+    position = {key: i for i, key in enumerate(backend.order)}
+    for digest, pending, _ in blobs:
+        index_at = position[object_key("blobs", digest)]
+        assert all(position[object_key("chunks", c.digest)] < index_at for c in pending)
+
+
+def test_uploader_caps_buffered_bytes() -> None:
+    backend = GateBackend()
+    store = SnixStore(backend)
+    uploader = Uploader(store, UploadOptions(concurrency=4, max_buffered=5000))
+    uploader.submit(*_blob(1, chunks=2, size=1000))
+    uploader.submit(*_blob(2, chunks=1, size=2000))
+    third = threading.Thread(target=uploader.submit, args=_blob(3, chunks=2, size=1000))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive()  # 4000 bytes wait; 2000 more would pass the 5000-byte cap
+    assert uploader.buffered == 4000
+    backend.gate.set()
+    third.join(5)
+    assert not third.is_alive()
+    uploader.drain()
+    uploader.close()
+    assert uploader.buffered == 0
+
+
+class FailingBackend(GateBackend):
+    def put(self, key: str, data: bytes) -> None:
+        if key.startswith("chunks/"):
+            raise StoreError(f"{self.url}: cannot PUT {key}: permission denied")
+        super().put(key, data)
+
+
+def test_first_upload_error_fails_and_no_index_is_written() -> None:
+    backend = FailingBackend()
+    backend.gate.set()
+    store = SnixStore(backend)
+    uploader = Uploader(store, UploadOptions(concurrency=2))
+    uploader.submit(*_blob(1))
+    with pytest.raises(StoreError, match="permission denied"):
+        uploader.drain()
+    with pytest.raises(StoreError, match="permission denied"):
+        uploader.submit(*_blob(2))
+    uploader.close()
+    assert not any(key.startswith("blobs/") for key in backend.order)
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+def _tree_of_small_files(root: Path, count: int = 60) -> None:
+    build_tree(root, {f"f{i:03}".encode(): random.Random(i).randbytes(2000 + i) for i in range(count)})
+
+
+def test_retries_ride_out_a_lossy_link(tmp_path: Path) -> None:
+    _tree_of_small_files(tmp_path / "tree")
+    link = LinkProfile(rtt=0.0005, error_rate=0.15, timeout_rate=0.05, timeout=0.01, seed=7)
+    backend = CountingBackend(RetryingBackend(LatencyBackend(ObstoreBackend("memory://"), link), attempts=8, backoff=0.001))
+    store = SnixStore(backend)
+    result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=0, store=store))
+    assert result.store_ops is not None and result.store_ops.retry_count > 0
+    assert verify_store(SnixStore(backend.inner.inner.inner)).ok
+
+
+def test_a_dead_link_fails_cleanly_and_commits_nothing(tmp_path: Path) -> None:
+    _tree_of_small_files(tmp_path / "tree")
+    dead = LinkProfile(error_rate=1.0)
+    store = SnixStore(CountingBackend(RetryingBackend(LatencyBackend(ObstoreBackend("memory://"), dead), backoff=0.001)))
+    with pytest.raises(StoreError, match=r"memory://: (PUT|HEAD) .* \(simulated\)"):
+        ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=0, store=store))
+    assert Dataset.open(tmp_path / "ds").snapshot_ids() == []
+
+
+def test_killed_s3_server_then_rerun_completes_without_rewrites(s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.s3server import TcpProxy
+
+    proxy = TcpProxy.start(s3_server.port)
+    try:
+        env = s3_server.environment() | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        url = f"s3://{s3_server.new_bucket()}/store"
+        _tree_of_small_files(tmp_path / "tree", count=80)
+        backend = open_backend(url)
+        puts = 0
+
+        class KillMidway(CountingBackend):
+            def put(self, key: str, data: bytes) -> None:
+                nonlocal puts
+                puts += 1
+                if puts == 40:
+                    proxy.stop()  # the server goes away mid-ingest
+                super().put(key, data)
+
+        store = SnixStore(KillMidway(backend.inner))
+        with pytest.raises(StoreError, match=url.split("/store")[0]):
+            ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=0, store=store))
+        assert Dataset.open(tmp_path / "ds").snapshot_ids() == []
+        proxy.restart()
+        there_before = sum(1 for _ in open_backend(url).list(""))
+        assert 0 < there_before < 160
+        result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=0, store=url))
+        assert result.store_ops is not None
+        there_after = sum(1 for _ in open_backend(url).list(""))
+        # 80 chunks + 80 indexes + 1 closure; nothing already there was written again
+        assert there_after == 161
+        assert result.store_ops.put_count == there_after - there_before
+        assert verify_store(SnixStore.open(url)).ok
+    finally:
+        proxy.stop()
