@@ -93,9 +93,36 @@ StoreOpt = Annotated[
     Optional[str],
     typer.Option(
         "--store",
-        help="Also write every blob and chunk to this store (file:///path), laid out as snix's object store.",
+        help=(
+            "Also write every blob, chunk and directory to this store, laid out as snix's object store: "
+            "file:///path, memory:// or s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID… from the environment)."
+        ),
+        rich_help_panel="Store",
     ),
 ]
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        "--upload-concurrency",
+        min=0,
+        help="Uploads in flight per process for blobs under the threshold; 0 = upload every request in turn.",
+        rich_help_panel="Store",
+    ),
+]
+ThresholdOpt = Annotated[
+    str,
+    typer.Option("--upload-threshold", help="Blobs below this go up in the background; larger ones inline.", rich_help_panel="Store"),
+]
+BufferOpt = Annotated[
+    str,
+    typer.Option("--upload-buffer", help="Most bytes held in memory waiting for upload.", rich_help_panel="Store"),
+]
+
+
+def _upload_options(concurrency: int, threshold: str, buffer: str):
+    from storelab.stores.uploader import UploadOptions
+
+    return UploadOptions(concurrency, parse_size(threshold), parse_size(buffer))
 
 
 def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | None, normalization: int):
@@ -128,6 +155,9 @@ def ingest_dir_command(
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on an unreadable or special file instead of skipping it.")] = False,
     store: StoreOpt = None,
+    upload_concurrency: ConcurrencyOpt = 32,
+    upload_threshold: ThresholdOpt = "1MiB",
+    upload_buffer: BufferOpt = "128MiB",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -149,7 +179,8 @@ def ingest_dir_command(
     from storelab.ingest.progress import wants_progress
 
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
-    options = IngestOptions(spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store))
+    upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
+    options = IngestOptions(spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store), upload=upload)
     result = ingest_dir(path, out_, label, options)
     _print_result(result, out_, quiet, as_json)
 
@@ -170,6 +201,9 @@ def ingest_nar_command(
     normalization: NormOpt = 1,
     zstd_level: ZstdOpt = 3,
     store: StoreOpt = None,
+    upload_concurrency: ConcurrencyOpt = 32,
+    upload_threshold: ThresholdOpt = "1MiB",
+    upload_buffer: BufferOpt = "128MiB",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print each new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -190,7 +224,8 @@ def ingest_nar_command(
     if label and len(nars) > 1:
         raise ConfigError("--label names one snapshot; give one NAR with it")
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
-    options = IngestOptions(spec, zstd_level, 0, False, wants_progress(quiet), store=_store_url(store))
+    upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
+    options = IngestOptions(spec, zstd_level, 0, False, wants_progress(quiet), store=_store_url(store), upload=upload)
     for nar in nars:
         result = ingest_nar(nar, out_, label, options)
         _print_result(result, out_, quiet, as_json)
@@ -211,6 +246,11 @@ def _print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None
         "wall_seconds": round(result.wall_seconds, 3),
         "mb_per_second": round(result.throughput / 1e6, 1),
     }
+    ops = result.store_ops
+    if ops is not None:
+        summary["store_requests"] = {
+            "put": ops.put_count, "put_bytes": ops.put_bytes, "head": ops.head_count, "get": ops.get_count, "retries": ops.retry_count,
+        }  # fmt: skip
     if as_json:
         print(json.dumps(summary, indent=1))
     elif not quiet:
@@ -219,19 +259,26 @@ def _print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None
             f"{format_bytes(result.file_bytes)}, {result.blobs} blobs, {result.chunks} chunks in "
             f"{result.wall_seconds:.2f} s ({summary['mb_per_second']} MB/s)"
             + (f", [yellow]{len(result.skipped)} skipped[/]" if result.skipped else "")
-            + f"\nroot {summary['root']['kind']} {summary['root'].get('digest', summary['root'].get('target', ''))}",
+            + f"\nroot {summary['root']['kind']} {summary['root'].get('digest', summary['root'].get('target', ''))}"
+            + (
+                f"\nstore: {ops.put_count:,} PUT ({format_bytes(ops.put_bytes)}), {ops.head_count:,} HEAD"
+                + (f", {ops.retry_count:,} retried" if ops.retry_count else "")
+                if ops is not None
+                else ""
+            ),
             highlight=False,
         )
 
 
-def _store_url(store: str | None) -> str | None:
-    """Check the URL now (a bad one should fail before any work), pass it on as text."""
+def _store_url(store: str | None) -> Any:
+    """Open the store now (a bad URL fails before any work). A memory store is passed on as
+    the object (it lives in this process); any other as its URL, for worker processes."""
     if store is None:
         return None
     from storelab.stores import open_store
 
-    open_store(store)
-    return store
+    opened = open_store(store)
+    return store if opened.shareable else opened
 
 
 @app.command("render-nar")
@@ -312,6 +359,19 @@ def stats_command(
         Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the same figures as JSON.")] = False,
+    cost: Annotated[
+        bool, typer.Option("--cost", help="Also price the store: requests and storage per chunker.", rich_help_panel="Cost model")
+    ] = False,
+    put_price: Annotated[
+        float, typer.Option("--put-price", min=0, help="$ per 1,000 PUT requests (S3 Standard).", rich_help_panel="Cost model")
+    ] = 0.005,
+    get_price: Annotated[
+        float, typer.Option("--get-price", min=0, help="$ per 1,000 GET/HEAD requests (S3 Standard).", rich_help_panel="Cost model")
+    ] = 0.0004,
+    storage_price: Annotated[
+        float, typer.Option("--storage-price", min=0, help="$ per GiB-month stored (S3 Standard).", rich_help_panel="Cost model")
+    ] = 0.023,
+    months: Annotated[float, typer.Option("--months", min=0, help="Months the objects are kept.", rich_help_panel="Cost model")] = 1.0,
 ) -> None:
     """Dedup figures for blobs, chunks and directory objects: overall and per snapshot.
 
@@ -319,9 +379,16 @@ def stats_command(
     objects zstd-compressed; stored = compressed (or unique) plus the index objects snix
     writes for chunked blobs. dedup = logical / unique; savings = 1 − stored / logical.
     Per snapshot, "new" is what it adds to a store that holds the snapshots before it.
+
+    --cost prices a snix-layout object store holding the dataset: one PUT per distinct
+    object, a HEAD before each write, GETs to restore every snapshot once, and the stored
+    bytes for --months; with the requests each --store ingest really made beside it.
     """
     from storelab.analysis import dedup_summary, snapshot_summary
 
+    if cost:
+        _print_cost(dataset, snapshot, as_json, put_price, get_price, storage_price, months)
+        return
     overall = dedup_summary(dataset, snapshot)
     per = snapshot_summary(dataset, snapshot)
     if as_json:
@@ -370,6 +437,203 @@ def stats_command(
     out.print(snaps)
 
 
+def _print_cost(
+    dataset: str, snapshot: list[str] | None, as_json: bool, put: float, get: float, storage: float, months: float
+) -> None:
+    from storelab.analysis import Prices, cost_model, measured_requests
+
+    prices = Prices(put, get, storage, months)
+    model = cost_model(dataset, prices, snapshot)
+    measured = measured_requests(dataset, snapshot)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "dataset": str(dataset),
+                    "prices": {"put_per_1000": put, "get_per_1000": get, "storage_per_gib_month": storage, "months": months},
+                    "break_even_object_size": None if math.isinf(prices.break_even_object_size) else prices.break_even_object_size,
+                    "model": _jsonable(model.to_dict("records")),
+                    "measured": _jsonable(measured.to_dict("records")),
+                },
+                indent=1,
+            )
+        )
+        return
+    table = Table(
+        title=f"cost of a snix-layout store holding {dataset} (${put:g}/1k PUT, ${get:g}/1k GET, ${storage:g}/GiB-month, {months:g} month(s))",
+        title_justify="left",
+    )
+    for col in ("chunker", "objects", "mean object", "stored", "PUT $", "HEAD $", "storage $", "total $", "restore GET $"):
+        table.add_column(col, justify="left" if col == "chunker" else "right")
+    for row in model.itertuples():
+        table.add_row(
+            row.chunker_id, f"{row.put_requests:,}", _size(row.mean_stored_object), _size(row.stored_bytes),
+            f"{row.put_cost:.4f}", f"{row.head_cost:.4f}", f"{row.storage_cost:.4f}", f"{row.total_cost:.4f}",
+            f"{row.restore_cost:.4f}",
+        )  # fmt: skip
+    out.print(table)
+    if not math.isinf(prices.break_even_object_size):
+        out.print(
+            f"an object under {format_bytes(int(prices.break_even_object_size))} costs more to PUT once than to keep "
+            f"for {months:g} month(s) at these prices",
+            highlight=False,
+        )
+    if len(measured):
+        seen = Table(title="requests the --store ingests made", title_justify="left")
+        for col in ("snapshot", "store", "PUT", "PUT bytes", "HEAD", "GET", "retries"):
+            seen.add_column(col, justify="left" if col in ("snapshot", "store") else "right")
+        for row in measured.itertuples():
+            seen.add_row(
+                row.label, row.store, f"{row.store_put_count:,}", _size(row.store_put_bytes), f"{row.store_head_count:,}",
+                f"{row.store_get_count:,}", f"{row.store_retry_count:,}",
+            )  # fmt: skip
+        out.print(seen)
+
+
+store_app = typer.Typer(help="Look after a store written with --store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("verify")
+def store_verify_command(
+    url: Annotated[str, typer.Argument(help="Store URL: file:///path, s3://bucket/prefix.", metavar="URL")],
+    max_chunk_size: Annotated[
+        str, typer.Option("--max-chunk-size", help="Refuse any chunk that decompresses past this (zstd bombs).")
+    ] = "64MiB",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Re-read every object of a store and check it; exit 1 if anything is missing or corrupt.
+
+    Every chunk is decompressed (bounded) and its BLAKE3 compared with its name; every blob
+    index must name chunks that exist with the recorded sizes and make up the blob; every
+    directory closure must start at its root, hold only directories reachable from it, and
+    name only blobs the store has.
+
+    Example: storelab store verify s3://castore/snix
+    """
+    from storelab.ingest.progress import ByteProgress, wants_progress
+    from storelab.stores import open_store
+    from storelab.stores.verify import verify_store
+
+    store = open_store(url)
+    with ByteProgress("verify", 0, 0, wants_progress(as_json)) as bar:
+        report = verify_store(store, parse_size(max_chunk_size), on_object=lambda: (bar.grow(1, 0), bar.advance(1, 0)))
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "store": url,
+                    "ok": report.ok,
+                    "chunks": report.chunks,
+                    "chunk_bytes": report.chunk_bytes,
+                    "blobs": report.blobs,
+                    "directory_closures": report.directory_closures,
+                    "directories": report.directories,
+                    "problems": [{"key": p.key, "kind": p.kind, "detail": p.detail} for p in report.problems],
+                },
+                indent=1,
+            )
+        )
+    else:
+        for problem in report.problems[:50]:
+            out.print(str(problem), highlight=False, soft_wrap=True)
+        if len(report.problems) > 50:
+            out.print(f"… and {len(report.problems) - 50} more problems (--json lists them all)")
+        verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
+        out.print(
+            f"{url}: {report.chunks:,} chunks ({format_bytes(report.chunk_bytes)}), {report.blobs:,} blobs, "
+            f"{report.directory_closures:,} directory closures ({report.directories:,} directories): {verdict}",
+            highlight=False,
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _csv(text: str, parse: Any, what: str) -> list[Any]:
+    try:
+        values = [parse(part) for part in text.split(",") if part.strip()]
+    except (ValueError, StorelabError) as error:
+        raise ConfigError(f"{what}: {error}") from None
+    if not values:
+        raise ConfigError(f"{what}: give at least one value")
+    return values
+
+
+@app.command("bench-upload")
+def bench_upload_command(
+    source: Annotated[str, typer.Argument(help="A directory tree, or a NAR file.", metavar="TREE|NAR")],
+    rtt: Annotated[str, typer.Option("--rtt", help="Round-trip times to simulate, comma-separated.")] = "0ms,1ms,5ms,20ms",
+    concurrency: Annotated[str, typer.Option("--concurrency", help="Upload concurrencies to try, comma-separated.")] = "1,8,32,128",
+    bandwidth: Annotated[
+        Optional[str], typer.Option("--bandwidth", help="Link bandwidth per second (e.g. 100MiB); default unlimited.")
+    ] = None,
+    threshold: ThresholdOpt = "1MiB",
+    buffer: BufferOpt = "128MiB",
+    out_dir: Annotated[str, typer.Option("--out", "-o", help="Folder for upload.parquet and upload.png.")] = "build/bench-upload",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """How much concurrent small-blob upload saves over a slow link.
+
+    Ingests the input into an in-memory store behind a simulated link, sequentially (each
+    request waits for the one before) and then with tvix's background uploader at each
+    concurrency, for every RTT. Prints wall time, requests and speedup over sequential; writes
+    the table as Parquet and a plot. Sequential runs at high RTT take a while: every file
+    costs at least four round trips (HEAD and PUT of its chunk and of its index).
+
+    Example: storelab bench-upload /usr/share/doc --rtt 10ms --concurrency 8,32,128
+    """
+    from storelab.analysis.upload import upload_grid
+    from storelab.stores.latency import parse_duration
+
+    rtts = _csv(rtt, parse_duration, "--rtt")
+    levels = _csv(concurrency, int, "--concurrency")
+    if any(level < 1 for level in levels):
+        raise ConfigError("--concurrency: levels must be at least 1 (the sequential run is always made)")
+    if not os.path.exists(source):
+        raise StorelabError(f"{source}: no such file or directory")
+    table = Table(title=f"upload of {source} through a simulated link", title_justify="left")
+    for col in ("RTT", "mode", "concurrency", "wall", "requests", "PUT", "HEAD", "speedup"):
+        table.add_column(col, justify="left" if col == "mode" else "right")
+
+    def show(row: dict[str, Any]) -> None:
+        if not as_json:
+            print(
+                f"  RTT {row['rtt_ms']:g} ms, {row['mode']} {row['concurrency'] or ''}: {row['wall_seconds']:.2f} s",
+                file=sys.stderr,
+            )
+
+    grid = upload_grid(
+        source, rtts, levels, parse_size(bandwidth) if bandwidth else None, parse_size(threshold), parse_size(buffer), on_run=show
+    )
+    _write_upload_outputs(grid, Path(out_dir))
+    if as_json:
+        print(json.dumps(_jsonable(grid.to_dict("records")), indent=1))
+        return
+    for row in grid.itertuples():
+        table.add_row(
+            f"{row.rtt_ms:g} ms", row.mode, str(row.concurrency or "–"), f"{row.wall_seconds:.2f} s", f"{row.requests:,}",
+            f"{row.put_count:,}", f"{row.head_count:,}", f"{row.speedup:.1f}×",
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"table: {Path(out_dir) / 'upload.parquet'}  plot: {Path(out_dir) / 'upload.png'}", highlight=False)
+
+
+def _write_upload_outputs(grid: Any, folder: Path) -> None:
+    from storelab.analysis.plots import plot_upload_speedup
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".upload.parquet.tmp"
+        grid.to_parquet(tmp, index=False)
+        os.replace(tmp, folder / "upload.parquet")
+        ax = plot_upload_speedup(grid)
+        tmp_png = folder / ".upload.png.tmp"
+        ax.figure.savefig(tmp_png, format="png", dpi=120)
+        os.replace(tmp_png, folder / "upload.png")
+    except OSError as error:
+        raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
+
+
 datasets_app = typer.Typer(
     help="Real corpora to study: the sample shipped in datasets/, unpacked and checked against its manifest.",
     no_args_is_help=True,
@@ -409,7 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, exit codes 0 ok, 1 failed, 2 usage, 130 interrupted."""
     debug = bool(os.environ.get("STORELAB_DEBUG"))
     try:
-        app(args=argv, prog_name="storelab", standalone_mode=False)
+        code = app(args=argv, prog_name="storelab", standalone_mode=False)
+        if isinstance(code, int):  # click hands back a command's typer.Exit code here
+            return code
     except typer.Exit as exit_:
         return exit_.exit_code
     except typer.TyperException as usage:  # usage errors: bad option, missing argument

@@ -19,7 +19,7 @@ PUBLIC = {
         "BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree",
     },
     "storelab.tables": {"SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "SnapshotWriter", "new_snapshot_id"},
-    "storelab.analysis": {"LEVELS", "connect", "dedup_summary", "snapshot_summary"},
+    "storelab.analysis": {"LEVELS", "Prices", "connect", "cost_model", "dedup_summary", "measured_requests", "snapshot_summary"},
     "storelab.nar": {
         "MAGIC", "NarDirectoryEnd", "NarDirectoryStart", "NarError", "NarEvent", "NarFile", "NarSymlink",
         "dump_path", "nar_bytes_of_file", "nar_string", "nix_base32", "read_nar",

@@ -13,6 +13,20 @@ import duckdb
 
 from storelab.errors import DatasetError
 from storelab.tables import TABLES, Dataset
+from storelab.tables.schema import SNAPSHOTS
+
+
+
+def _sql_type(arrow_type: object) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_unsigned_integer(arrow_type):
+        return "UBIGINT"
+    if pa.types.is_integer(arrow_type):
+        return "BIGINT"
+    if pa.types.is_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type):
+        return "BLOB"
+    return "VARCHAR"
 
 __all__ = ["connect", "as_dataset", "sql_list"]
 
@@ -32,9 +46,13 @@ def connect(
         raise DatasetError(f"{ds.path}: the dataset has no snapshots yet")
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")
+    source = f"read_parquet({sql_list(ds.table_files('snapshots', ids))}, union_by_name = true)"
+    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    # columns newer than every file (a version 1 dataset): present, as nulls
+    missing = "".join(f", CAST(NULL AS {_sql_type(f.type)}) AS {f.name}" for f in SNAPSHOTS if f.name not in present)
     con.execute(
-        "CREATE VIEW all_snapshots AS SELECT *, (row_number() OVER (ORDER BY created_at, snapshot_id)) - 1 AS seq "
-        f"FROM read_parquet({sql_list(ds.table_files('snapshots', ids))})"
+        f"CREATE VIEW all_snapshots AS SELECT *{missing}, (row_number() OVER (ORDER BY created_at, snapshot_id)) - 1 AS seq "
+        f"FROM {source}"
     )
     if snapshots is not None:
         wanted = _resolve(con, snapshots, ds)

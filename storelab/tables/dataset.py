@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from storelab.errors import DatasetError, OutputError
 from storelab.tables.arrow import column as arrow_column
-from storelab.tables.schema import SCHEMA_VERSION, SCHEMAS, TABLES
+from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
 
 __all__ = ["Dataset", "SnapshotWriter", "new_snapshot_id"]
 
@@ -114,7 +114,7 @@ class Dataset:
         except (OSError, ValueError) as err:
             raise DatasetError(f"{marker}: unreadable dataset marker ({err})") from None
         version = meta.get("schema_version")
-        if meta.get("format") != "storelab-dataset" or version != SCHEMA_VERSION:
+        if meta.get("format") != "storelab-dataset" or version not in READABLE_VERSIONS:
             raise DatasetError(
                 f"{root}: dataset schema version {version!r}; this storelab reads version {SCHEMA_VERSION}"
             )

@@ -11,6 +11,9 @@ import pyarrow as pa
 __all__ = ["SCHEMA_VERSION", "SCHEMAS", "TABLES", "DIGEST", "NODE_KINDS"]
 
 SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added the nullable ``store*`` columns of ``snapshots``; a version 1 dataset reads
+with them null, and takes version 2 snapshots when appended to."""
 """Bumped whenever a column is added, removed or changes meaning."""
 
 DIGEST = pa.binary(32)
