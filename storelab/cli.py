@@ -634,6 +634,129 @@ def _write_upload_outputs(grid: Any, folder: Path) -> None:
         raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
 
 
+layers_app = typer.Typer(
+    help="Container layer study: group an image's store paths into layers and simulate pulls through a layer cache.",
+    no_args_is_help=True,
+)
+app.add_typer(layers_app, name="layers")
+
+AlgorithmHelp = (
+    "popularity (Nixery: dominator tree, popularity × size merges), size-first (nixpkgs dockerTools' auto-layer), "
+    "per-path (one layer per path while the budget lasts) or single (one layer)"
+)
+BudgetOpt = Annotated[int, typer.Option("--budget", min=1, help="Most layers of store paths (the symlink layer comes on top).")]
+PopularityOpt = Annotated[
+    Optional[str],
+    typer.Option("--popularity", help="JSON map of path name (without /nix/store/<hash>-) → reference count; default: every path 1."),
+]
+
+
+def _popularity(path: str | None) -> dict[str, int] | None:
+    from storelab.layers import load_popularity
+
+    return load_popularity(path) if path else None
+
+
+@layers_app.command("plan")
+def layers_plan_command(
+    closure: Annotated[
+        str, typer.Argument(help="Runtime graph: exportReferencesGraph JSON or `nix path-info --json --recursive` output.", metavar="CLOSURE.json")
+    ],
+    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help=AlgorithmHelp)] = "popularity",
+    budget: BudgetOpt = 94,
+    popularity: PopularityOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (every member path).")] = False,
+) -> None:
+    """Print the layers one image gets: member paths, bytes, merge rating.
+
+    Example: storelab layers plan closure.json --algorithm size-first --budget 20
+    """
+    from storelab.layers import load_graph, path_name, plan_layers
+
+    graph = load_graph(closure)
+    plan = plan_layers(graph, algorithm, budget, _popularity(popularity))
+    if as_json:
+        layers = [
+            {"identity": l.identity, "kind": l.kind, "nar_size": l.nar_size, "rating": l.rating, "members": list(l.members)}
+            for l in plan.layers
+        ]
+        print(json.dumps({"image": plan.image, "algorithm": algorithm, "budget": budget, "nar_size": plan.nar_size, "layers": layers}, indent=1))
+        return
+    table = Table(
+        title=f"{plan.image}: {len(graph.paths)} paths, {format_bytes(plan.nar_size)} in {len(plan.layers)} layers ({algorithm}, budget {budget})",
+        title_justify="left",
+    )
+    for col in ("#", "paths", "bytes", "rating", "layer", "members"):
+        table.add_column(col, justify="left" if col in ("layer", "members") else "right")
+    for number, layer in enumerate(plan.layers):
+        names = [path_name(m) for m in layer.members] or ["(the image's symlink farm)"]
+        shown = ", ".join(names[:4]) + (f", … {len(names) - 4} more" if len(names) > 4 else "")
+        table.add_row(str(number), str(len(layer.members)), _size(layer.nar_size), f"{layer.rating:,}" if layer.rating else "–", layer.identity[:12], shown)
+    out.print(table)
+
+
+@layers_app.command("simulate")
+def layers_simulate_command(
+    images: Annotated[str, typer.Argument(help="Folder of image closures (*.json), pulled in name order.", metavar="IMAGES_DIR")],
+    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Comma-separated: " + AlgorithmHelp)] = "popularity,size-first,per-path,single",
+    budget: BudgetOpt = 94,
+    popularity: Annotated[
+        Optional[str], typer.Option("--popularity", help="Popularity JSON; default IMAGES_DIR/popularity.json if it exists, else every path 1.")
+    ] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the table to OUT/pulls.parquet.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Pull a sequence of images through a registry's layer cache, for each algorithm.
+
+    Each image is planned, then pulled: a layer whose identity (hash of its member paths) is
+    already cached is reused, any other is pulled. Prints bytes pulled per image, layers
+    reused, hit rates and what the registry stores; totals per algorithm at the end.
+
+    Example: storelab datasets fetch debian-closures && storelab layers simulate build/datasets/debian-closures
+    """
+    from storelab.layers import ALGORITHMS, load_images, simulate_pulls
+
+    algorithms = [a.strip() for a in algorithm.split(",") if a.strip()]
+    for name in algorithms:
+        if name not in ALGORITHMS:
+            raise ConfigError(f"unknown layering algorithm {name!r} (one of {', '.join(ALGORITHMS)})")
+    graphs = load_images(images)
+    default_pop = Path(images) / "popularity.json"
+    pop_file = popularity or (str(default_pop) if default_pop.exists() else None)
+    pulls = simulate_pulls(graphs, algorithms, budget, _popularity(pop_file))
+    if out_dir:
+        folder = Path(out_dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / ".pulls.parquet.tmp"
+            pulls.to_parquet(tmp, index=False)
+            os.replace(tmp, folder / "pulls.parquet")
+        except OSError as error:
+            raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
+    if as_json:
+        print(json.dumps(_jsonable(pulls.to_dict("records")), indent=1))
+        return
+    table = Table(
+        title=f"pulling {len(graphs)} images from {images} (budget {budget}, popularity: {pop_file or 'none'})", title_justify="left"
+    )
+    for col in ("algorithm", "image", "layers", "reused", "pulled", "reused bytes", "byte hit", "registry"):
+        table.add_column(col, justify="left" if col in ("algorithm", "image") else "right")
+    for name in algorithms:
+        runs = pulls[pulls.algorithm == name]
+        for row in runs.itertuples():
+            table.add_row(
+                name if row.step == 0 else "", row.image, str(row.layers), str(row.layers_reused), _size(row.bytes_pulled),
+                _size(row.bytes_reused), _pct(row.byte_hit_rate), _size(row.cache_bytes),
+            )  # fmt: skip
+        pulled, image_bytes = int(runs.bytes_pulled.sum()), int(runs.image_bytes.sum())
+        table.add_row(
+            "", "[bold]total[/]", str(int(runs.layers.sum())), str(int(runs.layers_reused.sum())), _size(pulled),
+            _size(image_bytes - pulled), _pct(1 - pulled / image_bytes if image_bytes else 0), _size(runs.cache_bytes.iloc[-1]),
+            end_section=True,
+        )  # fmt: skip
+    out.print(table)
+
+
 datasets_app = typer.Typer(
     help="Real corpora to study: the sample shipped in datasets/, unpacked and checked against its manifest.",
     no_args_is_help=True,
@@ -667,6 +790,25 @@ def datasets_unpack_command(
 
     for _, tree in unpack_sample(name, to):
         print(tree)
+
+
+@datasets_app.command("fetch")
+def datasets_fetch_command(
+    name: Annotated[str, typer.Argument(help="Corpus to prepare: debian-closures.", metavar="NAME")],
+    to: Annotated[Optional[str], typer.Option("--to", help="Folder to write into; default build/datasets/NAME.")] = None,
+) -> None:
+    """Prepare a real corpus no one here wrote, with a manifest (sizes, sha256) of what it came from.
+
+    debian-closures: the dependency closures of python3, perl, gcc, git, postgresql, nginx, curl
+    and vim from Debian's package index (apt-cache; nothing is installed), as image closure
+    graphs for `storelab layers`, with popularity counted over the whole archive.
+
+    Example: storelab datasets fetch debian-closures && storelab layers simulate build/datasets/debian-closures
+    """
+    from storelab.datasets import fetch_corpus
+
+    folder = fetch_corpus(name, to or f"build/datasets/{name}")
+    out.print(f"{name} → {folder} (manifest: {folder / 'manifest.json'})", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,238 @@
+"""Grouping an image's store paths into container layers.
+
+- ``popularity``: Nixery's algorithm (see :func:`popularity_layers` for the exact rule);
+- ``size-first``: nixpkgs dockerTools' auto-layer (NixOS/nixpkgs#355189): the largest paths
+  become layer roots one at a time, each path grouped by the set of roots above it;
+- ``per-path``: every path its own layer while the budget lasts, largest first;
+- ``single``: one layer.
+
+Every plan ends with one more layer, the image's symlink farm (its identity: the image's
+top-level paths; its bytes are not modelled and count 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from storelab.errors import ConfigError
+from storelab.layers.graph import ClosureGraph, path_name
+
+__all__ = [
+    "ALGORITHMS",
+    "Layer",
+    "LayerPlan",
+    "plan_layers",
+    "popularity_layers",
+    "size_first_layers",
+    "per_path_layers",
+    "single_layer",
+    "path_popularity",
+    "BIG_CLOSURE",
+    "POPULAR",
+    "FORCED_POPULARITY",
+]
+
+ALGORITHMS = ("popularity", "size-first", "per-path", "single")
+BIG_CLOSURE = 100_000_000
+"""A path whose closure exceeds this many bytes gets an edge from the root (Nixery)."""
+POPULAR = 100
+"""A path at least this popular gets an edge from the root."""
+FORCED_POPULARITY = {"nss-cacert": 500_000, "iana-etc": 500_000}
+"""Name prefixes whose popularity is forced (they are in nearly every image)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One layer: its member paths (sorted), their bytes, and its merge rating."""
+
+    members: tuple[str, ...]
+    nar_size: int
+    rating: int = 0
+    kind: str = "paths"
+    """``paths`` or ``symlinks`` (the image's symlink farm)."""
+    identity: str = ""
+    """What the layer is keyed by in a registry: a hash of its sorted member paths."""
+
+    @classmethod
+    def of(cls, members: Sequence[str], graph: ClosureGraph, rating: int = 0) -> Layer:
+        ordered = tuple(sorted(members))
+        return cls(ordered, sum(graph.paths[m].nar_size for m in ordered), rating, "paths", layer_identity(ordered))
+
+    @classmethod
+    def symlink_farm(cls, graph: ClosureGraph) -> Layer:
+        return cls((), 0, 0, "symlinks", layer_identity(("symlinks", *graph.top_level)))
+
+
+def layer_identity(members: Sequence[str]) -> str:
+    """SHA-1 of the sorted member paths joined by ``:`` (as Nixery names layers).
+
+    >>> layer_identity(["/nix/store/b", "/nix/store/a"]) == layer_identity(["/nix/store/a", "/nix/store/b"])
+    True
+    """
+    return hashlib.sha1(":".join(sorted(members)).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPlan:
+    """An image's layers, in order, the symlink farm last."""
+
+    image: str
+    algorithm: str
+    budget: int
+    layers: tuple[Layer, ...]
+
+    @property
+    def nar_size(self) -> int:
+        return sum(layer.nar_size for layer in self.layers)
+
+
+def path_popularity(path: str, popularity: Mapping[str, int]) -> int:
+    """A path's popularity: the map's count for its name, 1 if absent; forced for CA certs
+    and /etc/services.
+
+    >>> path_popularity("/nix/store/abc-nss-cacert-3.101", {}), path_popularity("/nix/store/abc-zlib-1.3", {"zlib-1.3": 7})
+    (500000, 7)
+    """
+    name = path_name(path)
+    for prefix, forced in FORCED_POPULARITY.items():
+        if name.startswith(prefix):
+            return forced
+    return int(popularity.get(name, 1))
+
+
+def popularity_layers(graph: ClosureGraph, budget: int, popularity: Mapping[str, int] | None = None) -> list[Layer]:
+    """Nixery's layering.
+
+    1. Each path's size for rating is its closure size; its popularity comes from
+       ``popularity`` (:func:`path_popularity`).
+    2. Edges: a synthetic root → each top-level path; each path → its references; root →
+       every path whose closure exceeds :data:`BIG_CLOSURE` bytes or whose popularity is at
+       least :data:`POPULAR`.
+    3. Dominator tree from the root (networkx); each child of the root becomes a layer with
+       everything it dominates; rating = the child's popularity × the sum of its members'
+       closure sizes.
+    4. Sorted by rating, ascending (ties by member paths); while there are more layers than
+       ``budget``, the lowest is folded into the next, and the result keeps the first place
+       without re-sorting, as Nixery does.
+    """
+    import networkx as nx
+
+    popularity = popularity or {}
+    pop = {p: path_popularity(p, popularity) for p in graph.paths}
+    root = ("image root",)  # no store path is a tuple
+    dag = nx.DiGraph()
+    dag.add_node(root)
+    dag.add_nodes_from(graph.paths)
+    for top in graph.top_level:
+        dag.add_edge(root, top)
+    for node in graph.paths.values():
+        dag.add_edges_from((node.path, ref) for ref in node.references)
+        if graph.closure_size(node.path) > BIG_CLOSURE or pop[node.path] >= POPULAR:
+            dag.add_edge(root, node.path)
+    reachable = nx.descendants(dag, root)
+    for path in graph.paths:  # a path nothing leads to would be lost: treat it as top-level
+        if path not in reachable:
+            dag.add_edge(root, path)
+    idom = nx.immediate_dominators(dag, root)
+    dominated: dict[object, list[str]] = {}
+    for node, parent in idom.items():
+        if node != root:
+            dominated.setdefault(parent, []).append(node)  # type: ignore[arg-type]
+    layers: list[Layer] = []
+    for head in dominated.get(root, []):
+        members, todo = [], [head]
+        while todo:
+            node = todo.pop()
+            members.append(node)
+            todo.extend(dominated.get(node, []))
+        rating = pop[head] * sum(graph.closure_size(m) for m in members)
+        layers.append(Layer.of(members, graph, rating))
+    layers.sort(key=lambda layer: (layer.rating, layer.members))
+    while len(layers) > budget:
+        low, next_up = layers[0], layers[1]
+        merged = Layer.of(low.members + next_up.members, graph, low.rating + next_up.rating)
+        layers = [merged, *layers[2:]]
+    return layers
+
+
+def size_first_layers(graph: ClosureGraph, budget: int) -> list[Layer]:
+    """nixpkgs' auto-layer (NixOS/nixpkgs#355189).
+
+    Paths are taken largest first (by NAR size; ties: the greater path first) as the
+    primaries of new layers. Every path is labelled with the set of primaries it belongs
+    under: a new primary P takes P itself, and each dependency D of P drops the primaries
+    that depend on P, then joins P unless one of its remaining primaries is itself a
+    dependency of P. Paths with the same label share a layer. Primaries are added while the
+    number of distinct labels stays within ``budget``. Layers are ordered by closure size.
+    """
+    order = sorted(graph.paths.values(), key=lambda n: (n.nar_size, n.path))
+    label: dict[str, frozenset[str]] = dict.fromkeys(graph.paths, frozenset())
+    while order:
+        primary = order.pop().path
+        trial = dict(label)
+        trial[primary] = frozenset({primary})
+        deps = graph.closure(primary) - {primary}
+        users = _users_closure(graph, primary) - {primary}
+        for dep in deps:
+            kept = trial[dep] - users
+            trial[dep] = kept if kept & deps else kept | {primary}
+        if len(set(trial.values())) > budget:
+            break
+        label = trial
+    groups: dict[frozenset[str], list[str]] = {}
+    for path, key in label.items():
+        groups.setdefault(key, []).append(path)
+    layers = [Layer.of(members, graph) for members in groups.values()]
+    layers.sort(key=lambda layer: (sum(graph.paths[p].nar_size for p in graph.closure(*layer.members)), layer.members))
+    return layers
+
+
+def _users_closure(graph: ClosureGraph, path: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [path]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.users[node])
+    return seen
+
+
+def per_path_layers(graph: ClosureGraph, budget: int) -> list[Layer]:
+    """Every path its own layer, largest first; past ``budget − 1`` layers, the rest share one."""
+    order = sorted(graph.paths.values(), key=lambda n: (-n.nar_size, n.path))
+    if len(order) <= budget:
+        return [Layer.of([n.path], graph) for n in order]
+    own = [Layer.of([n.path], graph) for n in order[: budget - 1]]
+    return [*own, Layer.of([n.path for n in order[budget - 1 :]], graph)]
+
+
+def single_layer(graph: ClosureGraph) -> list[Layer]:
+    return [Layer.of(list(graph.paths), graph)] if graph.paths else []
+
+
+def plan_layers(
+    graph: ClosureGraph, algorithm: str, budget: int = 94, popularity: Mapping[str, int] | None = None
+) -> LayerPlan:
+    """The layers of one image under ``algorithm``, plus its symlink-farm layer.
+
+    >>> from storelab.layers.graph import StorePath
+    >>> g = ClosureGraph.build([StorePath("/nix/store/a-app", 10, ("/nix/store/b-lib",)), StorePath("/nix/store/b-lib", 5, ())])
+    >>> [layer.members for layer in plan_layers(g, "per-path").layers]
+    [('/nix/store/a-app',), ('/nix/store/b-lib',), ()]
+    """
+    if budget < 1:
+        raise ConfigError(f"the layer budget must be at least 1, not {budget}")
+    if algorithm == "popularity":
+        layers = popularity_layers(graph, budget, popularity)
+    elif algorithm == "size-first":
+        layers = size_first_layers(graph, budget)
+    elif algorithm == "per-path":
+        layers = per_path_layers(graph, budget)
+    elif algorithm == "single":
+        layers = single_layer(graph)
+    else:
+        raise ConfigError(f"unknown layering algorithm {algorithm!r} (one of {', '.join(ALGORITHMS)})")
+    return LayerPlan(graph.name, algorithm, budget, (*layers, Layer.symlink_farm(graph)))
