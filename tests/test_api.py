@@ -16,10 +16,17 @@ PUBLIC = {
         "default_spec", "make_chunker",
     },
     "storelab.ingest": {
-        "BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree",
+        "BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree", "sweep_dir",
     },
     "storelab.tables": {"SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "SnapshotWriter", "new_snapshot_id"},
-    "storelab.analysis": {"LEVELS", "Prices", "connect", "cost_model", "dedup_summary", "measured_requests", "snapshot_summary"},
+    "storelab.analysis": {
+        "LEVELS", "Prices", "attribution", "chunk_size_distribution", "chunk_size_stats", "chunker_comparison", "connect",
+        "cost_model", "dedup_summary", "measured_requests", "refcount_histogram", "sharing", "snapshot_summary",
+    },
+    "storelab.layers": {
+        "ALGORITHMS", "ClosureGraph", "Layer", "LayerPlan", "StorePath", "load_graph", "load_images", "load_popularity",
+        "parse_graph", "path_name", "plan_layers", "simulate_pulls",
+    },
     "storelab.nar": {
         "MAGIC", "NarDirectoryEnd", "NarDirectoryStart", "NarError", "NarEvent", "NarFile", "NarSymlink",
         "dump_path", "nar_bytes_of_file", "nar_string", "nix_base32", "read_nar",

@@ -21,7 +21,7 @@ from storelab.nar import dump_path
 from storelab.nar.render import castore_from_snapshot, nar_layout, open_nar
 from storelab.stores import ChunkMeta, SnixStore, StoreError, decode_index, encode_index, open_backend
 from tests.fixtures import VECTORS
-from tests.helpers import build_tree
+from tests.helpers import build_tree, snapshot_rows
 from tests.test_ingest import SMALL_CHUNKS, trees
 from tests.test_nar import NAR_FILES, _oracle_trees
 
@@ -44,6 +44,10 @@ def test_tree_nar_ingest_render_is_the_identity(tmp_path_factory: pytest.TempPat
     result = ingest_nar(base / "t.nar", base / "ds", "t", options)
     root, directories = castore_from_snapshot(base / "ds", result.snapshot_id)
     assert open_nar(root, directories, SnixStore.open(str(base / "store"))).read() == nar
+    # the NAR size the recorder computes from the tree alone is the NAR's length, for trees too
+    tree_result = ingest_dir(base / "tree", base / "ds", "tree", IngestOptions(SMALL_CHUNKS, zstd_level=0, workers=0))
+    sizes = {row["label"]: row["nar_size"] for row in snapshot_rows(base / "ds", "snapshots")}
+    assert sizes == {"t": len(nar), "tree": len(nar)} and tree_result.root == result.root
 
 
 def test_parallel_directory_ingest_with_store_renders_nix_store_dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,6 +72,7 @@ def test_render_equals_nix_store_dump(tmp_path: Path) -> None:
         root, directories = castore_from_snapshot(tmp_path / f"ds{i}", result.snapshot_id)
         nix = subprocess.run(["nix-store", "--dump", str(tree)], capture_output=True, check=True).stdout
         assert open_nar(root, directories, SnixStore.open(str(store))).read() == nix, tree
+        assert snapshot_rows(tmp_path / f"ds{i}", "snapshots")[0]["nar_size"] == len(nix)
 
 
 class CountingStore(SnixStore):

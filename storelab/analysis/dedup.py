@@ -1,12 +1,12 @@
 """Dedup figures at every level, defined once (DESIGN.md "Dedup figures").
 
-For a level (``blob``, ``chunk``, ``directory``) and a set of snapshots:
+For a level (``nar``, ``blob``, ``chunk``, ``directory``) and a set of snapshots:
 
 - ``logical_bytes`` / ``logical_objects``: every occurrence counted (a file present in three
   snapshots counts three times);
 - ``unique_bytes`` / ``unique_objects``: each distinct object once;
 - ``compressed_bytes``: the distinct objects, zstd-compressed (chunks and blobs; blobs as
-  the sum of their chunks); directories are stored uncompressed;
+  the sum of their chunks); directories are stored uncompressed; NARs are not compressed here;
 - ``metadata_bytes``: objects the store writes besides the data (the blob index objects of
   chunked blobs, at the chunk level);
 - ``stored_bytes`` = (compressed or, when not measured, unique) + metadata.
@@ -107,7 +107,7 @@ def dedup_summary(
     (2000, 1000, 2.0)
     """
     con = connect(dataset, snapshots)
-    rows = []
+    rows = [_nar_totals(con)]
     for level, chunker, ids in _groups(con):
         row = _level_totals(con, level, ids)
         row.update(level=level, chunker_id=chunker or None)
@@ -115,6 +115,27 @@ def dedup_summary(
     df = pd.DataFrame(rows)
     df.index = [f"{r.level}" if not r.chunker_id or _chunkers(rows) == 1 else f"chunk[{r.chunker_id}]" for r in df.itertuples()]
     return _with_ratios(df)[["level", "chunker_id", *_COLUMNS]]
+
+
+def _nar_totals(con: duckdb.DuckDBPyConnection) -> dict:
+    """The NAR level: each snapshot's NAR once per occurrence; a NAR is the same NAR when its
+    root is the same castore node (same tree, same bytes)."""
+    occ = con.execute("SELECT coalesce(sum(nar_size), 0), count(*) FROM snapshots").fetchone()
+    uniq = con.execute(
+        "SELECT coalesce(sum(size), 0), count(*) FROM (SELECT any_value(nar_size) AS size FROM snapshots "
+        "GROUP BY root_kind, root_digest, root_executable, root_symlink_target)"
+    ).fetchone()
+    assert occ is not None and uniq is not None
+    return {
+        "level": "nar",
+        "chunker_id": None,
+        "logical_bytes": int(occ[0]),
+        "logical_objects": int(occ[1]),
+        "unique_bytes": int(uniq[0]),
+        "unique_objects": int(uniq[1]),
+        "compressed_bytes": None,
+        "metadata_bytes": 0,
+    }
 
 
 def _chunkers(rows: list[dict]) -> int:

@@ -14,7 +14,20 @@ from storelab.units import format_bytes
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["bytes_formatter", "plot_upload_speedup", "new_axes"]
+__all__ = [
+    "bytes_formatter",
+    "new_axes",
+    "plot_attribution",
+    "plot_chunk_size_cdf",
+    "plot_chunk_size_histogram",
+    "plot_chunker_tradeoff",
+    "plot_dedup_levels",
+    "plot_layer_pulls",
+    "plot_new_bytes",
+    "plot_refcounts",
+    "plot_sharing",
+    "plot_upload_speedup",
+]
 
 
 def new_axes(ax: Axes | None = None, size: tuple[float, float] = (7.0, 4.2)) -> Axes:
@@ -53,5 +66,161 @@ def plot_upload_speedup(grid: pd.DataFrame, ax: Axes | None = None) -> Axes:
     size = format_bytes(int(grid["file_bytes"].iloc[0])) if len(grid) else "0 B"
     ax.set_title(f"Concurrent small-blob upload: {files:,} files, {size}")
     ax.legend(title="simulated link")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def _bytes_axis(axis) -> None:  # noqa: ANN001 - a matplotlib Axis
+    axis.set_major_formatter(bytes_formatter())
+
+
+def plot_dedup_levels(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Logical, unique and stored bytes per level (:func:`~storelab.analysis.dedup_summary`)."""
+    import numpy as np
+
+    ax = new_axes(ax)
+    labels = [str(i) for i in summary.index]
+    x = np.arange(len(labels))
+    width = 0.27
+    for offset, column, name in ((-width, "logical_bytes", "logical"), (0, "unique_bytes", "unique"), (width, "stored_bytes", "stored")):
+        values = summary[column].fillna(0).astype(float)
+        ax.bar(x + offset, values, width, label=name)
+    for i, ratio in enumerate(summary["dedup_ratio"]):
+        if ratio == ratio and ratio is not None:
+            ax.annotate(f"{ratio:.2f}×", (x[i], float(summary["logical_bytes"].iloc[i])), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, labels, rotation=15, ha="right")
+    _bytes_axis(ax.yaxis)
+    ax.set_ylabel("bytes")
+    ax.set_title("Dedup at every level (dedup ratio = logical / unique above the bars)")
+    ax.legend()
+    return ax
+
+
+def plot_sharing(shares: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Per snapshot, exclusive against shared bytes (:func:`~storelab.analysis.sharing`)."""
+    ax = new_axes(ax)
+    labels = list(shares["label"])
+    ax.bar(labels, shares["exclusive_bytes"], label="exclusive (in no other snapshot)")
+    ax.bar(labels, shares["shared_bytes"], bottom=shares["exclusive_bytes"], label="shared (with at least one other)")
+    _bytes_axis(ax.yaxis)
+    ax.set_ylabel("distinct bytes in the snapshot")
+    ax.set_xlabel("snapshot")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.set_title("What each snapshot has alone, and what it shares")
+    ax.legend()
+    return ax
+
+
+def plot_new_bytes(per_snapshot: pd.DataFrame, level: str = "blob", ax: Axes | None = None) -> Axes:
+    """Bytes each snapshot adds to a store holding the earlier ones (:func:`~storelab.analysis.snapshot_summary`)."""
+    ax = new_axes(ax)
+    rows = per_snapshot[per_snapshot["level"] == level]
+    ax.bar(rows["label"], rows["new_bytes"], label="new (not in any earlier snapshot)")
+    ax.bar(rows["label"], rows["shared_bytes"], bottom=rows["new_bytes"], label="already stored")
+    _bytes_axis(ax.yaxis)
+    ax.set_ylabel(f"distinct {level} bytes")
+    ax.set_xlabel("snapshot, in ingest order")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.set_title(f"What each snapshot adds ({level} level)")
+    ax.legend()
+    return ax
+
+
+def plot_attribution(groups: pd.DataFrame, ax: Axes | None = None, title: str = "Bytes by file type") -> Axes:
+    """Logical and unique bytes per group (:func:`~storelab.analysis.attribution`), largest on top."""
+    ax = new_axes(ax)
+    rows = groups.iloc[::-1]
+    ax.barh(rows["group"], rows["logical_bytes"], label="logical")
+    ax.barh(rows["group"], rows["unique_bytes"], label="unique", height=0.5)
+    _bytes_axis(ax.xaxis)
+    ax.set_xlabel("bytes")
+    ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def plot_refcounts(histogram: pd.DataFrame, ax: Axes | None = None, level: str = "chunk") -> Axes:
+    """Objects and bytes per reference-count bucket (:func:`~storelab.analysis.refcount_histogram`)."""
+    ax = new_axes(ax)
+    labels = [f"{lo}" if lo == hi else f"{lo}–{hi}" for lo, hi in zip(histogram["refcount"], histogram["refcount_high"])]
+    ax.bar(labels, histogram["unique_bytes"], label="allocated (each object once)")
+    ax.bar(labels, histogram["referenced_bytes"], alpha=0.45, label="referenced (every occurrence)")
+    _bytes_axis(ax.yaxis)
+    ax.set_yscale("symlog", linthresh=1024)
+    _bytes_axis(ax.yaxis)
+    ax.set_xlabel("references per object")
+    ax.set_ylabel("bytes (log scale)")
+    ax.set_title(f"Reference counts of {level}s (as zdb -S)")
+    ax.legend()
+    return ax
+
+
+def plot_chunk_size_histogram(distribution: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Distinct chunks per size bin, one line per chunker, log size axis (:func:`~storelab.analysis.chunk_size_distribution`)."""
+    ax = new_axes(ax)
+    for chunker, rows in distribution.groupby("chunker_id", sort=True):
+        centres = (rows["bin_low"] * rows["bin_high"]) ** 0.5
+        ax.step(centres, rows["chunks"], where="mid", label=chunker)
+    ax.set_xscale("log")
+    _bytes_axis(ax.xaxis)
+    ax.set_xlabel("chunk size (log scale)")
+    ax.set_ylabel("distinct chunks")
+    ax.set_title("Chunk-size distribution")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_chunk_size_cdf(distribution: pd.DataFrame, stats: pd.DataFrame | None = None, ax: Axes | None = None) -> Axes:
+    """Cumulative share of chunks by size, with each chunker's configured min/avg/max marked."""
+    ax = new_axes(ax)
+    for chunker, rows in distribution.groupby("chunker_id", sort=True):
+        line = ax.plot(rows["bin_high"], rows["cdf_chunks"], label=chunker)[0]
+        if stats is not None:
+            spec = stats[stats["chunker_id"] == chunker]
+            for column, style in (("min_size", ":"), ("avg_size", "--"), ("max_size", "-.")):
+                if len(spec) and spec[column].iloc[0] == spec[column].iloc[0]:
+                    ax.axvline(float(spec[column].iloc[0]), color=line.get_color(), linestyle=style, linewidth=0.8)
+    ax.set_xscale("log")
+    _bytes_axis(ax.xaxis)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("chunk size (log scale); dotted min, dashed avg, dash-dot max")
+    ax.set_ylabel("share of distinct chunks ≤ size")
+    ax.set_title("Chunk-size CDF against the configured sizes")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_chunker_tradeoff(comparison: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Dedup ratio against the number of distinct chunks, one line per chunker kind
+    (:func:`~storelab.analysis.chunker_comparison`)."""
+    ax = new_axes(ax)
+    for kind, rows in comparison.groupby("chunker", sort=True):
+        rows = rows.sort_values("unique_chunks")
+        ax.plot(rows["unique_chunks"], rows["dedup_ratio"], marker="o", label=kind)
+        for row in rows.itertuples():
+            ax.annotate(format_bytes(int(row.avg_size)), (row.unique_chunks, row.dedup_ratio), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("distinct chunks (objects to store, log scale)")
+    ax.set_ylabel("dedup ratio (logical / unique)")
+    ax.set_title("Dedup against object count as the average chunk size is swept")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_layer_pulls(pulls: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Cumulative bytes pulled per algorithm over the image sequence
+    (:func:`storelab.layers.simulate_pulls`)."""
+    ax = new_axes(ax)
+    for algorithm, rows in pulls.groupby("algorithm", sort=False):
+        rows = rows.sort_values("step")
+        ax.plot(rows["step"], rows["bytes_pulled"].cumsum(), marker="o", label=algorithm)
+    images = pulls.drop_duplicates("step").sort_values("step")
+    ax.set_xticks(images["step"], images["image"], rotation=30, ha="right")
+    _bytes_axis(ax.yaxis)
+    ax.set_xlabel("image pulled, in order")
+    ax.set_ylabel("bytes pulled so far")
+    ax.set_title("Layer cache: cumulative bytes pulled per layering algorithm")
+    ax.legend()
     ax.grid(True, alpha=0.3)
     return ax

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree"]
+__all__ = ["BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree", "sweep_dir"]
 
 _WHERE = {
     "BlobHasher": "storelab.ingest.blobs",
@@ -17,6 +17,7 @@ _WHERE = {
     "IngestOptions": "storelab.ingest.snapshot",
     "IngestResult": "storelab.ingest.snapshot",
     "ingest_dir": "storelab.ingest.directory_source",
+    "sweep_dir": "storelab.ingest.directory_source",
     "Skipped": "storelab.ingest.tree",
     "TreeEntry": "storelab.ingest.tree",
     "scan_tree": "storelab.ingest.tree",
@@ -24,7 +25,7 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from storelab.ingest.blobs import BlobHasher, BlobInfo
-    from storelab.ingest.directory_source import ingest_dir
+    from storelab.ingest.directory_source import ingest_dir, sweep_dir
     from storelab.ingest.snapshot import IngestOptions, IngestResult
     from storelab.ingest.tree import Skipped, TreeEntry, scan_tree
 

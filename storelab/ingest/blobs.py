@@ -23,7 +23,7 @@ from storelab.stores.base import BlobStore, ChunkMeta
 from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL
 from storelab.stores.uploader import PendingChunk, Uploader
 
-__all__ = ["BlobInfo", "BlobHasher", "FileChangedError", "READ_BUFFER"]
+__all__ = ["BlobInfo", "BlobHasher", "FileChangedError", "READ_BUFFER", "hash_file_once"]
 
 READ_BUFFER = 8 * 1024 * 1024
 PARALLEL_HASH_FROM = 64 * 1024 * 1024
@@ -285,3 +285,39 @@ class BlobHasher:
                 raise AssertionError("chunker made no progress on a full window")
             consumed += step
         return self._finish(BlobInfo(whole.digest(), size, bytes(digests), sizes, compressed))
+
+
+WHOLE_READ = 64 * 1024 * 1024
+"""Files up to this size are read into memory once for several hashers; larger ones mapped."""
+
+
+def hash_file_once(hashers: list[BlobHasher], path: bytes | str) -> list[BlobInfo]:
+    """Read a regular file once and hash it with every hasher (a sweep over chunkers).
+
+    Raises OSError (or :class:`FileChangedError`) as :meth:`BlobHasher.hash_file` does.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise FileChangedError(0, "is no longer a regular file")
+        size = before.st_size
+        if size <= WHOLE_READ:
+            data = os.read(fd, size + 1)
+            while len(data) < size + 1:
+                more = os.read(fd, size + 1 - len(data))
+                if not more:
+                    break
+                data += more
+            if len(data) != size:
+                raise FileChangedError(0, "changed while being read")
+            infos = [hasher.hash_bytes(data) for hasher in hashers]
+        else:
+            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped, memoryview(mapped) as view:
+                infos = [hasher.hash_bytes(view) for hasher in hashers]
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise FileChangedError(0, "changed while being read")
+    return infos

@@ -6,10 +6,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
-from storelab.chunking import make_chunker
-from storelab.errors import InputError, Interrupted, OutputError
+from storelab.chunking import ChunkerSpec, make_chunker
+from storelab.units import format_bytes
+from storelab.errors import ConfigError, InputError, Interrupted, OutputError
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import SnapshotRecorder
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store, snapshot_row, stderr_warning, store_closure, store_fields
@@ -20,7 +24,7 @@ from storelab.stores.base import BlobStore
 from storelab.tables import Dataset
 from storelab.tables.known import prior_knowledge
 
-__all__ = ["IngestOptions", "IngestResult", "ingest_dir"]
+__all__ = ["IngestOptions", "IngestResult", "ingest_dir", "sweep_dir", "sweep_label"]
 
 MAX_WARNINGS = 20
 
@@ -41,18 +45,65 @@ def ingest_dir(
     (1, 12, 2)
     """
     options = options or IngestOptions()
+    return _ingest(path, dataset, label, options, [options.chunker], lambda name, spec: name)[0]
+
+
+def sweep_label(label: str, spec: ChunkerSpec) -> str:
+    """The label of one chunking of a sweep.
+
+    >>> from storelab.chunking import default_spec
+    >>> sweep_label("numpy", default_spec("fixed", 65536))
+    'numpy fixed/64KiB'
+    """
+    return f"{label} {spec.name}/{format_bytes(spec.avg_size).replace(' ', '').replace('.0', '')}"
+
+
+def sweep_dir(
+    path: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | Dataset,
+    specs: Sequence[ChunkerSpec],
+    label: str | None = None,
+    options: IngestOptions | None = None,
+) -> list[IngestResult]:
+    """Ingest the tree once per chunker, reading each file once: one snapshot per chunker,
+    labelled ``"<label> <chunker>/<avg>"`` and keyed by its chunker id.
+
+    >>> import tempfile, pathlib
+    >>> from storelab.chunking import default_spec
+    >>> tree = pathlib.Path(tempfile.mkdtemp()); _ = (tree / "f").write_bytes(bytes(range(256)) * 1000)
+    >>> specs = [default_spec("fixed", 16384), default_spec("fixed", 65536)]
+    >>> [r.chunks for r in sweep_dir(tree, tempfile.mkdtemp() + "/ds", specs, "t", IngestOptions(workers=0))]
+    [16, 4]
+    """
+    if not specs:
+        raise ConfigError("a sweep needs at least one chunker")
+    if len({spec.id for spec in specs}) != len(specs):
+        raise ConfigError("the sweep names the same chunker twice")
+    options = replace(options or IngestOptions(), store=None)
+    return _ingest(path, dataset, label, options, list(specs), sweep_label)
+
+
+def _ingest(
+    path: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | Dataset,
+    label: str | None,
+    options: IngestOptions,
+    specs: list[ChunkerSpec],
+    name_of: Callable[[str, ChunkerSpec], str],
+) -> list[IngestResult]:
     warn = options.warn or stderr_warning
-    make_chunker(options.chunker)  # reject bad sizes before any work
+    for spec in specs:
+        make_chunker(spec)  # reject bad sizes before any work
     started = time.perf_counter()
     source = Path(path)
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
     try:
-        with HashPool(options.chunker, options.zstd_level, known, options.workers, store, options.upload) as pool:
+        with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload) as pool:
             tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace
             ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
-            label = label or source.resolve().name or str(source)
-            return _ingest_tree(tree, source, ds, label, options, pool, store, warn, started)
+            base = label or source.resolve().name or str(source)
+            return _ingest_tree(tree, source, ds, base, options, specs, name_of, pool, store, warn, started)
     except KeyboardInterrupt:
         where = existing.path if existing else Path(dataset if not isinstance(dataset, Dataset) else dataset.path)
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
@@ -64,15 +115,17 @@ def _ingest_tree(
     ds: Dataset,
     label: str,
     options: IngestOptions,
+    specs: list[ChunkerSpec],
+    name_of: Callable[[str, ChunkerSpec], str],
     pool: HashPool,
     store: BlobStore | None,
     warn: Callable[[str], None],
     started: float,
-) -> IngestResult:
+) -> list[IngestResult]:
     skipped: list[Skipped] = []
+    shown = 0
     worker_ops = StoreOps()  # what worker processes report; this process's own are in store.ops
     ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
-    shown = 0
 
     def note_skip(item: Skipped) -> None:
         nonlocal shown
@@ -95,38 +148,46 @@ def _ingest_tree(
             note_skip(item)
         reported = len(tree.skipped)
 
+    results: list[IngestResult] = []
     try:
-        with ds.begin_snapshot() as writer:
-            recorder = SnapshotRecorder(writer, options.chunker, entries, keep_directories=store is not None)
+        with ExitStack() as stack:
+            writers = [stack.enter_context(ds.begin_snapshot()) for _ in specs]
+            recorders = [
+                SnapshotRecorder(writer, spec, entries, keep_directories=store is not None) for writer, spec in zip(writers, specs)
+            ]
             with ByteProgress("ingest", 0, 0, options.progress) as bar:
 
                 def jobs() -> Iterator[FileJob]:
                     for listing in tree.walk():
                         report_skips()
                         if listing.directory is not None:
-                            recorder.listed(listing.directory, listing.children)
+                            for recorder in recorders:
+                                recorder.listed(listing.directory, listing.children)
                         found = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files]
                         bar.grow(len(found), sum(job.size for job in found))
                         yield from found
                     report_skips()
 
-                for batch in pool.run(batch_jobs(jobs()), bar.advance):
-                    for index, reason in batch.errors:
+                for batches in pool.run(batch_jobs(jobs()), bar.advance):
+                    for index, reason in batches[0].errors:
                         item = Skipped(entries[index].path, reason)
                         skipped.append(item)
                         note_skip(item)
-                    if batch.store_ops:
-                        worker_ops += StoreOps(*batch.store_ops)
-                    recorder.add_batch(batch)
-            recorded = recorder.finish()
-            ops = store_closure(store, recorded, recorder, ops_before, worker_ops)
+                    for recorder, batch in zip(recorders, batches):
+                        if batch.store_ops:
+                            worker_ops += StoreOps(*batch.store_ops)
+                        recorder.add_batch(batch)
+            recordings = [recorder.finish() for recorder in recorders]
+            ops = store_closure(store, recordings[0], recorders[0], ops_before, worker_ops)
             wall = time.perf_counter() - started
-            writer.commit(
-                snapshot_row(
-                    writer.snapshot_id, label, "directory", str(source.resolve()), recorded, recorder, options, skipped, wall,
-                    store=store_fields(store, ops),
-                )
-            )
+            for writer, recorder, recorded, spec in zip(writers, recorders, recordings, specs):
+                name = name_of(label, spec)
+                row = snapshot_row(
+                    writer.snapshot_id, name, "directory", str(source.resolve()), recorded, recorder,
+                    replace(options, chunker=spec), skipped, wall, store=store_fields(store, ops),
+                )  # fmt: skip
+                writer.commit(row)
+                results.append(IngestResult.of(writer.snapshot_id, name, recorded, recorder, tuple(skipped), wall, ops))
     except OSError as err:  # anything the writer did not already explain
         raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
-    return IngestResult.of(writer.snapshot_id, label, recorded, recorder, tuple(skipped), wall, ops)
+    return results

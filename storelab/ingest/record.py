@@ -23,6 +23,7 @@ from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobInfo
 from storelab.ingest.columns import blob_columns, chunk_columns
 from storelab.ingest.tree import TreeEntry
+from storelab.nar.writer import NAR_HEADER_SIZE, nar_entry_size, nar_node_size
 from storelab.tables import SnapshotWriter
 
 __all__ = ["SnapshotRecorder", "RecordedTree", "root_fields"]
@@ -40,6 +41,8 @@ class RecordedTree:
     directories: int
     symlinks: int
     file_bytes: int
+    nar_size: int = 0
+    """Bytes of the tree's NAR (what ``nix-store --dump`` writes)."""
 
 
 class SnapshotRecorder:
@@ -72,6 +75,7 @@ class SnapshotRecorder:
         self._children: dict[int, list[tuple[int, Node | None]]] = {}
         self._waiting: dict[int, int] = {}  # listed directory → children not yet resolved
         self._dir_file_bytes: dict[int, int] = {}
+        self._nar_sizes: dict[int, int] = {}  # finished entry → bytes of its NAR node
         self._written_dirs: set[bytes] = set()
         self._root: Node | None = None
         self._counts = {"file": 0, "directory": 0, "symlink": 0}
@@ -163,6 +167,7 @@ class SnapshotRecorder:
         kids = self._children.pop(index, [])
         kids.sort(key=_by_index)
         file_bytes = 0
+        entries_nar = 0
         dirs: list[DirectoryNode] = []
         files: list[FileNode] = []
         links: list[SymlinkNode] = []
@@ -170,6 +175,7 @@ class SnapshotRecorder:
             if node is None:
                 continue
             self._count(child, node)
+            entries_nar += nar_entry_size(node.name, self._node_nar(child, node))
             if type(node) is FileNode:
                 files.append(node)
                 file_bytes += node.size
@@ -181,6 +187,7 @@ class SnapshotRecorder:
         directory = Directory.trusted(tuple(dirs), tuple(files), tuple(links))
         node = directory.node(self.entries[index].path.rpartition(b"/")[2])
         self._dir_file_bytes[index] = file_bytes
+        self._nar_sizes[index] = nar_node_size("directory", entries=entries_nar)
         if node.digest not in self._written_dirs:
             self._written_dirs.add(node.digest)
             if self.directory_messages is not None:
@@ -199,6 +206,14 @@ class SnapshotRecorder:
                 },
             )
         return node
+
+    def _node_nar(self, index: int, node: Node) -> int:
+        """Bytes of a final entry's NAR node (a directory's were summed when it was built)."""
+        if type(node) is FileNode:
+            return nar_node_size("file", node.size, node.executable)
+        if type(node) is DirectoryNode:
+            return self._nar_sizes.pop(index)
+        return nar_node_size("symlink", target=node.target)  # type: ignore[union-attr]
 
     def _count(self, index: int, node: Node) -> None:
         """Write the node row of a final entry (each entry exactly once)."""
@@ -246,8 +261,9 @@ class SnapshotRecorder:
         if self._root is None:
             raise ValueError("the tree has no root (its only file was skipped)")
         self._flush_nodes()
+        nar_size = NAR_HEADER_SIZE + self._node_nar(0, self._root)
         return RecordedTree(
-            self._root, self._counts["file"], self._counts["directory"], self._counts["symlink"], self._file_bytes
+            self._root, self._counts["file"], self._counts["directory"], self._counts["symlink"], self._file_bytes, nar_size
         )
 
     def directory_closure(self) -> list[bytes]:

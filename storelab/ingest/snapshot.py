@@ -156,6 +156,7 @@ def snapshot_row(
         "source_kind": source_kind,
         "source": source,
         **root_fields(recorded.root),
+        "nar_size": recorded.nar_size,
         **(nar or {}),
         **(store or {}),
         "chunker_id": spec.id,

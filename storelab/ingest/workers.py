@@ -24,7 +24,7 @@ from types import TracebackType
 from storelab.chunking import ChunkerSpec, make_chunker
 from storelab.errors import StorelabError
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
-from storelab.ingest.blobs import BlobHasher
+from storelab.ingest.blobs import BlobHasher, hash_file_once
 from storelab.ingest.tree import describe_os_error
 from storelab.stores.base import BlobStore
 from storelab.stores.uploader import Uploader, UploadOptions
@@ -48,7 +48,7 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-_hasher: BlobHasher | None = None
+_hashers: list[BlobHasher] = []
 
 
 def make_hasher(
@@ -60,19 +60,29 @@ def make_hasher(
     return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, uploader)
 
 
+def make_hashers(
+    specs: Sequence[ChunkerSpec], zstd_level: int, known_sizes: dict[bytes, int], store: BlobStore | None, upload: UploadOptions
+) -> list[BlobHasher]:
+    """One hasher per chunker (a store only with one), sharing what has been measured: a
+    chunk every chunker cuts alike (a small file's only chunk) is compressed once."""
+    hashers = [make_hasher(spec, zstd_level, known_sizes, store if len(specs) == 1 else None, upload) for spec in specs]
+    for hasher in hashers[1:]:
+        hasher.known_sizes = hashers[0].known_sizes
+    return hashers
+
+
 def _init_worker(
-    spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, int], store: BlobStore | None, upload: UploadOptions
+    specs: Sequence[ChunkerSpec], zstd_level: int, known_sizes: dict[bytes, int], store: BlobStore | None, upload: UploadOptions
 ) -> None:
-    global _hasher
     # Ctrl-C is the parent's to handle; workers would otherwise print their own tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _hasher = make_hasher(spec, zstd_level, known_sizes, store, upload)
+    _hashers[:] = make_hashers(specs, zstd_level, known_sizes, store, upload)
 
 
-def _run_packed(packed: tuple[array, bytes]) -> BlobBatch:
-    assert _hasher is not None
+def _run_packed(packed: tuple[array, bytes]) -> list[BlobBatch]:
+    assert _hashers
     indices, paths = packed
-    return hash_batch(_hasher, [FileJob(i, p, 0) for i, p in zip(indices, paths.split(b"\0"))], report_ops=True)
+    return hash_batches(_hashers, [FileJob(i, p, 0) for i, p in zip(indices, paths.split(b"\0"))], report_ops=True)
 
 
 def _pack(jobs: Sequence[FileJob]) -> tuple[array, bytes]:
@@ -104,14 +114,24 @@ def hash_batch(hasher: BlobHasher, jobs: Sequence[FileJob], report_ops: bool = F
     """Hash a batch of files in this process (a store failure ends the ingest: it is no
     property of one file). With a store, the batch returns only once all its blobs are
     stored, so the parent never records a blob the store does not hold."""
-    builder = BlobBatchBuilder()
+    return hash_batches([hasher], jobs, report_ops)[0]
+
+
+def hash_batches(hashers: Sequence[BlobHasher], jobs: Sequence[FileJob], report_ops: bool = False) -> list[BlobBatch]:
+    """Hash a batch of files once for every hasher, reading each file once."""
+    builders = [BlobBatchBuilder() for _ in hashers]
     for job in jobs:
         try:
-            builder.add(job.index, hasher.hash_file(job.path))
+            infos = [hashers[0].hash_file(job.path)] if len(hashers) == 1 else hash_file_once(hashers, job.path)
         except OSError as err:
-            builder.add_error(job.index, describe_os_error(err))
-    hasher.drain()
-    return builder.build(hasher.take_ops().as_tuple() if report_ops else ())
+            for builder in builders:
+                builder.add_error(job.index, describe_os_error(err))
+            continue
+        for builder, info in zip(builders, infos):
+            builder.add(job.index, info)
+    for hasher in hashers:
+        hasher.drain()
+    return [b.build(h.take_ops().as_tuple() if report_ops else ()) for b, h in zip(builders, hashers)]
 
 
 def batch_jobs(jobs: Iterable[FileJob]) -> Iterator[list[FileJob]]:
@@ -139,20 +159,20 @@ class HashPool:
 
     >>> from storelab.chunking import default_spec
     >>> with HashPool(default_spec(), zstd_level=0, workers=0) as pool:
-    ...     [len(batch) for batch in pool.run([])]
+    ...     [len(batches) for batches in pool.run([])]
     []
     """
 
     def __init__(
         self,
-        spec: ChunkerSpec,
+        spec: ChunkerSpec | Sequence[ChunkerSpec],
         zstd_level: int,
         known_sizes: dict[bytes, int] | None = None,
         workers: int | None = None,
         store: BlobStore | None = None,
         upload: UploadOptions | None = None,
     ) -> None:
-        self.spec = spec
+        self.specs = [spec] if isinstance(spec, ChunkerSpec) else list(spec)
         self.store = store
         self.upload = upload or UploadOptions()
         self.zstd_level = zstd_level
@@ -174,7 +194,7 @@ class HashPool:
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.spec, self.zstd_level, self.known_sizes, self.store, self.upload),
+                initargs=(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload),
             )
             # Booting the fork server takes a moment; let it happen beside the caller's scan.
             self._booting = threading.Thread(target=self._boot, args=(self._pool,), daemon=True)
@@ -202,8 +222,8 @@ class HashPool:
 
     def run(
         self, batches: Iterable[Sequence[FileJob]], on_progress: Callable[[int, int], None] | None = None
-    ) -> Iterator[BlobBatch]:
-        """Yield one :class:`BlobBatch` per batch of jobs, in no particular order.
+    ) -> Iterator[list[BlobBatch]]:
+        """Yield, per batch of jobs, one :class:`BlobBatch` for each chunker, in no particular order.
 
         ``batches`` is consumed lazily (a tree can still be being scanned); a bounded number
         are in flight at once. ``on_progress(files, bytes)`` is called as batches finish.
@@ -212,20 +232,21 @@ class HashPool:
         first, second = next(queue, None), next(queue, None)
         if self.workers == 0 or second is None:
             # one batch (a small tree) is done sooner here than by starting processes
-            hasher = make_hasher(self.spec, self.zstd_level, self.known_sizes, self.store, self.upload)
+            hashers = make_hashers(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload)
             try:
                 for batch in itertools.chain((b for b in (first, second) if b is not None), queue):
-                    result = hash_batch(hasher, batch)
+                    result = hash_batches(hashers, batch)
                     if on_progress:
                         on_progress(len(batch), sum(j.size for j in batch))
                     yield result
             finally:
-                if hasher.uploader is not None:
-                    hasher.uploader.close()
+                for hasher in hashers:
+                    if hasher.uploader is not None:
+                        hasher.uploader.close()
             return
         pool = self._start()
         queue = itertools.chain((first, second), queue)
-        pending: dict[Future[BlobBatch], Sequence[FileJob]] = {}
+        pending: dict[Future[list[BlobBatch]], Sequence[FileJob]] = {}
         exhausted = False
         window = self.workers * 4
         while True:

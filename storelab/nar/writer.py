@@ -7,7 +7,7 @@ import stat
 import struct
 from collections.abc import Iterator
 
-__all__ = ["TOKENS", "nar_string", "dump_path", "nar_bytes_of_file"]
+__all__ = ["TOKENS", "nar_string", "dump_path", "nar_bytes_of_file", "nar_node_size", "nar_entry_size", "NAR_HEADER_SIZE"]
 
 _PIECE = 1 << 20
 
@@ -24,6 +24,37 @@ def nar_string(data: bytes) -> bytes:
 TOKENS = {t: nar_string(t) for t in (b"nix-archive-1", b"(", b")", b"type", b"regular", b"executable", b"", b"contents", b"symlink", b"target", b"directory", b"entry", b"name", b"node")}
 """The NAR grammar's fixed strings, encoded."""
 _S = TOKENS
+
+NAR_HEADER_SIZE = len(_S[b"nix-archive-1"])
+_FILE = sum(len(_S[t]) for t in (b"(", b"type", b"regular", b"contents", b")")) + 8
+_EXECUTABLE = len(_S[b"executable"]) + len(_S[b""])
+_SYMLINK = sum(len(_S[t]) for t in (b"(", b"type", b"symlink", b"target", b")"))
+_DIRECTORY = sum(len(_S[t]) for t in (b"(", b"type", b"directory", b")"))
+_ENTRY = sum(len(_S[t]) for t in (b"entry", b"(", b"name", b"node", b")"))
+
+
+def _string_size(length: int) -> int:
+    return 8 + length + (-length % 8)
+
+
+def nar_node_size(kind: str, size: int = 0, executable: bool = False, target: bytes = b"", entries: int = 0) -> int:
+    """Bytes of one node's NAR serialisation (without the ``nix-archive-1`` header).
+
+    For a directory, ``entries`` is the sum of :func:`nar_entry_size` over its children.
+
+    >>> NAR_HEADER_SIZE + nar_node_size("file", 12) == len(nar_bytes_of_file(b"Hello World!"))
+    True
+    """
+    if kind == "file":
+        return _FILE + (_EXECUTABLE if executable else 0) + size + (-size % 8)
+    if kind == "symlink":
+        return _SYMLINK + _string_size(len(target))
+    return _DIRECTORY + entries
+
+
+def nar_entry_size(name: bytes, child: int) -> int:
+    """Bytes of a directory entry named ``name`` whose node serialises to ``child`` bytes."""
+    return _ENTRY + _string_size(len(name)) + child
 
 
 def nar_bytes_of_file(contents: bytes, executable: bool = False) -> bytes:
