@@ -119,6 +119,24 @@ BufferOpt = Annotated[
 ]
 
 
+NormalizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--normalize-store-paths",
+        help="What-if: replace /nix/store/<hash>- hashes in file contents by a placeholder before hashing (digests then differ from the real ones).",
+        rich_help_panel="Chunking",
+    ),
+]
+
+
+def _rewrite(normalize: bool) -> Any:
+    if not normalize:
+        return None
+    from storelab.analysis.whatif import normalize_store_paths
+
+    return normalize_store_paths
+
+
 def _upload_options(concurrency: int, threshold: str, buffer: str):
     from storelab.stores.uploader import UploadOptions
 
@@ -158,6 +176,7 @@ def ingest_dir_command(
     upload_concurrency: ConcurrencyOpt = 32,
     upload_threshold: ThresholdOpt = "1MiB",
     upload_buffer: BufferOpt = "128MiB",
+    normalize_store_paths: NormalizeOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -180,7 +199,9 @@ def ingest_dir_command(
 
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
     upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
-    options = IngestOptions(spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store), upload=upload)
+    options = IngestOptions(
+        spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store), upload=upload, rewrite=_rewrite(normalize_store_paths)
+    )
     result = ingest_dir(path, out_, label, options)
     _print_result(result, out_, quiet, as_json)
 
@@ -204,6 +225,7 @@ def ingest_nar_command(
     upload_concurrency: ConcurrencyOpt = 32,
     upload_threshold: ThresholdOpt = "1MiB",
     upload_buffer: BufferOpt = "128MiB",
+    normalize_store_paths: NormalizeOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print each new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -225,7 +247,9 @@ def ingest_nar_command(
         raise ConfigError("--label names one snapshot; give one NAR with it")
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
     upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
-    options = IngestOptions(spec, zstd_level, 0, False, wants_progress(quiet), store=_store_url(store), upload=upload)
+    options = IngestOptions(
+        spec, zstd_level, 0, False, wants_progress(quiet), store=_store_url(store), upload=upload, rewrite=_rewrite(normalize_store_paths)
+    )
     for nar in nars:
         result = ingest_nar(nar, out_, label, options)
         _print_result(result, out_, quiet, as_json)
@@ -488,6 +512,124 @@ def _print_cost(
                 f"{row.store_get_count:,}", f"{row.store_retry_count:,}",
             )  # fmt: skip
         out.print(seen)
+
+
+@app.command("sweep")
+def sweep_command(
+    path: Annotated[str, typer.Argument(help="Directory tree to chunk every way.", metavar="PATH")],
+    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder; one snapshot per chunking is added.")],
+    chunker: Annotated[
+        str, typer.Option("--chunker", help="Chunkers, comma-separated: fastcdc2020, fastcdc2016, fixed.", rich_help_panel="Chunking")
+    ] = "fastcdc2020,fastcdc2016,fixed",
+    avg_chunk_size: Annotated[
+        str, typer.Option("--avg-chunk-size", help="Average sizes, comma-separated (min = avg/2, max = 2·avg).", rich_help_panel="Chunking")
+    ] = "16KiB,64KiB,256KiB,1MiB",
+    label: Annotated[Optional[str], typer.Option("--label", "-l", help="Label stem; each snapshot gets '<label> <chunker>/<avg>'.")] = None,
+    zstd_level: ZstdOpt = 3,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes; default one per core; 0 = none.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Chunk the same tree under every combination of chunker and average size.
+
+    Each file is read once per sweep, not once per combination; every combination becomes
+    a snapshot keyed by its chunker id, so `stats`, `report` and the notebooks compare them.
+
+    Example: storelab sweep ./numpy-1.26.4 --chunker fastcdc2020,fixed --avg-chunk-size 16KiB,64KiB,256KiB -o sweep/
+    """
+    if workers != 0:
+        from storelab.ingest.workers import prestart
+
+        prestart()
+    from storelab.analysis import chunker_comparison
+    from storelab.chunking import default_spec
+    from storelab.ingest import IngestOptions, sweep_dir
+    from storelab.ingest.progress import wants_progress
+
+    names = _csv(chunker, str.strip, "--chunker")
+    sizes = _csv(avg_chunk_size, parse_size, "--avg-chunk-size")
+    specs = [default_spec(name, size) for name in names for size in sizes]
+    for spec in specs:
+        _chunker_spec(spec.name, str(spec.avg_size), None, None, spec.normalization)
+    results = sweep_dir(path, out_, specs, label, IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet)))
+    comparison = chunker_comparison(out_, [r.snapshot_id for r in results])
+    if as_json:
+        print(json.dumps(_jsonable(comparison.to_dict("records")), indent=1))
+        return
+    table = Table(title=f"{path}: {len(specs)} chunkings → {out_}", title_justify="left")
+    for col in ("chunker", "avg", "distinct chunks", "mean chunk", "unique", "stored", "dedup", "savings"):
+        table.add_column(col, justify="left" if col == "chunker" else "right")
+    for row in comparison.itertuples():
+        table.add_row(
+            row.chunker, _size(row.avg_size), f"{row.unique_chunks:,}", _size(row.mean_chunk), _size(row.unique_bytes),
+            _size(row.stored_bytes), _ratio(row.dedup_ratio), _pct(row.space_savings),
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command("what-if")
+def what_if_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset whose snapshots' sources are still on disk.", metavar="DATASET")],
+    normalize_store_paths: Annotated[
+        bool,
+        typer.Option("--normalize-store-paths", help="Replace the 32-character hash of every /nix/store/<hash>- in file contents by a placeholder."),
+    ] = False,
+    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Keep the normalised dataset here (default: thrown away).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes; 0 = none.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """How much more would dedup if the data were changed before chunking.
+
+    --normalize-store-paths answers attic's open question: store paths embed their
+    dependencies' hashes, so a rebuild against a new dependency changes bytes in every
+    file that names it. Every snapshot's source is read again with those hashes replaced
+    by a same-length placeholder, chunked with the snapshot's own chunker, and compared
+    with the dataset as it is.
+
+    Example: storelab what-if --normalize-store-paths cache-study/
+    """
+    from storelab.analysis.whatif import what_if_normalized
+    from storelab.ingest.progress import wants_progress
+
+    if not normalize_store_paths:
+        raise ConfigError("say what to change: --normalize-store-paths")
+    comparison = what_if_normalized(dataset, out_dir, workers, wants_progress(as_json))
+    if as_json:
+        print(json.dumps(_jsonable(comparison.to_dict("records")), indent=1))
+        return
+    table = Table(title=f"{dataset}: with /nix/store hashes normalised", title_justify="left")
+    for col in ("level", "unique", "unique normalised", "stored", "stored normalised", "dedup", "dedup normalised", "saved"):
+        table.add_column(col, justify="left" if col == "level" else "right")
+    for row in comparison.itertuples():
+        table.add_row(
+            row.level if not row.chunker_id else f"chunk [{row.chunker_id}]", _size(row.unique_bytes), _size(row.unique_bytes_normalized),
+            _size(row.stored_bytes), _size(row.stored_bytes_normalized), _ratio(row.dedup_ratio), _ratio(row.dedup_ratio_normalized),
+            f"{_size(row.saved_bytes)} ({_pct(row.saved_share)})",
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command("report")
+def report_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset folder.", metavar="DATASET")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Report file (report.html, or report.md with --format md).")] = "report.html",
+    fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs beside it).")] = "html",
+    snapshot: Annotated[Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")] = None,
+) -> None:
+    """Write every analysis of a dataset, figures embedded, into one report.
+
+    The HTML file needs no network: figures are embedded PNGs, styles inline, no scripts.
+    It names the storelab version, the command that made it and the dataset's snapshots.
+
+    Example: storelab report study/ -o study.html
+    """
+    from storelab.report import build_report
+
+    command = ["storelab", *sys.argv[1:]] if sys.argv and "report" in sys.argv else None
+    path = build_report(dataset, output, fmt, command, snapshot)
+    out.print(f"report → {path}", highlight=False)
 
 
 store_app = typer.Typer(help="Look after a store written with --store.", no_args_is_help=True)
@@ -766,15 +908,18 @@ app.add_typer(datasets_app, name="datasets")
 
 @datasets_app.command("list")
 def datasets_list_command() -> None:
-    """List the shipped sample corpora and the snapshots each unpacks to."""
-    from storelab.datasets import list_samples
+    """List the shipped corpora: archives (unpack, then ingest) and closures (for `storelab layers`);
+    `storelab datasets fetch` prepares larger ones."""
+    from storelab.datasets import FETCHABLE, list_samples
 
     for manifest in list_samples():
         total = sum(f.size for f in manifest.files)
-        out.print(f"[bold]{manifest.name}[/]  {len(manifest.files)} archives, {format_bytes(total)}", highlight=False)
+        out.print(f"[bold]{manifest.name}[/]  {len(manifest.files)} {manifest.kind}, {format_bytes(total)}  ({manifest.folder})", highlight=False)
         out.print(f"  {manifest.description}", highlight=False)
         for item in manifest.files:
             out.print(f"  {item.label:<22} {format_bytes(item.size):>10}  sha256 {item.sha256[:16]}…  ({item.fetched_with})", highlight=False)
+    for name, (what, _) in FETCHABLE.items():
+        out.print(f"[bold]{name}[/] (storelab datasets fetch {name}): {what}", highlight=False)
 
 
 @datasets_app.command("unpack")
@@ -794,21 +939,28 @@ def datasets_unpack_command(
 
 @datasets_app.command("fetch")
 def datasets_fetch_command(
-    name: Annotated[str, typer.Argument(help="Corpus to prepare: debian-closures.", metavar="NAME")],
+    name: Annotated[str, typer.Argument(help="pypi-series, debian-packages or debian-closures.", metavar="NAME")],
+    args: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="pypi-series: PROJECT [VERSION…]; debian-packages: PACKAGE…; debian-closures: PACKAGE…", metavar="[ARGS]…"),
+    ] = None,
     to: Annotated[Optional[str], typer.Option("--to", help="Folder to write into; default build/datasets/NAME.")] = None,
 ) -> None:
-    """Prepare a real corpus no one here wrote, with a manifest (sizes, sha256) of what it came from.
+    """Prepare a real corpus no one here wrote, with a manifest (sizes, sha256, the fetching command).
 
-    debian-closures: the dependency closures of python3, perl, gcc, git, postgresql, nginx, curl
-    and vim from Debian's package index (apt-cache; nothing is installed), as image closure
-    graphs for `storelab layers`, with popularity counted over the whole archive.
+    pypi-series: consecutive releases of a wheel through `pip download` (default numpy
+    1.26.0–1.26.4), unpacked to one tree each. debian-packages: every version Debian's index
+    offers of some packages through `apt-get download`, unpacked with `dpkg-deb -x`.
+    debian-closures: closures of python3, perl, gcc, git, postgresql, nginx, curl and vim
+    from the package index (nothing installed), for `storelab layers`.
+    Prints the trees (or the closures' folder), one a line.
 
-    Example: storelab datasets fetch debian-closures && storelab layers simulate build/datasets/debian-closures
+    Example: for t in $(storelab datasets fetch pypi-series rich 13.7.0 13.7.1); do storelab ingest-dir $t -o study/; done
     """
     from storelab.datasets import fetch_corpus
 
-    folder = fetch_corpus(name, to or f"build/datasets/{name}")
-    out.print(f"{name} → {folder} (manifest: {folder / 'manifest.json'})", highlight=False)
+    for path in fetch_corpus(name, to or f"build/datasets/{name}", args or ()):
+        print(path)
 
 
 def main(argv: list[str] | None = None) -> int:

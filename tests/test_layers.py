@@ -251,13 +251,13 @@ def test_fetch_debian_closures_for_real(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["datasets", "fetch", "debian-closures", "--to", str(tmp_path / "deb")]) == 0
     manifest = json.loads((tmp_path / "deb" / "manifest.json").read_text())
     assert manifest["packages_in_index"] > 1000
-    assert [i["image"] for i in manifest["images"]][:3] == ["python3", "perl", "gcc"]
-    python = load_graph(tmp_path / "deb" / manifest["images"][0]["file"])
-    assert len(python.paths) == manifest["images"][0]["paths"] > 5
+    assert [i["label"] for i in manifest["files"]][:3] == ["python3", "perl", "gcc"]
+    python = load_graph(tmp_path / "deb" / manifest["files"][0]["file"])
+    assert len(python.paths) == manifest["files"][0]["paths"] > 5
     assert any("libc6-" in path for path in python.paths)
     capsys.readouterr()
     assert main(["layers", "simulate", str(tmp_path / "deb"), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 4 * len(manifest["images"])
+    assert len(rows) == 4 * len(manifest["files"])
     assert all(r["bytes_pulled"] + r["bytes_reused"] == r["image_bytes"] for r in rows)
     assert main(["datasets", "fetch", "nonsense"]) == 2

@@ -96,7 +96,7 @@ def chunk_size_stats(dataset: str | os.PathLike[str] | Dataset, snapshots: Seque
                    avg(CASE WHEN c.size < s.min_size THEN 1.0 ELSE 0.0 END) AS below_min_share,
                    avg(c.size) / s.avg_size AS mean_over_avg
             FROM distinct_chunks c JOIN spec s USING (chunker_id)
-            GROUP BY ALL ORDER BY s.avg_size, s.chunker_id
+            GROUP BY s.chunker_id, s.chunker, s.min_size, s.avg_size, s.max_size ORDER BY s.avg_size, s.chunker_id
             """
         ).df()
 

@@ -70,7 +70,37 @@ def plot_upload_speedup(grid: pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def _bytes_axis(axis) -> None:  # noqa: ANN001 - a matplotlib Axis
+class _BinaryLocator:
+    """Ticks at round binary sizes (1, 2, 5, 10, 20, 50… KiB/MiB/GiB) on a linear byte axis."""
+
+    def __new__(cls):  # noqa: ANN204 - builds a matplotlib Locator subclass lazily
+        from matplotlib.ticker import Locator
+
+        class BinaryLocator(Locator):
+            def __call__(self):  # noqa: ANN204
+                low, high = self.axis.get_view_interval()
+                return self.tick_values(low, high)
+
+            def tick_values(self, vmin: float, vmax: float):  # noqa: ANN201
+                import numpy as np
+
+                top = max(abs(vmin), abs(vmax), 1.0)
+                unit = 1024 ** max(0, min(4, int(np.log(top) / np.log(1024))))
+                for step in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000):
+                    if top / (step * unit) <= 6:
+                        break
+                spacing = step * unit
+                start = np.floor(vmin / spacing) * spacing
+                return np.arange(start, vmax + spacing, spacing)
+
+        return BinaryLocator()
+
+
+def _bytes_axis(axis, log: bool = False) -> None:  # noqa: ANN001 - a matplotlib Axis
+    """Byte tick labels; on a log axis, ticks at powers of two (thinned to about ten)."""
+    from matplotlib.ticker import LogLocator
+
+    axis.set_major_locator(LogLocator(base=2, numticks=10) if log else _BinaryLocator())
     axis.set_major_formatter(bytes_formatter())
 
 
@@ -140,14 +170,20 @@ def plot_attribution(groups: pd.DataFrame, ax: Axes | None = None, title: str = 
 
 
 def plot_refcounts(histogram: pd.DataFrame, ax: Axes | None = None, level: str = "chunk") -> Axes:
-    """Objects and bytes per reference-count bucket (:func:`~storelab.analysis.refcount_histogram`)."""
+    """Bytes per reference-count bucket, allocated against referenced
+    (:func:`~storelab.analysis.refcount_histogram`)."""
+    import numpy as np
+
     ax = new_axes(ax)
     labels = [f"{lo}" if lo == hi else f"{lo}–{hi}" for lo, hi in zip(histogram["refcount"], histogram["refcount_high"])]
-    ax.bar(labels, histogram["unique_bytes"], label="allocated (each object once)")
-    ax.bar(labels, histogram["referenced_bytes"], alpha=0.45, label="referenced (every occurrence)")
-    _bytes_axis(ax.yaxis)
-    ax.set_yscale("symlog", linthresh=1024)
-    _bytes_axis(ax.yaxis)
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, histogram["unique_bytes"], 0.4, label="allocated (each object once)")
+    ax.bar(x + 0.2, histogram["referenced_bytes"], 0.4, label="referenced (every occurrence)")
+    for i, count in enumerate(histogram["objects"]):
+        ax.annotate(f"{int(count):,} {level}s", (x[i] - 0.2, float(histogram["unique_bytes"].iloc[i])), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, labels)
+    ax.set_yscale("log", base=2)
+    _bytes_axis(ax.yaxis, log=True)
     ax.set_xlabel("references per object")
     ax.set_ylabel("bytes (log scale)")
     ax.set_title(f"Reference counts of {level}s (as zdb -S)")
@@ -161,8 +197,8 @@ def plot_chunk_size_histogram(distribution: pd.DataFrame, ax: Axes | None = None
     for chunker, rows in distribution.groupby("chunker_id", sort=True):
         centres = (rows["bin_low"] * rows["bin_high"]) ** 0.5
         ax.step(centres, rows["chunks"], where="mid", label=chunker)
-    ax.set_xscale("log")
-    _bytes_axis(ax.xaxis)
+    ax.set_xscale("log", base=2)
+    _bytes_axis(ax.xaxis, log=True)
     ax.set_xlabel("chunk size (log scale)")
     ax.set_ylabel("distinct chunks")
     ax.set_title("Chunk-size distribution")
@@ -180,8 +216,8 @@ def plot_chunk_size_cdf(distribution: pd.DataFrame, stats: pd.DataFrame | None =
             for column, style in (("min_size", ":"), ("avg_size", "--"), ("max_size", "-.")):
                 if len(spec) and spec[column].iloc[0] == spec[column].iloc[0]:
                     ax.axvline(float(spec[column].iloc[0]), color=line.get_color(), linestyle=style, linewidth=0.8)
-    ax.set_xscale("log")
-    _bytes_axis(ax.xaxis)
+    ax.set_xscale("log", base=2)
+    _bytes_axis(ax.xaxis, log=True)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("chunk size (log scale); dotted min, dashed avg, dash-dot max")
     ax.set_ylabel("share of distinct chunks ≤ size")

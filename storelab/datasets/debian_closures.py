@@ -212,24 +212,27 @@ def fetch_debian_closures(to: str | os.PathLike[str], images: Sequence[str] = DE
             files.append(
                 {
                     "file": name,
-                    "image": image,
+                    "label": image,
                     "paths": len(graph),
                     "nar_bytes": sum(e["narSize"] for e in graph),
                     "size": len(data),
                     "sha256": hashlib.sha256(data).hexdigest(),
+                    "fetched_with": f"storelab datasets fetch debian-closures (closure of {image})",
                 }
             )
         pop = json.dumps(popularity, indent=0, sort_keys=True).encode()
         _write(folder / "popularity.json", pop)
         manifest = {
             "name": "debian-closures",
+            "kind": "closures",
+            "description": "Dependency closures of common Debian packages as image closure graphs (Nix exportReferencesGraph format)",
             "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "made_with": "apt-cache dumpavail (Depends + Pre-Depends, highest versions)",
             "packages_in_index": len(packages),
             "index_sha256": hashlib.sha256(index.encode()).hexdigest(),
             "index_release_files": _index_files(),
             "popularity": {"file": "popularity.json", "entries": len(popularity), "sha256": hashlib.sha256(pop).hexdigest()},
-            "images": files,
+            "files": files,
         }
         _write(folder / "manifest.json", json.dumps(manifest, indent=1).encode())
     except OSError as err:

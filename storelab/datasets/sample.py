@@ -6,13 +6,14 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from storelab.errors import DatasetError, InputError, OutputError
 
-__all__ = ["SampleFile", "SampleManifest", "default_datasets_dir", "list_samples", "load_manifest", "unpack_sample"]
+__all__ = ["SampleFile", "SampleManifest", "default_datasets_dir", "list_samples", "load_manifest", "unpack_corpus", "unpack_sample"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class SampleManifest:
     description: str
     folder: Path
     files: tuple[SampleFile, ...]
+    kind: str = "archives"
+    """``archives`` (unpacked to trees for ingest) or ``closures`` (graphs for ``storelab layers``)."""
 
 
 def default_datasets_dir() -> Path:
@@ -56,7 +59,7 @@ def load_manifest(folder: Path) -> SampleManifest:
         files = tuple(
             SampleFile(f["file"], f["label"], int(f["size"]), f["sha256"], f["fetched_with"]) for f in raw["files"]
         )
-        return SampleManifest(raw["name"], raw["description"], folder, files)
+        return SampleManifest(raw["name"], raw["description"], folder, files, raw.get("kind", "archives"))
     except FileNotFoundError:
         raise DatasetError(f"{folder}: no manifest.json (not a sample corpus)") from None
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -82,7 +85,13 @@ def _verify(path: Path, expected: SampleFile) -> None:
 
 
 def _extract(archive: Path, dest: Path) -> None:
-    """Unpack a wheel (zip) without letting any member escape ``dest``."""
+    """Unpack a wheel (zip) without letting any member escape ``dest``; a ``.deb`` with
+    ``dpkg-deb -x`` (which refuses members outside the target itself)."""
+    if archive.suffix == ".deb":
+        done = subprocess.run(["dpkg-deb", "-x", str(archive), str(dest)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise InputError(f"{archive}: dpkg-deb cannot unpack it: {done.stderr.strip()[:200]}")
+        return
     with zipfile.ZipFile(archive) as zf:
         for member in zf.infolist():
             target = (dest / member.filename).resolve()
@@ -109,7 +118,13 @@ def unpack_sample(name: str, dest: str | os.PathLike[str], datasets_dir: Path | 
     >>> [label for label, _ in trees][:2]
     ['rich-13.7.0', 'rich-13.7.1']
     """
-    manifest = _find(name, datasets_dir)
+    return unpack_corpus(_find(name, datasets_dir), dest)
+
+
+def unpack_corpus(manifest: SampleManifest, dest: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """Check and unpack every archive a manifest lists (see :func:`unpack_sample`)."""
+    if manifest.kind != "archives":
+        raise InputError(f"{manifest.name} holds {manifest.kind}, not archives to unpack; use it where it is: {manifest.folder}")
     out = Path(dest)
     trees: list[tuple[str, Path]] = []
     for item in manifest.files:

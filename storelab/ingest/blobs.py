@@ -11,7 +11,7 @@ import mmap
 import os
 import stat
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import blake3
@@ -81,8 +81,11 @@ class BlobHasher:
         known_sizes: dict[bytes, int] | None = None,
         store: BlobStore | None = None,
         uploader: Uploader | None = None,
+        rewrite: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.chunker = chunker
+        # what-if passes change each blob's bytes before anything is hashed (whole blobs in memory)
+        self.rewrite = rewrite
         self.store = store
         self.uploader = uploader if store is not None else None
         # chunks of the blob being hashed, held for a background upload (None: upload inline)
@@ -179,8 +182,9 @@ class BlobHasher:
         ``size`` is the announced length; memory holds at most one read window plus the
         chunker's lookahead, whatever the blob's size.
         """
-        if size <= self._single_chunk_max:
-            return self.hash_bytes(b"".join(pieces))
+        if size <= self._single_chunk_max or self.rewrite is not None:
+            data = b"".join(pieces)
+            return self.hash_bytes(self.rewrite(data) if self.rewrite is not None else data)
         self._begin(size)
         whole = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
         digests = bytearray()
@@ -231,13 +235,16 @@ class BlobHasher:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 raise FileChangedError(0, "is no longer a regular file")
-            if before.st_size <= self._single_chunk_max:
+            if self.rewrite is not None:
+                info = self.hash_bytes(self.rewrite(_read_exactly(fd, before.st_size)))
+            elif before.st_size <= self._single_chunk_max:
                 # one read() call: a file that grew shows up as one byte too many
                 info = self.hash_bytes(os.read(fd, before.st_size + 1))
                 if info.size != before.st_size:
                     raise FileChangedError(0, "changed while being read")
                 return info
-            info = self._hash_mapped(fd, before.st_size)
+            else:
+                info = self._hash_mapped(fd, before.st_size)
             after = os.fstat(fd)
         finally:
             os.close(fd)
@@ -302,16 +309,10 @@ def hash_file_once(hashers: list[BlobHasher], path: bytes | str) -> list[BlobInf
         if not stat.S_ISREG(before.st_mode):
             raise FileChangedError(0, "is no longer a regular file")
         size = before.st_size
-        if size <= WHOLE_READ:
-            data = os.read(fd, size + 1)
-            while len(data) < size + 1:
-                more = os.read(fd, size + 1 - len(data))
-                if not more:
-                    break
-                data += more
-            if len(data) != size:
-                raise FileChangedError(0, "changed while being read")
-            infos = [hasher.hash_bytes(data) for hasher in hashers]
+        rewrite = hashers[0].rewrite
+        if size <= WHOLE_READ or rewrite is not None:
+            data = _read_exactly(fd, size)
+            infos = [hasher.hash_bytes(rewrite(data) if rewrite else data) for hasher in hashers]
         else:
             with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped, memoryview(mapped) as view:
                 infos = [hasher.hash_bytes(view) for hasher in hashers]
@@ -321,3 +322,16 @@ def hash_file_once(hashers: list[BlobHasher], path: bytes | str) -> list[BlobInf
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise FileChangedError(0, "changed while being read")
     return infos
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """The whole file, which must still be ``size`` bytes long."""
+    data = os.read(fd, size + 1)
+    while len(data) < size + 1:
+        more = os.read(fd, size + 1 - len(data))
+        if not more:
+            break
+        data += more
+    if len(data) != size:
+        raise FileChangedError(0, "changed while being read")
+    return data

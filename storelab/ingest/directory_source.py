@@ -99,7 +99,7 @@ def _ingest(
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
     try:
-        with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload) as pool:
+        with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload, options.rewrite) as pool:
             tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace
             ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
             base = label or source.resolve().name or str(source)

@@ -200,11 +200,11 @@ def _parse_into(
     store: BlobStore | None,
     uploader: Uploader | None,
 ) -> tuple[SnapshotRecorder, RecordedTree]:
-    hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader)
+    hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader, options.rewrite)
     # Large files are hashed on a second thread while this one goes on parsing: BLAKE3,
     # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
     # thread) and shares what has been measured, the store and the uploader.
-    big_hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, store, uploader)
+    big_hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, store, uploader, options.rewrite)
     entries: list[TreeEntry] = []
     recorder = SnapshotRecorder(writer, options.chunker, entries, keep_directories=store is not None)
     open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)

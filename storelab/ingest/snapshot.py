@@ -41,6 +41,10 @@ class IngestOptions:
     ``memory://``, ``s3://bucket/prefix``, or a store object), in snix's layout."""
     upload: UploadOptions = field(default_factory=UploadOptions)
     """How blobs reach the store: background concurrency, small-blob threshold, buffer cap."""
+    rewrite: Callable[[bytes], bytes] | None = None
+    """Change every file's bytes before hashing (what-if passes, e.g. normalising store-path
+    hashes); a module-level function, so worker processes can take it. Files are then read
+    whole into memory."""
 
 
 @dataclass(frozen=True, slots=True)

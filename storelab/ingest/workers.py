@@ -52,31 +52,46 @@ _hashers: list[BlobHasher] = []
 
 
 def make_hasher(
-    spec: ChunkerSpec, zstd_level: int, known_sizes: dict[bytes, int], store: BlobStore | None, upload: UploadOptions
+    spec: ChunkerSpec,
+    zstd_level: int,
+    known_sizes: dict[bytes, int],
+    store: BlobStore | None,
+    upload: UploadOptions,
+    rewrite: Callable[[bytes], bytes] | None = None,
 ) -> BlobHasher:
     """A hasher writing to ``store``, small blobs through a background uploader unless
     ``upload.concurrency`` is 0."""
     uploader = Uploader(store, upload) if store is not None and upload.concurrency > 0 else None
-    return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, uploader)
+    return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, uploader, rewrite)
 
 
 def make_hashers(
-    specs: Sequence[ChunkerSpec], zstd_level: int, known_sizes: dict[bytes, int], store: BlobStore | None, upload: UploadOptions
+    specs: Sequence[ChunkerSpec],
+    zstd_level: int,
+    known_sizes: dict[bytes, int],
+    store: BlobStore | None,
+    upload: UploadOptions,
+    rewrite: Callable[[bytes], bytes] | None = None,
 ) -> list[BlobHasher]:
     """One hasher per chunker (a store only with one), sharing what has been measured: a
     chunk every chunker cuts alike (a small file's only chunk) is compressed once."""
-    hashers = [make_hasher(spec, zstd_level, known_sizes, store if len(specs) == 1 else None, upload) for spec in specs]
+    hashers = [make_hasher(spec, zstd_level, known_sizes, store if len(specs) == 1 else None, upload, rewrite) for spec in specs]
     for hasher in hashers[1:]:
         hasher.known_sizes = hashers[0].known_sizes
     return hashers
 
 
 def _init_worker(
-    specs: Sequence[ChunkerSpec], zstd_level: int, known_sizes: dict[bytes, int], store: BlobStore | None, upload: UploadOptions
+    specs: Sequence[ChunkerSpec],
+    zstd_level: int,
+    known_sizes: dict[bytes, int],
+    store: BlobStore | None,
+    upload: UploadOptions,
+    rewrite: Callable[[bytes], bytes] | None,
 ) -> None:
     # Ctrl-C is the parent's to handle; workers would otherwise print their own tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _hashers[:] = make_hashers(specs, zstd_level, known_sizes, store, upload)
+    _hashers[:] = make_hashers(specs, zstd_level, known_sizes, store, upload, rewrite)
 
 
 def _run_packed(packed: tuple[array, bytes]) -> list[BlobBatch]:
@@ -171,7 +186,9 @@ class HashPool:
         workers: int | None = None,
         store: BlobStore | None = None,
         upload: UploadOptions | None = None,
+        rewrite: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        self.rewrite = rewrite
         self.specs = [spec] if isinstance(spec, ChunkerSpec) else list(spec)
         self.store = store
         self.upload = upload or UploadOptions()
@@ -194,7 +211,7 @@ class HashPool:
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload),
+                initargs=(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite),
             )
             # Booting the fork server takes a moment; let it happen beside the caller's scan.
             self._booting = threading.Thread(target=self._boot, args=(self._pool,), daemon=True)
@@ -232,7 +249,7 @@ class HashPool:
         first, second = next(queue, None), next(queue, None)
         if self.workers == 0 or second is None:
             # one batch (a small tree) is done sooner here than by starting processes
-            hashers = make_hashers(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload)
+            hashers = make_hashers(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite)
             try:
                 for batch in itertools.chain((b for b in (first, second) if b is not None), queue):
                     result = hash_batches(hashers, batch)

@@ -1,0 +1,104 @@
+"""What-if passes: the same data, changed before chunking, against the dataset as it is.
+
+``normalize_store_paths`` answers attic's question (zhaofengli/attic#5): how much more would
+dedup if the 32-character hashes of ``/nix/store/<hash>-…`` references inside file contents
+were a fixed placeholder? Store paths embed their dependencies' hashes, so a rebuild against
+a new glibc changes bytes in every file that mentions it, and chunks stop matching.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from storelab.analysis.db import connect
+from storelab.analysis.dedup import dedup_summary
+from storelab.chunking import ChunkerSpec
+from storelab.errors import InputError
+from storelab.tables import Dataset
+
+__all__ = ["normalize_store_paths", "STORE_PATH_HASH", "PLACEHOLDER", "what_if_normalized"]
+
+STORE_PATH_HASH = re.compile(rb"/nix/store/[0123456789abcdfghijklmnpqrsvwxyz]{32}-")
+"""A store path's hash part, in nix-base32 (which has no e, o, t or u)."""
+PLACEHOLDER = b"/nix/store/" + b"e" * 32 + b"-"
+"""Same length as a real one (offsets and sizes do not move), and never a real hash."""
+
+
+def normalize_store_paths(data: bytes | bytearray | memoryview) -> bytes:
+    """``data`` with every ``/nix/store/<hash>-`` replaced by the placeholder.
+
+    >>> normalize_store_paths(b"#!/nix/store/0c0njx0wxbvdbcfacnha7d9nsc9wwmcw-bash-5.2/bin/sh")
+    b'#!/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-bash-5.2/bin/sh'
+    """
+    return STORE_PATH_HASH.sub(PLACEHOLDER, bytes(data))
+
+
+def what_if_normalized(
+    dataset: str | os.PathLike[str] | Dataset,
+    out: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Re-read every snapshot's source with store-path hashes normalised, and compare.
+
+    Each snapshot is ingested again from its recorded source (which must still exist), with
+    its own chunker, into ``out`` (a temporary dataset when None). Returns one row per level
+    (blob, and chunk per chunker): ``level, chunker_id, unique_bytes, unique_bytes_normalized,
+    stored_bytes, stored_bytes_normalized, dedup_ratio, dedup_ratio_normalized, saved_bytes,
+    saved_share`` (saved = stored − stored normalised; share of stored).
+    """
+    from storelab.ingest import IngestOptions, ingest_dir
+    from storelab.ingest.nar_source import ingest_nar
+
+    with connect(dataset) as con:
+        snaps = con.execute(
+            "SELECT label, source_kind, source, chunker, chunk_min_size, chunk_avg_size, chunk_max_size, "
+            "chunk_normalization, zstd_level FROM snapshots ORDER BY seq"
+        ).fetchall()
+    for label, kind, source, *_ in snaps:
+        if kind == "nar" and source == "stdin":
+            raise InputError(f"snapshot {label!r} was read from standard input; it cannot be read again")
+        if not os.path.exists(source):
+            raise InputError(f"{source}: the source of snapshot {label!r} is gone; a what-if reads it again")
+    with tempfile.TemporaryDirectory(prefix="storelab-whatif-") as scratch:
+        target = Path(out) if out is not None else Path(scratch) / "normalized"
+        for label, kind, source, name, lo, avg, hi, norm, level in snaps:
+            spec = ChunkerSpec(name, int(lo), int(avg), int(hi), int(norm))
+            options = IngestOptions(spec, int(level), workers, progress=progress, rewrite=normalize_store_paths)
+            if kind == "nar":
+                ingest_nar(source, target, label, replace(options, workers=0))
+            else:
+                ingest_dir(source, target, label, options)
+        before = dedup_summary(dataset)
+        after = dedup_summary(target)
+    return _compare(before, after)
+
+
+def _compare(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for key in before.index:
+        if before.loc[key, "level"] not in ("blob", "chunk") or key not in after.index:
+            continue
+        b, a = before.loc[key], after.loc[key]
+        saved = float(b.stored_bytes) - float(a.stored_bytes)
+        rows.append(
+            {
+                "level": b.level,
+                "chunker_id": b.chunker_id,
+                "unique_bytes": int(b.unique_bytes),
+                "unique_bytes_normalized": int(a.unique_bytes),
+                "stored_bytes": float(b.stored_bytes),
+                "stored_bytes_normalized": float(a.stored_bytes),
+                "dedup_ratio": float(b.dedup_ratio),
+                "dedup_ratio_normalized": float(a.dedup_ratio),
+                "saved_bytes": saved,
+                "saved_share": saved / float(b.stored_bytes) if float(b.stored_bytes) else 0.0,
+            }
+        )
+    return pd.DataFrame(rows)

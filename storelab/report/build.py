@@ -1,0 +1,317 @@
+"""One report from a dataset: every analysis, its figures, and how it was made.
+
+HTML: one self-contained file (figures as embedded PNG, styles inline, no script, no link to
+anything) that opens in a browser without a network. Markdown: a ``.md`` file with its PNGs
+beside it. Both are written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from storelab.errors import ConfigError, OutputError
+from storelab.tables import Dataset
+from storelab.units import format_bytes
+
+__all__ = ["Section", "build_report", "report_sections", "SECTION_TITLES"]
+
+SECTION_TITLES = (
+    "Snapshots",
+    "Dedup at every level",
+    "What each snapshot adds",
+    "Exclusive and shared bytes",
+    "Chunk sizes",
+    "Chunkers compared",
+    "Reference counts",
+    "Where the bytes are",
+    "Cost of a store",
+)
+
+
+@dataclass
+class Section:
+    """A titled part of the report: words, tables and figures, in that order."""
+
+    title: str
+    text: str = ""
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    figures: list[tuple[str, object]] = field(default_factory=list)
+    """(name, matplotlib Figure)."""
+
+
+def _fmt_bytes(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return "–"
+    return format_bytes(int(value))  # type: ignore[call-overload]
+
+
+def _fmt_ratio(value: object) -> str:
+    return "–" if value is None or value != value else f"{float(value):.2f}×"  # type: ignore[arg-type]
+
+
+def _fmt_share(value: object) -> str:
+    return "–" if value is None or value != value else f"{100 * float(value):.1f} %"  # type: ignore[arg-type]
+
+
+def _show(frame: pd.DataFrame, formats: dict[str, Callable[[object], str]]) -> pd.DataFrame:
+    shown = frame.copy()
+    for column, fmt in formats.items():
+        if column in shown.columns:
+            shown[column] = shown[column].map(fmt)
+    return shown
+
+
+def report_sections(dataset: str | os.PathLike[str] | Dataset, snapshots: Sequence[str] | None = None) -> list[Section]:
+    """Compute every section of the report (figures included) from the dataset."""
+    from storelab.analysis import (
+        attribution,
+        chunk_size_distribution,
+        chunk_size_stats,
+        chunker_comparison,
+        cost_model,
+        dedup_summary,
+        refcount_histogram,
+        sharing,
+        snapshot_summary,
+    )
+    from storelab.analysis.db import connect
+    from storelab.analysis.plots import (
+        plot_attribution,
+        plot_chunk_size_cdf,
+        plot_chunk_size_histogram,
+        plot_chunker_tradeoff,
+        plot_dedup_levels,
+        plot_new_bytes,
+        plot_refcounts,
+        plot_sharing,
+    )
+
+    sizes = {c: _fmt_bytes for c in ("logical_bytes", "unique_bytes", "compressed_bytes", "stored_bytes", "metadata_bytes",
+                                      "new_bytes", "shared_bytes", "new_stored_bytes", "exclusive_bytes", "file_bytes",
+                                      "nar_size", "referenced_bytes", "mean_size", "median_size", "min_size", "avg_size",
+                                      "max_size", "chunk_bytes", "index_bytes", "directory_bytes", "mean_chunk", "mean_stored_object")}  # fmt: skip
+    ratios = {"dedup_ratio": _fmt_ratio, "mean_over_avg": _fmt_ratio}
+    shares = {c: _fmt_share for c in ("space_savings", "stored_fraction", "exclusive_share", "logical_share", "at_max_share", "below_min_share")}
+    fmt = sizes | ratios | shares
+    sections: list[Section] = []
+
+    with connect(dataset, snapshots) as con:
+        snaps = con.execute(
+            "SELECT seq, label, source_kind AS kind, source, file_count AS files, file_bytes, nar_size, chunker_id, "
+            "zstd_level, CAST(created_at AS VARCHAR) AS created_at FROM snapshots ORDER BY seq"
+        ).df()
+    sections.append(Section("Snapshots", f"{len(snaps)} snapshot(s), in the order they were ingested.", [("snapshots", _show(snaps, fmt))]))
+
+    summary = dedup_summary(dataset, snapshots)
+    blob = summary.loc["blob"] if "blob" in summary.index else None
+    text = (
+        "logical = every occurrence; unique = each distinct object once; stored = unique compressed plus the index "
+        "objects the store writes. Three conventions: dedup ratio = logical / unique, space savings = 1 − stored / "
+        "logical, stored fraction = stored / logical."
+    )
+    if blob is not None:
+        text += f" Whole files dedup {_fmt_ratio(blob.dedup_ratio)}; a snix store would hold {_fmt_share(blob.stored_fraction)} of the logical bytes."
+    table = summary.drop(columns=["level"]).reset_index(names="level")
+    sections.append(Section("Dedup at every level", text, [("levels", _show(table, fmt))], [("dedup-levels", plot_dedup_levels(summary).figure)]))
+
+    per = snapshot_summary(dataset, snapshots)
+    cols = ["label", "level", "logical_bytes", "unique_bytes", "new_bytes", "shared_bytes", "new_stored_bytes", "dedup_ratio"]
+    sections.append(
+        Section(
+            "What each snapshot adds",
+            "new = distinct bytes no earlier snapshot had: what ingesting it added to a store holding the ones before.",
+            [("per snapshot", _show(per[cols], fmt))],
+            [("new-bytes", plot_new_bytes(per, "blob").figure)],
+        )
+    )
+
+    shared = sharing(dataset, "blob", snapshots)
+    sections.append(
+        Section(
+            "Exclusive and shared bytes",
+            "exclusive = in this snapshot only; shared = also in at least one other snapshot (blob level).",
+            [("sharing", _show(shared.drop(columns=["snapshot_id"]), fmt))],
+            [("sharing", plot_sharing(shared).figure)],
+        )
+    )
+
+    dist = chunk_size_distribution(dataset, snapshots)
+    stats = chunk_size_stats(dataset, snapshots)
+    sections.append(
+        Section(
+            "Chunk sizes",
+            "Distinct chunks by size against each chunker's configured minimum, average and maximum.",
+            [("chunk sizes", _show(stats, fmt))],
+            [("chunk-size-histogram", plot_chunk_size_histogram(dist).figure), ("chunk-size-cdf", plot_chunk_size_cdf(dist, stats).figure)],
+        )
+    )
+
+    comparison = chunker_comparison(dataset, snapshots)
+    figures = [("chunker-tradeoff", plot_chunker_tradeoff(comparison).figure)] if len(comparison) > 1 else []
+    sections.append(
+        Section(
+            "Chunkers compared",
+            "Dedup against the number of objects to store, per chunker (run `storelab sweep` to fill this with many).",
+            [("chunkers", _show(comparison, fmt))],
+            figures,
+        )
+    )
+
+    refs = refcount_histogram(dataset, "chunk", snapshots)
+    sections.append(
+        Section(
+            "Reference counts",
+            "How many chunks are referenced 1, 2, 3–4, … times and the bytes behind them, as ZFS's zdb -S prints.",
+            [("refcounts", _show(refs, fmt))],
+            [("refcounts", plot_refcounts(refs).figure)],
+        )
+    )
+
+    by_type = attribution(dataset, "extension", snapshots=snapshots)
+    by_prefix = attribution(dataset, "prefix", depth=2, snapshots=snapshots)
+    sections.append(
+        Section(
+            "Where the bytes are",
+            "Blob bytes by file extension and by the first two path components.",
+            [("by file type", _show(by_type, fmt)), ("by path prefix", _show(by_prefix, fmt))],
+            [("by-type", plot_attribution(by_type).figure)],
+        )
+    )
+
+    cost = cost_model(dataset, snapshots=snapshots)
+    money = {c: (lambda v: f"${float(v):.4f}") for c in ("put_cost", "head_cost", "restore_cost", "storage_cost", "total_cost")}
+    sections.append(
+        Section(
+            "Cost of a store",
+            "A snix-layout object store at S3 Standard list prices ($0.005 per 1,000 PUT, $0.0004 per 1,000 GET/HEAD, "
+            "$0.023 per GiB-month), one month.",
+            [("cost model", _show(cost, fmt | money))],
+        )
+    )
+    return sections
+
+
+def _png(figure: object) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.4; }
+h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; display: block; overflow-x: auto; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; margin: 0.5em 0; } code, pre { background: #f6f6f6; padding: 2px 4px; }
+.meta td { text-align: left; }
+"""
+
+
+def build_report(
+    dataset: str | os.PathLike[str] | Dataset,
+    output: str | os.PathLike[str],
+    fmt: str = "html",
+    command: Sequence[str] | None = None,
+    snapshots: Sequence[str] | None = None,
+) -> Path:
+    """Write the report; returns its path.
+
+    >>> import tempfile, pathlib
+    >>> from storelab.ingest import ingest_dir, IngestOptions
+    >>> tree = pathlib.Path(tempfile.mkdtemp()); _ = (tree / "a").write_bytes(b"x" * 1000)
+    >>> ds = tempfile.mkdtemp() + "/ds"; _ = ingest_dir(tree, ds, "t", IngestOptions(workers=0))
+    >>> out = build_report(ds, tempfile.mkdtemp() + "/r.html")
+    >>> "data:image/png;base64," in out.read_text()
+    True
+    """
+    from storelab import __version__
+
+    if fmt not in ("html", "md"):
+        raise ConfigError(f"report format is html or md, not {fmt!r}")
+    target = Path(output)
+    ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
+    sections = report_sections(ds, snapshots)
+    made = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    cmd = shlex.join(command) if command else shlex.join(["storelab", "report", str(ds.path), "-o", str(target)])
+    meta = [("dataset", str(ds.path)), ("storelab", __version__), ("command", cmd), ("made", made), ("python", sys.version.split()[0])]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "html":
+            _write(target, _html(sections, meta).encode())
+        else:
+            _write(target, _markdown(sections, meta, target).encode())
+    except OSError as err:
+        raise OutputError(f"cannot write {target}: {err.strerror or err}") from None
+    finally:
+        for section in sections:
+            for _, figure in section.figures:
+                figure.clear()  # type: ignore[attr-defined]
+    return target
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _html(sections: list[Section], meta: list[tuple[str, str]]) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>storelab report</title>',
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>storelab report</h1>",
+        '<table class="meta">' + "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>" for k, v in meta) + "</table>",
+        "<ol>" + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections)) + "</ol>",
+    ]
+    for i, section in enumerate(sections):
+        parts.append(f'<section id="s{i}"><h2>{html.escape(section.title)}</h2>')
+        if section.text:
+            parts.append(f"<p>{html.escape(section.text)}</p>")
+        for name, table in section.tables:
+            parts.append(f"<h3>{html.escape(name)}</h3>")
+            parts.append(table.to_html(index=False, escape=True, border=0, na_rep="–"))
+        for name, figure in section.figures:
+            data = base64.b64encode(_png(figure)).decode()
+            parts.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></figure>')
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _markdown(sections: list[Section], meta: list[tuple[str, str]], target: Path) -> str:
+    lines = ["# storelab report", ""]
+    lines += [f"- **{k}**: `{v}`" for k, v in meta]
+    for section in sections:
+        lines += ["", f"## {section.title}", ""]
+        if section.text:
+            lines += [section.text, ""]
+        for name, table in section.tables:
+            lines += [f"### {name}", "", _md_table(table), ""]
+        for name, figure in section.figures:
+            png = target.with_name(f"{target.stem}-{name}.png")
+            _write(png, _png(figure))
+            lines += [f"![{name}]({png.name})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _md_table(table: pd.DataFrame) -> str:
+    def cell(value: object) -> str:
+        return "–" if value is None or (isinstance(value, float) and value != value) else str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
