@@ -11,7 +11,7 @@ DEMO_DATASET := build/demo-dataset
 $(BIN)/storelab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,notebooks]'
 	touch $@
 
 venv: $(BIN)/storelab
