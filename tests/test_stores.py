@@ -395,3 +395,22 @@ def test_killed_s3_server_then_rerun_completes_without_rewrites(s3_server, tmp_p
         assert verify_store(SnixStore.open(url)).ok
     finally:
         proxy.stop()
+
+
+def test_uploader_sends_a_shared_chunk_once_and_orders_indexes_after_it() -> None:
+    backend = GateBackend()
+    store = SnixStore(backend)
+    x, y, z = (random.Random(n).randbytes(500) for n in (1, 2, 3))
+    chunks = {name: PendingChunk(digest_of(data), data) for name, data in (("x", x), ("y", y), ("z", z))}
+    first, second = digest_of(x + y), digest_of(x + z)
+    with Uploader(store, UploadOptions(concurrency=4)) as uploader:
+        uploader.submit(first, [chunks["x"], chunks["y"]], [ChunkMeta(chunks[n].digest, 500) for n in "xy"])
+        uploader.submit(second, [chunks["x"], chunks["z"]], [ChunkMeta(chunks[n].digest, 500) for n in "xz"])
+        uploader.submit(second, [chunks["x"], chunks["z"]], [ChunkMeta(chunks[n].digest, 500) for n in "xz"])  # an identical file
+        time.sleep(0.05)
+        backend.gate.set()
+    puts = backend.order
+    assert puts.count(object_key("chunks", chunks["x"].digest)) == 1
+    assert puts.count(object_key("blobs", second)) == 1
+    assert puts.index(object_key("chunks", chunks["x"].digest)) < puts.index(object_key("blobs", second))
+    assert store.chunks(second, 1000) == [ChunkMeta(chunks["x"].digest, 500), ChunkMeta(chunks["z"].digest, 500)]

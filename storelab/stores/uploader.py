@@ -67,6 +67,8 @@ class Uploader:
         self._buffered = 0
         self._in_flight: set[Future[None]] = set()
         self._error: BaseException | None = None
+        self._landed: dict[bytes, threading.Event] = {}  # chunk → set once it is in the store
+        self._indexes: set[bytes] = set()  # blobs handed over (their index is written once)
 
     def __enter__(self) -> Uploader:
         return self
@@ -81,33 +83,70 @@ class Uploader:
             raise self._error
 
     def submit(self, blob_digest: bytes, chunks: Sequence[PendingChunk], index: Sequence[ChunkMeta]) -> None:
-        """Queue a blob; blocks while the buffer is full; raises the first upload failure."""
-        nbytes = sum(len(c.data) for c in chunks)
+        """Queue a blob; blocks while the buffer is full; raises the first upload failure.
+
+        A chunk or blob this uploader already has in hand is not sent twice: the blob waits
+        for the earlier upload of that chunk before its own index is written.
+        """
         with self._room:
+            self._raise_if_failed()
+            if blob_digest in self._indexes:
+                return  # the same blob (an identical file) is already on its way
+            self._indexes.add(blob_digest)
+            own, waits = [], []
+            for chunk in chunks:
+                landed = self._landed.get(chunk.digest)
+                if landed is None:
+                    self._landed[chunk.digest] = threading.Event()
+                    own.append(chunk)
+                elif not landed.is_set():
+                    waits.append(landed)
+            nbytes = sum(len(c.data) for c in own)
             # a blob larger than the whole budget still goes, alone
             while self._buffered and self._buffered + nbytes > self.options.max_buffered and self._error is None:
                 self._room.wait()
             self._raise_if_failed()
             self._buffered += nbytes
-        future = self._pool.submit(self._upload, blob_digest, chunks, index)
+        future = self._pool.submit(self._upload, blob_digest, own, waits, index)
         with self._room:
             self._in_flight.add(future)
         future.add_done_callback(lambda f: self._done(f, nbytes))
 
-    def _upload(self, blob_digest: bytes, chunks: Sequence[PendingChunk], index: Sequence[ChunkMeta]) -> None:
-        if self._error is not None:
-            return  # the ingest is failing; do not start more requests
-        for chunk in chunks:
-            self.store.put_chunk(chunk.digest, chunk.data, chunk.compressed)
-        self.store.put_index(blob_digest, index)
+    def _upload(
+        self, blob_digest: bytes, chunks: Sequence[PendingChunk], waits: Sequence[threading.Event], index: Sequence[ChunkMeta]
+    ) -> None:
+        try:
+            if self._error is not None:
+                return  # the ingest is failing; do not start more requests
+            for chunk in chunks:
+                self.store.put_chunk(chunk.digest, chunk.data, chunk.compressed)
+                self._landed[chunk.digest].set()
+            # chunks another blob of this run is uploading: they were submitted earlier, so
+            # their uploads are running or ahead in the queue (no cycle can form)
+            for landed in waits:
+                landed.wait()
+            if self._error is None:
+                self.store.put_index(blob_digest, index)
+        except BaseException as err:
+            self._fail(err)  # before the waiters wake: they must see the failure
+            raise
+        finally:
+            for chunk in chunks:  # wake waiters even when failing; they check the error first
+                self._landed[chunk.digest].set()
+
+    def _fail(self, error: BaseException) -> None:
+        with self._room:
+            if self._error is None:
+                self._error = error if isinstance(error, StoreError) else StoreError(f"{self.store.url}: upload failed: {error}")
+            self._room.notify_all()
 
     def _done(self, future: Future[None], nbytes: int) -> None:
         error = None if future.cancelled() else future.exception()
+        if error is not None:
+            self._fail(error)
         with self._room:
             self._buffered -= nbytes
             self._in_flight.discard(future)
-            if error is not None and self._error is None:
-                self._error = error if isinstance(error, StoreError) else StoreError(f"{self.store.url}: upload failed: {error}")
             self._room.notify_all()
 
     @property
