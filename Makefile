@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
-#   make demo   create .venv, install, ingest the shipped sample as 8 snapshots, print the dedup summary
+#   make demo   create .venv, install, ingest the shipped sample as 8 snapshots, print the dedup summary,
+#               write build/demo-report.html
 #   make test   create .venv, install with test extras (and nix-bin where apt can), run the whole suite
 PYTHON ?= python3
 VENV := .venv
@@ -23,7 +24,9 @@ demo: venv
 	done
 	$(BIN)/storelab stats $(DEMO_DATASET)
 	$(BIN)/storelab stats $(DEMO_DATASET) --json > build/demo-stats.json
-	@echo "tables: $(DEMO_DATASET)/  figures as JSON: build/demo-stats.json"
+	$(BIN)/storelab report $(DEMO_DATASET) -o build/demo-report.html
+	@echo "tables: $(DEMO_DATASET)/  figures as JSON: build/demo-stats.json  report: build/demo-report.html"
+	@echo "notebooks: $(BIN)/jupyter lab notebooks/"
 
 test: venv
 	bash scripts/install-test-tools.sh
@@ -31,6 +34,9 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/nar.py
+	$(BIN)/python benchmarks/upload.py
+	$(BIN)/python benchmarks/analysis.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

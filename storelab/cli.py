@@ -208,10 +208,15 @@ def ingest_dir_command(
 
 @app.command("ingest-nar")
 def ingest_nar_command(
-    nars: Annotated[
-        list[str], typer.Argument(help="NAR files (.nar, .nar.xz, .nar.zst, .nar.bz2), or - for standard input.", metavar="NAR...")
-    ],
     out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder; created if missing, appended to if not.")],
+    nars: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="NAR files (.nar, .nar.xz, .nar.zst, .nar.bz2), http(s):// or s3:// URLs of them, or - for standard input.",
+            metavar="NAR...",
+            show_default=False,
+        ),
+    ] = None,
     label: Annotated[
         Optional[str], typer.Option("--label", "-l", help="Snapshot label (one NAR only); default: the file name.")
     ] = None,
@@ -226,6 +231,12 @@ def ingest_nar_command(
     upload_threshold: ThresholdOpt = "1MiB",
     upload_buffer: BufferOpt = "128MiB",
     normalize_store_paths: NormalizeOpt = False,
+    from_list: Annotated[
+        Optional[str], typer.Option("--from-list", help="A file naming NARs (paths or URLs), one a line; # comments.", rich_help_panel="Sources")
+    ] = None,
+    fetch_concurrency: Annotated[
+        int, typer.Option("--fetch-concurrency", min=1, help="URLs fetched ahead at once (each into a temporary file).", rich_help_panel="Sources")
+    ] = 4,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print each new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -237,12 +248,20 @@ def ingest_nar_command(
     NAR that breaks Nix's rules is refused with the byte offset of the mistake, and nothing
     of it is written.
 
+    NARs can be local files or http(s):// and s3:// URLs (a slice of a binary cache), given
+    as arguments or one a line in --from-list; URLs are fetched ahead, a few at a time, and
+    ingested in order. The first NAR that fails stops the run; those before it stay committed.
+
     Example: storelab ingest-nar 0a1b…-hello-2.12.nar.xz --label hello-2.12 --out cache-study/
     """
     from storelab.ingest import IngestOptions
+    from storelab.ingest.fetch import fetch_sources, is_remote, read_source_list
     from storelab.ingest.nar_source import ingest_nar
     from storelab.ingest.progress import wants_progress
 
+    nars = [*(nars or []), *(read_source_list(from_list) if from_list else [])]
+    if not nars:
+        raise ConfigError("name at least one NAR (or --from-list FILE)")
     if label and len(nars) > 1:
         raise ConfigError("--label names one snapshot; give one NAR with it")
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
@@ -250,8 +269,8 @@ def ingest_nar_command(
     options = IngestOptions(
         spec, zstd_level, 0, False, wants_progress(quiet), store=_store_url(store), upload=upload, rewrite=_rewrite(normalize_store_paths)
     )
-    for nar in nars:
-        result = ingest_nar(nar, out_, label, options)
+    for source, local in fetch_sources(nars, fetch_concurrency):
+        result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None)
         _print_result(result, out_, quiet, as_json)
 
 

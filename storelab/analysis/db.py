@@ -7,6 +7,7 @@ The views hold only committed snapshots (or the ones asked for), and ``snapshots
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 
 import duckdb
@@ -46,6 +47,9 @@ def connect(
         raise DatasetError(f"{ds.path}: the dataset has no snapshots yet")
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")
+    # out of core: past this much memory DuckDB spills to disk instead of growing
+    con.execute(f"SET memory_limit = '{os.environ.get('STORELAB_DUCKDB_MEMORY', '1GB')}'")
+    con.execute(f"SET temp_directory = '{os.path.join(tempfile.gettempdir(), 'storelab-duckdb')}'")
     source = f"read_parquet({sql_list(ds.table_files('snapshots', ids))}, union_by_name = true)"
     present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     # columns newer than every file (a version 1 dataset): present, as nulls

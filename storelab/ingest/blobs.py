@@ -11,7 +11,8 @@ import mmap
 import os
 import stat
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import blake3
@@ -230,27 +231,16 @@ class BlobHasher:
 
     def hash_file(self, path: bytes | str) -> BlobInfo:
         """Read a regular file once; raises OSError (or :class:`FileChangedError`)."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                raise FileChangedError(0, "is no longer a regular file")
+        with stable_file(path) as (fd, size):
             if self.rewrite is not None:
-                info = self.hash_bytes(self.rewrite(_read_exactly(fd, before.st_size)))
-            elif before.st_size <= self._single_chunk_max:
+                return self.hash_bytes(self.rewrite(_read_exactly(fd, size)))
+            if size <= self._single_chunk_max:
                 # one read() call: a file that grew shows up as one byte too many
-                info = self.hash_bytes(os.read(fd, before.st_size + 1))
-                if info.size != before.st_size:
+                info = self.hash_bytes(os.read(fd, size + 1))
+                if info.size != size:
                     raise FileChangedError(0, "changed while being read")
                 return info
-            else:
-                info = self._hash_mapped(fd, before.st_size)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            raise FileChangedError(0, "changed while being read")
-        return info
+            return self._hash_mapped(fd, size)
 
     def _hash_mapped(self, fd: int, size: int) -> BlobInfo:
         """Hash and chunk a large file through windows of a memory map.
@@ -303,25 +293,30 @@ def hash_file_once(hashers: list[BlobHasher], path: bytes | str) -> list[BlobInf
 
     Raises OSError (or :class:`FileChangedError`) as :meth:`BlobHasher.hash_file` does.
     """
+    rewrite = hashers[0].rewrite
+    with stable_file(path) as (fd, size):
+        if size <= WHOLE_READ or rewrite is not None:
+            data = _read_exactly(fd, size)
+            return [hasher.hash_bytes(rewrite(data) if rewrite else data) for hasher in hashers]
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped, memoryview(mapped) as view:
+            return [hasher.hash_bytes(view) for hasher in hashers]
+
+
+@contextmanager
+def stable_file(path: bytes | str) -> Iterator[tuple[int, int]]:
+    """Open a regular file (never following a symlink, never blocking on a FIFO) and yield
+    ``(fd, size)``; raise :class:`FileChangedError` if it changed size or mtime meanwhile."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise FileChangedError(0, "is no longer a regular file")
-        size = before.st_size
-        rewrite = hashers[0].rewrite
-        if size <= WHOLE_READ or rewrite is not None:
-            data = _read_exactly(fd, size)
-            infos = [hasher.hash_bytes(rewrite(data) if rewrite else data) for hasher in hashers]
-        else:
-            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped, memoryview(mapped) as view:
-                infos = [hasher.hash_bytes(view) for hasher in hashers]
+        yield fd, before.st_size
         after = os.fstat(fd)
     finally:
         os.close(fd)
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise FileChangedError(0, "changed while being read")
-    return infos
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

@@ -120,8 +120,12 @@ def ingest_nar(
     dataset: str | os.PathLike[str] | Dataset,
     label: str | None = None,
     options: IngestOptions | None = None,
+    origin: str | None = None,
 ) -> IngestResult:
     """Ingest one NAR as a new snapshot of ``dataset`` (created if missing).
+
+    ``origin`` is what the ``source`` column records and errors name, when ``source`` is a
+    local copy of something fetched (a URL).
 
     The NAR is read once, as a stream: blobs are hashed and chunked as their bytes pass, the
     NAR's size and sha256 are taken on the way, and nothing is committed unless the whole
@@ -138,8 +142,8 @@ def ingest_nar(
     options = options or IngestOptions()
     make_chunker(options.chunker)
     started = time.perf_counter()
-    name = "stdin" if str(source) == "-" else str(source)
-    label = label or ("stdin" if name == "stdin" else Path(name).name)
+    name = origin or ("stdin" if str(source) == "-" else str(source))
+    label = label or ("stdin" if name == "stdin" else name.rstrip("/").rsplit("/", 1)[-1])
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
     ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
@@ -155,7 +159,7 @@ def ingest_nar(
                 wall = time.perf_counter() - started
                 digest = counted.digest()
                 nar = {"nar_size": counted.size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest)}
-                source_text = name if name == "stdin" else str(Path(name).resolve())
+                source_text = name if name == "stdin" or origin else str(Path(name).resolve())
                 row = snapshot_row(
                     writer.snapshot_id, label, "nar", source_text, recorded, recorder, options, (), wall, nar, store_fields(store, ops)
                 )
