@@ -137,6 +137,17 @@ def _rewrite(normalize: bool) -> Any:
     return normalize_store_paths
 
 
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--scheduler",
+        help="Run on a Dask cluster: tcp://HOST:8786, or 'local' for a cluster of --workers processes here. "
+        "The dataset must be a path every worker sees.",
+        rich_help_panel="Cluster",
+    ),
+]
+
+
 def _upload_options(concurrency: int, threshold: str, buffer: str):
     from storelab.stores.uploader import UploadOptions
 
@@ -177,6 +188,7 @@ def ingest_dir_command(
     upload_threshold: ThresholdOpt = "1MiB",
     upload_buffer: BufferOpt = "128MiB",
     normalize_store_paths: NormalizeOpt = False,
+    scheduler: SchedulerOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -190,7 +202,7 @@ def ingest_dir_command(
 
     Example: storelab ingest-dir /usr/share/doc --label doc --out study/ --avg-chunk-size 64KiB
     """
-    if workers != 0:
+    if workers != 0 and scheduler is None:
         from storelab.ingest.workers import prestart
 
         prestart()  # boots beside the imports below
@@ -202,7 +214,13 @@ def ingest_dir_command(
     options = IngestOptions(
         spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store), upload=upload, rewrite=_rewrite(normalize_store_paths)
     )
-    result = ingest_dir(path, out_, label, options)
+    if scheduler is not None:
+        from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
+
+        with cluster(scheduler, workers) as client:
+            result = ingest_dir_on_cluster(client, path, out_, label, options, [spec])[0]
+    else:
+        result = ingest_dir(path, out_, label, options)
     _print_result(result, out_, quiet, as_json)
 
 
@@ -237,6 +255,10 @@ def ingest_nar_command(
     fetch_concurrency: Annotated[
         int, typer.Option("--fetch-concurrency", min=1, help="URLs fetched ahead at once (each into a temporary file).", rich_help_panel="Sources")
     ] = 4,
+    scheduler: SchedulerOpt = None,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", "-j", min=1, help="With --scheduler local: worker processes of the local cluster.", rich_help_panel="Cluster")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print each new snapshot's summary as JSON.")] = False,
 ) -> None:
@@ -269,6 +291,12 @@ def ingest_nar_command(
     options = IngestOptions(
         spec, zstd_level, 0, False, wants_progress(quiet), store=_store_url(store), upload=upload, rewrite=_rewrite(normalize_store_paths)
     )
+    if scheduler is not None:
+        from storelab.ingest.distributed import cluster, ingest_nars_on_cluster
+
+        with cluster(scheduler, workers) as client:
+            ingest_nars_on_cluster(client, nars, out_, label, options, lambda r: _print_result(r, out_, quiet, as_json))
+        return
     for source, local in fetch_sources(nars, fetch_concurrency):
         result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None)
         _print_result(result, out_, quiet, as_json)
@@ -548,6 +576,7 @@ def sweep_command(
     workers: Annotated[
         Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes; default one per core; 0 = none.")
     ] = None,
+    scheduler: SchedulerOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
@@ -558,7 +587,7 @@ def sweep_command(
 
     Example: storelab sweep ./numpy-1.26.4 --chunker fastcdc2020,fixed --avg-chunk-size 16KiB,64KiB,256KiB -o sweep/
     """
-    if workers != 0:
+    if workers != 0 and scheduler is None:
         from storelab.ingest.workers import prestart
 
         prestart()
@@ -572,7 +601,15 @@ def sweep_command(
     specs = [default_spec(name, size) for name in names for size in sizes]
     for spec in specs:
         _chunker_spec(spec.name, str(spec.avg_size), None, None, spec.normalization)
-    results = sweep_dir(path, out_, specs, label, IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet)))
+    options = IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet))
+    if scheduler is not None:
+        from storelab.ingest.directory_source import sweep_label
+        from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
+
+        with cluster(scheduler, workers) as client:
+            results = ingest_dir_on_cluster(client, path, out_, label, options, specs, sweep_label)
+    else:
+        results = sweep_dir(path, out_, specs, label, options)
     comparison = chunker_comparison(out_, [r.snapshot_id for r in results])
     if as_json:
         print(json.dumps(_jsonable(comparison.to_dict("records")), indent=1))

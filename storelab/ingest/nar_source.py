@@ -121,11 +121,13 @@ def ingest_nar(
     label: str | None = None,
     options: IngestOptions | None = None,
     origin: str | None = None,
+    staged_as: tuple[str, str] | None = None,
 ) -> IngestResult:
     """Ingest one NAR as a new snapshot of ``dataset`` (created if missing).
 
     ``origin`` is what the ``source`` column records and errors name, when ``source`` is a
-    local copy of something fetched (a URL).
+    local copy of something fetched (a URL). ``staged_as=(snapshot_id, owner)`` stages the
+    snapshot without committing it, for a cluster's driver to commit.
 
     The NAR is read once, as a stream: blobs are hashed and chunked as their bytes pass, the
     NAR's size and sha256 are taken on the way, and nothing is committed unless the whole
@@ -153,7 +155,7 @@ def ingest_nar(
     try:
         ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
         try:
-            with ds.begin_snapshot() as writer:
+            with ds.begin_snapshot(*(staged_as or ())) as writer:
                 recorder, recorded = _read_into(buffered, name, writer, options, known, store)
                 ops = store_closure(store, recorded, recorder, ops_before)
                 wall = time.perf_counter() - started
@@ -163,7 +165,7 @@ def ingest_nar(
                 row = snapshot_row(
                     writer.snapshot_id, label, "nar", source_text, recorded, recorder, options, (), wall, nar, store_fields(store, ops)
                 )
-                writer.commit(row)
+                writer.stage(row) if staged_as else writer.commit(row)
         except (lzma.LZMAError, EOFError, zstandard.ZstdError) as err:
             raise InputError(f"{name}: cannot decompress: {err}") from None
         except OSError as err:

@@ -120,6 +120,21 @@ class SnapshotRecorder:
             self.chunk_rows += len(chunks["digest"])
             self.writer.append_columns("chunks", chunks, {**sid, "chunker_id": self.chunker_id})
 
+    def add_files(self, indices: Sequence[int], digests: bytes, sizes: Sequence[int]) -> list[bool]:
+        """Record file entries whose blob rows someone else writes (a cluster task): resolve
+        their nodes only. Returns, per file, whether its blob is new to this snapshot."""
+        entries = self.entries
+        new = []
+        for i, (index, size) in enumerate(zip(indices, sizes)):
+            digest = digests[32 * i : 32 * i + 32]
+            fresh = digest not in self._seen
+            if fresh:
+                self._seen.add(digest)
+            new.append(fresh)
+            entry = entries[index]
+            self._resolve(index, FileNode(entry.path.rpartition(b"/")[2], digest, int(size), entry.executable))
+        return new
+
     def skip(self, index: int) -> None:
         """File entry ``index`` will have no blob: leave it out of its directory."""
         self._resolve(index, None)

@@ -181,10 +181,25 @@ class Dataset:
                             removed.append(file)
         return removed
 
-    def begin_snapshot(self, snapshot_id: str | None = None) -> SnapshotWriter:
-        """Start writing a snapshot; use as a context manager (aborts on error)."""
+    def begin_snapshot(self, snapshot_id: str | None = None, owner: str | None = None) -> SnapshotWriter:
+        """Start writing a snapshot; use as a context manager (aborts on error).
+
+        ``owner`` (``"host pid"``) names the process whose life keeps the staging folder from
+        clean-ups, when that is not this one (a cluster task writing for a driver); a given
+        ``snapshot_id`` whose staging folder exists (an earlier attempt) starts afresh.
+        """
         self.remove_leftovers()
-        return SnapshotWriter(self, snapshot_id or new_snapshot_id())
+        return SnapshotWriter(self, snapshot_id or new_snapshot_id(), owner)
+
+    def commit_staged(self, snapshot_id: str) -> None:
+        """Commit a snapshot another process staged (:meth:`SnapshotWriter.stage`)."""
+        writer = SnapshotWriter.__new__(SnapshotWriter)
+        writer.dataset, writer.snapshot_id, writer.staging, writer.committed = self, snapshot_id, self.path / STAGING / snapshot_id, False
+        writer.staged = True
+        writer._buffers = {t: _TableBuffer(t, writer.staging / f"{t}.parquet") for t in TABLES}
+        if not (writer.staging / "snapshots.parquet").exists():
+            raise OutputError(f"{self.path}: snapshot {snapshot_id} was not staged completely")
+        writer._publish()
 
 
 def _snapshot_of(file: Path) -> str:
@@ -298,14 +313,17 @@ class SnapshotWriter:
     ['s1']
     """
 
-    def __init__(self, dataset: Dataset, snapshot_id: str) -> None:
+    def __init__(self, dataset: Dataset, snapshot_id: str, owner: str | None = None) -> None:
         self.dataset = dataset
         self.snapshot_id = snapshot_id
         self.staging = dataset.path / STAGING / snapshot_id
         self.committed = False
+        self.staged = False
         try:
+            if self.staging.exists():  # an earlier attempt at this very snapshot: start afresh
+                shutil.rmtree(self.staging)
             self.staging.mkdir(parents=True)
-            (self.staging / "owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+            (self.staging / "owner").write_text((owner or f"{socket.gethostname()} {os.getpid()}") + "\n")
         except OSError as err:
             raise OutputError(_describe_os_error(err, self.staging)) from None
         self._buffers = {t: _TableBuffer(t, self.staging / f"{t}.parquet") for t in TABLES}
@@ -314,7 +332,7 @@ class SnapshotWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self.committed:
+        if not self.committed and not (self.staged and exc_info[0] is None):
             self.abort()
 
     def append(self, table: str, row: Mapping[str, Any]) -> None:
@@ -334,6 +352,12 @@ class SnapshotWriter:
 
     def commit(self, snapshot_row: Mapping[str, Any]) -> None:
         """Finish every table, then move them into place, the snapshots row last."""
+        self.stage(snapshot_row)
+        self._publish()
+
+    def stage(self, snapshot_row: Mapping[str, Any]) -> None:
+        """Finish every table in staging without committing: another process (a cluster's
+        driver) commits it with :meth:`Dataset.commit_staged`."""
         if snapshot_row.get("snapshot_id") != self.snapshot_id:
             raise ValueError("snapshot row names another snapshot")
         try:
@@ -342,10 +366,20 @@ class SnapshotWriter:
                 buffer.close()
         except OSError as err:
             raise OutputError(_describe_os_error(err, self.dataset.path)) from None
+        self.staged = True
+
+    def _publish(self) -> None:
         # Ctrl-C between two renames would leave a snapshot half in place: hold it back.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             with self.dataset.locked():
+                # parts written by cluster tasks (parts/<table>.<part>.parquet) go in first
+                parts = self.staging / "parts"
+                for part in sorted(parts.glob("*.parquet")) if parts.is_dir() else []:
+                    table, number, _ = part.name.split(".")
+                    folder = self.dataset.table_dir(table)
+                    folder.mkdir(exist_ok=True)
+                    os.replace(part, folder / f"{self.snapshot_id}.{number}.parquet")
                 for table in (*[t for t in TABLES if t != "snapshots"], "snapshots"):
                     folder = self.dataset.table_dir(table)
                     folder.mkdir(exist_ok=True)

@@ -1,0 +1,363 @@
+"""Ingest on a Dask distributed cluster.
+
+The driver (this process) walks the tree, partitions the files, and builds nodes and
+directories; each partition is a task that reads, hashes and chunks its files on a worker and
+writes the ``blobs`` and ``chunks`` rows itself, as Parquet parts, into the snapshot's staging
+folder in the dataset (which must be a path every worker sees). Part files are named by
+partition, written to a temporary name and renamed: a task that dies and is run again
+replaces its part, never adds to it. When every part is in, a blob that more than one
+partition met is kept only in the first (so the tables equal a local ingest's, row for row),
+and the driver commits the snapshot — parts first, its ``snapshots`` row last.
+
+NARs: each NAR is a task that ingests it into staging; the driver commits each snapshot as
+its task finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from storelab.chunking import ChunkerSpec, make_chunker
+from storelab.errors import ConfigError, InputError, OutputError, StorelabError
+from storelab.ingest.batch import BlobBatch
+from storelab.ingest.columns import blob_columns, chunk_columns
+from storelab.ingest.record import SnapshotRecorder
+from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row, stderr_warning
+from storelab.ingest.tree import Skipped, open_tree
+from storelab.ingest.workers import FileJob
+from storelab.tables import SCHEMAS, Dataset
+
+__all__ = ["cluster", "ingest_dir_on_cluster", "PARTITION_BYTES", "PARTITION_FILES"]
+
+PARTITION_BYTES = 64 * 1024 * 1024
+PARTITION_FILES = 4096
+
+
+@contextmanager
+def cluster(scheduler: str, workers: int | None = None) -> Iterator[Any]:
+    """A ``distributed.Client``: to ``scheduler`` (``tcp://host:8786``), or, for ``local``, to a
+    ``LocalCluster`` of ``workers`` processes on 127.0.0.1 started here and stopped after."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--scheduler needs Dask distributed (pip install 'storelab[dask]')") from None
+    if scheduler == "local":
+        with LocalCluster(
+            n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=40,
+        ) as local, Client(local) as client:  # fmt: skip
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as err:
+        raise StorelabError(f"{scheduler}: cannot reach the Dask scheduler: {err}") from None
+    with client:
+        yield client
+
+
+@dataclass(frozen=True, slots=True)
+class _PartResult:
+    """What a partition's task hands back to the driver, per chunker: small, flat values."""
+
+    part: int
+    indices: bytes
+    """int64 file indices."""
+    digests: bytes
+    sizes: bytes
+    """uint64 blob sizes."""
+    chunk_counts: bytes
+    """uint32 chunks per file."""
+    errors: tuple[tuple[int, str], ...]
+
+
+def _part_name(table: str, part: int) -> str:
+    return f"{table}.{part:06d}.parquet"
+
+
+def _write_part(folder: Path, table: str, part: int, columns: dict[str, pa.Array], constants: dict[str, Any]) -> None:
+    from storelab.tables.dataset import _as_array, _constant  # the writer's own column rules
+
+    schema = SCHEMAS[table]
+    n = len(next(iter(columns.values()))) if columns else 0
+    arrays = []
+    for field in schema:
+        if field.name in columns:
+            arrays.append(_as_array(columns[field.name], field.type))
+        elif field.name in constants:
+            arrays.append(_constant(constants[field.name], field.type, n))
+        else:
+            arrays.append(pa.nulls(n, field.type))
+    target = folder / _part_name(table, part)
+    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp, compression="zstd")
+    os.replace(tmp, target)  # a rerun of this partition replaces its part, never adds a second
+
+
+def _hash_partition(
+    part: int, packed: tuple[bytes, bytes], specs: Sequence[ChunkerSpec], zstd_level: int,
+    folders: Sequence[str], snapshot_ids: Sequence[str], rewrite: Callable[[bytes], bytes] | None,
+) -> list[_PartResult]:  # fmt: skip
+    """A worker's task: hash one partition for every chunker, write its parts, report back."""
+    from array import array
+
+    from storelab.ingest.workers import hash_batches, make_hashers
+    from storelab.stores.uploader import UploadOptions
+
+    raw_indices, raw_paths = packed
+    indices = array("q")
+    indices.frombytes(raw_indices)
+    jobs = [FileJob(i, p, 0) for i, p in zip(indices, raw_paths.split(b"\0"))]
+    hashers = make_hashers(specs, zstd_level, {}, None, UploadOptions(concurrency=0), rewrite)
+    results = []
+    for batch, spec, folder, sid in zip(hash_batches(hashers, jobs), specs, folders, snapshot_ids):
+        keep = _first_occurrences(batch)
+        base = Path(folder) / "parts"
+        base.mkdir(parents=True, exist_ok=True)
+        _write_part(base, "blobs", part, blob_columns(batch, keep), {"snapshot_id": sid})
+        _write_part(base, "chunks", part, chunk_columns(batch, keep), {"snapshot_id": sid, "chunker_id": spec.id})
+        results.append(
+            _PartResult(part, batch.indices.tobytes(), batch.digests, batch.sizes.tobytes(), batch.chunk_counts.tobytes(), batch.errors)
+        )
+    return results
+
+
+def _first_occurrences(batch: BlobBatch) -> np.ndarray:
+    keep = np.zeros(len(batch), dtype=bool)
+    seen: set[bytes] = set()
+    for i in range(len(batch)):
+        digest = batch.digest(i)
+        if digest not in seen:
+            seen.add(digest)
+            keep[i] = True
+    return keep
+
+
+def _drop_blobs(folder: Path, part: int, drop: set[bytes]) -> None:
+    """Rewrite a partition's parts without the blobs an earlier partition already wrote."""
+    import pyarrow.compute as pc
+
+    values = pa.array(sorted(drop), pa.binary(32))
+    for table, column in (("blobs", "digest"), ("chunks", "blob_digest")):
+        path = folder / _part_name(table, part)
+        data = pq.read_table(path, schema=SCHEMAS[table])
+        kept = data.filter(pc.invert(pc.is_in(data.column(column), value_set=values)))
+        tmp = folder / f".{path.name}.dedup.tmp"
+        pq.write_table(kept, tmp, compression="zstd")
+        os.replace(tmp, path)
+
+
+def _partitions(jobs: Iterator[FileJob]) -> Iterator[list[FileJob]]:
+    current: list[FileJob] = []
+    size = 0
+    for job in jobs:
+        current.append(job)
+        size += job.size
+        if size >= PARTITION_BYTES or len(current) >= PARTITION_FILES:
+            yield current
+            current, size = [], 0
+    if current:
+        yield current
+
+
+def ingest_dir_on_cluster(
+    client: Any,
+    path: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | Dataset,
+    label: str | None,
+    options: IngestOptions,
+    specs: Sequence[ChunkerSpec],
+    name_of: Callable[[str, ChunkerSpec], str] = lambda name, spec: name,
+    on_partition: Callable[[int], None] | None = None,
+) -> list[IngestResult]:
+    """:func:`~storelab.ingest.ingest_dir` (one chunker) or :func:`~storelab.ingest.sweep_dir`
+    (several) with the hashing done by ``client``'s workers.
+
+    The same tables as a local ingest, row for row (but for ids and timings).
+    """
+    from distributed import as_completed
+
+    if options.store is not None:
+        raise ConfigError("--store is not supported with --scheduler yet (ingest locally to write a store)")
+    for spec in specs:
+        make_chunker(spec)
+    warn = options.warn or stderr_warning
+    started = time.perf_counter()
+    source = Path(path)
+    tree = open_tree(source)
+    ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset, create=True)
+    base_label = label or source.resolve().name or str(source)
+    entries = tree.entries
+    skipped: list[Skipped] = []
+    writers = [ds.begin_snapshot() for _ in specs]
+    try:
+        recorders = [SnapshotRecorder(w, spec, entries) for w, spec in zip(writers, specs)]
+        futures = []
+        part_digests: list[dict[bytes, int]] = [dict() for _ in specs]  # per chunker: digest → first part
+        firsts_chunks: list[dict[bytes, int]] = [dict() for _ in specs]
+
+        def listed_jobs() -> Iterator[FileJob]:
+            for listing in tree.walk():
+                if listing.directory is not None:
+                    for recorder in recorders:
+                        recorder.listed(listing.directory, listing.children)
+                yield from (FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files)
+
+        folders = [str(w.staging) for w in writers]
+        sids = [w.snapshot_id for w in writers]
+        for part, jobs in enumerate(_partitions(listed_jobs())):
+            packed = (np.array([j.index for j in jobs], dtype=np.int64).tobytes(), b"\0".join(j.path for j in jobs))
+            futures.append(
+                client.submit(
+                    _hash_partition, part, packed, list(specs), options.zstd_level, folders, sids, options.rewrite,
+                    key=f"storelab-{sids[0]}-{part}", retries=3, pure=False,
+                )
+            )  # fmt: skip
+        for item in tree.skipped:
+            skipped.append(item)
+        results: dict[int, list[_PartResult]] = {}
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()
+            except StorelabError:
+                raise
+            except Exception as err:  # a task failed for good (retries spent)
+                raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
+            results[outcome[0].part] = outcome
+            if on_partition:
+                on_partition(outcome[0].part)
+        # in partition order: the first partition to meet a blob keeps its rows
+        for part in sorted(results):
+            for k, (result, recorder) in enumerate(zip(results[part], recorders)):
+                _record_part(result, recorder, part_digests[k], firsts_chunks[k], entries, skipped if k == 0 else None)
+        for k, writer in enumerate(writers):
+            drops: dict[int, set[bytes]] = {}
+            for part in sorted(results):
+                result = results[part][k]
+                for i in range(len(result.digests) // 32):
+                    digest = result.digests[32 * i : 32 * i + 32]
+                    if part_digests[k][digest] != part:
+                        drops.setdefault(part, set()).add(digest)
+            for part, drop in drops.items():
+                _drop_blobs(Path(writer.staging) / "parts", part, drop)
+        for item in skipped:
+            warn(f"skipped {os.fsdecode(os.path.join(os.fsencode(source), item.path))}: {item.reason}")
+        recordings = [recorder.finish() for recorder in recorders]
+        wall = time.perf_counter() - started
+        out = []
+        for k, (writer, recorder, recorded, spec) in enumerate(zip(writers, recorders, recordings, specs)):
+            recorder.chunk_rows = sum(firsts_chunks[k].values())
+            name = name_of(base_label, spec)
+            row = snapshot_row(
+                writer.snapshot_id, name, "directory", str(source.resolve()), recorded, recorder, replace(options, chunker=spec), skipped, wall
+            )
+            writer.commit(row)
+            out.append(IngestResult.of(writer.snapshot_id, name, recorded, recorder, tuple(skipped), wall))
+        return out
+    except KeyboardInterrupt:
+        from storelab.errors import Interrupted
+
+        raise Interrupted(f"interrupted; nothing was added to {ds.path}") from None
+    except OSError as err:
+        raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
+    finally:
+        for writer in writers:
+            if not writer.committed:
+                writer.abort()
+
+
+def _record_part(
+    result: _PartResult,
+    recorder: SnapshotRecorder,
+    first_part: dict[bytes, int],
+    chunk_counts: dict[bytes, int],
+    entries: Sequence[Any],
+    skipped: list[Skipped] | None,
+) -> None:
+    indices = np.frombuffer(result.indices, dtype=np.int64).tolist()
+    counts = np.frombuffer(result.chunk_counts, dtype=np.uint32).tolist()
+    fresh = recorder.add_files(indices, result.digests, np.frombuffer(result.sizes, dtype=np.uint64).tolist())
+    for i, new in enumerate(fresh):
+        if new:
+            digest = result.digests[32 * i : 32 * i + 32]
+            first_part[digest] = result.part
+            chunk_counts[digest] = counts[i]
+    for index, reason in result.errors:
+        if skipped is not None:
+            skipped.append(Skipped(entries[index].path, reason))
+        recorder.skip(index)
+
+
+def _stage_nar(source: str, dataset: str, label: str | None, options: IngestOptions, snapshot_id: str, owner: str) -> IngestResult:
+    """A worker's task: fetch (if remote) and ingest one NAR into staging."""
+    from storelab.ingest.fetch import fetch_sources, is_remote
+    from storelab.ingest.nar_source import ingest_nar
+
+    for origin, local in fetch_sources([source], 1):
+        return ingest_nar(local, dataset, label, options, origin=origin if is_remote(origin) else None, staged_as=(snapshot_id, owner))
+    raise AssertionError("unreachable")
+
+
+def ingest_nars_on_cluster(
+    client: Any,
+    sources: Sequence[str],
+    dataset: str | os.PathLike[str],
+    label: str | None,
+    options: IngestOptions,
+    on_result: Callable[[IngestResult], None] | None = None,
+) -> list[IngestResult]:
+    """One task per NAR (a path every worker sees, or a URL each worker fetches); each is
+    staged by its task and committed here as it finishes. Snapshot ids are chosen here, so a
+    task run twice stages the same snapshot again instead of adding a second."""
+    import socket
+
+    from distributed import as_completed
+
+    from storelab.tables import new_snapshot_id
+
+    if options.store is not None:
+        raise ConfigError("--store is not supported with --scheduler yet (ingest locally to write a store)")
+    from storelab.ingest.fetch import is_remote
+
+    make_chunker(options.chunker)
+    if "-" in sources:
+        raise ConfigError("standard input cannot be read on a cluster; give NAR files or URLs")
+    sources = [s if is_remote(s) else os.path.abspath(s) for s in sources]  # workers have their own cwd
+    ds = Dataset.open(dataset, create=True) if not isinstance(dataset, Dataset) else dataset
+    owner = f"{socket.gethostname()} {os.getpid()}"
+    options = replace(options, workers=0, progress=False)
+    ids = [new_snapshot_id() for _ in sources]
+    futures = {
+        client.submit(
+            _stage_nar, source, str(ds.path), label, options, sid, owner, key=f"storelab-nar-{sid}", retries=3, pure=False
+        ): sid
+        for source, sid in zip(sources, ids)
+    }  # fmt: skip
+    results: list[IngestResult] = []
+    try:
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except StorelabError:
+                raise
+            except Exception as err:
+                raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
+            ds.commit_staged(result.snapshot_id)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    finally:
+        for future in futures:
+            future.cancel()
+    order = {sid: i for i, sid in enumerate(ids)}
+    return sorted(results, key=lambda r: order[r.snapshot_id])
