@@ -21,11 +21,14 @@ app = typer.Typer(
     name="storelab",
     help=(
         "Study deduplication in content-addressed stores.\n\n"
-        "Ingest directory trees as snix's castore would store them (BLAKE3 digests, FastCDC "
-        "chunks, zstd sizes) into a Parquet dataset, then ask it for dedup figures.\n\n"
+        "Ingest directory trees and NARs as snix's castore would store them (BLAKE3 digests, FastCDC "
+        "chunks, zstd sizes, optionally into a snix-layout object store) into a Parquet dataset, then ask it "
+        "for dedup figures at every level, chunker sweeps, what-ifs, store costs, upload speed over slow "
+        "links and container layer plans; export it all as a report.\n\n"
         "  storelab ingest-dir ./numpy-1.26.3 --label numpy-1.26.3 --out study/\n\n"
         "  storelab ingest-dir ./numpy-1.26.4 --label numpy-1.26.4 --out study/\n\n"
-        "  storelab stats study/"
+        "  storelab stats study/\n\n"
+        "  storelab report study/ -o study.html"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -956,7 +959,7 @@ def layers_simulate_command(
 
 
 datasets_app = typer.Typer(
-    help="Real corpora to study: the sample shipped in datasets/, unpacked and checked against its manifest.",
+    help="Real corpora to study: the ones shipped in datasets/ (checked against their manifests) and ones fetched from PyPI and Debian.",
     no_args_is_help=True,
 )
 app.add_typer(datasets_app, name="datasets")
