@@ -143,16 +143,17 @@ def _first_occurrences(batch: BlobBatch) -> np.ndarray:
     return keep
 
 
-def _drop_blobs(folder: Path, part: int, drop: set[bytes]) -> None:
+def _drop_blobs(folder: str, part: int, drop: set[bytes]) -> None:
     """Rewrite a partition's parts without the blobs an earlier partition already wrote."""
     import pyarrow.compute as pc
 
+    base = Path(folder)
     values = pa.array(sorted(drop), pa.binary(32))
     for table, column in (("blobs", "digest"), ("chunks", "blob_digest")):
-        path = folder / _part_name(table, part)
+        path = base / _part_name(table, part)
         data = pq.read_table(path, schema=SCHEMAS[table])
         kept = data.filter(pc.invert(pc.is_in(data.column(column), value_set=values)))
-        tmp = folder / f".{path.name}.dedup.tmp"
+        tmp = base / f".{path.name}.{os.getpid()}.dedup.tmp"
         pq.write_table(kept, tmp, compression="zstd")
         os.replace(tmp, path)
 
@@ -226,6 +227,9 @@ def ingest_dir_on_cluster(
         for item in tree.skipped:
             skipped.append(item)
         results: dict[int, list[_PartResult]] = {}
+        waiting: dict[int, list[_PartResult]] = {}
+        rewrites = []
+        next_part = 0
         for future in as_completed(futures):
             try:
                 outcome = future.result()
@@ -233,23 +237,21 @@ def ingest_dir_on_cluster(
                 raise
             except Exception as err:  # a task failed for good (retries spent)
                 raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
-            results[outcome[0].part] = outcome
+            waiting[outcome[0].part] = outcome
             if on_partition:
                 on_partition(outcome[0].part)
-        # in partition order: the first partition to meet a blob keeps its rows
-        for part in sorted(results):
-            for k, (result, recorder) in enumerate(zip(results[part], recorders)):
-                _record_part(result, recorder, part_digests[k], firsts_chunks[k], entries, skipped if k == 0 else None)
-        for k, writer in enumerate(writers):
-            drops: dict[int, set[bytes]] = {}
-            for part in sorted(results):
-                result = results[part][k]
-                for i in range(len(result.digests) // 32):
-                    digest = result.digests[32 * i : 32 * i + 32]
-                    if part_digests[k][digest] != part:
-                        drops.setdefault(part, set()).add(digest)
-            for part, drop in drops.items():
-                _drop_blobs(Path(writer.staging) / "parts", part, drop)
+            # record in partition order as results arrive (the first partition to meet a blob
+            # keeps its rows), overlapping the driver's work with the tasks still running
+            while next_part in waiting:
+                results[next_part] = waiting.pop(next_part)
+                for k, (result, recorder) in enumerate(zip(results[next_part], recorders)):
+                    drop = _record_part(result, recorder, part_digests[k], firsts_chunks[k], entries, skipped if k == 0 else None)
+                    if drop:  # blobs an earlier partition wrote: take them out of this part, on the cluster
+                        folder = str(Path(writers[k].staging) / "parts")
+                        rewrites.append(client.submit(_drop_blobs, folder, next_part, drop, pure=False, retries=3))
+                next_part += 1
+        for future in rewrites:
+            future.result()
         for item in skipped:
             warn(f"skipped {os.fsdecode(os.path.join(os.fsencode(source), item.path))}: {item.reason}")
         recordings = [recorder.finish() for recorder in recorders]
@@ -283,19 +285,25 @@ def _record_part(
     chunk_counts: dict[bytes, int],
     entries: Sequence[Any],
     skipped: list[Skipped] | None,
-) -> None:
+) -> set[bytes]:
+    """Record a partition's files (partitions in order); return the blobs of its part that
+    an earlier partition already wrote."""
     indices = np.frombuffer(result.indices, dtype=np.int64).tolist()
     counts = np.frombuffer(result.chunk_counts, dtype=np.uint32).tolist()
     fresh = recorder.add_files(indices, result.digests, np.frombuffer(result.sizes, dtype=np.uint64).tolist())
+    drop = set()
     for i, new in enumerate(fresh):
+        digest = result.digests[32 * i : 32 * i + 32]
         if new:
-            digest = result.digests[32 * i : 32 * i + 32]
             first_part[digest] = result.part
             chunk_counts[digest] = counts[i]
+        elif first_part[digest] != result.part:
+            drop.add(digest)
     for index, reason in result.errors:
         if skipped is not None:
             skipped.append(Skipped(entries[index].path, reason))
         recorder.skip(index)
+    return drop
 
 
 def _stage_nar(source: str, dataset: str, label: str | None, options: IngestOptions, snapshot_id: str, owner: str) -> IngestResult:
