@@ -42,22 +42,22 @@ def chunk_size_distribution(
         if limits is None or limits[0] is None:
             return pd.DataFrame(columns=["chunker_id", "bin_low", "bin_high", "chunks", "bytes", "cdf_chunks", "cdf_bytes"])
         low, high = max(1, int(limits[0])), int(limits[1]) + 1
-        edges = np.unique(np.geomspace(low, max(high, low + 1), bins + 1).round().astype("int64"))
-        # DuckDB does the binning out of core: one row per (chunker, bin), never per chunk
+        edges = np.geomspace(low, high, bins + 1)
+        # DuckDB bins out of core, by arithmetic on the log scale: one row per (chunker, bin)
         counts = con.execute(
             """
-            WITH distinct_chunks AS (SELECT chunker_id, digest, any_value(size) AS size FROM chunks GROUP BY ALL),
-            edges AS (SELECT unnest($edges::BIGINT[]) AS edge)
+            WITH distinct_chunks AS (SELECT chunker_id, digest, any_value(size) AS size FROM chunks GROUP BY ALL)
             SELECT chunker_id,
-                   (SELECT count(*) FROM edges WHERE edge <= size) - 1 AS bin,
+                   least($bins - 1, greatest(0, CAST(floor(ln(size / $low) / ln($high / $low) * $bins) AS BIGINT))) AS bin,
                    count(*) AS chunks, sum(size) AS bytes
             FROM distinct_chunks WHERE size > 0 GROUP BY ALL
             """,
-            {"edges": edges.tolist()},
+            {"bins": bins, "low": float(low), "high": float(high)},
         ).df()
+        edges = np.round(edges).astype("int64")
     frames = []
     for chunker, rows in counts.groupby("chunker_id", sort=True):
-        full = pd.DataFrame({"bin": np.arange(len(edges) - 1)})
+        full = pd.DataFrame({"bin": np.arange(bins)})
         full = full.merge(rows[["bin", "chunks", "bytes"]], on="bin", how="left").fillna(0)
         full["chunker_id"] = chunker
         full["bin_low"] = edges[:-1][full["bin"]]

@@ -37,6 +37,13 @@ _OBJECTS = {
     "chunk": "SELECT DISTINCT snapshot_id, digest, size, compressed_size AS compressed FROM chunks",
     "directory": "SELECT snapshot_id, digest, encoded_size AS size, encoded_size AS compressed FROM directories",
 }
+# The same objects without the per-snapshot DISTINCT, for totals that group by digest anyway
+# (one hash aggregation over the chunk rows instead of two).
+_ALL_OBJECTS = {
+    "blob": _OBJECTS["blob"],
+    "chunk": "SELECT snapshot_id, digest, size, compressed_size AS compressed FROM chunks",
+    "directory": _OBJECTS["directory"],
+}
 _OCCURRENCES = {
     "blob": "SELECT snapshot_id, sum(size) AS bytes, count(*) AS objects FROM nodes WHERE kind = 'file' GROUP BY ALL",
     "chunk": (
@@ -149,7 +156,7 @@ def _level_totals(con: duckdb.DuckDBPyConnection, level: str, ids: list[str]) ->
     ).fetchone()
     uniq = con.execute(
         f"SELECT coalesce(sum(size), 0), count(*), sum(compressed) FROM ("
-        f"SELECT digest, any_value(size) AS size, any_value(compressed) AS compressed FROM ({_OBJECTS[level]}) "
+        f"SELECT digest, any_value(size) AS size, any_value(compressed) AS compressed FROM ({_ALL_OBJECTS[level]}) "
         f"WHERE snapshot_id IN (SELECT unnest(?)) GROUP BY digest)",
         [ids],
     ).fetchone()
