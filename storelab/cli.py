@@ -258,6 +258,10 @@ def ingest_nar_command(
     fetch_concurrency: Annotated[
         int, typer.Option("--fetch-concurrency", min=1, help="URLs fetched ahead at once (each into a temporary file).", rich_help_panel="Sources")
     ] = 4,
+    narinfo: Annotated[
+        Optional[str],
+        typer.Option("--narinfo", help="The NAR's .narinfo: records its store path and references, checks NarSize and NarHash (one NAR).", rich_help_panel="Sources"),
+    ] = None,
     scheduler: SchedulerOpt = None,
     workers: Annotated[
         Optional[int], typer.Option("--workers", "-j", min=1, help="With --scheduler local: worker processes of the local cluster.", rich_help_panel="Cluster")
@@ -289,6 +293,11 @@ def ingest_nar_command(
         raise ConfigError("name at least one NAR (or --from-list FILE)")
     if label and len(nars) > 1:
         raise ConfigError("--label names one snapshot; give one NAR with it")
+    if narinfo and (len(nars) > 1 or scheduler):
+        raise ConfigError("--narinfo describes one NAR; give one NAR with it (and no --scheduler)")
+    from storelab.nar.narinfo import load_narinfo
+
+    info = load_narinfo(narinfo) if narinfo else None
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
     upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
     options = IngestOptions(
@@ -301,7 +310,7 @@ def ingest_nar_command(
             ingest_nars_on_cluster(client, nars, out_, label, options, lambda r: _print_result(r, out_, quiet, as_json))
         return
     for source, local in fetch_sources(nars, fetch_concurrency):
-        result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None)
+        result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None, narinfo=info)
         _print_result(result, out_, quiet, as_json)
 
 
@@ -866,15 +875,24 @@ def layers_plan_command(
     algorithm: Annotated[str, typer.Option("--algorithm", "-a", help=AlgorithmHelp)] = "popularity",
     budget: BudgetOpt = 94,
     popularity: PopularityOpt = None,
+    root: Annotated[
+        Optional[str], typer.Option("--root", help="With a DATASET: the image's top-level store path (or snapshot label).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (every member path).")] = False,
 ) -> None:
     """Print the layers one image gets: member paths, bytes, merge rating.
 
+    CLOSURE.json may also be a dataset of NARs ingested with --narinfo: the closure is then
+    rebuilt from the snapshots' store paths and references (--root picks the image).
+
     Example: storelab layers plan closure.json --algorithm size-first --budget 20
     """
-    from storelab.layers import load_graph, path_name, plan_layers
+    from storelab.layers import graphs_from_dataset, load_graph, path_name, plan_layers
 
-    graph = load_graph(closure)
+    if Path(closure).is_dir():
+        graph = graphs_from_dataset(closure, [root] if root else None)[0]
+    else:
+        graph = load_graph(closure)
     plan = plan_layers(graph, algorithm, budget, _popularity(popularity))
     if as_json:
         layers = [
@@ -905,9 +923,16 @@ def layers_simulate_command(
         Optional[str], typer.Option("--popularity", help="Popularity JSON; default IMAGES_DIR/popularity.json if it exists, else every path 1.")
     ] = None,
     out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the table to OUT/pulls.parquet.")] = None,
+    root: Annotated[
+        Optional[list[str]],
+        typer.Option("--root", help="With a DATASET of NARs: an image's top-level store path or label; repeat, in pull order."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """Pull a sequence of images through a registry's layer cache, for each algorithm.
+
+    IMAGES_DIR may also be a dataset of NARs ingested with --narinfo: each --root is an image
+    whose closure comes from the snapshots' store paths and references.
 
     Each image is planned, then pulled: a layer whose identity (hash of its member paths) is
     already cached is reused, any other is pulled. Prints bytes pulled per image, layers
@@ -921,7 +946,10 @@ def layers_simulate_command(
     for name in algorithms:
         if name not in ALGORITHMS:
             raise ConfigError(f"unknown layering algorithm {name!r} (one of {', '.join(ALGORITHMS)})")
-    graphs = load_images(images)
+    from storelab.layers import graphs_from_dataset
+
+    is_dataset = (Path(images) / "_storelab.json").exists()
+    graphs = graphs_from_dataset(images, root) if is_dataset else load_images(images)
     default_pop = Path(images) / "popularity.json"
     pop_file = popularity or (str(default_pop) if default_pop.exists() else None)
     pulls = simulate_pulls(graphs, algorithms, budget, _popularity(pop_file))

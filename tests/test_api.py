@@ -24,8 +24,8 @@ PUBLIC = {
         "cost_model", "dedup_summary", "measured_requests", "refcount_histogram", "sharing", "snapshot_summary",
     },
     "storelab.layers": {
-        "ALGORITHMS", "ClosureGraph", "Layer", "LayerPlan", "StorePath", "load_graph", "load_images", "load_popularity",
-        "parse_graph", "path_name", "plan_layers", "simulate_pulls",
+        "ALGORITHMS", "ClosureGraph", "Layer", "LayerPlan", "StorePath", "graphs_from_dataset", "load_graph", "load_images",
+        "load_popularity", "parse_graph", "path_name", "plan_layers", "simulate_pulls",
     },
     "storelab.nar": {
         "MAGIC", "NarDirectoryEnd", "NarDirectoryStart", "NarError", "NarEvent", "NarFile", "NarSymlink",

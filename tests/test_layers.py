@@ -14,6 +14,7 @@ from storelab.datasets.debian_closures import build_closures, parse_index
 from storelab.errors import ConfigError, InputError
 from storelab.layers import ClosureGraph, StorePath, load_graph, parse_graph, plan_layers, simulate_pulls
 from storelab.layers.plan import layer_identity
+from tests.helpers import snapshot_rows
 
 S = "/nix/store/"
 
@@ -261,3 +262,47 @@ def test_fetch_debian_closures_for_real(tmp_path: Path, capsys: pytest.CaptureFi
     assert len(rows) == 4 * len(manifest["files"])
     assert all(r["bytes_pulled"] + r["bytes_reused"] == r["image_bytes"] for r in rows)
     assert main(["datasets", "fetch", "nonsense"]) == 2
+
+
+# -- closures from a dataset of NARs ingested with their narinfo -----------------------------
+
+
+def _nar_with_narinfo(folder: Path, name: str, content: bytes, refs: list[str]) -> tuple[Path, Path]:
+    from storelab.nar import nar_bytes_of_file, nix_base32
+    import hashlib
+
+    nar = nar_bytes_of_file(content)
+    path = folder / f"{name}.nar"
+    path.write_bytes(nar)
+    info = folder / f"{name}.narinfo"
+    info.write_text(
+        f"StorePath: {p(name)}\nURL: nar/{name}.nar\nNarHash: sha256:{nix_base32(hashlib.sha256(nar).digest())}\n"
+        f"NarSize: {len(nar)}\nReferences: {' '.join(p(r).rsplit('/', 1)[1] for r in [name, *refs])}\n"
+    )
+    return path, info
+
+
+def test_closures_from_a_dataset_of_nars(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ds = tmp_path / "ds"
+    sizes = {}
+    for name, content, refs in (("libc", b"c" * 5000, []), ("lib", b"l" * 300, ["libc"]), ("app", b"a" * 100, ["lib", "libc"]), ("app2", b"b" * 50, ["libc"])):
+        nar, info = _nar_with_narinfo(tmp_path, name, content, refs)
+        assert main(["ingest-nar", str(nar), "--narinfo", str(info), "-o", str(ds), "-q"]) == 0
+        sizes[name] = nar.stat().st_size
+    row = next(r for r in snapshot_rows(ds, "snapshots") if r["label"] == "app.nar")
+    assert row["store_path"] == p("app") and sorted(row["references"]) == [p("lib"), p("libc")]
+    assert main(["layers", "plan", str(ds), "--root", "app.nar", "--algorithm", "per-path", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert sorted(layer["nar_size"] for layer in plan["layers"] if layer["members"]) == sorted([sizes["app"], sizes["lib"], sizes["libc"]])
+    assert main(["layers", "simulate", str(ds), "--root", "app.nar", "--root", p("app2"), "-a", "per-path", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["bytes_pulled"] for r in rows] == [sizes["app"] + sizes["lib"] + sizes["libc"], sizes["app2"]]
+
+
+def test_narinfo_must_match_the_nar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nar, info = _nar_with_narinfo(tmp_path, "x", b"x" * 10, [])
+    info.write_text(info.read_text().replace("NarSize: ", "NarSize: 1"))
+    assert main(["ingest-nar", str(nar), "--narinfo", str(info), "-o", str(tmp_path / "ds")]) == 1
+    assert "the narinfo says NarSize" in capsys.readouterr().err
+    assert main(["ingest-nar", str(nar), str(nar), "--narinfo", str(info), "-o", str(tmp_path / "ds")]) == 2
+    assert main(["layers", "plan", str(tmp_path)]) == 1  # a folder that is no dataset of NARs

@@ -27,6 +27,8 @@ def _sql_type(arrow_type: object) -> str:
         return "BIGINT"
     if pa.types.is_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type):
         return "BLOB"
+    if pa.types.is_list(arrow_type):
+        return "VARCHAR[]"
     return "VARCHAR"
 
 __all__ = ["connect", "as_dataset", "sql_list"]
@@ -53,7 +55,7 @@ def connect(
     source = f"read_parquet({sql_list(ds.table_files('snapshots', ids))}, union_by_name = true)"
     present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     # columns newer than every file (a version 1 dataset): present, as nulls
-    missing = "".join(f", CAST(NULL AS {_sql_type(f.type)}) AS {f.name}" for f in SNAPSHOTS if f.name not in present)
+    missing = "".join(f", CAST(NULL AS {_sql_type(f.type)}) AS \"{f.name}\"" for f in SNAPSHOTS if f.name not in present)
     con.execute(
         f"CREATE VIEW all_snapshots AS SELECT *{missing}, (row_number() OVER (ORDER BY created_at, snapshot_id)) - 1 AS seq "
         f"FROM {source}"

@@ -29,6 +29,7 @@ from storelab.ingest.tree import TreeEntry
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
 from storelab.stores.uploader import Uploader
+from storelab.nar.narinfo import NarInfo
 from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
 from storelab.tables import Dataset, SnapshotWriter
 from storelab.tables.known import prior_knowledge
@@ -122,12 +123,15 @@ def ingest_nar(
     options: IngestOptions | None = None,
     origin: str | None = None,
     staged_as: tuple[str, str] | None = None,
+    narinfo: NarInfo | None = None,
 ) -> IngestResult:
     """Ingest one NAR as a new snapshot of ``dataset`` (created if missing).
 
     ``origin`` is what the ``source`` column records and errors name, when ``source`` is a
     local copy of something fetched (a URL). ``staged_as=(snapshot_id, owner)`` stages the
-    snapshot without committing it, for a cluster's driver to commit.
+    snapshot without committing it, for a cluster's driver to commit. With ``narinfo`` the
+    snapshot records the store path and its references (closures can then be rebuilt from the
+    dataset), and the NAR's size and hash must be what the narinfo says.
 
     The NAR is read once, as a stream: blobs are hashed and chunked as their bytes pass, the
     NAR's size and sha256 are taken on the way, and nothing is committed unless the whole
@@ -161,6 +165,9 @@ def ingest_nar(
                 wall = time.perf_counter() - started
                 digest = counted.digest()
                 nar = {"nar_size": counted.size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest)}
+                if narinfo is not None:
+                    _check_narinfo(narinfo, nar, name)
+                    nar |= {"store_path": narinfo.store_path, "references": [r for r in narinfo.references if r != narinfo.store_path]}
                 source_text = name if name == "stdin" or origin else str(Path(name).resolve())
                 row = snapshot_row(
                     writer.snapshot_id, label, "nar", source_text, recorded, recorder, options, (), wall, nar, store_fields(store, ops)
@@ -178,6 +185,15 @@ def ingest_nar(
         counted.close()  # stops the hashing thread, whatever happened
         stream.close()
     return IngestResult.of(writer.snapshot_id, label, recorded, recorder, (), wall, ops)
+
+
+def _check_narinfo(info: NarInfo, nar: dict, name: str) -> None:
+    if info.nar_size is not None and info.nar_size != nar["nar_size"]:
+        raise InputError(f"{name}: the narinfo says NarSize {info.nar_size}, the NAR has {nar['nar_size']} bytes")
+    claimed = (info.nar_hash or "").removeprefix("sha256:")
+    ours = nar["nar_hash"].removeprefix("sha256:")
+    if claimed and claimed not in (ours, nar["nar_sha256"].hex()):  # nix-base32 or base16
+        raise InputError(f"{name}: the narinfo says NarHash {info.nar_hash}, the NAR hashes to {nar['nar_hash']}")
 
 
 def _read_into(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any
 
 from storelab.errors import InputError, InputNotFoundError
 
-__all__ = ["StorePath", "ClosureGraph", "load_graph", "path_name"]
+__all__ = ["StorePath", "ClosureGraph", "load_graph", "path_name", "graphs_from_dataset"]
 
 _STORE_PREFIX = re.compile(r"^/nix/store/[a-z0-9]+-")
 
@@ -149,3 +149,37 @@ def load_graph(path: str | os.PathLike[str]) -> ClosureGraph:
     except ValueError as err:
         raise InputError(f"{source}: not JSON ({err})") from None
     return parse_graph(document, source.stem if source.suffix == ".json" else source.name)
+
+
+def graphs_from_dataset(dataset: str | os.PathLike[str], roots: Sequence[str] | None = None) -> list[ClosureGraph]:
+    """Image closures rebuilt from NAR snapshots ingested with their narinfo (store path and
+    references), sizes from the NARs themselves.
+
+    Each of ``roots`` (a store path or a snapshot label) is one image: its closure. Without
+    ``roots``, one image of every path nothing else refers to.
+    """
+    from storelab.analysis.db import connect
+
+    with connect(dataset) as con:
+        rows = con.execute(
+            "SELECT label, store_path, \"references\", nar_size FROM snapshots WHERE store_path IS NOT NULL ORDER BY seq"
+        ).fetchall()
+    if not rows:
+        raise InputError(f"{dataset}: no snapshot has a store path (ingest NARs with --narinfo)")
+    by_label = {label: path for label, path, _, _ in rows}
+    nodes = {path: StorePath(path, int(size or 0), tuple(r for r in (refs or []) if r != path)) for _, path, refs, size in rows}
+    for node in nodes.values():
+        for ref in node.references:
+            if ref not in nodes:
+                raise InputError(f"{dataset}: {node.path} refers to {ref}, which no snapshot holds (ingest its NAR too)")
+    full = ClosureGraph.build(nodes.values(), None, Path(dataset).name)
+    if not roots:
+        return [full]
+    graphs = []
+    for root in roots:
+        path = by_label.get(root, root)
+        if path not in nodes:
+            raise InputError(f"{dataset}: no snapshot with store path or label {root!r}")
+        members = full.closure(path)
+        graphs.append(ClosureGraph.build([nodes[m] for m in members], [path], path_name(path)))
+    return graphs

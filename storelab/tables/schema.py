@@ -12,8 +12,9 @@ __all__ = ["SCHEMA_VERSION", "SCHEMAS", "TABLES", "DIGEST", "NODE_KINDS"]
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-"""Version 2 added the nullable ``store*`` columns of ``snapshots``; a version 1 dataset reads
-with them null, and takes version 2 snapshots when appended to."""
+"""Version 2 added the nullable ``store*``, ``store_path`` and ``references`` columns of
+``snapshots``; a version 1 dataset reads with them null, and takes version 2 snapshots when
+appended to."""
 """Bumped whenever a column is added, removed or changes meaning."""
 
 DIGEST = pa.binary(32)
@@ -35,6 +36,8 @@ SNAPSHOTS = pa.schema(
         ("nar_size", pa.uint64()),
         ("nar_sha256", pa.binary(32)),
         ("nar_hash", pa.string()),
+        ("store_path", pa.string()),
+        ("references", pa.list_(pa.string())),
         ("chunker_id", pa.string()),
         ("chunker", pa.string()),
         ("chunk_min_size", pa.uint32()),

@@ -1,0 +1,61 @@
+"""``.narinfo`` files, as Nix binary caches serve them beside each NAR.
+
+Only what a study needs: the store path, its references (so closures can be rebuilt from a
+dataset), and the NAR's size and hash (checked against the NAR actually read).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from storelab.errors import InputError, InputNotFoundError
+
+__all__ = ["NarInfo", "parse_narinfo", "load_narinfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class NarInfo:
+    store_path: str
+    references: tuple[str, ...]
+    """Full store paths (a narinfo lists base names; the store directory is the store path's)."""
+    nar_size: int | None = None
+    nar_hash: str | None = None
+
+
+def parse_narinfo(text: str, name: str = "narinfo") -> NarInfo:
+    """Parse narinfo text.
+
+    >>> info = parse_narinfo("StorePath: /nix/store/aaa-hello-2.12\\nNarSize: 200\\nReferences: aaa-hello-2.12 bbb-glibc-2.40\\n")
+    >>> info.store_path, info.references, info.nar_size
+    ('/nix/store/aaa-hello-2.12', ('/nix/store/aaa-hello-2.12', '/nix/store/bbb-glibc-2.40'), 200)
+    """
+    fields: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise InputError(f"{name}: line {number} is not 'Key: value'")
+        fields[key.strip()] = value.strip()
+    store_path = fields.get("StorePath", "")
+    if not store_path.startswith("/") or "/" not in store_path[1:]:
+        raise InputError(f"{name}: no StorePath (or not an absolute store path)")
+    store_dir = store_path.rsplit("/", 1)[0]
+    references = tuple(f"{store_dir}/{ref}" for ref in fields.get("References", "").split())
+    try:
+        nar_size = int(fields["NarSize"]) if "NarSize" in fields else None
+    except ValueError:
+        raise InputError(f"{name}: NarSize is not a number") from None
+    return NarInfo(store_path, references, nar_size, fields.get("NarHash"))
+
+
+def load_narinfo(path: str | os.PathLike[str]) -> NarInfo:
+    source = Path(path)
+    try:
+        return parse_narinfo(source.read_text(), str(source))
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{source}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{source}: cannot read: {err}") from None
