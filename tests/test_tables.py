@@ -33,7 +33,9 @@ def values_for(type_: pa.DataType) -> st.SearchStrategy:
         return st.one_of(st.none(), st.datetimes(min_value=datetime(1971, 1, 1), timezones=st.just(timezone.utc)))
     if pa.types.is_list(type_):
         item = type_.value_type
-        return st.one_of(st.none(), st.lists(st.fixed_dictionaries({f.name: values_for(f.type) for f in item}), max_size=3))
+        if pa.types.is_struct(item):
+            return st.one_of(st.none(), st.lists(st.fixed_dictionaries({f.name: values_for(f.type) for f in item}), max_size=3))
+        return st.one_of(st.none(), st.lists(values_for(item), max_size=3))
     raise AssertionError(type_)
 
 

@@ -34,7 +34,7 @@ from storelab.ingest.columns import blob_columns, chunk_columns
 from storelab.ingest.record import SnapshotRecorder
 from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row, stderr_warning
 from storelab.ingest.tree import Skipped, open_tree
-from storelab.ingest.workers import FileJob
+from storelab.ingest.workers import FileJob, batch_jobs
 from storelab.tables import SCHEMAS, Dataset
 
 __all__ = ["cluster", "ingest_dir_on_cluster", "PARTITION_BYTES", "PARTITION_FILES"]
@@ -86,21 +86,11 @@ def _part_name(table: str, part: int) -> str:
 
 
 def _write_part(folder: Path, table: str, part: int, columns: dict[str, pa.Array], constants: dict[str, Any]) -> None:
-    from storelab.tables.dataset import _as_array, _constant  # the writer's own column rules
+    from storelab.tables.dataset import table_from_columns  # the writer's own column rules
 
-    schema = SCHEMAS[table]
-    n = len(next(iter(columns.values()))) if columns else 0
-    arrays = []
-    for field in schema:
-        if field.name in columns:
-            arrays.append(_as_array(columns[field.name], field.type))
-        elif field.name in constants:
-            arrays.append(_constant(constants[field.name], field.type, n))
-        else:
-            arrays.append(pa.nulls(n, field.type))
     target = folder / _part_name(table, part)
     tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp, compression="zstd")
+    pq.write_table(table_from_columns(SCHEMAS[table], columns, constants), tmp, compression="zstd")
     os.replace(tmp, target)  # a rerun of this partition replaces its part, never adds a second
 
 
@@ -158,19 +148,6 @@ def _drop_blobs(folder: str, part: int, drop: set[bytes]) -> None:
         os.replace(tmp, path)
 
 
-def _partitions(jobs: Iterator[FileJob]) -> Iterator[list[FileJob]]:
-    current: list[FileJob] = []
-    size = 0
-    for job in jobs:
-        current.append(job)
-        size += job.size
-        if size >= PARTITION_BYTES or len(current) >= PARTITION_FILES:
-            yield current
-            current, size = [], 0
-    if current:
-        yield current
-
-
 def ingest_dir_on_cluster(
     client: Any,
     path: str | os.PathLike[str],
@@ -216,7 +193,7 @@ def ingest_dir_on_cluster(
 
         folders = [str(w.staging) for w in writers]
         sids = [w.snapshot_id for w in writers]
-        for part, jobs in enumerate(_partitions(listed_jobs())):
+        for part, jobs in enumerate(batch_jobs(listed_jobs(), PARTITION_BYTES, PARTITION_FILES)):
             packed = (np.array([j.index for j in jobs], dtype=np.int64).tobytes(), b"\0".join(j.path for j in jobs))
             futures.append(
                 client.submit(

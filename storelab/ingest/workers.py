@@ -149,17 +149,20 @@ def hash_batches(hashers: Sequence[BlobHasher], jobs: Sequence[FileJob], report_
     return [b.build(h.take_ops().as_tuple() if report_ops else ()) for b, h in zip(builders, hashers)]
 
 
-def batch_jobs(jobs: Iterable[FileJob]) -> Iterator[list[FileJob]]:
-    """Group a stream of jobs: large files alone, at once; small files together."""
+def batch_jobs(jobs: Iterable[FileJob], batch_bytes: int | None = None, batch_files: int | None = None) -> Iterator[list[FileJob]]:
+    """Group a stream of jobs: large files alone, at once; small files together, up to
+    ``batch_bytes`` or ``batch_files`` a group (default: the worker batch sizes)."""
+    max_bytes = BATCH_BYTES if batch_bytes is None else batch_bytes
+    max_files = BATCH_FILES if batch_files is None else batch_files
     current: list[FileJob] = []
     current_bytes = 0
     for job in jobs:
-        if job.size >= BATCH_BYTES:
+        if job.size >= max_bytes:
             yield [job]
             continue
         current.append(job)
         current_bytes += job.size
-        if current_bytes >= BATCH_BYTES or len(current) >= BATCH_FILES:
+        if current_bytes >= max_bytes or len(current) >= max_files:
             yield current
             current, current_bytes = [], 0
     if current:

@@ -247,19 +247,11 @@ class _TableBuffer:
     def append_columns(self, columns: Mapping[str, Any], constants: Mapping[str, Any]) -> None:
         """Add rows given as columns (Arrow arrays or lists); ``constants`` fill whole columns."""
         self._rows_to_batch()
-        n = len(next(iter(columns.values())))
-        if n == 0:
+        table = table_from_columns(self.schema, columns, constants)
+        if table.num_rows == 0:
             return
-        arrays = []
-        for f in self.schema:
-            if f.name in columns:
-                arrays.append(_as_array(columns[f.name], f.type))
-            elif f.name in constants:
-                arrays.append(_constant(constants[f.name], f.type, n))
-            else:
-                arrays.append(pa.nulls(n, f.type))
-        self.batches.append(pa.Table.from_arrays(arrays, schema=self.schema))
-        self.batched_rows += n
+        self.batches.append(table)
+        self.batched_rows += table.num_rows
         if self.batched_rows >= ROW_GROUP_ROWS:
             self.flush()
 
@@ -399,6 +391,25 @@ class SnapshotWriter:
             buffer.discard()
         shutil.rmtree(self.staging, ignore_errors=True)
         _remove_empty(self.dataset.path / STAGING)
+
+
+def table_from_columns(schema: pa.Schema, columns: Mapping[str, Any], constants: Mapping[str, Any]) -> pa.Table:
+    """Rows given as columns (Arrow arrays or lists) as a table of ``schema``; ``constants``
+    fill whole columns, and columns named in neither are null.
+
+    >>> table_from_columns(pa.schema([("a", pa.uint8()), ("b", pa.string())]), {"a": [1, 2]}, {"b": "x"}).to_pylist()
+    [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'x'}]
+    """
+    n = len(next(iter(columns.values()))) if columns else 0
+    arrays = []
+    for field in schema:
+        if field.name in columns:
+            arrays.append(_as_array(columns[field.name], field.type))
+        elif field.name in constants:
+            arrays.append(_constant(constants[field.name], field.type, n))
+        else:
+            arrays.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
