@@ -382,7 +382,7 @@ def render_nar_command(
     from storelab.stores import open_store
 
     root, directories = castore_from_snapshot(dataset, snapshot)
-    blob_store = open_store(store)
+    blob_store = open_store(store, create=False)
     pieces = render_nar(root, directories, blob_store)
     if output == "-":
         for piece in pieces:
@@ -725,7 +725,7 @@ def store_verify_command(
     from storelab.stores import open_store
     from storelab.stores.verify import verify_store
 
-    store = open_store(url)
+    store = open_store(url, create=False)
     with ByteProgress("verify", 0, 0, wants_progress(as_json)) as bar:
         report = verify_store(store, parse_size(max_chunk_size), on_object=lambda: (bar.grow(1, 0), bar.advance(1, 0)))
     if as_json:

@@ -126,3 +126,13 @@ def test_s3_store_from_the_command_line(s3_server, tmp_path: Path, monkeypatch: 
     assert refused.returncode == 1
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"storelab: error: s3://{bucket}/x: cannot ") and "Traceback" not in refused.stderr
+
+
+def test_reading_a_store_that_is_not_there_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-store"
+    assert main(["store", "verify", str(missing)]) == 1
+    assert "no such store" in capsys.readouterr().err and not missing.exists()
+    _tree(tmp_path / "t", files=2)
+    main(["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "-q"])
+    assert main(["render-nar", str(tmp_path / "ds"), "t", "--store", f"file://{missing}", "-o", str(tmp_path / "t.nar")]) == 1
+    assert not missing.exists() and not (tmp_path / "t.nar").exists()

@@ -77,10 +77,10 @@ class ObstoreBackend:
     (2, b'hi', None)
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
         self.shareable = not url.startswith("memory://")
-        self._store = _open_obstore(url)
+        self._store = _open_obstore(url, create)
 
     def __getstate__(self) -> dict:
         if not self.shareable:
@@ -137,7 +137,7 @@ class ObstoreBackend:
             raise self._fail("LIST", prefix, err) from None
 
 
-def _open_obstore(url: str):  # noqa: ANN202 - obstore's store classes share no public base
+def _open_obstore(url: str, create: bool = True):  # noqa: ANN202 - obstore's store classes share no public base
     from obstore.store import LocalStore, MemoryStore, S3Store
 
     if url.startswith("memory://"):
@@ -164,6 +164,8 @@ def _open_obstore(url: str):  # noqa: ANN202 - obstore's store classes share no 
     path = url[len("file://") :] if url.startswith("file://") else url
     if not path:
         raise ConfigError(f"store URL {url!r} names no folder")
+    if not create and not os.path.isdir(path):
+        raise StoreError(f"{url}: no such store (no folder {path})")
     try:
         os.makedirs(path, exist_ok=True)
         return LocalStore(os.path.abspath(path))
@@ -284,6 +286,7 @@ class CountingBackend:
         return self.inner.list(prefix)
 
 
-def open_backend(url: str) -> CountingBackend:
-    """The backend stack a store URL gets: counting over retrying over obstore."""
-    return CountingBackend(RetryingBackend(ObstoreBackend(url)))
+def open_backend(url: str, create: bool = True) -> CountingBackend:
+    """The backend stack a store URL gets: counting over retrying over obstore. Without
+    ``create``, a local store must already exist (reading never makes one)."""
+    return CountingBackend(RetryingBackend(ObstoreBackend(url, create)))

@@ -85,12 +85,13 @@ class BlobStore(Protocol):
     def get_directories(self, root_digest: bytes) -> list[bytes]: ...
 
 
-def open_store(url: str) -> BlobStore:
-    """A store from a URL: ``file:///path`` (or a plain path), ``memory://``, ``s3://bucket/prefix``.
+def open_store(url: str, create: bool = True) -> BlobStore:
+    """A store from a URL: ``file:///path`` (or a plain path), ``memory://``, ``s3://bucket/prefix``;
+    without ``create`` a local store must exist already (for reading).
 
     >>> open_store("memory://").url
     'memory://'
     """
     from storelab.stores.snix import SnixStore
 
-    return SnixStore.open(url)
+    return SnixStore.open(url, create)

@@ -56,8 +56,8 @@ class SnixStore:
         self._local = threading.local()  # zstd contexts must not be shared between threads
 
     @classmethod
-    def open(cls, url: str) -> SnixStore:
-        return cls(open_backend(url))
+    def open(cls, url: str, create: bool = True) -> SnixStore:
+        return cls(open_backend(url, create))
 
     def __getstate__(self) -> dict:
         if not self.backend.shareable:
