@@ -124,3 +124,13 @@ def test_a_worker_killed_mid_run_changes_nothing(client, tmp_path: Path, monkeyp
     assert _rows(tmp_path / "remote") == _rows(tmp_path / "local")
     blobs = Dataset.open(tmp_path / "remote").read_table("blobs").column("digest").to_pylist()
     assert len(blobs) == len(set(blobs))  # duplicate-free
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from storelab.cli import main
+
+    build_tree(tmp_path / "t", {b"a": b"x"})
+    assert main(["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "--scheduler", "tcp://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("storelab: error: tcp://127.0.0.1:9: cannot reach the Dask scheduler")
+    assert Dataset.open(tmp_path / "ds").snapshot_ids() == []

@@ -37,33 +37,74 @@ from storelab.ingest.tree import Skipped, open_tree
 from storelab.ingest.workers import FileJob, batch_jobs
 from storelab.tables import SCHEMAS, Dataset
 
-__all__ = ["cluster", "ingest_dir_on_cluster", "PARTITION_BYTES", "PARTITION_FILES"]
+__all__ = ["StartingClient", "cluster", "ingest_dir_on_cluster", "ingest_nars_on_cluster", "PARTITION_BYTES", "PARTITION_FILES"]
 
 PARTITION_BYTES = 64 * 1024 * 1024
 PARTITION_FILES = 4096
 
 
+class StartingClient:
+    """A Dask client being started in the background: the driver scans the tree meanwhile
+    and hands over the partitions it found once the cluster is up (hiding its start-up)."""
+
+    def __init__(self, start: Callable[[], Any]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="storelab-cluster")
+        self._future = self._pool.submit(start)
+
+    def ready(self) -> bool:
+        return self._future.done()
+
+    def get(self) -> Any:
+        return self._future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 @contextmanager
-def cluster(scheduler: str, workers: int | None = None) -> Iterator[Any]:
-    """A ``distributed.Client``: to ``scheduler`` (``tcp://host:8786``), or, for ``local``, to a
-    ``LocalCluster`` of ``workers`` processes on 127.0.0.1 started here and stopped after."""
+def cluster(scheduler: str, workers: int | None = None) -> Iterator[StartingClient]:
+    """A ``distributed.Client`` (being started): to ``scheduler`` (``tcp://host:8786``), or, for
+    ``local``, to a ``LocalCluster`` of ``workers`` processes on 127.0.0.1 started here and
+    stopped after."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("--scheduler needs Dask distributed (pip install 'storelab[dask]')") from None
-    if scheduler == "local":
-        with LocalCluster(
-            n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=40,
-        ) as local, Client(local) as client:  # fmt: skip
-            yield client
-        return
+    made: list[Any] = []
+
+    def start() -> Any:
+        if scheduler == "local":
+            local = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, silence_logs=40,
+            )  # fmt: skip
+            made.append(local)
+            client = Client(local)
+        else:
+            try:
+                client = Client(scheduler, timeout="5s")
+            except (OSError, TimeoutError) as err:
+                raise StorelabError(f"{scheduler}: cannot reach the Dask scheduler: {err}") from None
+        made.append(client)
+        return client
+
+    starting = StartingClient(start)
     try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as err:
-        raise StorelabError(f"{scheduler}: cannot reach the Dask scheduler: {err}") from None
-    with client:
-        yield client
+        yield starting
+    finally:
+        try:
+            starting.get()
+        except StorelabError:
+            pass
+        starting.close()
+        for thing in reversed(made):
+            thing.close()
+
+
+def _client(client: Any) -> Any:
+    return client.get() if isinstance(client, StartingClient) else client
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,14 +234,25 @@ def ingest_dir_on_cluster(
 
         folders = [str(w.staging) for w in writers]
         sids = [w.snapshot_id for w in writers]
+        waiting_parts: list[tuple[int, tuple[bytes, bytes]]] = []
+
+        def submit_waiting() -> None:
+            ready = _client(client)
+            for part, packed in waiting_parts:
+                futures.append(
+                    ready.submit(
+                        _hash_partition, part, packed, list(specs), options.zstd_level, folders, sids, options.rewrite,
+                        key=f"storelab-{sids[0]}-{part}", retries=3, pure=False,
+                    )
+                )  # fmt: skip
+            waiting_parts.clear()
+
         for part, jobs in enumerate(batch_jobs(listed_jobs(), PARTITION_BYTES, PARTITION_FILES)):
-            packed = (np.array([j.index for j in jobs], dtype=np.int64).tobytes(), b"\0".join(j.path for j in jobs))
-            futures.append(
-                client.submit(
-                    _hash_partition, part, packed, list(specs), options.zstd_level, folders, sids, options.rewrite,
-                    key=f"storelab-{sids[0]}-{part}", retries=3, pure=False,
-                )
-            )  # fmt: skip
+            waiting_parts.append((part, (np.array([j.index for j in jobs], dtype=np.int64).tobytes(), b"\0".join(j.path for j in jobs))))
+            if not isinstance(client, StartingClient) or client.ready():
+                submit_waiting()  # else: keep scanning while the cluster starts
+        submit_waiting()
+        client = _client(client)
         for item in tree.skipped:
             skipped.append(item)
         results: dict[int, list[_PartResult]] = {}
@@ -322,6 +374,7 @@ def ingest_nars_on_cluster(
     owner = f"{socket.gethostname()} {os.getpid()}"
     options = replace(options, workers=0, progress=False)
     ids = [new_snapshot_id() for _ in sources]
+    client = _client(client)
     futures = {
         client.submit(
             _stage_nar, source, str(ds.path), label, options, sid, owner, key=f"storelab-nar-{sid}", retries=3, pure=False
