@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--big-gb", type=int, default=20)
     parser.add_argument("--skip-dask", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare-only", action="store_true", help="only the Dask against local comparison")
     parser.add_argument("--work", type=Path, default=REPO / "build" / "bench-scale")
     args = parser.parse_args()
