@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 import math
 import os
 import sys
@@ -623,17 +624,26 @@ def sweep_command(
     else:
         results = sweep_dir(path, out_, specs, label, options)
     comparison = chunker_comparison(out_, [r.snapshot_id for r in results])
-    if as_json:
-        print(json.dumps(_jsonable(comparison.to_dict("records")), indent=1))
-        return
-    table = Table(title=f"{path}: {len(specs)} chunkings → {out_}", title_justify="left")
-    for col in ("chunker", "avg", "distinct chunks", "mean chunk", "unique", "stored", "dedup", "savings"):
-        table.add_column(col, justify="left" if col == "chunker" else "right")
-    for row in comparison.itertuples():
-        table.add_row(
+    _emit(
+        comparison, as_json, f"{path}: {len(specs)} chunkings → {out_}",
+        ("chunker", "avg", "distinct chunks", "mean chunk", "unique", "stored", "dedup", "savings"),
+        lambda row: (
             row.chunker, _size(row.avg_size), f"{row.unique_chunks:,}", _size(row.mean_chunk), _size(row.unique_bytes),
             _size(row.stored_bytes), _ratio(row.dedup_ratio), _pct(row.space_savings),
-        )  # fmt: skip
+        ),
+    )  # fmt: skip
+
+
+def _emit(frame: Any, as_json: bool, title: str, columns: Sequence[str], cells: Callable[[Any], Sequence[str]]) -> None:
+    """A DataFrame as JSON records, or as a table (the first column left-aligned)."""
+    if as_json:
+        print(json.dumps(_jsonable(frame.to_dict("records")), indent=1))
+        return
+    table = Table(title=title, title_justify="left")
+    for number, col in enumerate(columns):
+        table.add_column(col, justify="left" if number == 0 else "right")
+    for row in frame.itertuples():
+        table.add_row(*cells(row))
     out.print(table)
 
 
@@ -664,19 +674,15 @@ def what_if_command(
     if not normalize_store_paths:
         raise ConfigError("say what to change: --normalize-store-paths")
     comparison = what_if_normalized(dataset, out_dir, workers, wants_progress(as_json))
-    if as_json:
-        print(json.dumps(_jsonable(comparison.to_dict("records")), indent=1))
-        return
-    table = Table(title=f"{dataset}: with /nix/store hashes normalised", title_justify="left")
-    for col in ("level", "unique", "unique normalised", "stored", "stored normalised", "dedup", "dedup normalised", "saved"):
-        table.add_column(col, justify="left" if col == "level" else "right")
-    for row in comparison.itertuples():
-        table.add_row(
+    _emit(
+        comparison, as_json, f"{dataset}: with /nix/store hashes normalised",
+        ("level", "unique", "unique normalised", "stored", "stored normalised", "dedup", "dedup normalised", "saved"),
+        lambda row: (
             row.level if not row.chunker_id else f"chunk [{row.chunker_id}]", _size(row.unique_bytes), _size(row.unique_bytes_normalized),
             _size(row.stored_bytes), _size(row.stored_bytes_normalized), _ratio(row.dedup_ratio), _ratio(row.dedup_ratio_normalized),
             f"{_size(row.saved_bytes)} ({_pct(row.saved_share)})",
-        )  # fmt: skip
-    out.print(table)
+        ),
+    )  # fmt: skip
 
 
 @app.command("report")

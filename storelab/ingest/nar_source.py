@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import bz2
 import hashlib
 import io
@@ -28,7 +30,7 @@ from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store, 
 from storelab.ingest.tree import TreeEntry
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
-from storelab.stores.uploader import Uploader
+from storelab.stores.uploader import make_uploader
 from storelab.nar.narinfo import NarInfo
 from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
 from storelab.tables import Dataset, SnapshotWriter
@@ -205,72 +207,57 @@ def _read_into(
     store: BlobStore | None,
 ) -> tuple[SnapshotRecorder, RecordedTree]:
     """Parse the NAR and record its entries and blobs through ``writer``."""
-    uploader = Uploader(store, options.upload) if store is not None and options.upload.concurrency > 0 else None
-    try:
-        return _parse_into(nar, name, writer, options, known, store, uploader)
-    finally:
-        if uploader is not None:
-            uploader.close()
+    uploader = make_uploader(store, options.upload)
+    with uploader if uploader is not None else nullcontext():
+        hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader, options.rewrite)
+        # Large files are hashed on a second thread while this one goes on parsing: BLAKE3,
+        # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
+        # thread) and shares what has been measured, the store and the uploader.
+        big_hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, store, uploader, options.rewrite)
+        entries: list[TreeEntry] = []
+        recorder = SnapshotRecorder(writer, options.chunker, entries, keep_directories=store is not None)
+        open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
+        in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
+        feeding: queue.Queue[bytes | None] | None = None
 
+        def harvest(wait: bool) -> None:
+            while in_flight and (wait or in_flight[0][1].done()):
+                done_index, future = in_flight.popleft()
+                recorder.add_blob(done_index, future.result())
 
-def _parse_into(
-    nar: BinaryIO,
-    name: str,
-    writer: SnapshotWriter,
-    options: IngestOptions,
-    known: dict[bytes, int],
-    store: BlobStore | None,
-    uploader: Uploader | None,
-) -> tuple[SnapshotRecorder, RecordedTree]:
-    hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader, options.rewrite)
-    # Large files are hashed on a second thread while this one goes on parsing: BLAKE3,
-    # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
-    # thread) and shares what has been measured, the store and the uploader.
-    big_hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, store, uploader, options.rewrite)
-    entries: list[TreeEntry] = []
-    recorder = SnapshotRecorder(writer, options.chunker, entries, keep_directories=store is not None)
-    open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
-    in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
-    feeding: queue.Queue[bytes | None] | None = None
-
-    def harvest(wait: bool) -> None:
-        while in_flight and (wait or in_flight[0][1].done()):
-            done_index, future = in_flight.popleft()
-            recorder.add_blob(done_index, future.result())
-
-    with ThreadPoolExecutor(1) as pool, ByteProgress("ingest", 0, 0, options.progress) as bar:
-        try:
-            for event in read_nar(nar, name):
-                index = len(entries)
-                parent = open_dirs[-1][0] if open_dirs else -1
-                if open_dirs and not isinstance(event, NarDirectoryEnd):
-                    open_dirs[-1][1].append(index)
-                if isinstance(event, NarFile):
-                    entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
-                    if event.size < _THREAD_FROM:
-                        recorder.add_blob(index, hasher.hash_pieces(event.size, event.pieces))
+        with ThreadPoolExecutor(1) as pool, ByteProgress("ingest", 0, 0, options.progress) as bar:
+            try:
+                for event in read_nar(nar, name):
+                    index = len(entries)
+                    parent = open_dirs[-1][0] if open_dirs else -1
+                    if open_dirs and not isinstance(event, NarDirectoryEnd):
+                        open_dirs[-1][1].append(index)
+                    if isinstance(event, NarFile):
+                        entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
+                        if event.size < _THREAD_FROM:
+                            recorder.add_blob(index, hasher.hash_pieces(event.size, event.pieces))
+                        else:
+                            feeding = queue.Queue(maxsize=8)
+                            in_flight.append((index, pool.submit(big_hasher.hash_pieces, event.size, iter(feeding.get, None))))
+                            for piece in event.pieces:
+                                feeding.put(piece)
+                            feeding.put(None)
+                            feeding = None
+                        harvest(wait=False)
+                        bar.grow(1, event.size)
+                        bar.advance(1, event.size)
+                    elif isinstance(event, NarSymlink):
+                        entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
+                    elif isinstance(event, NarDirectoryStart):
+                        entries.append(TreeEntry(event.path, "directory", parent=parent))
+                        open_dirs.append((index, []))
                     else:
-                        feeding = queue.Queue(maxsize=8)
-                        in_flight.append((index, pool.submit(big_hasher.hash_pieces, event.size, iter(feeding.get, None))))
-                        for piece in event.pieces:
-                            feeding.put(piece)
-                        feeding.put(None)
-                        feeding = None
-                    harvest(wait=False)
-                    bar.grow(1, event.size)
-                    bar.advance(1, event.size)
-                elif isinstance(event, NarSymlink):
-                    entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
-                elif isinstance(event, NarDirectoryStart):
-                    entries.append(TreeEntry(event.path, "directory", parent=parent))
-                    open_dirs.append((index, []))
-                else:
-                    directory, children = open_dirs.pop()
-                    recorder.listed(directory, children)
-            harvest(wait=True)
-            hasher.drain()  # every blob is in the store before the snapshot can commit
-        except BaseException:
-            if feeding is not None:
-                feeding.put(None)  # a hashing thread waiting for pieces can finish; the pool can close
-            raise
-    return recorder, recorder.finish()
+                        directory, children = open_dirs.pop()
+                        recorder.listed(directory, children)
+                harvest(wait=True)
+                hasher.drain()  # every blob is in the store before the snapshot can commit
+            except BaseException:
+                if feeding is not None:
+                    feeding.put(None)  # a hashing thread waiting for pieces can finish; the pool can close
+                raise
+        return recorder, recorder.finish()

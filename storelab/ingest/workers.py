@@ -27,7 +27,7 @@ from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobHasher, hash_file_once
 from storelab.ingest.tree import describe_os_error
 from storelab.stores.base import BlobStore
-from storelab.stores.uploader import Uploader, UploadOptions
+from storelab.stores.uploader import UploadOptions, make_uploader
 
 __all__ = ["FileJob", "HashPool", "batch_jobs", "default_workers", "prestart"]
 
@@ -61,8 +61,7 @@ def make_hasher(
 ) -> BlobHasher:
     """A hasher writing to ``store``, small blobs through a background uploader unless
     ``upload.concurrency`` is 0."""
-    uploader = Uploader(store, upload) if store is not None and upload.concurrency > 0 else None
-    return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, uploader, rewrite)
+    return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, make_uploader(store, upload), rewrite)
 
 
 def make_hashers(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from storelab.stores.backends import StoreError
 from storelab.stores.base import BlobStore, ChunkMeta
 
-__all__ = ["UploadOptions", "Uploader", "PendingChunk"]
+__all__ = ["UploadOptions", "Uploader", "PendingChunk", "make_uploader"]
 
 MiB = 1024 * 1024
 
@@ -166,3 +166,9 @@ class Uploader:
             if self._error is None and self._in_flight:
                 self._error = StoreError(f"{self.store.url}: upload cancelled")
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_uploader(store: BlobStore | None, options: UploadOptions) -> Uploader | None:
+    """The background uploader an ingest into ``store`` uses; None without a store, or when
+    ``options.concurrency`` is 0 (every request inline, in turn)."""
+    return Uploader(store, options) if store is not None and options.concurrency > 0 else None

@@ -193,13 +193,9 @@ class Dataset:
 
     def commit_staged(self, snapshot_id: str) -> None:
         """Commit a snapshot another process staged (:meth:`SnapshotWriter.stage`)."""
-        writer = SnapshotWriter.__new__(SnapshotWriter)
-        writer.dataset, writer.snapshot_id, writer.staging, writer.committed = self, snapshot_id, self.path / STAGING / snapshot_id, False
-        writer.staged = True
-        writer._buffers = {t: _TableBuffer(t, writer.staging / f"{t}.parquet") for t in TABLES}
-        if not (writer.staging / "snapshots.parquet").exists():
+        if not (self.path / STAGING / snapshot_id / "snapshots.parquet").exists():
             raise OutputError(f"{self.path}: snapshot {snapshot_id} was not staged completely")
-        writer._publish()
+        SnapshotWriter(self, snapshot_id, staged=True)._publish()
 
 
 def _snapshot_of(file: Path) -> str:
@@ -305,12 +301,16 @@ class SnapshotWriter:
     ['s1']
     """
 
-    def __init__(self, dataset: Dataset, snapshot_id: str, owner: str | None = None) -> None:
+    def __init__(self, dataset: Dataset, snapshot_id: str, owner: str | None = None, staged: bool = False) -> None:
+        """``staged``: take over a snapshot another process has staged, to commit it."""
         self.dataset = dataset
         self.snapshot_id = snapshot_id
         self.staging = dataset.path / STAGING / snapshot_id
         self.committed = False
-        self.staged = False
+        self.staged = staged
+        self._buffers = {t: _TableBuffer(t, self.staging / f"{t}.parquet") for t in TABLES}
+        if staged:
+            return
         try:
             if self.staging.exists():  # an earlier attempt at this very snapshot: start afresh
                 shutil.rmtree(self.staging)
@@ -318,7 +318,6 @@ class SnapshotWriter:
             (self.staging / "owner").write_text((owner or f"{socket.gethostname()} {os.getpid()}") + "\n")
         except OSError as err:
             raise OutputError(_describe_os_error(err, self.staging)) from None
-        self._buffers = {t: _TableBuffer(t, self.staging / f"{t}.parquet") for t in TABLES}
 
     def __enter__(self) -> SnapshotWriter:
         return self
