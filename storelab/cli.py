@@ -146,7 +146,7 @@ SchedulerOpt = Annotated[
     typer.Option(
         "--scheduler",
         help="Run on a Dask cluster: tcp://HOST:8786, or 'local' for a cluster of --workers processes here. "
-        "The dataset must be a path every worker sees.",
+        "The dataset must be a path every worker sees, or s3://; with --store, the store too.",
         rich_help_panel="Cluster",
     ),
 ]
@@ -175,7 +175,7 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
 @app.command("ingest-dir")
 def ingest_dir_command(
     path: Annotated[str, typer.Argument(help="Directory tree (or single file) to ingest.", show_default=False, metavar="PATH")],
-    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder; created if missing, appended to if not.")],
+    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder or s3://bucket/prefix; created if missing, appended to if not.")],
     label: Annotated[Optional[str], typer.Option("--label", "-l", help="Snapshot label; default: the folder's name.")] = None,
     chunker: ChunkerOpt = "fastcdc2020",
     avg_chunk_size: AvgOpt = "256KiB",
@@ -230,7 +230,7 @@ def ingest_dir_command(
 
 @app.command("ingest-nar")
 def ingest_nar_command(
-    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder; created if missing, appended to if not.")],
+    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder or s3://bucket/prefix; created if missing, appended to if not.")],
     nars: Annotated[
         Optional[list[str]],
         typer.Argument(
@@ -367,7 +367,7 @@ def _store_url(store: str | None) -> Any:
 
 @app.command("render-nar")
 def render_nar_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset folder.", metavar="DATASET")],
+    dataset: Annotated[str, typer.Argument(help="Dataset folder or s3://bucket/prefix.", metavar="DATASET")],
     snapshot: Annotated[str, typer.Argument(help="Snapshot id or label.", metavar="SNAPSHOT")],
     store: Annotated[str, typer.Option("--store", help="The store the snapshot was ingested with --store into.")],
     output: Annotated[str, typer.Option("--output", "-o", help="NAR file to write; - for standard output.")],
@@ -438,7 +438,7 @@ def _size(value: Any) -> str:
 
 @app.command("stats")
 def stats_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset folder.", show_default=False, metavar="DATASET")],
+    dataset: Annotated[str, typer.Argument(help="Dataset folder or s3://bucket/prefix.", show_default=False, metavar="DATASET")],
     snapshot: Annotated[
         Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")
     ] = None,
@@ -577,7 +577,7 @@ def _print_cost(
 @app.command("sweep")
 def sweep_command(
     path: Annotated[str, typer.Argument(help="Directory tree to chunk every way.", metavar="PATH")],
-    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder; one snapshot per chunking is added.")],
+    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder or s3://bucket/prefix; one snapshot per chunking is added.")],
     chunker: Annotated[
         str, typer.Option("--chunker", help="Chunkers, comma-separated: fastcdc2020, fastcdc2016, fixed.", rich_help_panel="Chunking")
     ] = "fastcdc2020,fastcdc2016,fixed",
@@ -687,7 +687,7 @@ def what_if_command(
 
 @app.command("report")
 def report_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset folder.", metavar="DATASET")],
+    dataset: Annotated[str, typer.Argument(help="Dataset folder or s3://bucket/prefix.", metavar="DATASET")],
     output: Annotated[str, typer.Option("--output", "-o", help="Report file (report.html, or report.md with --format md).")] = "report.html",
     fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs beside it).")] = "html",
     snapshot: Annotated[Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")] = None,

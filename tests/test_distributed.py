@@ -21,9 +21,8 @@ from storelab.ingest import distributed as dist  # noqa: E402
 from storelab.ingest.nar_source import ingest_nar  # noqa: E402
 from storelab.nar import dump_path  # noqa: E402
 from storelab.tables import Dataset  # noqa: E402
-from tests.helpers import build_tree  # noqa: E402
+from tests.helpers import build_tree, table_rows  # noqa: E402
 
-VOLATILE = {"snapshot_id", "created_at", "wall_seconds", "label", "source"}
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +44,8 @@ def _tree(root: Path) -> None:
     build_tree(root, spec)
 
 
-def _rows(dataset: Path, snapshot: str | None = None) -> dict[str, list[tuple]]:
-    ds = Dataset.open(dataset)
-    ids = [snapshot] if snapshot else None
-    out = {}
-    for table in ("nodes", "blobs", "chunks", "directories", "snapshots"):
-        rows = ds.read_table(table, ids).to_pylist()
-        out[table] = sorted(tuple(sorted((k, str(v)) for k, v in r.items() if k not in VOLATILE)) for r in rows)
-    return out
+def _rows(dataset: Path | str, snapshot: str | None = None) -> dict[str, list[tuple]]:
+    return table_rows(dataset, snapshot)
 
 
 def test_cluster_ingest_equals_local(client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,3 +127,83 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("storelab: error: tcp://127.0.0.1:9: cannot reach the Dask scheduler")
     assert Dataset.open(tmp_path / "ds").snapshot_ids() == []
+
+
+STORE_COLUMNS = frozenset({"store", "store_put_count", "store_put_bytes", "store_get_count", "store_head_count", "store_retry_count"})
+
+
+def _set_environment(values: dict[str, str]) -> None:
+    os.environ.update(values)  # (a bound os.environ.update would update a pickled copy)
+
+
+def test_cluster_ingest_into_object_storage_with_a_store(client, s3_server, s3_url, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks PUT their parts straight into an s3:// dataset and their blobs into an s3://
+    store; the driver writes the directory closure and commits: the rows equal a local
+    ingest's, and the store verifies and holds every blob."""
+    from storelab.stores.base import open_store
+    from storelab.stores.verify import verify_store
+
+    client.run(_set_environment, s3_server.environment())  # the workers were started before the fixture
+    _tree(tmp_path / "t")
+    monkeypatch.setattr(dist, "PARTITION_FILES", 5)
+    dataset = s3_url.rsplit("/", 1)[0] + "/study"
+    options = IngestOptions(default_spec("fastcdc2020", 64 * 1024), zstd_level=3, workers=0, store=s3_url)
+    remote = dist.ingest_dir_on_cluster(client, tmp_path / "t", dataset, "t", options, [options.chunker])[0]
+    local = ingest_dir(tmp_path / "t", tmp_path / "local", "t", IngestOptions(options.chunker, zstd_level=3, workers=0))
+    assert remote.root == local.root
+    assert table_rows(dataset, ignore=STORE_COLUMNS) == table_rows(tmp_path / "local", ignore=STORE_COLUMNS)
+    ds = Dataset.open(dataset)
+    assert ds.location == dataset and ds.snapshot_ids() == [remote.snapshot_id]
+    parts = [f for f in ds.table_files("chunks") if f.rsplit("/", 1)[1].count(".") == 2]
+    assert len(parts) >= 5  # a part per partition, under its final name
+    assert not ds.objects.list("_staging/")
+    row = ds.read_table("snapshots").to_pylist()[0]
+    assert row["store"] == s3_url and row["store_put_count"] >= remote.blobs
+    store = open_store(s3_url, create=False)
+    report = verify_store(store)
+    assert report.problems == [] and report.directory_closures == 1
+    for blob in ds.read_table("blobs").to_pylist():
+        assert store.has_blob(blob["digest"])
+        chunks = store.chunks(blob["digest"], blob["size"])
+        data = b"".join(store.read_chunk(c.digest, c.size) for c in chunks)
+        assert data == _content_of(tmp_path / "t", blob["digest"])
+
+
+def _content_of(root: Path, digest: bytes) -> bytes:
+    import blake3
+
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and blake3.blake3(path.read_bytes()).digest() == digest:
+            return path.read_bytes()
+    raise AssertionError(f"no file with digest {digest.hex()}")
+
+
+def test_cluster_nars_into_object_storage(client, s3_server, s3_url, tmp_path: Path) -> None:
+    client.run(_set_environment, s3_server.environment())
+    nars = []
+    for i in range(2):
+        build_tree(tmp_path / f"t{i}", {b"a": b"y" * (2000 * (i + 1)), b"b": {b"c": b"same"}})
+        nar = tmp_path / f"n{i}.nar"
+        nar.write_bytes(b"".join(dump_path(tmp_path / f"t{i}")))
+        nars.append(str(nar))
+    dataset = s3_url.rsplit("/", 1)[0] + "/nars"
+    options = IngestOptions(zstd_level=3, workers=0, store=s3_url)
+    results = dist.ingest_nars_on_cluster(client, nars, dataset, None, options)
+    for nar in nars:
+        ingest_nar(nar, tmp_path / "local", None, IngestOptions(zstd_level=3, workers=0))
+    assert table_rows(dataset, ignore=STORE_COLUMNS) == table_rows(tmp_path / "local", ignore=STORE_COLUMNS)
+    assert not Dataset.open(dataset).objects.list("_staging/")
+    from storelab.stores.base import open_store
+    from storelab.stores.verify import verify_store
+
+    assert verify_store(open_store(s3_url, create=False)).directory_closures == len(results)
+
+
+def test_a_memory_store_cannot_go_to_a_cluster(client, tmp_path: Path) -> None:
+    from storelab.errors import ConfigError
+
+    _tree(tmp_path / "t")
+    options = IngestOptions(workers=0, store="memory://")
+    with pytest.raises(ConfigError, match="memory"):
+        dist.ingest_dir_on_cluster(client, tmp_path / "t", tmp_path / "ds", "t", options, [options.chunker])
+    assert not (tmp_path / "ds").exists() or Dataset.open(tmp_path / "ds").snapshot_ids() == []

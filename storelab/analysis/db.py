@@ -48,6 +48,7 @@ def connect(
     if not ids:
         raise DatasetError(f"{ds.path}: the dataset has no snapshots yet")
     con = duckdb.connect()
+    ds.register(con)  # a dataset in object storage: let DuckDB read s3:// through obstore
     con.execute("SET preserve_insertion_order = false")
     # out of core: past this much memory DuckDB spills to disk instead of growing
     con.execute(f"SET memory_limit = '{os.environ.get('STORELAB_DUCKDB_MEMORY', '1GB')}'")

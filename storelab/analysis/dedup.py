@@ -156,7 +156,7 @@ def _level_totals(con: duckdb.DuckDBPyConnection, level: str, ids: list[str]) ->
     ).fetchone()
     uniq = con.execute(
         f"SELECT coalesce(sum(size), 0), count(*), sum(compressed) FROM ("
-        f"SELECT digest, any_value(size) AS size, any_value(compressed) AS compressed FROM ({_ALL_OBJECTS[level]}) "
+        f"SELECT digest, any_value(size) AS size, min(compressed) AS compressed FROM ({_ALL_OBJECTS[level]}) "
         f"WHERE snapshot_id IN (SELECT unnest(?)) GROUP BY digest)",
         [ids],
     ).fetchone()

@@ -105,7 +105,7 @@ def _ingest(
             base = label or source.resolve().name or str(source)
             return _ingest_tree(tree, source, ds, base, options, specs, name_of, pool, store, warn, started)
     except KeyboardInterrupt:
-        where = existing.path if existing else Path(dataset if not isinstance(dataset, Dataset) else dataset.path)
+        where = existing.location if existing else (dataset.location if isinstance(dataset, Dataset) else str(dataset))
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
 
 
@@ -189,5 +189,5 @@ def _ingest_tree(
                 writer.commit(row)
                 results.append(IngestResult.of(writer.snapshot_id, name, recorded, recorder, tuple(skipped), wall, ops))
     except OSError as err:  # anything the writer did not already explain
-        raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
+        raise OutputError(f"cannot write {ds.location}: {err.strerror or err}") from None
     return results

@@ -1,16 +1,19 @@
 """Ingest on a Dask distributed cluster.
 
 The driver (this process) walks the tree, partitions the files, and builds nodes and
-directories; each partition is a task that reads, hashes and chunks its files on a worker and
-writes the ``blobs`` and ``chunks`` rows itself, as Parquet parts, into the snapshot's staging
-folder in the dataset (which must be a path every worker sees). Part files are named by
-partition, written to a temporary name and renamed: a task that dies and is run again
-replaces its part, never adds to it. When every part is in, a blob that more than one
-partition met is kept only in the first (so the tables equal a local ingest's, row for row),
-and the driver commits the snapshot — parts first, its ``snapshots`` row last.
+directories; each partition is a task that reads, hashes and chunks its files on a worker
+(writing blobs and chunks to the store, with ``--store``) and writes the ``blobs`` and
+``chunks`` rows itself, as Parquet parts, into the dataset — a folder every worker sees, or
+``s3://``. In a folder, parts go to the snapshot's staging folder under a temporary name and
+are renamed; in object storage they are PUT under their final names, invisible until the
+``snapshots`` object commits them. Either way a task that dies and is run again replaces its
+part, never adds to it. When every part is in, a blob that more than one partition met is
+kept only in the first (so the tables equal a local ingest's, row for row), and the driver
+writes the root's directory closure to the store and commits the snapshot — parts first, its
+``snapshots`` row last.
 
-NARs: each NAR is a task that ingests it into staging; the driver commits each snapshot as
-its task finishes.
+NARs: each NAR is a task that ingests it (into staging, and into the store with ``--store``);
+the driver commits each snapshot as its task finishes.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from storelab.chunking import ChunkerSpec, make_chunker
 from storelab.errors import ConfigError, InputError, OutputError, StorelabError
 from storelab.ingest.batch import BlobBatch
 from storelab.ingest.columns import blob_columns, chunk_columns
 from storelab.ingest.record import SnapshotRecorder
-from storelab.ingest.snapshot import IngestOptions, IngestResult, snapshot_row, stderr_warning
+from storelab.ingest.snapshot import (
+    IngestOptions, IngestResult, ingest_store, snapshot_row, stderr_warning, store_closure, store_fields,
+)  # fmt: skip
+from storelab.stores.backends import StoreOps
+from storelab.stores.base import BlobStore
 from storelab.ingest.tree import Skipped, open_tree
 from storelab.ingest.workers import FileJob, batch_jobs
 from storelab.tables import SCHEMAS, Dataset
@@ -120,47 +126,55 @@ class _PartResult:
     chunk_counts: bytes
     """uint32 chunks per file."""
     errors: tuple[tuple[int, str], ...]
-
-
-def _part_name(table: str, part: int) -> str:
-    return f"{table}.{part:06d}.parquet"
-
-
-def _write_part(folder: Path, table: str, part: int, columns: dict[str, pa.Array], constants: dict[str, Any]) -> None:
-    from storelab.tables.dataset import table_from_columns  # the writer's own column rules
-
-    target = folder / _part_name(table, part)
-    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-    pq.write_table(table_from_columns(SCHEMAS[table], columns, constants), tmp, compression="zstd")
-    os.replace(tmp, target)  # a rerun of this partition replaces its part, never adds a second
+    store_ops: tuple[int, ...] = ()
+    """Requests the task made to the store (:class:`StoreOps` as a tuple)."""
 
 
 def _hash_partition(
     part: int, packed: tuple[bytes, bytes], specs: Sequence[ChunkerSpec], zstd_level: int,
-    folders: Sequence[str], snapshot_ids: Sequence[str], rewrite: Callable[[bytes], bytes] | None,
+    dataset: str, snapshot_ids: Sequence[str], rewrite: Callable[[bytes], bytes] | None,
+    store: str | None = None, upload: Any = None,
 ) -> list[_PartResult]:  # fmt: skip
-    """A worker's task: hash one partition for every chunker, write its parts, report back."""
+    """A worker's task: hash one partition for every chunker (writing its blobs to ``store``),
+    write its parts into the dataset, report back."""
     from array import array
 
     from storelab.ingest.workers import hash_batches, make_hashers
+    from storelab.stores.base import open_store
     from storelab.stores.uploader import UploadOptions
 
     raw_indices, raw_paths = packed
     indices = array("q")
     indices.frombytes(raw_indices)
     jobs = [FileJob(i, p, 0) for i, p in zip(indices, raw_paths.split(b"\0"))]
-    hashers = make_hashers(specs, zstd_level, {}, None, UploadOptions(concurrency=0), rewrite)
+    blob_store = open_store(store) if store is not None else None
+    hashers = make_hashers(specs, zstd_level, {}, blob_store, upload or UploadOptions(concurrency=0), rewrite)
+    try:
+        batches = hash_batches(hashers, jobs, report_ops=blob_store is not None)
+    finally:
+        for hasher in hashers:
+            if hasher.uploader is not None:
+                hasher.uploader.close()
+    ds = Dataset.open(dataset)
     results = []
-    for batch, spec, folder, sid in zip(hash_batches(hashers, jobs), specs, folders, snapshot_ids):
+    for batch, spec, sid in zip(batches, specs, snapshot_ids):
         keep = _first_occurrences(batch)
-        base = Path(folder) / "parts"
-        base.mkdir(parents=True, exist_ok=True)
-        _write_part(base, "blobs", part, blob_columns(batch, keep), {"snapshot_id": sid})
-        _write_part(base, "chunks", part, chunk_columns(batch, keep), {"snapshot_id": sid, "chunker_id": spec.id})
+        ds.write_part(sid, "blobs", part, _part_table("blobs", blob_columns(batch, keep), {"snapshot_id": sid}))
+        chunks = chunk_columns(batch, keep)
+        ds.write_part(sid, "chunks", part, _part_table("chunks", chunks, {"snapshot_id": sid, "chunker_id": spec.id}))
         results.append(
-            _PartResult(part, batch.indices.tobytes(), batch.digests, batch.sizes.tobytes(), batch.chunk_counts.tobytes(), batch.errors)
-        )
+            _PartResult(
+                part, batch.indices.tobytes(), batch.digests, batch.sizes.tobytes(), batch.chunk_counts.tobytes(),
+                batch.errors, batch.store_ops,
+            )
+        )  # fmt: skip
     return results
+
+
+def _part_table(table: str, columns: dict[str, pa.Array], constants: dict[str, Any]) -> pa.Table:
+    from storelab.tables.dataset import table_from_columns  # the writer's own column rules
+
+    return table_from_columns(SCHEMAS[table], columns, constants)
 
 
 def _first_occurrences(batch: BlobBatch) -> np.ndarray:
@@ -174,19 +188,15 @@ def _first_occurrences(batch: BlobBatch) -> np.ndarray:
     return keep
 
 
-def _drop_blobs(folder: str, part: int, drop: set[bytes]) -> None:
+def _drop_blobs(dataset: str, snapshot_id: str, part: int, drop: set[bytes]) -> None:
     """Rewrite a partition's parts without the blobs an earlier partition already wrote."""
     import pyarrow.compute as pc
 
-    base = Path(folder)
+    ds = Dataset.open(dataset)
     values = pa.array(sorted(drop), pa.binary(32))
     for table, column in (("blobs", "digest"), ("chunks", "blob_digest")):
-        path = base / _part_name(table, part)
-        data = pq.read_table(path, schema=SCHEMAS[table])
-        kept = data.filter(pc.invert(pc.is_in(data.column(column), value_set=values)))
-        tmp = base / f".{path.name}.{os.getpid()}.dedup.tmp"
-        pq.write_table(kept, tmp, compression="zstd")
-        os.replace(tmp, path)
+        data = ds.read_part(snapshot_id, table, part)
+        ds.write_part(snapshot_id, table, part, data.filter(pc.invert(pc.is_in(data.column(column), value_set=values))))
 
 
 def ingest_dir_on_cluster(
@@ -206,10 +216,11 @@ def ingest_dir_on_cluster(
     """
     from distributed import as_completed
 
-    if options.store is not None:
-        raise ConfigError("--store is not supported with --scheduler yet (ingest locally to write a store)")
     for spec in specs:
         make_chunker(spec)
+    store, store_url = _cluster_store(options)
+    if store is not None and len(specs) > 1:
+        raise ConfigError("a sweep writes no store")
     warn = options.warn or stderr_warning
     started = time.perf_counter()
     source = Path(path)
@@ -220,7 +231,9 @@ def ingest_dir_on_cluster(
     skipped: list[Skipped] = []
     writers = [ds.begin_snapshot() for _ in specs]
     try:
-        recorders = [SnapshotRecorder(w, spec, entries) for w, spec in zip(writers, specs)]
+        recorders = [SnapshotRecorder(w, spec, entries, keep_directories=store is not None) for w, spec in zip(writers, specs)]
+        worker_ops = StoreOps()
+        ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
         futures = []
         part_digests: list[dict[bytes, int]] = [dict() for _ in specs]  # per chunker: digest → first part
         firsts_chunks: list[dict[bytes, int]] = [dict() for _ in specs]
@@ -232,7 +245,6 @@ def ingest_dir_on_cluster(
                         recorder.listed(listing.directory, listing.children)
                 yield from (FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files)
 
-        folders = [str(w.staging) for w in writers]
         sids = [w.snapshot_id for w in writers]
         waiting_parts: list[tuple[int, tuple[bytes, bytes]]] = []
 
@@ -241,8 +253,8 @@ def ingest_dir_on_cluster(
             for part, packed in waiting_parts:
                 futures.append(
                     ready.submit(
-                        _hash_partition, part, packed, list(specs), options.zstd_level, folders, sids, options.rewrite,
-                        key=f"storelab-{sids[0]}-{part}", retries=3, pure=False,
+                        _hash_partition, part, packed, list(specs), options.zstd_level, ds.location, sids, options.rewrite,
+                        store_url, options.upload, key=f"storelab-{sids[0]}-{part}", retries=3, pure=False,
                     )
                 )  # fmt: skip
             waiting_parts.clear()
@@ -267,6 +279,8 @@ def ingest_dir_on_cluster(
             except Exception as err:  # a task failed for good (retries spent)
                 raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
             waiting[outcome[0].part] = outcome
+            if outcome[0].store_ops:
+                worker_ops += StoreOps(*outcome[0].store_ops)
             if on_partition:
                 on_partition(outcome[0].part)
             # record in partition order as results arrive (the first partition to meet a blob
@@ -276,24 +290,25 @@ def ingest_dir_on_cluster(
                 for k, (result, recorder) in enumerate(zip(results[next_part], recorders)):
                     drop = _record_part(result, recorder, part_digests[k], firsts_chunks[k], entries, skipped if k == 0 else None)
                     if drop:  # blobs an earlier partition wrote: take them out of this part, on the cluster
-                        folder = str(Path(writers[k].staging) / "parts")
-                        rewrites.append(client.submit(_drop_blobs, folder, next_part, drop, pure=False, retries=3))
+                        rewrites.append(client.submit(_drop_blobs, ds.location, sids[k], next_part, drop, pure=False, retries=3))
                 next_part += 1
         for future in rewrites:
             future.result()
         for item in skipped:
             warn(f"skipped {os.fsdecode(os.path.join(os.fsencode(source), item.path))}: {item.reason}")
         recordings = [recorder.finish() for recorder in recorders]
+        ops = store_closure(store, recordings[0], recorders[0], ops_before, worker_ops)
         wall = time.perf_counter() - started
         out = []
         for k, (writer, recorder, recorded, spec) in enumerate(zip(writers, recorders, recordings, specs)):
             recorder.chunk_rows = sum(firsts_chunks[k].values())
             name = name_of(base_label, spec)
             row = snapshot_row(
-                writer.snapshot_id, name, "directory", str(source.resolve()), recorded, recorder, replace(options, chunker=spec), skipped, wall
-            )
+                writer.snapshot_id, name, "directory", str(source.resolve()), recorded, recorder, replace(options, chunker=spec),
+                skipped, wall, store=store_fields(store, ops),
+            )  # fmt: skip
             writer.commit(row)
-            out.append(IngestResult.of(writer.snapshot_id, name, recorded, recorder, tuple(skipped), wall))
+            out.append(IngestResult.of(writer.snapshot_id, name, recorded, recorder, tuple(skipped), wall, ops))
         return out
     except KeyboardInterrupt:
         from storelab.errors import Interrupted
@@ -305,6 +320,18 @@ def ingest_dir_on_cluster(
         for writer in writers:
             if not writer.committed:
                 writer.abort()
+
+
+def _cluster_store(options: IngestOptions) -> tuple[BlobStore | None, str | None]:
+    """The store of a cluster ingest (opened here for the directory closure) and the URL its
+    tasks open it by; a store living in this process cannot be reached from a worker."""
+    if options.store is None:
+        return None, None
+    store = ingest_store(options)
+    assert store is not None
+    if not getattr(store, "shareable", True) or store.url.startswith("memory://"):
+        raise ConfigError(f"{store.url}: a store in this process's memory cannot be written by cluster workers; use file:// (shared) or s3://")
+    return store, store.url
 
 
 def _record_part(
@@ -362,9 +389,11 @@ def ingest_nars_on_cluster(
 
     from storelab.tables import new_snapshot_id
 
-    if options.store is not None:
-        raise ConfigError("--store is not supported with --scheduler yet (ingest locally to write a store)")
     from storelab.ingest.fetch import is_remote
+
+    _, store_url = _cluster_store(options)  # each task writes its NAR's objects to the store itself
+    if store_url is not None:
+        options = replace(options, store=store_url)
 
     make_chunker(options.chunker)
     if "-" in sources:
@@ -377,7 +406,7 @@ def ingest_nars_on_cluster(
     client = _client(client)
     futures = {
         client.submit(
-            _stage_nar, source, str(ds.path), label, options, sid, owner, key=f"storelab-nar-{sid}", retries=3, pure=False
+            _stage_nar, source, ds.location, label, options, sid, owner, key=f"storelab-nar-{sid}", retries=3, pure=False
         ): sid
         for source, sid in zip(sources, ids)
     }  # fmt: skip

@@ -182,7 +182,7 @@ def ingest_nar(
                 raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
             raise InputError(f"{name}: cannot decompress: {err}") from None  # bz2 reports bad data so
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; nothing was added to {dataset if not isinstance(dataset, Dataset) else dataset.path}") from None
+        raise Interrupted(f"interrupted; nothing was added to {dataset if not isinstance(dataset, Dataset) else dataset.location}") from None
     finally:
         counted.close()  # stops the hashing thread, whatever happened
         stream.close()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from storelab.errors import ConfigError, StorelabError
 
@@ -137,6 +137,16 @@ class ObstoreBackend:
             raise self._fail("LIST", prefix, err) from None
 
 
+def s3_client_options() -> dict[str, Any]:
+    """obstore client options for ``s3://`` URLs: timeouts, and plain HTTP when the endpoint
+    in the environment is a local ``http://`` server."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT") or ""
+    client: dict[str, Any] = {"timeout": timedelta(seconds=30), "connect_timeout": timedelta(seconds=5)}
+    if endpoint.startswith("http://"):
+        client["allow_http"] = True
+    return client
+
+
 def _open_obstore(url: str, create: bool = True):  # noqa: ANN202 - obstore's store classes share no public base
     from obstore.store import LocalStore, MemoryStore, S3Store
 
@@ -146,10 +156,7 @@ def _open_obstore(url: str, create: bool = True):  # noqa: ANN202 - obstore's st
         bucket, _, prefix = url[len("s3://") :].partition("/")
         if not bucket:
             raise ConfigError(f"store URL {url!r} names no bucket (s3://BUCKET/PREFIX)")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT") or ""
-        client = {"timeout": timedelta(seconds=30), "connect_timeout": timedelta(seconds=5)}
-        if endpoint.startswith("http://"):
-            client["allow_http"] = True
+        client = s3_client_options()
         retry = {
             "max_retries": 2,
             "backoff": {"init_backoff": timedelta(milliseconds=50), "max_backoff": timedelta(seconds=1), "base": 2},

@@ -42,7 +42,7 @@ from storelab.errors import DatasetError, OutputError
 from storelab.tables.arrow import column as arrow_column
 from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
 
-__all__ = ["Dataset", "SnapshotWriter", "new_snapshot_id"]
+__all__ = ["Dataset", "SnapshotWriter", "is_object_url", "new_snapshot_id", "part_name"]
 
 MARKER = "_storelab.json"
 STAGING = "_staging"
@@ -88,9 +88,22 @@ class Dataset:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    @property
+    def location(self) -> str:
+        """Where the dataset is, as given to :meth:`open` (a folder, or an ``s3://`` URL)."""
+        return str(self.path)
+
     @classmethod
     def open(cls, path: str | os.PathLike[str], create: bool = False) -> Dataset:
-        """Open a dataset; with ``create``, make the folder if it is missing or empty."""
+        """Open a dataset; with ``create``, make the folder if it is missing or empty.
+
+        An ``s3://bucket/prefix`` location opens a dataset in object storage
+        (:class:`~storelab.tables.object_dataset.ObjectDataset`).
+        """
+        if is_object_url(path):
+            from storelab.tables.object_dataset import ObjectDataset
+
+            return ObjectDataset.open_url(str(path), create)
         root = Path(path)
         marker = root / MARKER
         if not marker.exists():
@@ -123,7 +136,31 @@ class Dataset:
     @classmethod
     def open_existing(cls, path: str | os.PathLike[str]) -> Dataset | None:
         """Open a dataset if ``path`` is one; None if there is nothing there yet."""
+        if is_object_url(path):
+            from storelab.tables.object_dataset import ObjectDataset
+
+            return ObjectDataset.open_existing_url(str(path))
         return cls.open(path) if (Path(path) / MARKER).exists() else None
+
+    def register(self, con: Any) -> None:
+        """Let a DuckDB connection read :meth:`table_files` (local files need nothing)."""
+
+    def write_part(self, snapshot_id: str, table: str, part: int, data: pa.Table) -> None:
+        """Write part ``part`` of ``table`` for a snapshot being staged (a cluster task's
+        rows); writing the same part again replaces it, never adds a second."""
+        folder = self.path / STAGING / snapshot_id / "parts"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / part_name(table, part)
+            tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+            pq.write_table(data, tmp, compression="zstd")
+            os.replace(tmp, target)
+        except OSError as err:
+            raise OutputError(_describe_os_error(err, folder)) from None
+
+    def read_part(self, snapshot_id: str, table: str, part: int) -> pa.Table:
+        """A part written by :meth:`write_part`."""
+        return pq.read_table(self.path / STAGING / snapshot_id / "parts" / part_name(table, part), schema=SCHEMAS[table])
 
     def table_dir(self, table: str) -> Path:
         return self.path / table
@@ -200,6 +237,20 @@ class Dataset:
 
 def _snapshot_of(file: Path) -> str:
     return file.stem.split(".", 1)[0]
+
+
+def part_name(table: str, part: int) -> str:
+    """The file name of a cluster task's part of ``table`` while staged."""
+    return f"{table}.{part:06d}.parquet"
+
+
+def is_object_url(location: object) -> bool:
+    """Whether a dataset location is in object storage rather than a folder.
+
+    >>> is_object_url("s3://bucket/studies/cache"), is_object_url("build/ds")
+    (True, False)
+    """
+    return isinstance(location, str) and location.startswith("s3://")
 
 
 def _owner_alive(staging_folder: Path) -> bool:
@@ -305,12 +356,18 @@ class SnapshotWriter:
         """``staged``: take over a snapshot another process has staged, to commit it."""
         self.dataset = dataset
         self.snapshot_id = snapshot_id
-        self.staging = dataset.path / STAGING / snapshot_id
+        self.staging = self._staging_folder()
         self.committed = False
         self.staged = staged
         self._buffers = {t: _TableBuffer(t, self.staging / f"{t}.parquet") for t in TABLES}
-        if staged:
-            return
+        if not staged:
+            self._prepare_staging(owner)
+
+    def _staging_folder(self) -> Path:
+        """Where the tables are written until they are committed."""
+        return self.dataset.path / STAGING / self.snapshot_id
+
+    def _prepare_staging(self, owner: str | None) -> None:
         try:
             if self.staging.exists():  # an earlier attempt at this very snapshot: start afresh
                 shutil.rmtree(self.staging)

@@ -18,6 +18,7 @@ def known_compressed_sizes(dataset: Dataset, zstd_level: int) -> dict[bytes, int
     if not files:
         return {}
     con = duckdb.connect()
+    dataset.register(con)
     rows = con.execute(
         "SELECT digest, any_value(compressed_size) FROM read_parquet(?) "
         "WHERE compressed_size IS NOT NULL GROUP BY digest",

@@ -1,0 +1,129 @@
+"""Datasets in object storage (``s3://``, a moto server on 127.0.0.1): the same rows and the
+same analysis as a folder, the ``snapshots`` object as the commit, nothing left by a failure."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from storelab.analysis import dedup_summary, snapshot_summary
+from storelab.chunking import default_spec
+from storelab.cli import main
+from storelab.errors import DatasetError, OutputError
+from storelab.ingest import IngestOptions, ingest_dir, sweep_dir
+from storelab.ingest.nar_source import ingest_nar
+from storelab.nar import dump_path
+from storelab.tables import Dataset
+from storelab.tables import object_dataset
+from storelab.tables.object_dataset import ObjectDataset
+from tests.helpers import build_tree, table_rows
+
+
+@pytest.fixture
+def s3_dataset(s3_url: str) -> str:
+    return s3_url.rsplit("/", 1)[0] + "/study"
+
+
+def _tree(root: Path, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    shared = rng.randbytes(200_000)
+    build_tree(root, {b"a": shared, b"b": {b"c": shared, b"d": rng.randbytes(900_000), b"l": ("link", b"../a")}, b"e": b""})
+
+
+OPTIONS = IngestOptions(default_spec("fastcdc2020", 64 * 1024), zstd_level=3, workers=0)
+
+
+def test_ingests_into_s3_equal_a_folder(s3_dataset: str, tmp_path: Path) -> None:
+    _tree(tmp_path / "one", 1)
+    _tree(tmp_path / "two", 2)
+    nar = tmp_path / "two.nar"
+    nar.write_bytes(b"".join(dump_path(tmp_path / "two")))
+    for target in (s3_dataset, tmp_path / "local"):
+        ingest_dir(tmp_path / "one", target, "one", OPTIONS)
+        ingest_dir(tmp_path / "two", target, "two", OPTIONS)  # reuses the sizes measured for "one"
+        ingest_nar(nar, target, None, OPTIONS)
+        sweep_dir(tmp_path / "one", target, [default_spec("fixed", 65536)], "one", OPTIONS)
+    assert table_rows(s3_dataset) == table_rows(tmp_path / "local")
+    ds = Dataset.open(s3_dataset)
+    assert isinstance(ds, ObjectDataset) and len(ds.snapshot_ids()) == 4
+    drop = ["snapshot_id", "label"]
+    remote, local = dedup_summary(s3_dataset), dedup_summary(tmp_path / "local")
+    pd.testing.assert_frame_equal(remote, local)
+    pd.testing.assert_frame_equal(snapshot_summary(s3_dataset).drop(columns=drop), snapshot_summary(tmp_path / "local").drop(columns=drop))
+
+
+def test_cli_stats_of_an_s3_dataset(s3_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _tree(tmp_path / "t")
+    outputs = []
+    for target in (s3_dataset, str(tmp_path / "local")):
+        assert main(["ingest-dir", str(tmp_path / "t"), "-o", target, "-q", "--label", "t", "-j", "0"]) == 0
+        capsys.readouterr()
+        assert main(["stats", target, "--json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    for stats in outputs:  # ids and times differ between the two ingests
+        for row in stats.get("snapshots", []):
+            row.pop("snapshot_id", None)
+            row.pop("created_at", None)
+    assert outputs[0]["overall"] == outputs[1]["overall"]
+
+
+def test_a_failed_commit_leaves_nothing(s3_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tree(tmp_path / "t")
+    first = ingest_dir(tmp_path / "t", s3_dataset, "first", OPTIONS)
+    real_put = object_dataset._Objects.put
+
+    def put(self, key: str, data) -> None:
+        if key.startswith("snapshots/"):
+            raise OutputError(f"{self.url}: cannot write {key}: the store went away")
+        real_put(self, key, data)
+
+    monkeypatch.setattr(object_dataset._Objects, "put", put)
+    with pytest.raises(OutputError, match="went away"):
+        ingest_dir(tmp_path / "t", s3_dataset, "second", OPTIONS)
+    monkeypatch.setattr(object_dataset._Objects, "put", real_put)  # (undo() would drop the S3 settings too)
+    ds = Dataset.open(s3_dataset)
+    assert ds.snapshot_ids() == [first.snapshot_id]
+    keys = [key for table in ("nodes", "blobs", "chunks", "directories", "snapshots") for key, _ in ds.objects.list(f"{table}/")]
+    assert keys and all(first.snapshot_id in key for key in keys)  # the failed snapshot's uploads were deleted
+
+
+def test_leftovers_of_a_dead_run_age_out(s3_dataset: str, tmp_path: Path) -> None:
+    _tree(tmp_path / "t")
+    kept = ingest_dir(tmp_path / "t", s3_dataset, "kept", OPTIONS)
+    ds = Dataset.open(s3_dataset)
+    assert isinstance(ds, ObjectDataset)
+    ds.objects.put("chunks/20200101T000000-deadbeef.000003.parquet", b"half a run")
+    ds.objects.put("_staging/20200101T000000-deadbeef/snapshots.parquet", b"never committed")
+    assert ds.remove_leftovers() == []  # young: a cluster run may still be adding parts
+    removed = ds.remove_leftovers(older_than=timedelta(0))
+    assert sorted(str(p) for p in removed) == [
+        "_staging/20200101T000000-deadbeef/snapshots.parquet",
+        "chunks/20200101T000000-deadbeef.000003.parquet",
+    ]
+    assert ds.snapshot_ids() == [kept.snapshot_id] and len(ds.read_table("nodes")) > 0
+
+
+def test_an_object_dataset_travels_by_url(s3_dataset: str, tmp_path: Path) -> None:
+    _tree(tmp_path / "t")
+    ingest_dir(tmp_path / "t", s3_dataset, "t", OPTIONS)
+    copy = pickle.loads(pickle.dumps(Dataset.open(s3_dataset)))
+    assert copy.location == s3_dataset and len(copy.snapshot_ids()) == 1
+
+
+def test_bad_object_locations_are_one_line(s3_dataset: str, s3_url: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    with pytest.raises(DatasetError, match="no such dataset"):
+        Dataset.open(s3_dataset)
+    ObjectDataset(s3_url).objects.put("stranger.txt", b"not ours")
+    with pytest.raises(DatasetError, match="not a storelab dataset"):
+        Dataset.open(s3_url, create=True)
+    _tree(tmp_path / "t")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    assert main(["ingest-dir", str(tmp_path / "t"), "-o", s3_dataset, "-q", "-j", "0"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("storelab: error: s3://") and "Traceback" not in err[0]
