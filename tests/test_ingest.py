@@ -249,3 +249,30 @@ def test_blobs_added_one_at_a_time_give_the_same_rows_as_batches(tmp_path: Path)
         one = sorted(str(sorted((k, v) for k, v in r.items() if k != "snapshot_id")) for r in snapshot_rows(tmp_path / "one", table))
         many = sorted(str(sorted((k, v) for k, v in r.items() if k != "snapshot_id")) for r in snapshot_rows(tmp_path / "batched", table))
         assert one == many, table
+
+
+@given(
+    sizes=st.lists(st.sampled_from([0, 1, 100, 4096, 32 * 1024, 32 * 1024 + 1, 200_000]), min_size=1, max_size=6),
+    zstd_level=st.sampled_from([0, 3]),
+)
+def test_the_small_file_path_equals_the_general_one(tmp_path_factory, sizes: list[int], zstd_level: int) -> None:
+    """hash_file_into (the per-file fast path of a batch) fills a batch exactly as
+    hash_file + add do, for empty, one-chunk and many-chunk files."""
+    from storelab.chunking import make_chunker
+    from storelab.ingest.batch import BlobBatchBuilder
+    from storelab.ingest.blobs import BlobHasher
+
+    root = tmp_path_factory.mktemp("small")
+    rng = random.Random(len(sizes) * 7 + zstd_level)
+    paths = []
+    for i, size in enumerate(sizes):
+        path = root / f"f{i}"
+        path.write_bytes(rng.randbytes(size // 2) * 2 + rng.randbytes(size % 2))
+        paths.append(os.fsencode(path))
+    spec = default_spec("fastcdc2020", 16 * 1024)
+    fast, general = BlobBatchBuilder(), BlobBatchBuilder()
+    fast_hasher, general_hasher = (BlobHasher(make_chunker(spec), zstd_level) for _ in range(2))
+    for index, path in enumerate(paths):
+        fast_hasher.hash_file_into(path, index, fast)
+        general.add(index, general_hasher.hash_file(path))
+    assert fast.build() == general.build()

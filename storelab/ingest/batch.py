@@ -115,6 +115,22 @@ class BlobBatchBuilder:
         else:
             self._chunk_compressed.extend([NOT_MEASURED] * count)
 
+    def add_single(self, index: int, digest: bytes, size: int, compressed: int) -> None:
+        """A blob of one chunk (or none, when empty): the chunk is the blob itself.
+        ``compressed`` is its zstd size (0 for an empty blob), or -1 when not measured."""
+        self._indices.append(index)
+        self._digests += digest
+        self._sizes.append(size)
+        if size:
+            self._counts.append(1)
+            self._chunk_digests += digest
+            self._chunk_sizes.append(size)
+            self._chunk_compressed.append(compressed)
+        else:
+            self._counts.append(0)
+        self._compressed.append(compressed)
+        self._index_sizes.append(0)
+
     def add_error(self, index: int, reason: str) -> None:
         self._errors.append((index, reason))
 

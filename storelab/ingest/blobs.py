@@ -14,6 +14,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import blake3
 import zstandard
@@ -24,12 +25,18 @@ from storelab.stores.base import BlobStore, ChunkMeta
 from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL
 from storelab.stores.uploader import PendingChunk, Uploader
 
+if TYPE_CHECKING:
+    from storelab.ingest.batch import BlobBatchBuilder
+
 __all__ = ["BlobInfo", "BlobHasher", "FileChangedError", "READ_BUFFER", "hash_file_once"]
 
 READ_BUFFER = 8 * 1024 * 1024
 PARALLEL_HASH_FROM = 64 * 1024 * 1024
 """Files at least this large are hashed with BLAKE3's own threads as well."""
 
+
+# Never follow a symlink swapped in since the scan, never block on a FIFO.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 # Fault the window in with one call rather than one page fault at a time.
 _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
@@ -242,6 +249,47 @@ class BlobHasher:
                 return info
             return self._hash_mapped(fd, size)
 
+    def hash_file_into(self, path: bytes | str, index: int, builder: BlobBatchBuilder) -> None:
+        """:meth:`hash_file` straight into a batch: the per-file path of a tree of many small
+        files, with nothing allocated per file but the digest (no store, no rewrite: those
+        take :meth:`hash_file`). Raises OSError (or :class:`FileChangedError`) as it does."""
+        if self.store is not None or self.rewrite is not None:
+            builder.add(index, self.hash_file(path))
+            return
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise FileChangedError(0, "is no longer a regular file")
+            size = before.st_size
+            info = None
+            if size <= self._single_chunk_max:
+                data = os.read(fd, size + 1)  # one call: a file that grew shows one byte too many
+                if len(data) != size:
+                    raise FileChangedError(0, "changed while being read")
+                digest = blake3.blake3(data).digest()
+                measured = self._measure(digest, data) if size else (-1 if self._zstd is None else 0)
+            else:
+                info = self._hash_mapped(fd, size)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if after.st_size != size or after.st_mtime_ns != before.st_mtime_ns:
+            raise FileChangedError(0, "changed while being read")
+        if info is None:
+            builder.add_single(index, digest, size, measured)
+        else:
+            builder.add(index, info)
+
+    def _measure(self, digest: bytes, data: bytes) -> int:
+        """A single-chunk blob's compressed size (-1 when not measuring), each distinct chunk once."""
+        if self._zstd is None:
+            return -1
+        size = self.known_sizes.get(digest)
+        if size is None:
+            size = self.known_sizes[digest] = len(self._zstd.compress(data))
+        return size
+
     def _hash_mapped(self, fd: int, size: int) -> BlobInfo:
         """Hash and chunk a large file through windows of a memory map.
 
@@ -306,7 +354,7 @@ def hash_file_once(hashers: list[BlobHasher], path: bytes | str) -> list[BlobInf
 def stable_file(path: bytes | str) -> Iterator[tuple[int, int]]:
     """Open a regular file (never following a symlink, never blocking on a FIFO) and yield
     ``(fd, size)``; raise :class:`FileChangedError` if it changed size or mtime meanwhile."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = os.open(path, _OPEN_FLAGS)
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):

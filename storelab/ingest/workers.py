@@ -134,9 +134,18 @@ def hash_batch(hasher: BlobHasher, jobs: Sequence[FileJob], report_ops: bool = F
 def hash_batches(hashers: Sequence[BlobHasher], jobs: Sequence[FileJob], report_ops: bool = False) -> list[BlobBatch]:
     """Hash a batch of files once for every hasher, reading each file once."""
     builders = [BlobBatchBuilder() for _ in hashers]
+    if len(hashers) == 1:
+        hasher, builder = hashers[0], builders[0]
+        for job in jobs:
+            try:
+                hasher.hash_file_into(job.path, job.index, builder)
+            except OSError as err:
+                builder.add_error(job.index, describe_os_error(err))
+        hasher.drain()
+        return [builder.build(hasher.take_ops().as_tuple() if report_ops else ())]
     for job in jobs:
         try:
-            infos = [hashers[0].hash_file(job.path)] if len(hashers) == 1 else hash_file_once(hashers, job.path)
+            infos = hash_file_once(hashers, job.path)
         except OSError as err:
             for builder in builders:
                 builder.add_error(job.index, describe_os_error(err))
