@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import build_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-STORELAB = [sys.executable, "-m", "storelab.cli"]
+STORELAB = [sys.executable, "-m", "storelab"]  # as the `storelab` command starts
 
 
 def warm(path: Path) -> None:

@@ -84,3 +84,23 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in text
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("storelab 0.")
+
+
+def test_the_command_starts_its_workers_early_and_ingests(tmp_path: Path) -> None:
+    """`python -m storelab` (as the `storelab` script) boots the fork server before its own
+    imports; a tree of more than one batch then goes through worker processes."""
+    import subprocess
+    import sys
+
+    from storelab.launch import wants_workers
+    from storelab.tables import Dataset
+
+    assert wants_workers(["ingest-dir", "t", "-o", "d"]) and not wants_workers(["ingest-dir", "t", "-o", "d", "--workers", "0"])
+    build_tree(tmp_path / "t", {f"f{i:04}".encode(): str(i).encode() * 10 for i in range(1100)})  # three batches
+    done = subprocess.run(
+        [sys.executable, "-m", "storelab", "ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"] == 1100 and done.stderr == ""
+    assert len(Dataset.open(tmp_path / "ds").read_table("nodes")) == 1101

@@ -52,3 +52,16 @@ def test_column_equals_pyarrow_conversion(name: str, type_: pa.DataType, data: s
 def test_fixed_binary_of_wrong_width_is_refused() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         column([b"short"], pa.binary(32))
+
+
+@pytest.mark.parametrize(
+    ("value", "type_"),
+    [("20261129T154137-1a2b3c4d", pa.string()), (b"\x00\xffpath", pa.binary()), ("", pa.string()), (None, pa.string())],
+)
+def test_constant_columns_hold_the_value_in_every_row(value, type_) -> None:
+    from storelab.tables.dataset import _constant
+
+    for n in (0, 1, 5):
+        column = _constant(value, type_, n)
+        column.validate(full=True)
+        assert column.type == type_ and column.to_pylist() == [value] * n

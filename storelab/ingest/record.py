@@ -15,13 +15,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from storelab.castore import Directory, DirectoryNode, FileNode, Node, SymlinkNode
 from storelab.chunking import ChunkerSpec
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobInfo
-from storelab.ingest.columns import blob_columns, chunk_columns
 from storelab.ingest.tree import TreeEntry
 from storelab.nar.writer import NAR_HEADER_SIZE, nar_entry_size, nar_node_size
 from storelab.tables import SnapshotWriter
@@ -100,6 +97,12 @@ class SnapshotRecorder:
 
     def add_batch(self, batch: BlobBatch) -> None:
         """Record a batch of blobs; its errors become skipped files."""
+        # numpy and Arrow load with the first batch, not before the scan: the tree is walked
+        # and the workers busy while they do
+        import numpy as np
+
+        from storelab.ingest.columns import blob_columns, chunk_columns
+
         keep = np.zeros(len(batch), dtype=bool)
         seen = self._seen
         digests = batch.digests

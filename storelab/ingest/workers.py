@@ -105,19 +105,17 @@ def _pack(jobs: Sequence[FileJob]) -> tuple[array, bytes]:
 
 
 def _forkserver_context() -> multiprocessing.context.ForkServerContext:
-    context = multiprocessing.get_context("forkserver")
-    # The fork server imports the worker code once; each worker forks from it ready to run.
-    context.set_forkserver_preload([__name__, "storelab.ingest.worker_signals"])
-    return context  # type: ignore[return-value]
+    from storelab.ingest.forkserver import context
+
+    return context()
 
 
 def prestart() -> None:
     """Start the fork server now, in the background (the CLI calls this before its heavy
     imports, so workers are ready by the time the scan has found work for them)."""
-    from multiprocessing import forkserver
+    from storelab.ingest.forkserver import start_in_background
 
-    _forkserver_context()
-    threading.Thread(target=forkserver.ensure_running, daemon=True).start()
+    start_in_background()
 
 
 def _warm_up() -> None:

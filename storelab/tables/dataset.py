@@ -22,6 +22,7 @@ removes.
 from __future__ import annotations
 
 import contextlib
+from array import array
 import errno
 import fcntl
 import json
@@ -473,6 +474,11 @@ def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
     if pa.types.is_dictionary(type_):
         indices = pa.Array.from_buffers(type_.index_type, n, [None, pa.py_buffer(bytes(n * type_.index_type.bit_width // 8))])
         return pa.DictionaryArray.from_arrays(indices, arrow_column([value], type_.value_type))
+    if value is not None and (pa.types.is_string(type_) or pa.types.is_binary(type_)):
+        # every row the same bytes: offsets in steps of its length, no per-row Python
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        offsets = array("i", range(0, (n + 1) * len(raw), len(raw))) if raw else array("i", bytes(4 * (n + 1)))
+        return pa.Array.from_buffers(type_, n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
     return arrow_column([value] * n, type_)
 
 
