@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import stat
@@ -59,3 +60,10 @@ def warm(dest: Path) -> None:
                         pass
             except OSError:
                 pass
+
+
+def add_corpus_arguments(parser: argparse.ArgumentParser, repo: Path) -> None:
+    """The options every corpus benchmark takes: which corpus, how large, how many rounds."""
+    parser.add_argument("--corpus-bytes", type=int, default=1_300_000_000)
+    parser.add_argument("--corpus", type=Path, default=repo / "build" / "bench-corpus")
+    parser.add_argument("--runs", type=int, default=5)

@@ -16,15 +16,14 @@ import argparse
 import mmap
 import os
 import statistics
-import subprocess
 import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import build_corpus, warm  # noqa: E402
-from ingest import ensure_tools  # noqa: E402
+from corpus import add_corpus_arguments, build_corpus, warm  # noqa: E402
+from ingest import ensure_tools, timed  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MIN, AVG, MAX = 128 * 1024, 256 * 1024, 512 * 1024
@@ -74,18 +73,9 @@ def floor(root: str) -> int:
         return sum(pool.imap_unordered(_hash_files, [paths[i : i + 512] for i in range(0, len(paths), 512)]))
 
 
-def _timed(corpus: Path, command: list[str]) -> float:
-    warm(corpus)
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus-bytes", type=int, default=1_300_000_000)
-    parser.add_argument("--corpus", type=Path, default=REPO / "build" / "bench-corpus")
-    parser.add_argument("--runs", type=int, default=5)
+    add_corpus_arguments(parser, REPO)
     parser.add_argument("--floor-only", metavar="ROOT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_only:
@@ -106,7 +96,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.runs):
         for name, command in cases.items():
-            times[name].append(_timed(args.corpus, command))
+            times[name].append(timed(args.corpus, command))
     for name, values in times.items():
         print(f"  {name}: {', '.join(f'{t:.2f}' for t in values)} s", file=sys.stderr)
     medians = {name: statistics.median(values) for name, values in times.items()}

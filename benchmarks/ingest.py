@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import build_corpus, warm  # noqa: E402
+from corpus import add_corpus_arguments, build_corpus, warm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STORELAB = [sys.executable, "-m", "storelab"]  # as the `storelab` command starts
@@ -50,9 +50,7 @@ def timed(corpus: Path, command: list[str], setup=None, env=None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus-bytes", type=int, default=1_300_000_000)
-    parser.add_argument("--corpus", type=Path, default=REPO / "build" / "bench-corpus")
-    parser.add_argument("--runs", type=int, default=5)
+    add_corpus_arguments(parser, REPO)
     args = parser.parse_args()
 
     files, total = build_corpus(args.corpus, args.corpus_bytes)

@@ -75,13 +75,19 @@ def test_cluster_sweep_equals_local(client, tmp_path: Path, monkeypatch: pytest.
         assert _rows(tmp_path / "remote", b.snapshot_id) == _rows(tmp_path / "local", a.snapshot_id)
 
 
-def test_cluster_nars(client, tmp_path: Path) -> None:
+def _nars(root: Path, count: int, fill: bytes) -> list[str]:
+    """NAR files of small trees that share one file and differ in another."""
     nars = []
-    for i in range(3):
-        build_tree(tmp_path / f"t{i}", {b"a": b"x" * (1000 * (i + 1)), b"b": {b"c": b"same"}})
-        nar = tmp_path / f"n{i}.nar"
-        nar.write_bytes(b"".join(dump_path(tmp_path / f"t{i}")))
+    for i in range(count):
+        build_tree(root / f"t{i}", {b"a": fill * (1000 * (i + 1)), b"b": {b"c": b"same"}})
+        nar = root / f"n{i}.nar"
+        nar.write_bytes(b"".join(dump_path(root / f"t{i}")))
         nars.append(str(nar))
+    return nars
+
+
+def test_cluster_nars(client, tmp_path: Path) -> None:
+    nars = _nars(tmp_path, 3, b"x")
     options = IngestOptions(zstd_level=3, workers=0)
     results = dist.ingest_nars_on_cluster(client, nars, tmp_path / "remote", None, options)
     assert [r.label for r in results] == ["n0.nar", "n1.nar", "n2.nar"]
@@ -180,12 +186,7 @@ def _content_of(root: Path, digest: bytes) -> bytes:
 
 def test_cluster_nars_into_object_storage(client, s3_server, s3_url, tmp_path: Path) -> None:
     client.run(_set_environment, s3_server.environment())
-    nars = []
-    for i in range(2):
-        build_tree(tmp_path / f"t{i}", {b"a": b"y" * (2000 * (i + 1)), b"b": {b"c": b"same"}})
-        nar = tmp_path / f"n{i}.nar"
-        nar.write_bytes(b"".join(dump_path(tmp_path / f"t{i}")))
-        nars.append(str(nar))
+    nars = _nars(tmp_path, 2, b"yy")
     dataset = s3_url.rsplit("/", 1)[0] + "/nars"
     options = IngestOptions(zstd_level=3, workers=0, store=s3_url)
     results = dist.ingest_nars_on_cluster(client, nars, dataset, None, options)
