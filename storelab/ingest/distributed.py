@@ -46,7 +46,7 @@ from storelab.tables import SCHEMAS, Dataset
 __all__ = ["StartingClient", "cluster", "ingest_dir_on_cluster", "ingest_nars_on_cluster", "PARTITION_BYTES", "PARTITION_FILES"]
 
 PARTITION_BYTES = 64 * 1024 * 1024
-PARTITION_FILES = 4096
+PARTITION_FILES = 16384
 
 
 class StartingClient:
