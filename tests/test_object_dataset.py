@@ -127,3 +127,18 @@ def test_bad_object_locations_are_one_line(s3_dataset: str, s3_url: str, tmp_pat
     assert main(["ingest-dir", str(tmp_path / "t"), "-o", s3_dataset, "-q", "-j", "0"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("storelab: error: s3://") and "Traceback" not in err[0]
+
+
+def test_a_removal_takes_the_commit_object_first(s3_dataset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = Dataset.open(s3_dataset, create=True)
+    assert isinstance(ds, ObjectDataset)
+    sid = "20261129T000000-0badcafe"
+    for table in ("nodes", "blobs", "snapshots", "chunks"):
+        ds.objects.put(f"{table}/{sid}.parquet", b"x")
+    calls: list[list[str]] = []
+    real_delete = object_dataset._Objects.delete
+    monkeypatch.setattr(object_dataset._Objects, "delete", lambda self, keys: (calls.append(list(keys)), real_delete(self, keys)))
+    ds.delete_snapshot_objects(sid)
+    assert calls[0] == [f"snapshots/{sid}.parquet"]  # cut short after this, only invisible leftovers remain
+    assert sorted(calls[1]) == sorted(f"{t}/{sid}.parquet" for t in ("nodes", "blobs", "chunks"))
+    assert [key for key, _ in ds.objects.list("")] == ["_storelab.json"]  # only the dataset's marker is left

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -213,10 +214,15 @@ class ObjectDataset(Dataset):
         return self._read(_part_key(table, snapshot_id, part), table)
 
     def delete_snapshot_objects(self, snapshot_id: str) -> None:
-        """Remove every object of a snapshot that was not committed (an aborted write)."""
-        self.objects.delete(
-            [key for table in (*TABLES, STAGING) for key, _ in self.objects.list(f"{table}/") if _owner_id(key) == snapshot_id]
-        )
+        """Remove every object of a snapshot that was not committed (an aborted write).
+
+        Its ``snapshots`` object goes first, on its own: a removal cut short then leaves only
+        invisible leftovers, never a committed snapshot with tables missing.
+        """
+        keys = [key for table in (*TABLES, STAGING) for key, _ in self.objects.list(f"{table}/") if _owner_id(key) == snapshot_id]
+        commit = [key for key in keys if key.startswith("snapshots/")]
+        self.objects.delete(commit)
+        self.objects.delete([key for key in keys if key not in commit])
 
 
 class ObjectSnapshotWriter(SnapshotWriter):
@@ -246,8 +252,14 @@ class ObjectSnapshotWriter(SnapshotWriter):
     def commit(self, snapshot_row: Mapping[str, Any]) -> None:
         SnapshotWriter.stage(self, snapshot_row)
         self._upload_tables()
-        self.dataset.objects.put(f"snapshots/{self.snapshot_id}.parquet", self._buffers["snapshots"].path)
-        self.committed = True
+        # Ctrl-C between the commit's PUT and noting it would make the clean-up delete a
+        # committed snapshot: hold it back for that moment
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self.dataset.objects.put(f"snapshots/{self.snapshot_id}.parquet", self._buffers["snapshots"].path)
+            self.committed = True
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def abort(self) -> None:
