@@ -78,6 +78,24 @@ def _entry(path: Path, label: str, fetched_with: str) -> dict:
     return {"file": path.name, "label": label, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "fetched_with": fetched_with}
 
 
+def _fetched(folder: Path, pattern: str, download: Callable[[], object], again: str) -> list[Path]:
+    """The files matching ``pattern`` that ``download`` added to ``folder`` — or, when it found
+    the file already there and added none, those matching ``again``."""
+    before = set(folder.glob(pattern))
+    download()
+    return sorted(set(folder.glob(pattern)) - before) or sorted(folder.glob(again))
+
+
+def _fetch_series(folder: Path, kind: str, description: str, download: Callable[[], list[dict]]) -> list[Path]:
+    """Run ``download`` into ``folder``, write the manifest of what it fetched, unpack it all."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _manifest(folder, kind, description, download())
+    except OSError as err:
+        raise OutputError(f"cannot write {folder}: {err.strerror or err}") from None
+    return _unpack(folder)
+
+
 def _unpack(folder: Path) -> list[Path]:
     from storelab.datasets.sample import load_manifest, unpack_corpus
 
@@ -98,23 +116,20 @@ def fetch_pypi_series(
         versions = DEFAULT_PYPI_VERSIONS if project == DEFAULT_PYPI_PROJECT else pypi_versions(project)[-count:]
     if not versions:
         raise InputError(f"pypi-series: {project!r} has no releases on PyPI")
-    files = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+
+    def download() -> list[dict]:
+        files = []
         for version in versions:
-            before = set(folder.glob("*.whl"))
             command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", *_WHEEL_TARGET,
                        "--dest", str(folder), f"{project}=={version}"]  # fmt: skip
-            _run(command, "pypi-series")
-            wheels = sorted(set(folder.glob("*.whl")) - before) or sorted(folder.glob(f"{project.replace('-', '_')}-{version}-*.whl"))
+            wheels = _fetched(folder, "*.whl", lambda: _run(command, "pypi-series"), f"{project.replace('-', '_')}-{version}-*.whl")
             if not wheels:
                 raise InputError(f"pypi-series: pip fetched no wheel for {project}=={version}")
             files.append(_entry(wheels[0], f"{project}-{version}", f"pip download --no-deps --only-binary=:all: {' '.join(_WHEEL_TARGET)} {project}=={version}"))
-        description = f"{len(versions)} consecutive releases of {project} as the wheels PyPI serves; unpacked, each release is one snapshot."
-        _manifest(folder, "pypi-series", description, files)
-    except OSError as err:
-        raise OutputError(f"cannot write {folder}: {err.strerror or err}") from None
-    return _unpack(folder)
+        return files
+
+    description = f"{len(versions)} consecutive releases of {project} as the wheels PyPI serves; unpacked, each release is one snapshot."
+    return _fetch_series(folder, "pypi-series", description, download)
 
 
 def _apt_versions(package: str) -> list[str]:
@@ -133,23 +148,21 @@ def fetch_debian_packages(to: str | os.PathLike[str], packages: Sequence[str] = 
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise InputError("debian-packages needs apt-get and dpkg-deb (Debian or Ubuntu)")
     folder = Path(to)
-    files = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+
+    def download() -> list[dict]:
+        files = []
         for package in packages:
             for version in _apt_versions(package):
-                before = set(folder.glob("*.deb"))
-                _run(["apt-get", "download", f"{package}={version}"], "debian-packages", cwd=folder)
-                debs = sorted(set(folder.glob("*.deb")) - before) or sorted(folder.glob(f"{package}_*.deb"))
+                command = ["apt-get", "download", f"{package}={version}"]
+                debs = _fetched(folder, "*.deb", lambda: _run(command, "debian-packages", cwd=folder), f"{package}_*.deb")
                 fetched = [d for d in debs if _deb_version(d) == version] or debs
                 if not fetched:
                     raise InputError(f"debian-packages: apt-get fetched nothing for {package}={version}")
                 files.append(_entry(fetched[0], f"{package}-{version.replace(':', '_')}", f"apt-get download {package}={version}"))
-        description = f"every version Debian's index offers of {', '.join(packages)}, as .deb files; unpacked, each is one snapshot."
-        _manifest(folder, "debian-packages", description, files)
-    except OSError as err:
-        raise OutputError(f"cannot write {folder}: {err.strerror or err}") from None
-    return _unpack(folder)
+        return files
+
+    description = f"every version Debian's index offers of {', '.join(packages)}, as .deb files; unpacked, each is one snapshot."
+    return _fetch_series(folder, "debian-packages", description, download)
 
 
 def _deb_version(path: Path) -> str:

@@ -92,20 +92,15 @@ class BlobBatchBuilder:
         return len(self._indices) + len(self._errors)
 
     def add(self, index: int, info: BlobInfo) -> None:
+        count = len(info.chunk_sizes)
+        measured = info.chunk_compressed
+        if count <= 1:  # most files: the blob is its one chunk (or has none)
+            self.add_single(index, info.digest, info.size, sum(measured) if measured is not None else NOT_MEASURED)
+            return
         self._indices.append(index)
         self._digests += info.digest
         self._sizes.append(info.size)
-        count = len(info.chunk_sizes)
         self._counts.append(count)
-        measured = info.chunk_compressed
-        if count == 1:  # most files: skip the general bookkeeping
-            self._chunk_digests += info.chunk_digests
-            self._chunk_sizes.append(info.size)
-            self._index_sizes.append(0)
-            value = measured[0] if measured is not None else NOT_MEASURED
-            self._compressed.append(value)
-            self._chunk_compressed.append(value)
-            return
         self._compressed.append(sum(measured) if measured is not None else NOT_MEASURED)
         self._index_sizes.append(index_object_size(info.chunk_sizes))
         self._chunk_digests += info.chunk_digests

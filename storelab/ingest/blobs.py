@@ -256,11 +256,8 @@ class BlobHasher:
         if self.store is not None or self.rewrite is not None:
             builder.add(index, self.hash_file(path))
             return
-        fd = os.open(path, _OPEN_FLAGS)
+        fd, before = _open_regular(path)
         try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                raise FileChangedError(0, "is no longer a regular file")
             size = before.st_size
             info = None
             if size <= self._single_chunk_max:
@@ -268,27 +265,18 @@ class BlobHasher:
                 if len(data) != size:
                     raise FileChangedError(0, "changed while being read")
                 digest = blake3.blake3(data).digest()
-                measured = self._measure(digest, data) if size else (-1 if self._zstd is None else 0)
+                # the chunk's compressed size, each distinct chunk measured once (None: not measuring)
+                measured = self._chunk(digest, data) if size else (0 if self._zstd is not None else None)
             else:
                 info = self._hash_mapped(fd, size)
             after = os.fstat(fd)
         finally:
             os.close(fd)
-        if after.st_size != size or after.st_mtime_ns != before.st_mtime_ns:
-            raise FileChangedError(0, "changed while being read")
+        _check_unchanged(before, after)
         if info is None:
-            builder.add_single(index, digest, size, measured)
+            builder.add_single(index, digest, size, -1 if measured is None else measured)
         else:
             builder.add(index, info)
-
-    def _measure(self, digest: bytes, data: bytes) -> int:
-        """A single-chunk blob's compressed size (-1 when not measuring), each distinct chunk once."""
-        if self._zstd is None:
-            return -1
-        size = self.known_sizes.get(digest)
-        if size is None:
-            size = self.known_sizes[digest] = len(self._zstd.compress(data))
-        return size
 
     def _hash_mapped(self, fd: int, size: int) -> BlobInfo:
         """Hash and chunk a large file through windows of a memory map.
@@ -354,16 +342,31 @@ def hash_file_once(hashers: list[BlobHasher], path: bytes | str) -> list[BlobInf
 def stable_file(path: bytes | str) -> Iterator[tuple[int, int]]:
     """Open a regular file (never following a symlink, never blocking on a FIFO) and yield
     ``(fd, size)``; raise :class:`FileChangedError` if it changed size or mtime meanwhile."""
+    fd, before = _open_regular(path)
+    try:
+        yield fd, before.st_size
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    _check_unchanged(before, after)
+
+
+def _open_regular(path: bytes | str) -> tuple[int, os.stat_result]:
+    """Open ``path`` (never following a symlink, never blocking on a FIFO): ``(fd, its stat)``,
+    or :class:`FileChangedError` if it is no longer a regular file."""
     fd = os.open(path, _OPEN_FLAGS)
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise FileChangedError(0, "is no longer a regular file")
-        yield fd, before.st_size
-        after = os.fstat(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise
+    return fd, before
+
+
+def _check_unchanged(before: os.stat_result, after: os.stat_result) -> None:
+    if after.st_size != before.st_size or after.st_mtime_ns != before.st_mtime_ns:
         raise FileChangedError(0, "changed while being read")
 
 

@@ -152,15 +152,18 @@ class ObjectDataset(Dataset):
     def _table_keys(self, table: str) -> list[str]:
         return sorted(key for key, _ in self.objects.list(f"{table}/") if key.endswith(".parquet"))
 
-    def table_files(self, table: str, snapshot_ids: Sequence[str] | None = None) -> list[str]:
+    def _committed_keys(self, table: str, snapshot_ids: Sequence[str] | None) -> list[str]:
         wanted = set(self.snapshot_ids() if snapshot_ids is None else snapshot_ids)
-        return [f"{self.url}/{key}" for key in self._table_keys(table) if _stem(key).split(".", 1)[0] in wanted]
+        return [key for key in self._table_keys(table) if _owner_id(key) in wanted]
+
+    def table_files(self, table: str, snapshot_ids: Sequence[str] | None = None) -> list[str]:
+        return [f"{self.url}/{key}" for key in self._committed_keys(table, snapshot_ids)]
 
     def read_table(self, table: str, snapshot_ids: Sequence[str] | None = None) -> pa.Table:
-        files = self.table_files(table, snapshot_ids)
-        if not files:
+        keys = self._committed_keys(table, snapshot_ids)
+        if not keys:
             return SCHEMAS[table].empty_table()
-        return pa.concat_tables(self._read(file[len(self.url) + 1 :], table) for file in files)
+        return pa.concat_tables(self._read(key, table) for key in keys)
 
     def _read(self, key: str, table: str) -> pa.Table:
         data = self.objects.get(key)
