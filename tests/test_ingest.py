@@ -158,6 +158,19 @@ def test_parallel_and_serial_ingest_write_the_same_rows(tmp_path: Path, monkeypa
         assert rows_a == rows_b, table
 
 
+def _niceness() -> int:
+    return os.nice(0)
+
+
+def test_pool_workers_yield_the_cpu_to_the_recording_process() -> None:
+    """The process that scans and records is the critical path; its workers run niced."""
+    from storelab.ingest.workers import WORKER_NICENESS, HashPool
+
+    with HashPool(default_spec(), zstd_level=0, workers=1) as pool:
+        niceness = pool._start().submit(_niceness).result()
+    assert niceness == min(19, os.nice(0) + WORKER_NICENESS)
+
+
 def test_compressed_sizes_are_measured_once_per_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import zstandard
 

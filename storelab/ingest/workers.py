@@ -33,6 +33,10 @@ __all__ = ["FileJob", "HashPool", "batch_jobs", "default_workers", "prestart"]
 
 BATCH_BYTES = 16 * 1024 * 1024
 BATCH_FILES = 512
+WORKER_NICENESS = 5
+"""Workers yield the CPU to the process that scans and records: on a machine with as many
+workers as cores, that one process is the ingest's critical path (the workers always have
+batches queued), and it loses a share of a core to them at equal priority."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,10 @@ def _init_worker(
 ) -> None:
     # Ctrl-C is the parent's to handle; workers would otherwise print their own tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:  # not allowed here (a sandbox): equal priority is only slower
+        pass
     _hashers[:] = make_hashers(specs, zstd_level, known_sizes, store, upload, rewrite)
 
 
