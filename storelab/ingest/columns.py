@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 
-from storelab.ingest.batch import BlobBatch
+from array import array
 
-__all__ = ["blob_columns", "chunk_columns"]
+from storelab.ingest.batch import BlobBatch
+from storelab.tables.arrow import column
+
+__all__ = ["blob_columns", "chunk_columns", "file_node_columns"]
 
 
 def blob_columns(batch: BlobBatch, keep: np.ndarray) -> dict[str, pa.Array]:
@@ -38,6 +43,19 @@ def chunk_columns(batch: BlobBatch, keep: np.ndarray) -> dict[str, pa.Array]:
         "size": _numbers(sizes[chunk_keep], pa.uint32()),
         "digest": _digests(batch.chunk_digests, chunk_keep),
         "compressed_size": _measured(np.frombuffer(batch.chunk_compressed, dtype=np.int64)[chunk_keep], pa.uint32()),
+    }
+
+
+def file_node_columns(paths: list[bytes], sizes: Sequence[int], executables: list[bool], digests: bytes) -> dict[str, pa.Array]:
+    """Arrow columns of the ``nodes`` table for files: the i-th of ``paths`` has size
+    ``sizes[i]`` and the 32-byte digest at ``digests[32 * i:]``."""
+    n = len(paths)
+    sizes = sizes if isinstance(sizes, array) and sizes.typecode == "Q" else array("Q", sizes)
+    return {
+        "path": column(paths, pa.binary()),
+        "size": pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(sizes)]),
+        "executable": column(executables, pa.bool_()),
+        "digest": pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), n, [None, pa.py_buffer(digests[: 32 * n])]),
     }
 
 

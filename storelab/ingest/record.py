@@ -11,11 +11,13 @@ hashing and memory holds only the directories still open.
 from __future__ import annotations
 
 from collections import deque
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storelab.castore import Directory, DirectoryNode, FileNode, Node, SymlinkNode
+import blake3
+
+from storelab.castore import DirectoryNode, FileNode, Node, SymlinkNode
+from storelab.castore.protobuf import encode_varint as _varint
 from storelab.chunking import ChunkerSpec
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobInfo
@@ -27,6 +29,21 @@ __all__ = ["SnapshotRecorder", "RecordedTree", "root_fields"]
 
 _SINGLE_BLOB_FLUSH = 4096
 _NODE_ROWS_PER_WRITE = 65536
+
+# A final child of a directory still open: (kind, entry index, its field in the parent's
+# encoding, castore size (directories), file bytes below it, bytes of its NAR entry, digest).
+# Sorted, (kind, index) is castore's order: directories, files, symlinks, each by name.
+_Child = tuple[int, int, bytes, int, int, int, "bytes | None"]
+_DIRECTORY, _FILE, _SYMLINK = 1, 2, 3  # the Directory message's field numbers
+
+# NAR bytes of a file's directory entry, less its name's and contents' padded lengths
+_NAR_FILE_ENTRY = nar_entry_size(b"", nar_node_size("file", 0))
+_NAR_EXECUTABLE = nar_node_size("file", 0, executable=True) - nar_node_size("file", 0)
+_NAR_DIRECTORY = nar_node_size("directory")
+
+
+def _padded(length: int) -> int:
+    return length + (-length % 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +72,10 @@ class SnapshotRecorder:
     growing), and the children of each directory appear in it in name order. Each distinct
     blob is written once per snapshot, however often it occurs. :meth:`finish` returns the
     root once everything has been reported.
+
+    Directories are encoded here from their children's encodings, without building node
+    objects: this runs for every file of every tree, in the one process all workers report
+    to (``Directory.encoded`` is the reference; a test holds the two equal).
     """
 
     def __init__(
@@ -69,12 +90,11 @@ class SnapshotRecorder:
         self._seen: set[bytes] = set()
         self.chunk_rows = 0
         self._pending_blobs = BlobBatchBuilder()
-        self._children: dict[int, list[tuple[int, Node | None]]] = {}
+        self._children: dict[int, list[_Child | None]] = {}  # None: a child left out
         self._waiting: dict[int, int] = {}  # listed directory → children not yet resolved
-        self._dir_file_bytes: dict[int, int] = {}
-        self._nar_sizes: dict[int, int] = {}  # finished entry → bytes of its NAR node
         self._written_dirs: set[bytes] = set()
         self._root: Node | None = None
+        self._root_nar = 0
         self._counts = {"file": 0, "directory": 0, "symlink": 0}
         self._file_bytes = 0
         self._rows: dict[str, list] = _empty_node_columns()
@@ -103,19 +123,10 @@ class SnapshotRecorder:
 
         from storelab.ingest.columns import blob_columns, chunk_columns
 
-        keep = np.zeros(len(batch), dtype=bool)
-        seen = self._seen
-        digests = batch.digests
-        entries = self.entries
-        for i, (index, size) in enumerate(zip(batch.indices, batch.sizes)):
-            digest = digests[32 * i : 32 * i + 32]
-            if digest not in seen:
-                seen.add(digest)
-                keep[i] = True
-            entry = entries[index]
-            self._resolve(index, FileNode(entry.path.rpartition(b"/")[2], digest, size, entry.executable))
+        fresh = self._add_files(batch.indices, batch.digests, batch.sizes)
         for index, _ in batch.errors:
             self.skip(index)
+        keep = np.array(fresh, dtype=bool)
         if keep.any():
             sid = {"snapshot_id": self.snapshot_id}
             self.writer.append_columns("blobs", blob_columns(batch, keep), sid)
@@ -124,19 +135,64 @@ class SnapshotRecorder:
             self.writer.append_columns("chunks", chunks, {**sid, "chunker_id": self.chunker_id})
 
     def add_files(self, indices: Sequence[int], digests: bytes, sizes: Sequence[int]) -> list[bool]:
-        """Record file entries whose blob rows someone else writes (a cluster task): resolve
-        their nodes only. Returns, per file, whether its blob is new to this snapshot."""
-        entries = self.entries
-        new = []
+        """Record file entries whose blob rows someone else writes (a cluster task): their
+        nodes only. Returns, per file, whether its blob is new to this snapshot."""
+        return self._add_files(indices, digests, sizes)
+
+    def _add_files(self, indices: Sequence[int], digests: bytes, sizes: Sequence[int]) -> list[bool]:
+        """Resolve file entries (their node rows are written here, as columns) and say
+        which blobs are new. The loop runs once per file of the tree: kept flat."""
+        entries, seen, children, waiting = self.entries, self._seen, self._children, self._waiting
+        fresh: list[bool] = []
+        paths: list[bytes] = []
+        executables: list[bool] = []
+        total = 0
         for i, (index, size) in enumerate(zip(indices, sizes)):
             digest = digests[32 * i : 32 * i + 32]
-            fresh = digest not in self._seen
-            if fresh:
-                self._seen.add(digest)
-            new.append(fresh)
+            if digest in seen:
+                fresh.append(False)
+            else:
+                seen.add(digest)
+                fresh.append(True)
             entry = entries[index]
-            self._resolve(index, FileNode(entry.path.rpartition(b"/")[2], digest, int(size), entry.executable))
-        return new
+            path, executable, parent = entry.path, entry.executable, entry.parent
+            paths.append(path)
+            executables.append(executable)
+            total += size
+            if parent < 0:  # a single-file tree
+                self._root = FileNode(b"", digest, size, executable)
+                self._root_nar = nar_node_size("file", size, executable)
+                continue
+            name = path.rpartition(b"/")[2]
+            body = b"".join(
+                (
+                    b"\n", _varint(len(name)), name, b"\x12\x20", digest,
+                    b"\x18" + _varint(size) if size else b"", b"\x20\x01" if executable else b"",
+                )
+            )  # fmt: skip
+            nar = _NAR_FILE_ENTRY + _padded(len(name)) + _padded(size) + (_NAR_EXECUTABLE if executable else 0)
+            kids = children.get(parent)
+            if kids is None:
+                children[parent] = kids = []
+            kids.append((_FILE, index, b"\x12" + _varint(len(body)) + body, 0, size, nar, digest))
+            left = waiting.get(parent)
+            if left is not None:  # else: the parent is not listed yet
+                if left > 1:
+                    waiting[parent] = left - 1
+                else:
+                    del waiting[parent]
+                    self._resolve(parent, self._build(parent))
+        if paths:
+            self._counts["file"] += len(paths)
+            self._file_bytes += total
+            from storelab.ingest.columns import file_node_columns
+
+            self.writer.append_columns(
+                "nodes",
+                file_node_columns(paths, sizes, executables, digests),
+                {"snapshot_id": self.snapshot_id, "kind": "file", "symlink_target": None},
+            )
+        return fresh
 
     def skip(self, index: int) -> None:
         """File entry ``index`` will have no blob: leave it out of its directory."""
@@ -151,114 +207,103 @@ class SnapshotRecorder:
             entry = entries[child]
             if entry.kind == "symlink":
                 assert entry.target is not None
-                self._resolve(child, SymlinkNode(entry.path.rpartition(b"/")[2], entry.target))
+                self._resolve(child, self._symlink(child, entry.path, entry.target))
         left = len(children) - len(self._children.get(directory, ()))
         if left:
             self._waiting[directory] = left
         else:
-            self._complete(directory)
+            self._resolve(directory, self._build(directory))
 
-    def _resolve(self, index: int, node: Node | None) -> None:
+    def _symlink(self, index: int, path: bytes, target: bytes) -> _Child:
+        """A symlink entry, final: its node row now, its place in the parent."""
+        self._node_row(path, "symlink", None, None, target)
+        name = path.rpartition(b"/")[2]
+        body = b"\n" + _varint(len(name)) + name + b"\x12" + _varint(len(target)) + target
+        nar = nar_entry_size(name, nar_node_size("symlink", target=target))
+        return (_SYMLINK, index, b"\x1a" + _varint(len(body)) + body, 0, 0, nar, None)
+
+    def _resolve(self, index: int, child: _Child | None) -> None:
         """Entry ``index`` is final (None: left out); complete its parent if it was the last."""
+        entries, children, waiting = self.entries, self._children, self._waiting
         while True:
-            parent = self.entries[index].parent
+            parent = entries[index].parent
             if parent < 0:
-                self._root = node
-                if node is not None:
-                    self._count(index, node)
+                self._set_root(index, child)
                 return
-            self._children.setdefault(parent, []).append((index, node))
-            left = self._waiting.get(parent)
+            kids = children.get(parent)
+            if kids is None:
+                children[parent] = kids = []
+            kids.append(child)
+            left = waiting.get(parent)
             if left is None:  # the parent is not listed yet
                 return
             if left > 1:
-                self._waiting[parent] = left - 1
+                waiting[parent] = left - 1
                 return
-            del self._waiting[parent]
-            index, node = parent, self._build(parent)
+            del waiting[parent]
+            index, child = parent, self._build(parent)
 
-    def _complete(self, directory: int) -> None:
-        self._resolve(directory, self._build(directory))
+    def _set_root(self, index: int, child: _Child | None) -> None:
+        if child is None:
+            return
+        kind, _, _, size, _, nar, digest = child
+        if kind == _DIRECTORY:
+            self._root = DirectoryNode(b"", digest, size)  # type: ignore[arg-type]
+            self._root_nar = nar
+        else:  # a symlink root (files take _add_files' own branch)
+            target = self.entries[index].target
+            assert target is not None
+            self._root = SymlinkNode(b"", target)
+            self._root_nar = nar_node_size("symlink", target=target)
 
-    def _build(self, index: int) -> DirectoryNode:
-        """Encode a directory whose children are all final; write their rows."""
-        kids = self._children.pop(index, [])
-        kids.sort(key=_by_index)
-        file_bytes = 0
-        entries_nar = 0
-        dirs: list[DirectoryNode] = []
-        files: list[FileNode] = []
-        links: list[SymlinkNode] = []
-        for child, node in kids:
-            if node is None:
-                continue
-            self._count(child, node)
-            entries_nar += nar_entry_size(node.name, self._node_nar(child, node))
-            if type(node) is FileNode:
-                files.append(node)
-                file_bytes += node.size
-            elif type(node) is DirectoryNode:
-                dirs.append(node)
-                file_bytes += self._dir_file_bytes.pop(child)
-            else:
-                links.append(node)  # type: ignore[arg-type]
-        directory = Directory.trusted(tuple(dirs), tuple(files), tuple(links))
-        node = directory.node(self.entries[index].path.rpartition(b"/")[2])
-        self._dir_file_bytes[index] = file_bytes
-        self._nar_sizes[index] = nar_node_size("directory", entries=entries_nar)
-        if node.digest not in self._written_dirs:
-            self._written_dirs.add(node.digest)
+    def _build(self, index: int) -> _Child:
+        """Encode a directory whose children are all final; write its rows."""
+        kids = [kid for kid in self._children.pop(index, ()) if kid is not None]
+        kids.sort()  # (kind, index): castore's field order, each list in name order
+        encoded = b"".join([kid[2] for kid in kids])
+        digest = blake3.blake3(encoded).digest()
+        dirs = [kid for kid in kids if kid[0] == _DIRECTORY]
+        size = 2 * len(kids) + sum(kid[3] for kid in dirs)
+        file_bytes = sum(kid[4] for kid in kids)
+        nar = _NAR_DIRECTORY + sum(kid[5] for kid in kids)
+        path = self.entries[index].path
+        self._node_row(path, "directory", size, None, None, digest)
+        if digest not in self._written_dirs:
+            self._written_dirs.add(digest)
             if self.directory_messages is not None:
-                self.directory_messages[node.digest] = (directory.encoded, tuple(d.digest for d in dirs))
+                self.directory_messages[digest] = (encoded, tuple(kid[6] for kid in dirs))  # type: ignore[misc]
+            files = sum(1 for kid in kids if kid[0] == _FILE)
             self.writer.append(
                 "directories",
                 {
                     "snapshot_id": self.snapshot_id,
-                    "digest": node.digest,
-                    "encoded_size": len(directory.encoded),
+                    "digest": digest,
+                    "encoded_size": len(encoded),
                     "directory_entries": len(dirs),
-                    "file_entries": len(files),
-                    "symlink_entries": len(links),
-                    "size": node.size,
+                    "file_entries": files,
+                    "symlink_entries": len(kids) - len(dirs) - files,
+                    "size": size,
                     "file_bytes": file_bytes,
                 },
             )
-        return node
+        if self.entries[index].parent < 0:
+            return (_DIRECTORY, index, b"", size, file_bytes, nar, digest)
+        name = path.rpartition(b"/")[2]
+        body = b"\n" + _varint(len(name)) + name + b"\x12\x20" + digest + (b"\x18" + _varint(size) if size else b"")
+        return (_DIRECTORY, index, b"\n" + _varint(len(body)) + body, size, file_bytes, nar_entry_size(name, nar), digest)
 
-    def _node_nar(self, index: int, node: Node) -> int:
-        """Bytes of a final entry's NAR node (a directory's were summed when it was built)."""
-        if type(node) is FileNode:
-            return nar_node_size("file", node.size, node.executable)
-        if type(node) is DirectoryNode:
-            return self._nar_sizes.pop(index)
-        return nar_node_size("symlink", target=node.target)  # type: ignore[union-attr]
-
-    def _count(self, index: int, node: Node) -> None:
-        """Write the node row of a final entry (each entry exactly once)."""
+    def _node_row(
+        self, path: bytes, kind: str, size: int | None, executable: bool | None, target: bytes | None, digest: bytes | None = None
+    ) -> None:
+        """The node row of a final directory or symlink (files go in as columns)."""
+        self._counts[kind] += 1
         rows = self._rows
-        rows["path"].append(self.entries[index].path)
-        if type(node) is FileNode:
-            self._counts["file"] += 1
-            self._file_bytes += node.size
-            rows["kind"].append("file")
-            rows["size"].append(node.size)
-            rows["executable"].append(node.executable)
-            rows["digest"].append(node.digest)
-            rows["symlink_target"].append(None)
-        elif type(node) is DirectoryNode:
-            self._counts["directory"] += 1
-            rows["kind"].append("directory")
-            rows["size"].append(node.size)
-            rows["executable"].append(None)
-            rows["digest"].append(node.digest)
-            rows["symlink_target"].append(None)
-        else:
-            self._counts["symlink"] += 1
-            rows["kind"].append("symlink")
-            rows["size"].append(None)
-            rows["executable"].append(None)
-            rows["digest"].append(None)
-            rows["symlink_target"].append(node.target)  # type: ignore[union-attr]
+        rows["path"].append(path)
+        rows["kind"].append(kind)
+        rows["size"].append(size)
+        rows["executable"].append(executable)
+        rows["digest"].append(digest)
+        rows["symlink_target"].append(target)
         if len(rows["path"]) >= _NODE_ROWS_PER_WRITE:
             self._flush_nodes()
 
@@ -273,15 +318,19 @@ class SnapshotRecorder:
         if self._root is None and self.entries and self.entries[0].kind == "symlink":
             root = self.entries[0]
             assert root.target is not None
-            self._resolve(0, SymlinkNode(b"", root.target))  # a symlink root has no listing
+            self._resolve(0, self._symlink(0, b"", root.target))  # a symlink root has no listing
         if self._root is None and self.entries and self.entries[0].kind == "directory":
             raise ValueError(f"the tree is incomplete: {len(self._waiting)} directories still wait for entries")
         if self._root is None:
             raise ValueError("the tree has no root (its only file was skipped)")
         self._flush_nodes()
-        nar_size = NAR_HEADER_SIZE + self._node_nar(0, self._root)
         return RecordedTree(
-            self._root, self._counts["file"], self._counts["directory"], self._counts["symlink"], self._file_bytes, nar_size
+            self._root,
+            self._counts["file"],
+            self._counts["directory"],
+            self._counts["symlink"],
+            self._file_bytes,
+            NAR_HEADER_SIZE + self._root_nar,
         )
 
     def directory_closure(self) -> list[bytes]:
@@ -314,10 +363,6 @@ class SnapshotRecorder:
             if entry.kind == "directory":
                 self.listed(index, children.get(index, []))
         return self.finish()
-
-
-def _by_index(item: tuple[int, Node | None]) -> int:
-    return item[0]
 
 
 def _empty_node_columns() -> dict[str, list]:
