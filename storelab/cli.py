@@ -1,44 +1,108 @@
-"""``storelab …``: parse arguments, call the library, print. No logic of its own."""
+"""``storelab …``: parse arguments, call the library, print. No logic of its own.
+
+Built on click alone, and rich only where something is printed: every command pays for
+its imports before it starts, and an ingest's scan waits for them.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import cache
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
-import typer
-from rich.console import Console
-from rich.table import Table
+import click
 
 from storelab import __version__
 from storelab.errors import ConfigError, Interrupted, OutputError, StorelabError
 from storelab.units import format_bytes, parse_size
 
-app = typer.Typer(
-    name="storelab",
-    help=(
-        "Study deduplication in content-addressed stores.\n\n"
-        "Ingest directory trees and NARs as snix's castore would store them (BLAKE3 digests, FastCDC "
-        "chunks, zstd sizes, optionally into a snix-layout object store) into a Parquet dataset, then ask it "
-        "for dedup figures at every level, chunker sweeps, what-ifs, store costs, upload speed over slow "
-        "links and container layer plans; export it all as a report.\n\n"
-        "  storelab ingest-dir ./numpy-1.26.3 --label numpy-1.26.3 --out study/\n\n"
-        "  storelab ingest-dir ./numpy-1.26.4 --label numpy-1.26.4 --out study/\n\n"
-        "  storelab stats study/\n\n"
-        "  storelab report study/ -o study.html"
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
-# Off a terminal rich would wrap at 80 columns; tables read better unwrapped in logs and CI.
-out = Console() if sys.stdout.isatty() else Console(width=160)
+class _Option(click.Option):
+    """An option that names its section of ``--help`` (Chunking, Store, Cluster, …)."""
+
+    def __init__(self, *args: Any, panel: str = "Options", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.panel = panel
+
+
+class _WholeSummary:
+    """A command's line in its group's ``--help`` is its docstring's whole first sentence
+    (click would cut it at the terminal's width less the longest name)."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return super().get_short_help_str(limit=300)  # type: ignore[misc]
+
+
+class _Command(_WholeSummary, click.Command):
+    """``--help`` lists the options section by section (click lists the arguments)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = None if isinstance(param, click.Argument) else param.get_help_record(ctx)
+            if record is not None:
+                sections.setdefault(getattr(param, "panel", "Options"), []).append(record)
+        for title in sorted(sections, key=lambda t: t != "Options"):  # Options first, then as declared
+            with formatter.section(title):
+                formatter.write_dl(sections[title])
+
+
+class _Group(_WholeSummary, click.Group):
+    command_class = _Command
+    group_class = type  # subcommand groups (store, layers, datasets) are _Groups too
+
+
+def _option(*decls: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(*decls, cls=_Option, **kwargs)
+
+
+def _print_version(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    if value:
+        print(f"storelab {__version__}")
+        ctx.exit()
+
+
+@click.group(
+    cls=_Group,
+    name="storelab",
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 120},
+)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Print the version and exit.")
+def app() -> None:
+    """Study deduplication in content-addressed stores.
+
+    Ingest directory trees and NARs as snix's castore would store them (BLAKE3 digests, FastCDC
+    chunks, zstd sizes, optionally into a snix-layout object store) into a Parquet dataset, then ask it
+    for dedup figures at every level, chunker sweeps, what-ifs, store costs, upload speed over slow
+    links and container layer plans; export it all as a report.
+
+    \b
+      storelab ingest-dir ./numpy-1.26.3 --label numpy-1.26.3 --out study/
+      storelab ingest-dir ./numpy-1.26.4 --label numpy-1.26.4 --out study/
+      storelab stats study/
+      storelab report study/ -o study.html
+    """
+
+
+@cache
+def _out() -> Any:
+    """The console tables and summaries go to (rich loads with the first thing printed).
+    Off a terminal rich would wrap at 80 columns; tables read better unwrapped in logs and CI."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _table(**settings: Any) -> Any:
+    """A rich Table (rich loads with the first table)."""
+    from rich.table import Table
+
+    return Table(**settings)
 
 
 def _error_line(message: str) -> None:
@@ -46,91 +110,62 @@ def _error_line(message: str) -> None:
     print(" ".join(message.split()), file=sys.stderr)
 
 
-def _version_callback(value: bool) -> None:
-    if value:
-        print(f"storelab {__version__}")
-        raise typer.Exit()
+def _chunking_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--chunker, --avg/--min/--max-chunk-size, --normalization, --zstd-level."""
+    for decorator in reversed(
+        [
+            _option("--chunker", default="fastcdc2020", panel="Chunking",
+                    help="fastcdc2020 (what snix uses), fastcdc2016 (what attic uses) or fixed (fixed-size blocks)."),
+            _option("--avg-chunk-size", default="256KiB", panel="Chunking", help="Average chunk size (fixed: the block size), e.g. 64KiB."),
+            _option("--min-chunk-size", default=None, panel="Chunking", help="Smallest chunk; default avg/2 as snix."),
+            _option("--max-chunk-size", default=None, panel="Chunking", help="Largest chunk; default 2×avg as snix."),
+            _option("--normalization", type=click.IntRange(0, 3), default=1, panel="Chunking", help="FastCDC 2020 normalisation level."),
+            _ZSTD_OPTION,
+        ]
+    ):  # fmt: skip
+        f = decorator(f)
+    return f
 
 
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    pass
+_ZSTD_OPTION = _option(
+    "--zstd-level", type=click.IntRange(0, 22), default=3, panel="Chunking",
+    help="zstd level for measuring each distinct chunk's compressed size (snix stores level 3); 0 = don't measure.",
+)  # fmt: skip
 
 
-ChunkerOpt = Annotated[
-    str,
-    typer.Option(
-        "--chunker",
-        help="fastcdc2020 (what snix uses), fastcdc2016 (what attic uses) or fixed (fixed-size blocks).",
-        rich_help_panel="Chunking",
-    ),
-]
-AvgOpt = Annotated[
-    str, typer.Option("--avg-chunk-size", help="Average chunk size (fixed: the block size), e.g. 64KiB.", rich_help_panel="Chunking")
-]
-MinOpt = Annotated[
-    Optional[str], typer.Option("--min-chunk-size", help="Smallest chunk; default avg/2 as snix.", rich_help_panel="Chunking")
-]
-MaxOpt = Annotated[
-    Optional[str], typer.Option("--max-chunk-size", help="Largest chunk; default 2×avg as snix.", rich_help_panel="Chunking")
-]
-NormOpt = Annotated[
-    int, typer.Option("--normalization", min=0, max=3, help="FastCDC 2020 normalisation level.", rich_help_panel="Chunking")
-]
-ZstdOpt = Annotated[
-    int,
-    typer.Option(
-        "--zstd-level",
-        min=0,
-        max=22,
-        help="zstd level for measuring each distinct chunk's compressed size (snix stores level 3); 0 = don't measure.",
-        rich_help_panel="Chunking",
-    ),
-]
+def _store_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--store, --upload-concurrency, --upload-threshold, --upload-buffer."""
+    for decorator in reversed(
+        [
+            _option(
+                "--store", default=None, panel="Store",
+                help="Also write every blob, chunk and directory to this store, laid out as snix's object store: "
+                "file:///path, memory:// or s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID… from the environment).",
+            ),
+            _option("--upload-concurrency", type=click.IntRange(min=0), default=32, panel="Store",
+                    help="Uploads in flight per process for blobs under the threshold; 0 = upload every request in turn."),
+            _THRESHOLD_OPTION,
+            _BUFFER_OPTION,
+        ]
+    ):  # fmt: skip
+        f = decorator(f)
+    return f
 
 
-StoreOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--store",
-        help=(
-            "Also write every blob, chunk and directory to this store, laid out as snix's object store: "
-            "file:///path, memory:// or s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID… from the environment)."
-        ),
-        rich_help_panel="Store",
-    ),
-]
-ConcurrencyOpt = Annotated[
-    int,
-    typer.Option(
-        "--upload-concurrency",
-        min=0,
-        help="Uploads in flight per process for blobs under the threshold; 0 = upload every request in turn.",
-        rich_help_panel="Store",
-    ),
-]
-ThresholdOpt = Annotated[
-    str,
-    typer.Option("--upload-threshold", help="Blobs below this go up in the background; larger ones inline.", rich_help_panel="Store"),
-]
-BufferOpt = Annotated[
-    str,
-    typer.Option("--upload-buffer", help="Most bytes held in memory waiting for upload.", rich_help_panel="Store"),
-]
-
-
-NormalizeOpt = Annotated[
-    bool,
-    typer.Option(
-        "--normalize-store-paths",
-        help="What-if: replace /nix/store/<hash>- hashes in file contents by a placeholder before hashing (digests then differ from the real ones).",
-        rich_help_panel="Chunking",
-    ),
-]
+_THRESHOLD_OPTION = _option(
+    "--upload-threshold", default="1MiB", panel="Store", help="Blobs below this go up in the background; larger ones inline."
+)
+_BUFFER_OPTION = _option("--upload-buffer", default="128MiB", panel="Store", help="Most bytes held in memory waiting for upload.")
+_NORMALIZE_OPTION = _option(
+    "--normalize-store-paths", is_flag=True, panel="Chunking",
+    help="What-if: replace /nix/store/<hash>- hashes in file contents by a placeholder before hashing (digests then differ from the real ones).",
+)  # fmt: skip
+_SCHEDULER_OPTION = _option(
+    "--scheduler", default=None, panel="Cluster",
+    help="Run on a Dask cluster: tcp://HOST:8786, or 'local' for a cluster of --workers processes here. "
+    "The dataset must be a path every worker sees, or s3://; with --store, the store too.",
+)  # fmt: skip
+_JSON = "as_json"
 
 
 def _rewrite(normalize: bool) -> Any:
@@ -139,17 +174,6 @@ def _rewrite(normalize: bool) -> Any:
     from storelab.analysis.whatif import normalize_store_paths
 
     return normalize_store_paths
-
-
-SchedulerOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--scheduler",
-        help="Run on a Dask cluster: tcp://HOST:8786, or 'local' for a cluster of --workers processes here. "
-        "The dataset must be a path every worker sees, or s3://; with --store, the store too.",
-        rich_help_panel="Cluster",
-    ),
-]
 
 
 def _upload_options(concurrency: int, threshold: str, buffer: str):
@@ -173,29 +197,23 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
 
 
 @app.command("ingest-dir")
+@click.argument("path", metavar="PATH", help="Directory tree (or single file) to ingest.")
+@_option("--out", "-o", "out_", required=True, help="Dataset folder or s3://bucket/prefix; created if missing, appended to if not.")
+@_option("--label", "-l", default=None, help="Snapshot label; default: the folder's name.")
+@_chunking_options
+@_option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes; default one per core; 0 = none.")
+@_option("--strict", is_flag=True, help="Fail on an unreadable or special file instead of skipping it.")
+@_store_options
+@_NORMALIZE_OPTION
+@_SCHEDULER_OPTION
+@_option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
+@_option("--json", _JSON, is_flag=True, help="Print the new snapshot's summary as JSON.")
 def ingest_dir_command(
-    path: Annotated[str, typer.Argument(help="Directory tree (or single file) to ingest.", show_default=False, metavar="PATH")],
-    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder or s3://bucket/prefix; created if missing, appended to if not.")],
-    label: Annotated[Optional[str], typer.Option("--label", "-l", help="Snapshot label; default: the folder's name.")] = None,
-    chunker: ChunkerOpt = "fastcdc2020",
-    avg_chunk_size: AvgOpt = "256KiB",
-    min_chunk_size: MinOpt = None,
-    max_chunk_size: MaxOpt = None,
-    normalization: NormOpt = 1,
-    zstd_level: ZstdOpt = 3,
-    workers: Annotated[
-        Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes; default one per core; 0 = none.")
-    ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail on an unreadable or special file instead of skipping it.")] = False,
-    store: StoreOpt = None,
-    upload_concurrency: ConcurrencyOpt = 32,
-    upload_threshold: ThresholdOpt = "1MiB",
-    upload_buffer: BufferOpt = "128MiB",
-    normalize_store_paths: NormalizeOpt = False,
-    scheduler: SchedulerOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the new snapshot's summary as JSON.")] = False,
-) -> None:
+    path: str, out_: str, label: str | None, chunker: str, avg_chunk_size: str, min_chunk_size: str | None,
+    max_chunk_size: str | None, normalization: int, zstd_level: int, workers: int | None, strict: bool, store: str | None,
+    upload_concurrency: int, upload_threshold: str, upload_buffer: str, normalize_store_paths: bool, scheduler: str | None,
+    quiet: bool, as_json: bool,
+) -> None:  # fmt: skip
     """Ingest a directory tree as one snapshot of a dataset.
 
     Every file is read once: BLAKE3 of the file, chunks cut with the chosen chunker, BLAKE3
@@ -204,6 +222,7 @@ def ingest_dir_command(
     Symlinks are recorded, never followed; FIFOs, sockets, devices and unreadable paths are
     skipped, warned about and listed in the snapshot (or fail the run with --strict).
 
+    \b
     Example: storelab ingest-dir /usr/share/doc --label doc --out study/ --avg-chunk-size 64KiB
     """
     if workers != 0 and scheduler is None:
@@ -229,47 +248,29 @@ def ingest_dir_command(
 
 
 @app.command("ingest-nar")
+@click.argument("nars", nargs=-1, metavar="NAR...",
+           help="NAR files (.nar, .nar.xz, .nar.zst, .nar.bz2), http(s):// or s3:// URLs of them, or - for standard input.")
+@_option("--out", "-o", "out_", required=True, help="Dataset folder or s3://bucket/prefix; created if missing, appended to if not.")
+@_option("--label", "-l", default=None, help="Snapshot label (one NAR only); default: the file name.")
+@_chunking_options
+@_store_options
+@_NORMALIZE_OPTION
+@_option("--from-list", default=None, panel="Sources", help="A file naming NARs (paths or URLs), one a line; # comments.")
+@_option("--fetch-concurrency", type=click.IntRange(min=1), default=4, panel="Sources",
+         help="URLs fetched ahead at once (each into a temporary file).")
+@_option("--narinfo", default=None, panel="Sources",
+         help="The NAR's .narinfo: records its store path and references, checks NarSize and NarHash (one NAR).")
+@_SCHEDULER_OPTION
+@_option("--workers", "-j", type=click.IntRange(min=1), default=None, panel="Cluster",
+         help="With --scheduler local: worker processes of the local cluster.")
+@_option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
+@_option("--json", _JSON, is_flag=True, help="Print each new snapshot's summary as JSON.")
 def ingest_nar_command(
-    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder or s3://bucket/prefix; created if missing, appended to if not.")],
-    nars: Annotated[
-        Optional[list[str]],
-        typer.Argument(
-            help="NAR files (.nar, .nar.xz, .nar.zst, .nar.bz2), http(s):// or s3:// URLs of them, or - for standard input.",
-            metavar="NAR...",
-            show_default=False,
-        ),
-    ] = None,
-    label: Annotated[
-        Optional[str], typer.Option("--label", "-l", help="Snapshot label (one NAR only); default: the file name.")
-    ] = None,
-    chunker: ChunkerOpt = "fastcdc2020",
-    avg_chunk_size: AvgOpt = "256KiB",
-    min_chunk_size: MinOpt = None,
-    max_chunk_size: MaxOpt = None,
-    normalization: NormOpt = 1,
-    zstd_level: ZstdOpt = 3,
-    store: StoreOpt = None,
-    upload_concurrency: ConcurrencyOpt = 32,
-    upload_threshold: ThresholdOpt = "1MiB",
-    upload_buffer: BufferOpt = "128MiB",
-    normalize_store_paths: NormalizeOpt = False,
-    from_list: Annotated[
-        Optional[str], typer.Option("--from-list", help="A file naming NARs (paths or URLs), one a line; # comments.", rich_help_panel="Sources")
-    ] = None,
-    fetch_concurrency: Annotated[
-        int, typer.Option("--fetch-concurrency", min=1, help="URLs fetched ahead at once (each into a temporary file).", rich_help_panel="Sources")
-    ] = 4,
-    narinfo: Annotated[
-        Optional[str],
-        typer.Option("--narinfo", help="The NAR's .narinfo: records its store path and references, checks NarSize and NarHash (one NAR).", rich_help_panel="Sources"),
-    ] = None,
-    scheduler: SchedulerOpt = None,
-    workers: Annotated[
-        Optional[int], typer.Option("--workers", "-j", min=1, help="With --scheduler local: worker processes of the local cluster.", rich_help_panel="Cluster")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary line.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print each new snapshot's summary as JSON.")] = False,
-) -> None:
+    nars: tuple[str, ...], out_: str, label: str | None, chunker: str, avg_chunk_size: str, min_chunk_size: str | None,
+    max_chunk_size: str | None, normalization: int, zstd_level: int, store: str | None, upload_concurrency: int,
+    upload_threshold: str, upload_buffer: str, normalize_store_paths: bool, from_list: str | None, fetch_concurrency: int,
+    narinfo: str | None, scheduler: str | None, workers: int | None, quiet: bool, as_json: bool,
+) -> None:  # fmt: skip
     """Ingest NAR archives, one snapshot each, as a binary cache serves them.
 
     Each NAR is read once, as a stream (compressed ones are decompressed on the fly): blobs
@@ -282,6 +283,7 @@ def ingest_nar_command(
     as arguments or one a line in --from-list; URLs are fetched ahead, a few at a time, and
     ingested in order. The first NAR that fails stops the run; those before it stay committed.
 
+    \b
     Example: storelab ingest-nar 0a1b…-hello-2.12.nar.xz --label hello-2.12 --out cache-study/
     """
     from storelab.ingest import IngestOptions
@@ -338,7 +340,7 @@ def _print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None
     if as_json:
         print(json.dumps(summary, indent=1))
     elif not quiet:
-        out.print(
+        _out().print(
             f"[bold]{result.label}[/] → {out_dir} (snapshot {result.snapshot_id}): {result.files} files, "
             f"{format_bytes(result.file_bytes)}, {result.blobs} blobs, {result.chunks} chunks in "
             f"{result.wall_seconds:.2f} s ({summary['mb_per_second']} MB/s)"
@@ -366,17 +368,17 @@ def _store_url(store: str | None) -> Any:
 
 
 @app.command("render-nar")
-def render_nar_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset folder or s3://bucket/prefix.", metavar="DATASET")],
-    snapshot: Annotated[str, typer.Argument(help="Snapshot id or label.", metavar="SNAPSHOT")],
-    store: Annotated[str, typer.Option("--store", help="The store the snapshot was ingested with --store into.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="NAR file to write; - for standard output.")],
-) -> None:
+@click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
+@click.argument("snapshot", metavar="SNAPSHOT", help="Snapshot id or label.")
+@_option("--store", required=True, help="The store the snapshot was ingested with --store into.")
+@_option("--output", "-o", required=True, help="NAR file to write; - for standard output.")
+def render_nar_command(dataset: str, snapshot: str, store: str, output: str) -> None:
     """Write a snapshot back as a NAR, from its castore description and a blob store.
 
     The NAR is byte-identical with the one ingested (or with `nix-store --dump` of the tree
     ingested). Every chunk read is checked against its BLAKE3 digest.
 
+    \b
     Example: storelab render-nar study/ hello-2.12 --store file:///srv/castore -o hello.nar
     """
     from storelab.nar.render import castore_from_snapshot, render_nar
@@ -437,26 +439,18 @@ def _size(value: Any) -> str:
 
 
 @app.command("stats")
+@click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
+@_option("--snapshot", "-s", multiple=True, help="Only these snapshots (id or label); repeatable.")
+@_option("--json", _JSON, is_flag=True, help="Print the same figures as JSON.")
+@_option("--cost", is_flag=True, panel="Cost model", help="Also price the store: requests and storage per chunker.")
+@_option("--put-price", type=click.FloatRange(min=0), default=0.005, panel="Cost model", help="$ per 1,000 PUT requests (S3 Standard).")
+@_option("--get-price", type=click.FloatRange(min=0), default=0.0004, panel="Cost model", help="$ per 1,000 GET/HEAD requests (S3 Standard).")
+@_option("--storage-price", type=click.FloatRange(min=0), default=0.023, panel="Cost model", help="$ per GiB-month stored (S3 Standard).")
+@_option("--months", type=click.FloatRange(min=0), default=1.0, panel="Cost model", help="Months the objects are kept.")
 def stats_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset folder or s3://bucket/prefix.", show_default=False, metavar="DATASET")],
-    snapshot: Annotated[
-        Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the same figures as JSON.")] = False,
-    cost: Annotated[
-        bool, typer.Option("--cost", help="Also price the store: requests and storage per chunker.", rich_help_panel="Cost model")
-    ] = False,
-    put_price: Annotated[
-        float, typer.Option("--put-price", min=0, help="$ per 1,000 PUT requests (S3 Standard).", rich_help_panel="Cost model")
-    ] = 0.005,
-    get_price: Annotated[
-        float, typer.Option("--get-price", min=0, help="$ per 1,000 GET/HEAD requests (S3 Standard).", rich_help_panel="Cost model")
-    ] = 0.0004,
-    storage_price: Annotated[
-        float, typer.Option("--storage-price", min=0, help="$ per GiB-month stored (S3 Standard).", rich_help_panel="Cost model")
-    ] = 0.023,
-    months: Annotated[float, typer.Option("--months", min=0, help="Months the objects are kept.", rich_help_panel="Cost model")] = 1.0,
-) -> None:
+    dataset: str, snapshot: tuple[str, ...] | list[str] | None, as_json: bool, cost: bool, put_price: float, get_price: float,
+    storage_price: float, months: float,
+) -> None:  # fmt: skip
     """Dedup figures for blobs, chunks and directory objects: overall and per snapshot.
 
     logical = every occurrence; unique = each distinct object once; compressed = the distinct
@@ -468,6 +462,7 @@ def stats_command(
     object, a HEAD before each write, GETs to restore every snapshot once, and the stored
     bytes for --months; with the requests each --store ingest really made beside it.
     """
+    snapshot = list(snapshot) or None  # click gives a tuple
     from storelab.analysis import dedup_summary, snapshot_summary
 
     if cost:
@@ -488,7 +483,7 @@ def stats_command(
             )
         )
         return
-    table = Table(title=f"dedup over {per['snapshot_id'].nunique()} snapshot(s) of {dataset}", title_justify="left")
+    table = _table(title=f"dedup over {per['snapshot_id'].nunique()} snapshot(s) of {dataset}", title_justify="left")
     for col in ("level", "logical", "unique", "compressed", "stored", "objects (all → distinct)", "dedup", "savings"):
         table.add_column(col, justify="left" if col == "level" else "right")
     for name, row in overall.iterrows():
@@ -502,8 +497,8 @@ def stats_command(
             _ratio(row.dedup_ratio),
             _pct(row.space_savings),
         )
-    out.print(table)
-    snaps = Table(title="per snapshot (in creation order); new = not in any earlier snapshot", title_justify="left")
+    _out().print(table)
+    snaps = _table(title="per snapshot (in creation order); new = not in any earlier snapshot", title_justify="left")
     for col in ("snapshot", "level", "logical", "unique", "new", "shared", "new stored", "dedup"):
         snaps.add_column(col, justify="left" if col in ("snapshot", "level") else "right")
     for row in per.itertuples():
@@ -518,7 +513,7 @@ def stats_command(
             _ratio(row.dedup_ratio),
             end_section=row.level == "directory",
         )
-    out.print(snaps)
+    _out().print(snaps)
 
 
 def _print_cost(
@@ -543,7 +538,7 @@ def _print_cost(
             )
         )
         return
-    table = Table(
+    table = _table(
         title=f"cost of a snix-layout store holding {dataset} (${put:g}/1k PUT, ${get:g}/1k GET, ${storage:g}/GiB-month, {months:g} month(s))",
         title_justify="left",
     )
@@ -555,15 +550,15 @@ def _print_cost(
             f"{row.put_cost:.4f}", f"{row.head_cost:.4f}", f"{row.storage_cost:.4f}", f"{row.total_cost:.4f}",
             f"{row.restore_cost:.4f}",
         )  # fmt: skip
-    out.print(table)
+    _out().print(table)
     if not math.isinf(prices.break_even_object_size):
-        out.print(
+        _out().print(
             f"an object under {format_bytes(int(prices.break_even_object_size))} costs more to PUT once than to keep "
             f"for {months:g} month(s) at these prices",
             highlight=False,
         )
     if len(measured):
-        seen = Table(title="requests the --store ingests made", title_justify="left")
+        seen = _table(title="requests the --store ingests made", title_justify="left")
         for col in ("snapshot", "store", "PUT", "PUT bytes", "HEAD", "GET", "retries"):
             seen.add_column(col, justify="left" if col in ("snapshot", "store") else "right")
         for row in measured.itertuples():
@@ -571,33 +566,32 @@ def _print_cost(
                 row.label, row.store, f"{row.store_put_count:,}", _size(row.store_put_bytes), f"{row.store_head_count:,}",
                 f"{row.store_get_count:,}", f"{row.store_retry_count:,}",
             )  # fmt: skip
-        out.print(seen)
+        _out().print(seen)
 
 
 @app.command("sweep")
+@click.argument("path", metavar="PATH", help="Directory tree to chunk every way.")
+@_option("--out", "-o", "out_", required=True, help="Dataset folder or s3://bucket/prefix; one snapshot per chunking is added.")
+@_option("--chunker", default="fastcdc2020,fastcdc2016,fixed", panel="Chunking",
+         help="Chunkers, comma-separated: fastcdc2020, fastcdc2016, fixed.")
+@_option("--avg-chunk-size", default="16KiB,64KiB,256KiB,1MiB", panel="Chunking",
+         help="Average sizes, comma-separated (min = avg/2, max = 2·avg).")
+@_option("--label", "-l", default=None, help="Label stem; each snapshot gets '<label> <chunker>/<avg>'.")
+@_ZSTD_OPTION
+@_option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes; default one per core; 0 = none.")
+@_SCHEDULER_OPTION
+@_option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_option("--json", _JSON, is_flag=True, help="Print the comparison as JSON.")
 def sweep_command(
-    path: Annotated[str, typer.Argument(help="Directory tree to chunk every way.", metavar="PATH")],
-    out_: Annotated[str, typer.Option("--out", "-o", help="Dataset folder or s3://bucket/prefix; one snapshot per chunking is added.")],
-    chunker: Annotated[
-        str, typer.Option("--chunker", help="Chunkers, comma-separated: fastcdc2020, fastcdc2016, fixed.", rich_help_panel="Chunking")
-    ] = "fastcdc2020,fastcdc2016,fixed",
-    avg_chunk_size: Annotated[
-        str, typer.Option("--avg-chunk-size", help="Average sizes, comma-separated (min = avg/2, max = 2·avg).", rich_help_panel="Chunking")
-    ] = "16KiB,64KiB,256KiB,1MiB",
-    label: Annotated[Optional[str], typer.Option("--label", "-l", help="Label stem; each snapshot gets '<label> <chunker>/<avg>'.")] = None,
-    zstd_level: ZstdOpt = 3,
-    workers: Annotated[
-        Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes; default one per core; 0 = none.")
-    ] = None,
-    scheduler: SchedulerOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
-) -> None:
+    path: str, out_: str, chunker: str, avg_chunk_size: str, label: str | None, zstd_level: int, workers: int | None,
+    scheduler: str | None, quiet: bool, as_json: bool,
+) -> None:  # fmt: skip
     """Chunk the same tree under every combination of chunker and average size.
 
     Each file is read once per sweep, not once per combination; every combination becomes
     a snapshot keyed by its chunker id, so `stats`, `report` and the notebooks compare them.
 
+    \b
     Example: storelab sweep ./numpy-1.26.4 --chunker fastcdc2020,fixed --avg-chunk-size 16KiB,64KiB,256KiB -o sweep/
     """
     if workers != 0 and scheduler is None:
@@ -639,25 +633,22 @@ def _emit(frame: Any, as_json: bool, title: str, columns: Sequence[str], cells: 
     if as_json:
         print(json.dumps(_jsonable(frame.to_dict("records")), indent=1))
         return
-    table = Table(title=title, title_justify="left")
+    table = _table(title=title, title_justify="left")
     for number, col in enumerate(columns):
         table.add_column(col, justify="left" if number == 0 else "right")
     for row in frame.itertuples():
         table.add_row(*cells(row))
-    out.print(table)
+    _out().print(table)
 
 
 @app.command("what-if")
-def what_if_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset whose snapshots' sources are still on disk.", metavar="DATASET")],
-    normalize_store_paths: Annotated[
-        bool,
-        typer.Option("--normalize-store-paths", help="Replace the 32-character hash of every /nix/store/<hash>- in file contents by a placeholder."),
-    ] = False,
-    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Keep the normalised dataset here (default: thrown away).")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes; 0 = none.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
-) -> None:
+@click.argument("dataset", metavar="DATASET", help="Dataset whose snapshots' sources are still on disk.")
+@_option("--normalize-store-paths", is_flag=True,
+         help="Replace the 32-character hash of every /nix/store/<hash>- in file contents by a placeholder.")
+@_option("--out", "-o", "out_dir", default=None, help="Keep the normalised dataset here (default: thrown away).")
+@_option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes; 0 = none.")
+@_option("--json", _JSON, is_flag=True, help="Print the comparison as JSON.")
+def what_if_command(dataset: str, normalize_store_paths: bool, out_dir: str | None, workers: int | None, as_json: bool) -> None:
     """How much more would dedup if the data were changed before chunking.
 
     --normalize-store-paths answers attic's open question: store paths embed their
@@ -666,6 +657,7 @@ def what_if_command(
     by a same-length placeholder, chunked with the snapshot's own chunker, and compared
     with the dataset as it is.
 
+    \b
     Example: storelab what-if --normalize-store-paths cache-study/
     """
     from storelab.analysis.whatif import what_if_normalized
@@ -686,38 +678,37 @@ def what_if_command(
 
 
 @app.command("report")
-def report_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset folder or s3://bucket/prefix.", metavar="DATASET")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Report file (report.html, or report.md with --format md).")] = "report.html",
-    fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs beside it).")] = "html",
-    snapshot: Annotated[Optional[list[str]], typer.Option("--snapshot", "-s", help="Only these snapshots (id or label); repeatable.")] = None,
-) -> None:
+@click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
+@_option("--output", "-o", default="report.html", help="Report file (report.html, or report.md with --format md).")
+@_option("--format", "fmt", default="html", help="html (one self-contained file) or md (Markdown, PNGs beside it).")
+@_option("--snapshot", "-s", multiple=True, help="Only these snapshots (id or label); repeatable.")
+def report_command(dataset: str, output: str, fmt: str, snapshot: tuple[str, ...] | list[str] | None) -> None:
     """Write every analysis of a dataset, figures embedded, into one report.
 
     The HTML file needs no network: figures are embedded PNGs, styles inline, no scripts.
     It names the storelab version, the command that made it and the dataset's snapshots.
 
+    \b
     Example: storelab report study/ -o study.html
     """
+    snapshot = list(snapshot) or None  # click gives a tuple
     from storelab.report import build_report
 
     command = ["storelab", *sys.argv[1:]] if sys.argv and "report" in sys.argv else None
     path = build_report(dataset, output, fmt, command, snapshot)
-    out.print(f"report → {path}", highlight=False)
+    _out().print(f"report → {path}", highlight=False)
 
 
-store_app = typer.Typer(help="Look after a store written with --store.", no_args_is_help=True)
-app.add_typer(store_app, name="store")
+@app.group("store")
+def store_app() -> None:
+    """Look after a store written with --store."""
 
 
 @store_app.command("verify")
-def store_verify_command(
-    url: Annotated[str, typer.Argument(help="Store URL: file:///path, s3://bucket/prefix.", metavar="URL")],
-    max_chunk_size: Annotated[
-        str, typer.Option("--max-chunk-size", help="Refuse any chunk that decompresses past this (zstd bombs).")
-    ] = "64MiB",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
+@click.argument("url", metavar="URL", help="Store URL: file:///path, s3://bucket/prefix.")
+@_option("--max-chunk-size", default="64MiB", help="Refuse any chunk that decompresses past this (zstd bombs).")
+@_option("--json", _JSON, is_flag=True, help="Print the report as JSON.")
+def store_verify_command(url: str, max_chunk_size: str, as_json: bool) -> None:
     """Re-read every object of a store and check it; exit 1 if anything is missing or corrupt.
 
     Every chunk is decompressed (bounded) and its BLAKE3 compared with its name; every blob
@@ -725,6 +716,7 @@ def store_verify_command(
     directory closure must start at its root, hold only directories reachable from it, and
     name only blobs the store has.
 
+    \b
     Example: storelab store verify s3://castore/snix
     """
     from storelab.ingest.progress import ByteProgress, wants_progress
@@ -752,17 +744,17 @@ def store_verify_command(
         )
     else:
         for problem in report.problems[:50]:
-            out.print(str(problem), highlight=False, soft_wrap=True)
+            _out().print(str(problem), highlight=False, soft_wrap=True)
         if len(report.problems) > 50:
-            out.print(f"… and {len(report.problems) - 50} more problems (--json lists them all)")
+            _out().print(f"… and {len(report.problems) - 50} more problems (--json lists them all)")
         verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
-        out.print(
+        _out().print(
             f"{url}: {report.chunks:,} chunks ({format_bytes(report.chunk_bytes)}), {report.blobs:,} blobs, "
             f"{report.directory_closures:,} directory closures ({report.directories:,} directories): {verdict}",
             highlight=False,
         )
     if not report.ok:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
 
 
 def _csv(text: str, parse: Any, what: str) -> list[Any]:
@@ -776,17 +768,16 @@ def _csv(text: str, parse: Any, what: str) -> list[Any]:
 
 
 @app.command("bench-upload")
+@click.argument("source", metavar="TREE|NAR", help="A directory tree, or a NAR file.")
+@_option("--rtt", default="0ms,1ms,5ms,20ms", help="Round-trip times to simulate, comma-separated.")
+@_option("--concurrency", default="1,8,32,128", help="Upload concurrencies to try, comma-separated.")
+@_option("--bandwidth", default=None, help="Link bandwidth per second (e.g. 100MiB); default unlimited.")
+@_option("--upload-threshold", "threshold", default="1MiB", panel="Store", help="Blobs below this go up in the background; larger ones inline.")
+@_option("--upload-buffer", "buffer", default="128MiB", panel="Store", help="Most bytes held in memory waiting for upload.")
+@_option("--out", "-o", "out_dir", default="build/bench-upload", help="Folder for upload.parquet and upload.png.")
+@_option("--json", _JSON, is_flag=True, help="Print the table as JSON.")
 def bench_upload_command(
-    source: Annotated[str, typer.Argument(help="A directory tree, or a NAR file.", metavar="TREE|NAR")],
-    rtt: Annotated[str, typer.Option("--rtt", help="Round-trip times to simulate, comma-separated.")] = "0ms,1ms,5ms,20ms",
-    concurrency: Annotated[str, typer.Option("--concurrency", help="Upload concurrencies to try, comma-separated.")] = "1,8,32,128",
-    bandwidth: Annotated[
-        Optional[str], typer.Option("--bandwidth", help="Link bandwidth per second (e.g. 100MiB); default unlimited.")
-    ] = None,
-    threshold: ThresholdOpt = "1MiB",
-    buffer: BufferOpt = "128MiB",
-    out_dir: Annotated[str, typer.Option("--out", "-o", help="Folder for upload.parquet and upload.png.")] = "build/bench-upload",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    source: str, rtt: str, concurrency: str, bandwidth: str | None, threshold: str, buffer: str, out_dir: str, as_json: bool
 ) -> None:
     """How much concurrent small-blob upload saves over a slow link.
 
@@ -796,6 +787,7 @@ def bench_upload_command(
     the table as Parquet and a plot. Sequential runs at high RTT take a while: every file
     costs at least four round trips (HEAD and PUT of its chunk and of its index).
 
+    \b
     Example: storelab bench-upload /usr/share/doc --rtt 10ms --concurrency 8,32,128
     """
     from storelab.analysis.upload import upload_grid
@@ -807,7 +799,7 @@ def bench_upload_command(
         raise ConfigError("--concurrency: levels must be at least 1 (the sequential run is always made)")
     if not os.path.exists(source):
         raise StorelabError(f"{source}: no such file or directory")
-    table = Table(title=f"upload of {source} through a simulated link", title_justify="left")
+    table = _table(title=f"upload of {source} through a simulated link", title_justify="left")
     for col in ("RTT", "mode", "concurrency", "wall", "requests", "PUT", "HEAD", "speedup"):
         table.add_column(col, justify="left" if col == "mode" else "right")
 
@@ -830,8 +822,8 @@ def bench_upload_command(
             f"{row.rtt_ms:g} ms", row.mode, str(row.concurrency or "–"), f"{row.wall_seconds:.2f} s", f"{row.requests:,}",
             f"{row.put_count:,}", f"{row.head_count:,}", f"{row.speedup:.1f}×",
         )  # fmt: skip
-    out.print(table)
-    out.print(f"table: {Path(out_dir) / 'upload.parquet'}  plot: {Path(out_dir) / 'upload.png'}", highlight=False)
+    _out().print(table)
+    _out().print(f"table: {Path(out_dir) / 'upload.parquet'}  plot: {Path(out_dir) / 'upload.png'}", highlight=False)
 
 
 def _write_upload_outputs(grid: Any, folder: Path) -> None:
@@ -850,23 +842,16 @@ def _write_upload_outputs(grid: Any, folder: Path) -> None:
         raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
 
 
-layers_app = typer.Typer(
-    help="Container layer study: group an image's store paths into layers and simulate pulls through a layer cache.",
-    no_args_is_help=True,
-)
-app.add_typer(layers_app, name="layers")
+@app.group("layers")
+def layers_app() -> None:
+    """Container layer study: group an image's store paths into layers and simulate pulls through a layer cache."""
+
 
 AlgorithmHelp = (
     "popularity (Nixery: dominator tree, popularity × size merges), size-first (nixpkgs dockerTools' auto-layer), "
     "per-path (one layer per path while the budget lasts) or single (one layer)"
 )
-BudgetOpt = Annotated[int, typer.Option("--budget", min=1, help="Most layers of store paths (the symlink layer comes on top).")]
-PopularityOpt = Annotated[
-    Optional[str],
-    typer.Option("--popularity", help="JSON map of path name (without /nix/store/<hash>-) → reference count; default: every path 1."),
-]
-
-
+_BUDGET_OPTION = _option("--budget", type=click.IntRange(min=1), default=94, help="Most layers of store paths (the symlink layer comes on top).")
 def _popularity(path: str | None) -> dict[str, int] | None:
     from storelab.layers import load_popularity
 
@@ -874,23 +859,21 @@ def _popularity(path: str | None) -> dict[str, int] | None:
 
 
 @layers_app.command("plan")
-def layers_plan_command(
-    closure: Annotated[
-        str, typer.Argument(help="Runtime graph: exportReferencesGraph JSON or `nix path-info --json --recursive` output.", metavar="CLOSURE.json")
-    ],
-    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help=AlgorithmHelp)] = "popularity",
-    budget: BudgetOpt = 94,
-    popularity: PopularityOpt = None,
-    root: Annotated[
-        Optional[str], typer.Option("--root", help="With a DATASET: the image's top-level store path (or snapshot label).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (every member path).")] = False,
-) -> None:
+@click.argument("closure", metavar="CLOSURE.json",
+           help="Runtime graph: exportReferencesGraph JSON or `nix path-info --json --recursive` output.")
+@_option("--algorithm", "-a", default="popularity", help=AlgorithmHelp)
+@_BUDGET_OPTION
+@_option("--popularity", default=None,
+         help="JSON map of path name (without /nix/store/<hash>-) → reference count; default: every path 1.")
+@_option("--root", default=None, help="With a DATASET: the image's top-level store path (or snapshot label).")
+@_option("--json", _JSON, is_flag=True, help="Print the plan as JSON (every member path).")
+def layers_plan_command(closure: str, algorithm: str, budget: int, popularity: str | None, root: str | None, as_json: bool) -> None:
     """Print the layers one image gets: member paths, bytes, merge rating.
 
     CLOSURE.json may also be a dataset of NARs ingested with --narinfo: the closure is then
     rebuilt from the snapshots' store paths and references (--root picks the image).
 
+    \b
     Example: storelab layers plan closure.json --algorithm size-first --budget 20
     """
     from storelab.layers import graphs_from_dataset, load_graph, path_name, plan_layers
@@ -907,7 +890,7 @@ def layers_plan_command(
         ]
         print(json.dumps({"image": plan.image, "algorithm": algorithm, "budget": budget, "nar_size": plan.nar_size, "layers": layers}, indent=1))
         return
-    table = Table(
+    table = _table(
         title=f"{plan.image}: {len(graph.paths)} paths, {format_bytes(plan.nar_size)} in {len(plan.layers)} layers ({algorithm}, budget {budget})",
         title_justify="left",
     )
@@ -917,24 +900,21 @@ def layers_plan_command(
         names = [path_name(m) for m in layer.members] or ["(the image's symlink farm)"]
         shown = ", ".join(names[:4]) + (f", … {len(names) - 4} more" if len(names) > 4 else "")
         table.add_row(str(number), str(len(layer.members)), _size(layer.nar_size), f"{layer.rating:,}" if layer.rating else "–", layer.identity[:12], shown)
-    out.print(table)
+    _out().print(table)
 
 
 @layers_app.command("simulate")
+@click.argument("images", metavar="IMAGES_DIR", help="Folder of image closures (*.json), pulled in name order.")
+@_option("--algorithm", "-a", default="popularity,size-first,per-path,single", help="Comma-separated: " + AlgorithmHelp)
+@_BUDGET_OPTION
+@_option("--popularity", default=None, help="Popularity JSON; default IMAGES_DIR/popularity.json if it exists, else every path 1.")
+@_option("--out", "-o", "out_dir", default=None, help="Also write the table to OUT/pulls.parquet.")
+@_option("--root", multiple=True, help="With a DATASET of NARs: an image's top-level store path or label; repeat, in pull order.")
+@_option("--json", _JSON, is_flag=True, help="Print the table as JSON.")
 def layers_simulate_command(
-    images: Annotated[str, typer.Argument(help="Folder of image closures (*.json), pulled in name order.", metavar="IMAGES_DIR")],
-    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Comma-separated: " + AlgorithmHelp)] = "popularity,size-first,per-path,single",
-    budget: BudgetOpt = 94,
-    popularity: Annotated[
-        Optional[str], typer.Option("--popularity", help="Popularity JSON; default IMAGES_DIR/popularity.json if it exists, else every path 1.")
-    ] = None,
-    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the table to OUT/pulls.parquet.")] = None,
-    root: Annotated[
-        Optional[list[str]],
-        typer.Option("--root", help="With a DATASET of NARs: an image's top-level store path or label; repeat, in pull order."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
-) -> None:
+    images: str, algorithm: str, budget: int, popularity: str | None, out_dir: str | None, root: tuple[str, ...] | list[str] | None,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Pull a sequence of images through a registry's layer cache, for each algorithm.
 
     IMAGES_DIR may also be a dataset of NARs ingested with --narinfo: each --root is an image
@@ -944,8 +924,10 @@ def layers_simulate_command(
     already cached is reused, any other is pulled. Prints bytes pulled per image, layers
     reused, hit rates and what the registry stores; totals per algorithm at the end.
 
+    \b
     Example: storelab datasets fetch debian-closures && storelab layers simulate build/datasets/debian-closures
     """
+    root = list(root) or None  # click gives a tuple
     from storelab.layers import ALGORITHMS, load_images, simulate_pulls
 
     algorithms = [a.strip() for a in algorithm.split(",") if a.strip()]
@@ -971,7 +953,7 @@ def layers_simulate_command(
     if as_json:
         print(json.dumps(_jsonable(pulls.to_dict("records")), indent=1))
         return
-    table = Table(
+    table = _table(
         title=f"pulling {len(graphs)} images from {images} (budget {budget}, popularity: {pop_file or 'none'})", title_justify="left"
     )
     for col in ("algorithm", "image", "layers", "reused", "pulled", "reused bytes", "byte hit", "registry"):
@@ -989,14 +971,12 @@ def layers_simulate_command(
             _size(image_bytes - pulled), _pct(1 - pulled / image_bytes if image_bytes else 0), _size(runs.cache_bytes.iloc[-1]),
             end_section=True,
         )  # fmt: skip
-    out.print(table)
+    _out().print(table)
 
 
-datasets_app = typer.Typer(
-    help="Real corpora to study: the ones shipped in datasets/ (checked against their manifests) and ones fetched from PyPI and Debian.",
-    no_args_is_help=True,
-)
-app.add_typer(datasets_app, name="datasets")
+@app.group("datasets")
+def datasets_app() -> None:
+    """Real corpora to study: the ones shipped in datasets/ (checked against their manifests) and ones fetched from PyPI and Debian."""
 
 
 @datasets_app.command("list")
@@ -1007,21 +987,21 @@ def datasets_list_command() -> None:
 
     for manifest in list_samples():
         total = sum(f.size for f in manifest.files)
-        out.print(f"[bold]{manifest.name}[/]  {len(manifest.files)} {manifest.kind}, {format_bytes(total)}  ({manifest.folder})", highlight=False)
-        out.print(f"  {manifest.description}", highlight=False)
+        _out().print(f"[bold]{manifest.name}[/]  {len(manifest.files)} {manifest.kind}, {format_bytes(total)}  ({manifest.folder})", highlight=False)
+        _out().print(f"  {manifest.description}", highlight=False)
         for item in manifest.files:
-            out.print(f"  {item.label:<22} {format_bytes(item.size):>10}  sha256 {item.sha256[:16]}…  ({item.fetched_with})", highlight=False)
+            _out().print(f"  {item.label:<22} {format_bytes(item.size):>10}  sha256 {item.sha256[:16]}…  ({item.fetched_with})", highlight=False)
     for name, (what, _) in FETCHABLE.items():
-        out.print(f"[bold]{name}[/] (storelab datasets fetch {name}): {what}", highlight=False)
+        _out().print(f"[bold]{name}[/] (storelab datasets fetch {name}): {what}", highlight=False)
 
 
 @datasets_app.command("unpack")
-def datasets_unpack_command(
-    name: Annotated[str, typer.Argument(help="Corpus name, e.g. pypi-sample.", metavar="NAME")],
-    to: Annotated[str, typer.Option("--to", help="Folder to unpack into; one sub-folder per snapshot.")] = "build/samples",
-) -> None:
+@click.argument("name", metavar="NAME", help="Corpus name, e.g. pypi-sample.")
+@_option("--to", default="build/samples", help="Folder to unpack into; one sub-folder per snapshot.")
+def datasets_unpack_command(name: str, to: str) -> None:
     """Check every archive's sha256, unpack each to a tree, print the trees' paths (one a line).
 
+    \b
     Example: for t in $(storelab datasets unpack pypi-sample); do storelab ingest-dir $t -o study/; done
     """
     from storelab.datasets import unpack_sample
@@ -1031,14 +1011,11 @@ def datasets_unpack_command(
 
 
 @datasets_app.command("fetch")
-def datasets_fetch_command(
-    name: Annotated[str, typer.Argument(help="pypi-series, debian-packages or debian-closures.", metavar="NAME")],
-    args: Annotated[
-        Optional[list[str]],
-        typer.Argument(help="pypi-series: PROJECT [VERSION…]; debian-packages: PACKAGE…; debian-closures: PACKAGE…", metavar="[ARGS]…"),
-    ] = None,
-    to: Annotated[Optional[str], typer.Option("--to", help="Folder to write into; default build/datasets/NAME.")] = None,
-) -> None:
+@click.argument("name", metavar="NAME", help="pypi-series, debian-packages or debian-closures.")
+@click.argument("args", nargs=-1, metavar="[ARGS]…",
+           help="pypi-series: PROJECT [VERSION…]; debian-packages: PACKAGE…; debian-closures: PACKAGE…")
+@_option("--to", default=None, help="Folder to write into; default build/datasets/NAME.")
+def datasets_fetch_command(name: str, args: tuple[str, ...], to: str | None) -> None:
     """Prepare a real corpus no one here wrote, with a manifest (sizes, sha256, the fetching command).
 
     pypi-series: consecutive releases of a wheel through `pip download` (default numpy
@@ -1048,6 +1025,7 @@ def datasets_fetch_command(
     from the package index (nothing installed), for `storelab layers`.
     Prints the trees (or the closures' folder), one a line.
 
+    \b
     Example: for t in $(storelab datasets fetch pypi-series rich 13.7.0 13.7.1); do storelab ingest-dir $t -o study/; done
     """
     from storelab.datasets import fetch_corpus
@@ -1060,15 +1038,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, exit codes 0 ok, 1 failed, 2 usage, 130 interrupted."""
     debug = bool(os.environ.get("STORELAB_DEBUG"))
     try:
-        code = app(args=argv, prog_name="storelab", standalone_mode=False)
-        if isinstance(code, int):  # click hands back a command's typer.Exit code here
+        code = app.main(args=argv, prog_name="storelab", standalone_mode=False)
+        if isinstance(code, int):  # click hands back an Exit's code (--help, --version, exit 1)
             return code
-    except typer.Exit as exit_:
+    except click.exceptions.Exit as exit_:
         return exit_.exit_code
-    except typer.TyperException as usage:  # usage errors: bad option, missing argument
+    except click.ClickException as usage:  # usage errors: bad option, missing argument
         usage.show()
         return usage.exit_code
-    except typer.Abort:
+    except click.Abort:
         _error_line("storelab: interrupted")
         return 130
     except ConfigError as error:

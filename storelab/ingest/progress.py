@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import Any
 
 __all__ = ["ByteProgress", "wants_progress"]
 
@@ -31,9 +21,19 @@ class ByteProgress:
         self._verb = verb
         self._total_files = total_files
         self._files = 0
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
+        self._progress: Any = None  # a rich Progress, loaded only when a bar is shown
+        self._task: Any = None
         if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
