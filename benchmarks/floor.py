@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import add_corpus_arguments, build_corpus, warm  # noqa: E402
-from ingest import ensure_tools, timed  # noqa: E402
+from ingest import compile_storelab, ensure_tools, timed  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MIN, AVG, MAX = 128 * 1024, 256 * 1024, 512 * 1024
@@ -82,6 +82,7 @@ def main() -> None:
         floor(args.floor_only)
         return
     files, total = build_corpus(args.corpus, args.corpus_bytes)
+    compile_storelab()
     ensure_tools({"b3sum": "b3sum"})
     listing = REPO / "build" / "bench-floor-files.txt"
     listing.write_bytes(b"\0".join(os.fsencode(p) for p in sorted(args.corpus.rglob("*")) if p.is_file()))
