@@ -171,6 +171,23 @@ def test_pool_workers_yield_the_cpu_to_the_recording_process() -> None:
     assert niceness == min(19, os.nice(0) + WORKER_NICENESS)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_pool_says_once_when_hashing_has_started(tmp_path: Path, workers: int) -> None:
+    """on_started comes once, before the first result: the ingest opens its dataset then,
+    while the first batches are hashed."""
+    from storelab.ingest.workers import FileJob, HashPool
+
+    for i in range(6):
+        (tmp_path / f"f{i}").write_bytes(bytes([i]) * 100)
+    batches = [[FileJob(i, os.fsencode(tmp_path / f"f{i}"), 100)] for i in range(6)]
+    events: list[str] = []
+    with HashPool(default_spec(), zstd_level=0, workers=workers) as pool:
+        for result in pool.run(batches, on_started=lambda: events.append("started")):
+            events.append(f"result {result[0].indices[0]}")
+    assert events[0] == "started" and events.count("started") == 1
+    assert sorted(events[1:]) == [f"result {i}" for i in range(6)]
+
+
 def test_compressed_sizes_are_measured_once_per_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import zstandard
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storelab.chunking import ChunkerSpec, make_chunker
 from storelab.units import format_bytes
@@ -17,12 +18,15 @@ from storelab.errors import ConfigError, InputError, Interrupted, OutputError
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import SnapshotRecorder
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store, snapshot_row, stderr_warning, store_closure, store_fields
-from storelab.ingest.tree import Skipped, Tree, open_tree
+from storelab.ingest.tree import Listing, Skipped, Tree, open_tree
 from storelab.ingest.workers import FileJob, HashPool, batch_jobs
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
-from storelab.tables import Dataset
-from storelab.tables.known import prior_knowledge
+
+from storelab.tables.layout import MARKER
+
+if TYPE_CHECKING:
+    from storelab.tables import Dataset, SnapshotWriter
 
 __all__ = ["IngestOptions", "IngestResult", "ingest_dir", "sweep_dir", "sweep_label"]
 
@@ -96,23 +100,45 @@ def _ingest(
         make_chunker(spec)  # reject bad sizes before any work
     started = time.perf_counter()
     source = Path(path)
-    existing, known = prior_knowledge(dataset, options.zstd_level)
+    existing, known = _prior_knowledge(dataset, options.zstd_level)
+    where = str(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset.location
     store = ingest_store(options)
+
+    def open_dataset() -> Dataset:
+        if not isinstance(dataset, (str, os.PathLike)):
+            return dataset
+        from storelab.tables import Dataset
+
+        return existing or Dataset.open(dataset, create=True)
+
     try:
         with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload, options.rewrite) as pool:
             tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace
-            ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
             base = label or source.resolve().name or str(source)
-            return _ingest_tree(tree, source, ds, base, options, specs, name_of, pool, store, warn, started)
+            return _ingest_tree(tree, source, open_dataset, where, base, options, specs, name_of, pool, store, warn, started)
     except KeyboardInterrupt:
-        where = existing.location if existing else (dataset.location if isinstance(dataset, Dataset) else str(dataset))
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
+
+
+def _prior_knowledge(dataset: str | os.PathLike[str] | Dataset, zstd_level: int) -> tuple[Dataset | None, dict[bytes, int]]:
+    """The dataset's compressed sizes, which the workers need from the start — only when
+    sizes are measured and there may be a dataset to have measured them. Otherwise the
+    dataset is opened once the first files are being hashed: its imports (Arrow) then
+    overlap work instead of delaying it."""
+    if zstd_level == 0:
+        return None, {}
+    if isinstance(dataset, (str, os.PathLike)) and "://" not in str(dataset) and not (Path(dataset) / MARKER).exists():
+        return None, {}
+    from storelab.tables.known import prior_knowledge
+
+    return prior_knowledge(dataset, zstd_level)
 
 
 def _ingest_tree(
     tree: Tree,
     source: Path,
-    ds: Dataset,
+    open_dataset: Callable[[], Dataset],
+    where: str,
     label: str,
     options: IngestOptions,
     specs: list[ChunkerSpec],
@@ -149,26 +175,44 @@ def _ingest_tree(
         reported = len(tree.skipped)
 
     results: list[IngestResult] = []
+    ds: Dataset | None = None
+    writers: list[SnapshotWriter] = []
+    recorders: list[SnapshotRecorder] = []
+    early: list[Listing] = []  # directories listed before the dataset was open
     try:
         with ExitStack() as stack:
-            writers = [stack.enter_context(ds.begin_snapshot()) for _ in specs]
-            recorders = [
-                SnapshotRecorder(writer, spec, entries, keep_directories=store is not None) for writer, spec in zip(writers, specs)
-            ]
+
+            def start_recording() -> None:
+                """Open the dataset and a snapshot per chunker (the first batches are out)."""
+                nonlocal ds
+                ds = open_dataset()
+                writers.extend(stack.enter_context(ds.begin_snapshot()) for _ in specs)
+                keep = store is not None
+                recorders.extend(SnapshotRecorder(w, spec, entries, keep_directories=keep) for w, spec in zip(writers, specs))
+                for listing in early:
+                    record_listing(listing)
+                early.clear()
+
+            def record_listing(listing: Listing) -> None:
+                for recorder in recorders:
+                    recorder.listed(listing.directory, listing.children)  # type: ignore[arg-type]
+
             with ByteProgress("ingest", 0, 0, options.progress) as bar:
 
                 def jobs() -> Iterator[FileJob]:
                     for listing in tree.walk():
                         report_skips()
                         if listing.directory is not None:
-                            for recorder in recorders:
-                                recorder.listed(listing.directory, listing.children)
+                            if recorders:
+                                record_listing(listing)
+                            else:
+                                early.append(listing)
                         found = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files]
                         bar.grow(len(found), sum(job.size for job in found))
                         yield from found
                     report_skips()
 
-                for batches in pool.run(batch_jobs(jobs()), bar.advance):
+                for batches in pool.run(batch_jobs(jobs()), bar.advance, on_started=start_recording):
                     for index, reason in batches[0].errors:
                         item = Skipped(entries[index].path, reason)
                         skipped.append(item)
@@ -177,6 +221,9 @@ def _ingest_tree(
                         if batch.store_ops:
                             worker_ops += StoreOps(*batch.store_ops)
                         recorder.add_batch(batch)
+            if not recorders:  # nothing to hash: the scan ran to its end without a batch
+                start_recording()
+            assert ds is not None
             recordings = [recorder.finish() for recorder in recorders]
             ops = store_closure(store, recordings[0], recorders[0], ops_before, worker_ops)
             wall = time.perf_counter() - started
@@ -189,5 +236,5 @@ def _ingest_tree(
                 writer.commit(row)
                 results.append(IngestResult.of(writer.snapshot_id, name, recorded, recorder, tuple(skipped), wall, ops))
     except OSError as err:  # anything the writer did not already explain
-        raise OutputError(f"cannot write {ds.location}: {err.strerror or err}") from None
+        raise OutputError(f"cannot write {ds.location if ds is not None else where}: {err.strerror or err}") from None
     return results

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -23,7 +24,9 @@ from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobInfo
 from storelab.ingest.tree import TreeEntry
 from storelab.nar.writer import NAR_HEADER_SIZE, nar_entry_size, nar_node_size
-from storelab.tables import SnapshotWriter
+
+if TYPE_CHECKING:
+    from storelab.tables import SnapshotWriter
 
 __all__ = ["SnapshotRecorder", "RecordedTree", "root_fields"]
 

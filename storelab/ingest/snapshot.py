@@ -15,7 +15,6 @@ from storelab.ingest.tree import Skipped
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore, open_store
 from storelab.stores.uploader import UploadOptions
-from storelab.tables import SCHEMA_VERSION
 
 __all__ = ["IngestOptions", "IngestResult", "snapshot_row", "stderr_warning", "ingest_store", "store_closure", "store_fields"]
 
@@ -152,6 +151,7 @@ def snapshot_row(
 ) -> dict[str, Any]:
     """The one row of the ``snapshots`` table for a finished ingest."""
     from storelab import __version__
+    from storelab.tables import SCHEMA_VERSION
 
     spec = options.chunker
     return {

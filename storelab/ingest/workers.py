@@ -255,15 +255,22 @@ class HashPool:
                     process.terminate()
 
     def run(
-        self, batches: Iterable[Sequence[FileJob]], on_progress: Callable[[int, int], None] | None = None
+        self,
+        batches: Iterable[Sequence[FileJob]],
+        on_progress: Callable[[int, int], None] | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> Iterator[list[BlobBatch]]:
         """Yield, per batch of jobs, one :class:`BlobBatch` for each chunker, in no particular order.
 
         ``batches`` is consumed lazily (a tree can still be being scanned); a bounded number
-        are in flight at once. ``on_progress(files, bytes)`` is called as batches finish.
+        are in flight at once. ``on_progress(files, bytes)`` is called as batches finish;
+        ``on_started()`` once, when the first batches are being hashed and before the first
+        result is yielded (the caller's own set-up then overlaps the hashing).
         """
         queue = iter(batches)
         first, second = next(queue, None), next(queue, None)
+        if first is not None and on_started is not None and (self.workers == 0 or second is None):
+            on_started()  # hashing here: nothing to overlap
         if self.workers == 0 or second is None:
             # one batch (a small tree) is done sooner here than by starting processes
             hashers = make_hashers(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite)
@@ -290,6 +297,9 @@ class HashPool:
                     exhausted = True
                 else:
                     pending[pool.submit(_run_packed, _pack(batch))] = batch
+            if on_started is not None:
+                on_started()
+                on_started = None
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -41,13 +41,11 @@ import pyarrow.parquet as pq
 
 from storelab.errors import DatasetError, OutputError
 from storelab.tables.arrow import column as arrow_column
+from storelab.tables.layout import LOCK, MARKER, STAGING
 from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
 
 __all__ = ["Dataset", "SnapshotWriter", "is_object_url", "new_snapshot_id", "part_name"]
 
-MARKER = "_storelab.json"
-STAGING = "_staging"
-LOCK = "_lock"
 ROW_GROUP_ROWS = 128 * 1024
 
 
