@@ -65,3 +65,21 @@ def test_constant_columns_hold_the_value_in_every_row(value, type_) -> None:
         column = _constant(value, type_, n)
         column.validate(full=True)
         assert column.type == type_ and column.to_pylist() == [value] * n
+
+
+def test_only_names_and_ids_are_dictionary_encoded(tmp_path) -> None:
+    """Paths and digests are written plain (a dictionary on them is tried and abandoned at
+    a cost); snapshot ids and kinds, which repeat, keep their dictionary."""
+    import pyarrow.parquet as pq
+
+    from storelab.ingest import IngestOptions, ingest_dir
+
+    (tmp_path / "tree").mkdir()
+    for i in range(50):
+        (tmp_path / "tree" / f"f{i}").write_bytes(bytes([i]) * 10)
+    result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=0))
+    metadata = pq.ParquetFile(tmp_path / "ds" / "nodes" / f"{result.snapshot_id}.parquet").metadata
+    encodings = {metadata.schema.column(i).name: metadata.row_group(0).column(i).encodings for i in range(metadata.num_columns)}
+    dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+    assert dictionary & set(encodings["snapshot_id"]) and dictionary & set(encodings["kind"])
+    assert not dictionary & set(encodings["path"]) and not dictionary & set(encodings["digest"])

@@ -180,22 +180,27 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
             path = rel + b"/" + name if rel else name
             # No name check: a directory listing never holds "", ".", "..", "/" or NUL, and
             # Linux names are at most 255 bytes — castore's rules hold by construction.
+            # The listing's file types (d_type) say what each entry is; only regular files
+            # need a stat of their own, for their size and execute bit.
             try:
-                st = child.stat(follow_symlinks=False)
+                if child.is_file(follow_symlinks=False):
+                    st = child.stat(follow_symlinks=False)
+                    files.append(len(entries))
+                    entries.append(TreeEntry(path, "file", st.st_size, bool(st.st_mode & stat.S_IXUSR), parent=dir_index))
+                    continue
+                is_dir = child.is_dir(follow_symlinks=False)
+                is_link = not is_dir and child.is_symlink()
+                mode = 0 if is_dir or is_link else child.stat(follow_symlinks=False).st_mode
             except OSError as err:
                 skipped.append(Skipped(path, describe_os_error(err)))
                 continue
-            mode = st.st_mode
-            if stat.S_ISREG(mode):
-                files.append(len(entries))
-                entries.append(TreeEntry(path, "file", st.st_size, bool(mode & stat.S_IXUSR), parent=dir_index))
-            elif stat.S_ISDIR(mode):
+            if is_dir:
                 if not os.access(child.path, os.R_OK | os.X_OK):
                     skipped.append(Skipped(path, "permission denied"))
                     continue
                 subdirs.append(len(entries))
                 entries.append(TreeEntry(path, "directory", parent=dir_index))
-            elif stat.S_ISLNK(mode):
+            elif is_link:
                 try:
                     target = os.readlink(child.path)
                     validate_target(target)
