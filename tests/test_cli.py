@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,20 @@ def test_the_command_starts_its_workers_early_and_ingests(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["files"] == 1100 and done.stderr == ""
     assert len(Dataset.open(tmp_path / "ds").read_table("nodes")) == 1101
+
+
+def test_the_command_gives_arrow_the_system_allocator_and_blas_one_thread() -> None:
+    """What configure_process sets is what Arrow and OpenBLAS read (a misspelt variable
+    would leave mimalloc in place); a value the user set is kept."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import os; from storelab.launch import configure_process; configure_process(); import pyarrow; "
+        "print(pyarrow.default_memory_pool().backend_name, os.environ['OPENBLAS_NUM_THREADS'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "OPENBLAS_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.split() == ["system", "1"], done.stderr
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**env, "OPENBLAS_NUM_THREADS": "3"}, timeout=60)
+    assert done.stdout.split() == ["system", "3"], done.stderr
