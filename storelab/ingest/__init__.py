@@ -6,8 +6,9 @@ Exports load on first use, so worker processes that import only the blob pipelin
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from storelab.lazy import lazy_exports
 
 __all__ = ["BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree", "sweep_dir"]
 
@@ -30,13 +31,4 @@ if TYPE_CHECKING:
     from storelab.ingest.tree import Skipped, TreeEntry, scan_tree
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'storelab.ingest' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

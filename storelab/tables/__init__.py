@@ -6,8 +6,9 @@ its scan and its workers before it needs it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from storelab.lazy import lazy_exports
 
 __all__ = ["SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "SnapshotWriter", "new_snapshot_id"]
 
@@ -25,13 +26,4 @@ if TYPE_CHECKING:
     from storelab.tables.schema import SCHEMA_VERSION, SCHEMAS, TABLES
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'storelab.tables' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
