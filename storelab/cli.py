@@ -1072,12 +1072,15 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point.
 
-    Once the command is done and its output flushed, the process ends at once: tearing the
-    interpreter down (freeing every object, unloading Arrow and numpy, multiprocessing's exit
-    handlers) takes a tenth of a second and does nothing for the user — the command has
-    already closed its files and committed or dropped its snapshot, and its pools are shut.
+    Once a command has succeeded and its output is flushed, the process ends at once: tearing
+    the interpreter down (freeing every object, unloading Arrow and numpy) takes a tenth of a
+    second and does nothing for the user — the command has closed its files, committed its
+    snapshot and shut its pools. A failed command exits the usual way, so that what an error
+    left half torn down (a worker pool's queues) is cleaned up by the interpreter.
     """
     code = main()
+    if code != 0:  # a failed command may leave pools half torn down: let the interpreter finish them
+        sys.exit(code)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
