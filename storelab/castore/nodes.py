@@ -17,6 +17,9 @@ __all__ = [
     "InvalidNodeError",
     "validate_name",
     "validate_target",
+    "encode_file_node",
+    "encode_directory_node",
+    "encode_symlink_node",
 ]
 
 DIGEST_LEN = 32
@@ -54,6 +57,32 @@ def validate_target(target: bytes) -> None:
         raise InvalidNodeError(f"invalid symlink target {target[:64]!r}")
 
 
+def encode_file_node(name: bytes, digest: bytes, size: int, executable: bool) -> bytes:
+    """A ``FileNode`` message from trusted values (no node object: the recorder encodes every
+    file of a tree this way).
+
+    >>> encode_file_node(b"a", bytes(32), 5, True) == FileNode(b"a", bytes(32), 5, True).encode()
+    True
+    """
+    # written out (not via bytes_field) as this runs once per file of every tree
+    return b"".join(
+        (
+            bytes_field(1, name), _DIGEST_TAG, digest,
+            b"\x18" + encode_varint(size) if size else b"", b"\x20\x01" if executable else b"",
+        )
+    )  # fmt: skip
+
+
+def encode_directory_node(name: bytes, digest: bytes, size: int) -> bytes:
+    """A ``DirectoryNode`` message from trusted values."""
+    return bytes_field(1, name) + _DIGEST_TAG + digest + varint_field(3, size)
+
+
+def encode_symlink_node(name: bytes, target: bytes) -> bytes:
+    """A ``SymlinkNode`` message from trusted values."""
+    return bytes_field(1, name) + bytes_field(2, target)
+
+
 def _validate_digest(digest: bytes, name: bytes) -> None:
     if len(digest) != DIGEST_LEN:
         raise InvalidNodeError(f"digest of {name!r} is {len(digest)} bytes, not {DIGEST_LEN}")
@@ -77,14 +106,7 @@ class FileNode:
 
     def encode(self) -> bytes:
         """castore ``FileNode`` {name 1, digest 2, size 3, executable 4}."""
-        # written out (not via bytes_field) as this runs once per file of every tree
-        return (
-            bytes_field(1, self.name)
-            + _DIGEST_TAG
-            + self.digest
-            + (b"\x18" + encode_varint(self.size) if self.size else b"")
-            + (b"\x20\x01" if self.executable else b"")
-        )
+        return encode_file_node(self.name, self.digest, self.size, self.executable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +125,7 @@ class DirectoryNode:
 
     def encode(self) -> bytes:
         """castore ``DirectoryNode`` {name 1, digest 2, size 3}."""
-        return bytes_field(1, self.name) + _DIGEST_TAG + self.digest + varint_field(3, self.size)
+        return encode_directory_node(self.name, self.digest, self.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +142,7 @@ class SymlinkNode:
 
     def encode(self) -> bytes:
         """castore ``SymlinkNode`` {name 1, target 2}."""
-        return bytes_field(1, self.name) + bytes_field(2, self.target)
+        return encode_symlink_node(self.name, self.target)
 
 
 Node = FileNode | DirectoryNode | SymlinkNode

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import blake3
 
 from storelab.castore import DirectoryNode, FileNode, Node, SymlinkNode
-from storelab.castore.protobuf import encode_varint as _varint
+from storelab.castore.nodes import encode_directory_node, encode_file_node, encode_symlink_node
+from storelab.castore.protobuf import bytes_field
 from storelab.chunking import ChunkerSpec
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobInfo
@@ -38,15 +39,6 @@ _NODE_ROWS_PER_WRITE = 65536
 # Sorted, (kind, index) is castore's order: directories, files, symlinks, each by name.
 _Child = tuple[int, int, bytes, int, int, int, "bytes | None"]
 _DIRECTORY, _FILE, _SYMLINK = 1, 2, 3  # the Directory message's field numbers
-
-# NAR bytes of a file's directory entry, less its name's and contents' padded lengths
-_NAR_FILE_ENTRY = nar_entry_size(b"", nar_node_size("file", 0))
-_NAR_EXECUTABLE = nar_node_size("file", 0, executable=True) - nar_node_size("file", 0)
-_NAR_DIRECTORY = nar_node_size("directory")
-
-
-def _padded(length: int) -> int:
-    return length + (-length % 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +118,7 @@ class SnapshotRecorder:
 
         from storelab.ingest.columns import blob_columns, chunk_columns
 
-        fresh = self._add_files(batch.indices, batch.digests, batch.sizes)
+        fresh = self.add_files(batch.indices, batch.digests, batch.sizes)
         for index, _ in batch.errors:
             self.skip(index)
         keep = np.array(fresh, dtype=bool)
@@ -138,14 +130,10 @@ class SnapshotRecorder:
             self.writer.append_columns("chunks", chunks, {**sid, "chunker_id": self.chunker_id})
 
     def add_files(self, indices: Sequence[int], digests: bytes, sizes: Sequence[int]) -> list[bool]:
-        """Record file entries whose blob rows someone else writes (a cluster task): their
-        nodes only. Returns, per file, whether its blob is new to this snapshot."""
-        return self._add_files(indices, digests, sizes)
-
-    def _add_files(self, indices: Sequence[int], digests: bytes, sizes: Sequence[int]) -> list[bool]:
-        """Resolve file entries (their node rows are written here, as columns) and say
-        which blobs are new. The loop runs once per file of the tree: kept flat."""
-        entries, seen, children, waiting = self.entries, self._seen, self._children, self._waiting
+        """Record file entries — their nodes, not their blob rows (:meth:`add_batch` writes
+        those; a cluster task writes its own). Returns, per file, whether its blob is new to
+        this snapshot. The node rows go in as columns."""
+        entries, seen = self.entries, self._seen
         fresh: list[bool] = []
         paths: list[bytes] = []
         executables: list[bool] = []
@@ -158,33 +146,14 @@ class SnapshotRecorder:
                 seen.add(digest)
                 fresh.append(True)
             entry = entries[index]
-            path, executable, parent = entry.path, entry.executable, entry.parent
+            path, executable = entry.path, entry.executable
             paths.append(path)
             executables.append(executable)
             total += size
-            if parent < 0:  # a single-file tree
-                self._root = FileNode(b"", digest, size, executable)
-                self._root_nar = nar_node_size("file", size, executable)
-                continue
             name = path.rpartition(b"/")[2]
-            body = b"".join(
-                (
-                    b"\n", _varint(len(name)), name, b"\x12\x20", digest,
-                    b"\x18" + _varint(size) if size else b"", b"\x20\x01" if executable else b"",
-                )
-            )  # fmt: skip
-            nar = _NAR_FILE_ENTRY + _padded(len(name)) + _padded(size) + (_NAR_EXECUTABLE if executable else 0)
-            kids = children.get(parent)
-            if kids is None:
-                children[parent] = kids = []
-            kids.append((_FILE, index, b"\x12" + _varint(len(body)) + body, 0, size, nar, digest))
-            left = waiting.get(parent)
-            if left is not None:  # else: the parent is not listed yet
-                if left > 1:
-                    waiting[parent] = left - 1
-                else:
-                    del waiting[parent]
-                    self._resolve(parent, self._build(parent))
+            field = bytes_field(_FILE, encode_file_node(name, digest, size, executable))
+            nar = nar_entry_size(name, nar_node_size("file", size, executable))
+            self._resolve(index, (_FILE, index, field, 0, size, nar, digest))
         if paths:
             self._counts["file"] += len(paths)
             self._file_bytes += total
@@ -221,9 +190,8 @@ class SnapshotRecorder:
         """A symlink entry, final: its node row now, its place in the parent."""
         self._node_row(path, "symlink", None, None, target)
         name = path.rpartition(b"/")[2]
-        body = b"\n" + _varint(len(name)) + name + b"\x12" + _varint(len(target)) + target
         nar = nar_entry_size(name, nar_node_size("symlink", target=target))
-        return (_SYMLINK, index, b"\x1a" + _varint(len(body)) + body, 0, 0, nar, None)
+        return (_SYMLINK, index, bytes_field(_SYMLINK, encode_symlink_node(name, target)), 0, 0, nar, None)
 
     def _resolve(self, index: int, child: _Child | None) -> None:
         """Entry ``index`` is final (None: left out); complete its parent if it was the last."""
@@ -249,15 +217,18 @@ class SnapshotRecorder:
     def _set_root(self, index: int, child: _Child | None) -> None:
         if child is None:
             return
-        kind, _, _, size, _, nar, digest = child
+        kind, _, _, size, file_bytes, nar, digest = child
+        entry = self.entries[index]
         if kind == _DIRECTORY:
             self._root = DirectoryNode(b"", digest, size)  # type: ignore[arg-type]
             self._root_nar = nar
-        else:  # a symlink root (files take _add_files' own branch)
-            target = self.entries[index].target
-            assert target is not None
-            self._root = SymlinkNode(b"", target)
-            self._root_nar = nar_node_size("symlink", target=target)
+        elif kind == _FILE:  # a single-file tree
+            self._root = FileNode(b"", digest, file_bytes, entry.executable)  # type: ignore[arg-type]
+            self._root_nar = nar_node_size("file", file_bytes, entry.executable)
+        else:
+            assert entry.target is not None
+            self._root = SymlinkNode(b"", entry.target)
+            self._root_nar = nar_node_size("symlink", target=entry.target)
 
     def _build(self, index: int) -> _Child:
         """Encode a directory whose children are all final; write its rows."""
@@ -268,7 +239,7 @@ class SnapshotRecorder:
         dirs = [kid for kid in kids if kid[0] == _DIRECTORY]
         size = 2 * len(kids) + sum(kid[3] for kid in dirs)
         file_bytes = sum(kid[4] for kid in kids)
-        nar = _NAR_DIRECTORY + sum(kid[5] for kid in kids)
+        nar = nar_node_size("directory", entries=sum(kid[5] for kid in kids))
         path = self.entries[index].path
         self._node_row(path, "directory", size, None, None, digest)
         if digest not in self._written_dirs:
@@ -292,8 +263,8 @@ class SnapshotRecorder:
         if self.entries[index].parent < 0:
             return (_DIRECTORY, index, b"", size, file_bytes, nar, digest)
         name = path.rpartition(b"/")[2]
-        body = b"\n" + _varint(len(name)) + name + b"\x12\x20" + digest + (b"\x18" + _varint(size) if size else b"")
-        return (_DIRECTORY, index, b"\n" + _varint(len(body)) + body, size, file_bytes, nar_entry_size(name, nar), digest)
+        field = bytes_field(_DIRECTORY, encode_directory_node(name, digest, size))
+        return (_DIRECTORY, index, field, size, file_bytes, nar_entry_size(name, nar), digest)
 
     def _node_row(
         self, path: bytes, kind: str, size: int | None, executable: bool | None, target: bytes | None, digest: bytes | None = None
