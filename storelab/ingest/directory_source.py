@@ -23,7 +23,7 @@ from storelab.ingest.workers import FileJob, HashPool, batch_jobs
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
 
-from storelab.tables.layout import MARKER
+from storelab.tables.layout import may_hold_dataset
 
 if TYPE_CHECKING:
     from storelab.tables import Dataset, SnapshotWriter
@@ -125,9 +125,7 @@ def _prior_knowledge(dataset: str | os.PathLike[str] | Dataset, zstd_level: int)
     sizes are measured and there may be a dataset to have measured them. Otherwise the
     dataset is opened once the first files are being hashed: its imports (Arrow) then
     overlap work instead of delaying it."""
-    if zstd_level == 0:
-        return None, {}
-    if isinstance(dataset, (str, os.PathLike)) and "://" not in str(dataset) and not (Path(dataset) / MARKER).exists():
+    if zstd_level == 0 or isinstance(dataset, (str, os.PathLike)) and not may_hold_dataset(dataset):
         return None, {}
     from storelab.tables.known import prior_knowledge
 

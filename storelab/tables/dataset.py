@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from storelab.errors import DatasetError, OutputError
 from storelab.tables.arrow import column as arrow_column
-from storelab.tables.layout import LOCK, MARKER, STAGING
+from storelab.tables.layout import LOCK, MARKER, STAGING, is_object_url, may_hold_dataset
 from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
 
 __all__ = ["Dataset", "SnapshotWriter", "is_object_url", "new_snapshot_id", "part_name"]
@@ -140,7 +140,7 @@ class Dataset:
             from storelab.tables.object_dataset import ObjectDataset
 
             return ObjectDataset.open_existing_url(str(path))
-        return cls.open(path) if (Path(path) / MARKER).exists() else None
+        return cls.open(path) if may_hold_dataset(path) else None
 
     def register(self, con: Any) -> None:
         """Let a DuckDB connection read :meth:`table_files` (local files need nothing)."""
@@ -153,7 +153,7 @@ class Dataset:
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / part_name(table, part)
             tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-            pq.write_table(data, tmp, compression="zstd", use_dictionary=dictionary_columns(data.schema))
+            pq.write_table(data, tmp, **parquet_options(data.schema))
             os.replace(tmp, target)
         except OSError as err:
             raise OutputError(_describe_os_error(err, folder)) from None
@@ -244,15 +244,6 @@ def part_name(table: str, part: int) -> str:
     return f"{table}.{part:06d}.parquet"
 
 
-def is_object_url(location: object) -> bool:
-    """Whether a dataset location is in object storage rather than a folder.
-
-    >>> is_object_url("s3://bucket/studies/cache"), is_object_url("build/ds")
-    (True, False)
-    """
-    return isinstance(location, str) and location.startswith("s3://")
-
-
 def _owner_alive(staging_folder: Path) -> bool:
     try:
         host, pid = (staging_folder / "owner").read_text().split()
@@ -314,7 +305,7 @@ class _TableBuffer:
     def flush(self) -> None:
         if self._writer is None:
             self._sink = _open_sink(self.path)
-            self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd", use_dictionary=dictionary_columns(self.schema))
+            self._writer = pq.ParquetWriter(self._sink, self.schema, **parquet_options(self.schema))
         self._rows_to_batch()
         if self.batches:
             table = pa.concat_tables(self.batches)
@@ -452,11 +443,12 @@ class SnapshotWriter:
         _remove_empty(self.dataset.path / STAGING)
 
 
-def dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Columns worth dictionary-encoding: names and ids that repeat row after row. Paths,
-    digests and sizes are mostly distinct, and trying a dictionary on them first costs a
-    fifth of the write."""
-    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """How every table file is written: zstd, and dictionaries only for the columns that
+    repeat row after row (names, ids, kinds) — paths, digests and sizes are mostly distinct,
+    and trying a dictionary on them first costs a fifth of the write."""
+    repetitive = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
+    return {"compression": "zstd", "use_dictionary": repetitive}
 
 
 def table_from_columns(schema: pa.Schema, columns: Mapping[str, Any], constants: Mapping[str, Any]) -> pa.Table:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storelab.errors import DatasetError, OutputError
-from storelab.tables.dataset import MARKER, STAGING, Dataset, SnapshotWriter, dictionary_columns, new_snapshot_id, part_name
+from storelab.tables.dataset import MARKER, STAGING, Dataset, SnapshotWriter, new_snapshot_id, parquet_options, part_name
 from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
 
 __all__ = ["ObjectDataset", "LEFTOVER_AGE"]
@@ -210,7 +210,7 @@ class ObjectDataset(Dataset):
 
     def write_part(self, snapshot_id: str, table: str, part: int, data: pa.Table) -> None:
         sink = pa.BufferOutputStream()
-        pq.write_table(data, sink, compression="zstd", use_dictionary=dictionary_columns(data.schema))
+        pq.write_table(data, sink, **parquet_options(data.schema))
         self.objects.put(_part_key(table, snapshot_id, part), sink.getvalue().to_pybytes())
 
     def read_part(self, snapshot_id: str, table: str, part: int) -> pa.Table:
