@@ -110,52 +110,45 @@ def _error_line(message: str) -> None:
     print(" ".join(message.split()), file=sys.stderr)
 
 
-def _chunking_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--chunker, --avg/--min/--max-chunk-size, --normalization, --zstd-level."""
-    for decorator in reversed(
-        [
-            _option("--chunker", default="fastcdc2020", panel="Chunking",
-                    help="fastcdc2020 (what snix uses), fastcdc2016 (what attic uses) or fixed (fixed-size blocks)."),
-            _option("--avg-chunk-size", default="256KiB", panel="Chunking", help="Average chunk size (fixed: the block size), e.g. 64KiB."),
-            _option("--min-chunk-size", default=None, panel="Chunking", help="Smallest chunk; default avg/2 as snix."),
-            _option("--max-chunk-size", default=None, panel="Chunking", help="Largest chunk; default 2×avg as snix."),
-            _option("--normalization", type=click.IntRange(0, 3), default=1, panel="Chunking", help="FastCDC 2020 normalisation level."),
-            _ZSTD_OPTION,
-        ]
-    ):  # fmt: skip
-        f = decorator(f)
-    return f
+def _options(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Several options as one decorator; ``--help`` lists them in the order given."""
+
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
 
 
 _ZSTD_OPTION = _option(
     "--zstd-level", type=click.IntRange(0, 22), default=3, panel="Chunking",
     help="zstd level for measuring each distinct chunk's compressed size (snix stores level 3); 0 = don't measure.",
 )  # fmt: skip
-
-
-def _store_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--store, --upload-concurrency, --upload-threshold, --upload-buffer."""
-    for decorator in reversed(
-        [
-            _option(
-                "--store", default=None, panel="Store",
-                help="Also write every blob, chunk and directory to this store, laid out as snix's object store: "
-                "file:///path, memory:// or s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID… from the environment).",
-            ),
-            _option("--upload-concurrency", type=click.IntRange(min=0), default=32, panel="Store",
-                    help="Uploads in flight per process for blobs under the threshold; 0 = upload every request in turn."),
-            _THRESHOLD_OPTION,
-            _BUFFER_OPTION,
-        ]
-    ):  # fmt: skip
-        f = decorator(f)
-    return f
-
-
+_chunking_options = _options(
+    _option("--chunker", default="fastcdc2020", panel="Chunking",
+            help="fastcdc2020 (what snix uses), fastcdc2016 (what attic uses) or fixed (fixed-size blocks)."),
+    _option("--avg-chunk-size", default="256KiB", panel="Chunking", help="Average chunk size (fixed: the block size), e.g. 64KiB."),
+    _option("--min-chunk-size", default=None, panel="Chunking", help="Smallest chunk; default avg/2 as snix."),
+    _option("--max-chunk-size", default=None, panel="Chunking", help="Largest chunk; default 2×avg as snix."),
+    _option("--normalization", type=click.IntRange(0, 3), default=1, panel="Chunking", help="FastCDC 2020 normalisation level."),
+    _ZSTD_OPTION,
+)  # fmt: skip
 _THRESHOLD_OPTION = _option(
     "--upload-threshold", default="1MiB", panel="Store", help="Blobs below this go up in the background; larger ones inline."
 )
 _BUFFER_OPTION = _option("--upload-buffer", default="128MiB", panel="Store", help="Most bytes held in memory waiting for upload.")
+_store_options = _options(
+    _option(
+        "--store", default=None, panel="Store",
+        help="Also write every blob, chunk and directory to this store, laid out as snix's object store: "
+        "file:///path, memory:// or s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID… from the environment).",
+    ),
+    _option("--upload-concurrency", type=click.IntRange(min=0), default=32, panel="Store",
+            help="Uploads in flight per process for blobs under the threshold; 0 = upload every request in turn."),
+    _THRESHOLD_OPTION,
+    _BUFFER_OPTION,
+)  # fmt: skip
 _NORMALIZE_OPTION = _option(
     "--normalize-store-paths", is_flag=True, panel="Chunking",
     help="What-if: replace /nix/store/<hash>- hashes in file contents by a placeholder before hashing (digests then differ from the real ones).",
@@ -772,13 +765,14 @@ def _csv(text: str, parse: Any, what: str) -> list[Any]:
 @_option("--rtt", default="0ms,1ms,5ms,20ms", help="Round-trip times to simulate, comma-separated.")
 @_option("--concurrency", default="1,8,32,128", help="Upload concurrencies to try, comma-separated.")
 @_option("--bandwidth", default=None, help="Link bandwidth per second (e.g. 100MiB); default unlimited.")
-@_option("--upload-threshold", "threshold", default="1MiB", panel="Store", help="Blobs below this go up in the background; larger ones inline.")
-@_option("--upload-buffer", "buffer", default="128MiB", panel="Store", help="Most bytes held in memory waiting for upload.")
+@_THRESHOLD_OPTION
+@_BUFFER_OPTION
 @_option("--out", "-o", "out_dir", default="build/bench-upload", help="Folder for upload.parquet and upload.png.")
 @_option("--json", _JSON, is_flag=True, help="Print the table as JSON.")
 def bench_upload_command(
-    source: str, rtt: str, concurrency: str, bandwidth: str | None, threshold: str, buffer: str, out_dir: str, as_json: bool
-) -> None:
+    source: str, rtt: str, concurrency: str, bandwidth: str | None, upload_threshold: str, upload_buffer: str, out_dir: str,
+    as_json: bool,
+) -> None:  # fmt: skip
     """How much concurrent small-blob upload saves over a slow link.
 
     Ingests the input into an in-memory store behind a simulated link, sequentially (each
@@ -811,7 +805,7 @@ def bench_upload_command(
             )
 
     grid = upload_grid(
-        source, rtts, levels, parse_size(bandwidth) if bandwidth else None, parse_size(threshold), parse_size(buffer), on_run=show
+        source, rtts, levels, parse_size(bandwidth) if bandwidth else None, parse_size(upload_threshold), parse_size(upload_buffer), on_run=show
     )
     _write_upload_outputs(grid, Path(out_dir))
     if as_json:

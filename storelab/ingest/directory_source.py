@@ -101,15 +101,13 @@ def _ingest(
     started = time.perf_counter()
     source = Path(path)
     existing, known = _prior_knowledge(dataset, options.zstd_level)
-    where = str(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset.location
+    where = existing.location if existing else str(dataset)
     store = ingest_store(options)
 
     def open_dataset() -> Dataset:
-        if not isinstance(dataset, (str, os.PathLike)):
-            return dataset
         from storelab.tables import Dataset
 
-        return existing or Dataset.open(dataset, create=True)
+        return existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
 
     try:
         with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload, options.rewrite) as pool:
@@ -121,12 +119,13 @@ def _ingest(
 
 
 def _prior_knowledge(dataset: str | os.PathLike[str] | Dataset, zstd_level: int) -> tuple[Dataset | None, dict[bytes, int]]:
-    """The dataset's compressed sizes, which the workers need from the start — only when
-    sizes are measured and there may be a dataset to have measured them. Otherwise the
-    dataset is opened once the first files are being hashed: its imports (Arrow) then
-    overlap work instead of delaying it."""
-    if zstd_level == 0 or isinstance(dataset, (str, os.PathLike)) and not may_hold_dataset(dataset):
-        return None, {}
+    """The dataset if the caller gave one open, and its compressed sizes, which the workers
+    need from the start — looked up only when sizes are measured and there may be a dataset
+    to have measured them. Otherwise a dataset named by its location is opened once the first
+    files are being hashed: its imports (Arrow) then overlap work instead of delaying it."""
+    given = None if isinstance(dataset, (str, os.PathLike)) else dataset
+    if zstd_level == 0 or given is None and not may_hold_dataset(dataset):  # type: ignore[arg-type]
+        return given, {}
     from storelab.tables.known import prior_knowledge
 
     return prior_knowledge(dataset, zstd_level)
