@@ -19,7 +19,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not VECTORS.is_dir():
         raise pytest.UsageError(
-            f"test vectors not found at {VECTORS}; they live in ../shared/vectors beside the checkout "
+            f"test vectors not found at {VECTORS}; they are vendored in tests/vectors "
             "(or set STORELAB_VECTORS)"
         )
 

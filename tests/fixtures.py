@@ -11,7 +11,8 @@ import blake3
 from storelab.castore import EMPTY_BLOB_DIGEST, Directory, FileNode, SymlinkNode
 
 REPO = Path(__file__).resolve().parents[1]
-VECTORS = Path(os.environ.get("STORELAB_VECTORS", REPO.parent / "shared" / "vectors"))
+VECTORS = Path(os.environ.get("STORELAB_VECTORS", REPO / "tests" / "vectors"))
+"""Vectors from the real systems, vendored as they are (their README says where each came from)."""
 
 CASTORE_VECTORS = VECTORS / "castore.json"
 FASTCDC_VECTORS = VECTORS / "fastcdc" / "fastcdc_v2020.json"
