@@ -99,10 +99,18 @@ def _out() -> Any:
 
 
 def _table(**settings: Any) -> Any:
-    """A rich Table (rich loads with the first table)."""
+    """A rich Table whose text cells and title are shown as they are: a chunker id like
+    ``[fixed/size=64KiB]`` is data, not markup (rich loads with the first table)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    return Table(**settings)
+    class PlainTable(Table):
+        def add_row(self, *cells: Any, **options: Any) -> None:
+            super().add_row(*(escape(c) if isinstance(c, str) else c for c in cells), **options)
+
+    if isinstance(settings.get("title"), str):
+        settings["title"] = escape(settings["title"])
+    return PlainTable(**settings)
 
 
 def _error_line(message: str) -> None:
@@ -149,6 +157,12 @@ _store_options = _options(
     _THRESHOLD_OPTION,
     _BUFFER_OPTION,
 )  # fmt: skip
+_NAR_COMPRESSION_OPTION = _option(
+    "--nar-compression", default=None, panel="Chunking",
+    help="Also measure the NAR as a binary cache stores it, compressed whole: zstd (zstd -3, .nar.zst), xz (xz -6, .nar.xz), "
+    "both (zstd,xz) or none. Default: zstd for ingest-nar (compressed as it streams past), none for ingest-dir (a tree's NAR "
+    "is read once more to measure it). xz is slow (≈ 5 MB/s).",
+)  # fmt: skip
 _NORMALIZE_OPTION = _option(
     "--normalize-store-paths", is_flag=True, panel="Chunking",
     help="What-if: replace /nix/store/<hash>- hashes in file contents by a placeholder before hashing (digests then differ from the real ones).",
@@ -159,6 +173,12 @@ _SCHEDULER_OPTION = _option(
     "The dataset must be a path every worker sees, or s3://; with --store, the store too.",
 )  # fmt: skip
 _JSON = "as_json"
+
+
+def _nar_codecs(text: str | None, default: str) -> tuple[str, ...]:
+    from storelab.nar.compressed import parse_nar_codecs
+
+    return parse_nar_codecs(default if text is None else text)
 
 
 def _rewrite(normalize: bool) -> Any:
@@ -197,6 +217,7 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
 @_option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes; default one per core; 0 = none.")
 @_option("--strict", is_flag=True, help="Fail on an unreadable or special file instead of skipping it.")
 @_store_options
+@_NAR_COMPRESSION_OPTION
 @_NORMALIZE_OPTION
 @_SCHEDULER_OPTION
 @_option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
@@ -204,8 +225,8 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
 def ingest_dir_command(
     path: str, out_: str, label: str | None, chunker: str, avg_chunk_size: str, min_chunk_size: str | None,
     max_chunk_size: str | None, normalization: int, zstd_level: int, workers: int | None, strict: bool, store: str | None,
-    upload_concurrency: int, upload_threshold: str, upload_buffer: str, normalize_store_paths: bool, scheduler: str | None,
-    quiet: bool, as_json: bool,
+    upload_concurrency: int, upload_threshold: str, upload_buffer: str, nar_compression: str | None, normalize_store_paths: bool,
+    scheduler: str | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Ingest a directory tree as one snapshot of a dataset.
 
@@ -213,7 +234,8 @@ def ingest_dir_command(
     of each chunk, and the zstd size of each chunk the dataset has not seen. Directories are
     encoded as castore Directory messages, so the root digest equals snix's for the same tree.
     Symlinks are recorded, never followed; FIFOs, sockets, devices and unreadable paths are
-    skipped, warned about and listed in the snapshot (or fail the run with --strict).
+    skipped, warned about and listed in the snapshot (or fail the run with --strict). A
+    dataset inside the tree is refused; a label used already is warned about.
 
     \b
     Example: storelab ingest-dir /usr/share/doc --label doc --out study/ --avg-chunk-size 64KiB
@@ -228,13 +250,14 @@ def ingest_dir_command(
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
     upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
     options = IngestOptions(
-        spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store), upload=upload, rewrite=_rewrite(normalize_store_paths)
-    )
+        spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store), upload=upload,
+        rewrite=_rewrite(normalize_store_paths), nar_compression=_nar_codecs(nar_compression, "none"),
+    )  # fmt: skip
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
 
         with cluster(scheduler, workers) as client:
-            result = ingest_dir_on_cluster(client, path, out_, label, options, [spec])[0]
+            result = ingest_dir_on_cluster(client, path, out_, label, options, [spec])
     else:
         result = ingest_dir(path, out_, label, options)
     _print_result(result, out_, quiet, as_json)
@@ -247,6 +270,7 @@ def ingest_dir_command(
 @_option("--label", "-l", default=None, help="Snapshot label (one NAR only); default: the file name.")
 @_chunking_options
 @_store_options
+@_NAR_COMPRESSION_OPTION
 @_NORMALIZE_OPTION
 @_option("--from-list", default=None, panel="Sources", help="A file naming NARs (paths or URLs), one a line; # comments.")
 @_option("--fetch-concurrency", type=click.IntRange(min=1), default=4, panel="Sources",
@@ -261,8 +285,8 @@ def ingest_dir_command(
 def ingest_nar_command(
     nars: tuple[str, ...], out_: str, label: str | None, chunker: str, avg_chunk_size: str, min_chunk_size: str | None,
     max_chunk_size: str | None, normalization: int, zstd_level: int, store: str | None, upload_concurrency: int,
-    upload_threshold: str, upload_buffer: str, normalize_store_paths: bool, from_list: str | None, fetch_concurrency: int,
-    narinfo: str | None, scheduler: str | None, workers: int | None, quiet: bool, as_json: bool,
+    upload_threshold: str, upload_buffer: str, nar_compression: str | None, normalize_store_paths: bool, from_list: str | None,
+    fetch_concurrency: int, narinfo: str | None, scheduler: str | None, workers: int | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Ingest NAR archives, one snapshot each, as a binary cache serves them.
 
@@ -274,7 +298,9 @@ def ingest_nar_command(
 
     NARs can be local files or http(s):// and s3:// URLs (a slice of a binary cache), given
     as arguments or one a line in --from-list; URLs are fetched ahead, a few at a time, and
-    ingested in order. The first NAR that fails stops the run; those before it stay committed.
+    ingested in order. Many NARs are committed together, many snapshots to a Parquet part, so
+    each costs the same however many the dataset holds. The first NAR that fails stops the
+    run; those before it stay committed.
 
     \b
     Example: storelab ingest-nar 0a1b…-hello-2.12.nar.xz --label hello-2.12 --out cache-study/
@@ -296,18 +322,33 @@ def ingest_nar_command(
     info = load_narinfo(narinfo) if narinfo else None
     spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
     upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
+    many = len(nars) > 1
     options = IngestOptions(
-        spec, zstd_level, 0, False, wants_progress(quiet), store=_store_url(store), upload=upload, rewrite=_rewrite(normalize_store_paths)
-    )
+        spec, zstd_level, 0, False, wants_progress(quiet) and not many, store=_store_url(store), upload=upload,
+        rewrite=_rewrite(normalize_store_paths), nar_compression=_nar_codecs(nar_compression, "zstd"),
+    )  # fmt: skip
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_nars_on_cluster
 
         with cluster(scheduler, workers) as client:
             ingest_nars_on_cluster(client, nars, out_, label, options, lambda r: _print_result(r, out_, quiet, as_json))
         return
-    for source, local in fetch_sources(nars, fetch_concurrency):
-        result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None, narinfo=info)
-        _print_result(result, out_, quiet, as_json)
+    if not many:
+        for source, local in fetch_sources(nars, fetch_concurrency):
+            result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None, narinfo=info)
+            _print_result(result, out_, quiet, as_json)
+        return
+    from storelab.ingest.nar_source import ingest_nars
+    from storelab.ingest.progress import CountProgress
+
+    with CountProgress("ingest-nar", wants_progress(quiet), len(nars), "NARs") as bar:
+
+        def done(result: Any) -> None:
+            bar.advance(1, result.label)
+            if as_json or not bar.enabled:
+                _print_result(result, out_, quiet, as_json)
+
+        ingest_nars(fetch_sources(nars, fetch_concurrency), out_, options, done)
 
 
 def _print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None:
@@ -419,37 +460,60 @@ def _jsonable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: clean(v) for k, v in r.items()} for r in records]
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN and pandas' NA (whose comparisons answer NA, which has no truth value)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:
+        return True
+
+
 def _ratio(value: Any) -> str:
-    return "–" if value is None or value != value else f"{value:.2f}×"
+    return "–" if _missing(value) else f"{value:.2f}×"
 
 
 def _pct(value: Any) -> str:
-    return "–" if value is None or value != value else f"{100 * value:.1f} %"
+    return "–" if _missing(value) else f"{100 * value:.1f} %"
 
 
 def _size(value: Any) -> str:
-    return "–" if value is None or value != value else format_bytes(int(value))
+    return "–" if _missing(value) else format_bytes(int(value))
 
 
 @app.command("stats")
 @click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
-@_option("--snapshot", "-s", multiple=True, help="Only these snapshots (id or label); repeatable.")
-@_option("--json", _JSON, is_flag=True, help="Print the same figures as JSON.")
+@_option("--snapshot", "-s", multiple=True,
+         help="Only these snapshots (id or label; repeatable). Figures are over them; 'new' stays relative to every earlier "
+         "snapshot of the dataset.")
+@_option("--last", type=click.IntRange(min=0), default=20, show_default=True,
+         help="Per-snapshot rows: the last N snapshots (0 = every one); --snapshot shows those asked for.")
+@_option("--json", _JSON, is_flag=True, help="Print the same figures as JSON (every snapshot).")
 @_option("--cost", is_flag=True, panel="Cost model", help="Also price the store: requests and storage per chunker.")
 @_option("--put-price", type=click.FloatRange(min=0), default=0.005, panel="Cost model", help="$ per 1,000 PUT requests (S3 Standard).")
 @_option("--get-price", type=click.FloatRange(min=0), default=0.0004, panel="Cost model", help="$ per 1,000 GET/HEAD requests (S3 Standard).")
 @_option("--storage-price", type=click.FloatRange(min=0), default=0.023, panel="Cost model", help="$ per GiB-month stored (S3 Standard).")
 @_option("--months", type=click.FloatRange(min=0), default=1.0, panel="Cost model", help="Months the objects are kept.")
 def stats_command(
-    dataset: str, snapshot: tuple[str, ...] | list[str] | None, as_json: bool, cost: bool, put_price: float, get_price: float,
-    storage_price: float, months: float,
+    dataset: str, snapshot: tuple[str, ...] | list[str] | None, last: int, as_json: bool, cost: bool, put_price: float,
+    get_price: float, storage_price: float, months: float,
 ) -> None:  # fmt: skip
-    """Dedup figures for blobs, chunks and directory objects: overall and per snapshot.
+    """Dedup figures at every level (NAR, blob, chunk per chunking, directory): overall and per snapshot.
 
-    logical = every occurrence; unique = each distinct object once; compressed = the distinct
-    objects zstd-compressed; stored = compressed (or unique) plus the index objects snix
-    writes for chunked blobs. dedup = logical / unique; savings = 1 − stored / logical.
-    Per snapshot, "new" is what it adds to a store that holds the snapshots before it.
+    stored = what a store of that level holds: the distinct objects, compressed where
+    measured, plus the index objects snix writes (and its object count). logical = every
+    occurrence; unique = each distinct object once. The saving is two factors: dedup =
+    logical / unique, compression = unique / compressed; their product is the reduction.
+    savings = 1 − stored / logical. hit rate = the share of what each snapshot needed that a
+    store holding the earlier snapshots had already, by bytes and by objects.
+
+    Each tree counts once at the nar, blob and directory levels whatever its chunkings; the
+    chunk level has one row per chunking (chunker and zstd level), over the snapshots
+    recorded under it. Figures that would not compare are flagged below the tables.
+
+    Per snapshot, "new" is what it adds to a store that holds every snapshot before it in
+    the dataset; with --snapshot X, X's rows are shown within the whole dataset's order.
 
     --cost prices a snix-layout object store holding the dataset: one PUT per distinct
     object, a HEAD before each write, GETs to restore every snapshot once, and the stored
@@ -463,6 +527,7 @@ def stats_command(
         return
     overall = dedup_summary(dataset, snapshot)
     per = snapshot_summary(dataset, snapshot)
+    warnings = overall.attrs.get("warnings", [])
     if as_json:
         print(
             json.dumps(
@@ -470,43 +535,85 @@ def stats_command(
                     "dataset": str(dataset),
                     "overall": _jsonable(overall.reset_index(names="row").to_dict("records")),
                     "snapshots": _jsonable(per.to_dict("records")),
+                    "warnings": warnings,
                 },
                 indent=1,
                 default=str,
             )
         )
         return
-    table = _table(title=f"dedup over {per['snapshot_id'].nunique()} snapshot(s) of {dataset}", title_justify="left")
-    for col in ("level", "logical", "unique", "compressed", "stored", "objects (all → distinct)", "dedup", "savings"):
+    count = per["snapshot_id"].nunique()
+    chunk_rows = overall[overall["level"] == "chunk"]
+    levels = overall if len(chunk_rows) <= 1 else overall[overall["level"] != "chunk"]
+    table = _table(title=f"dedup over {count:,} snapshot(s) of {dataset}", title_justify="left")
+    for col in ("level", "stored", "objects", "logical", "unique", "compressed", "dedup × compression = reduction", "savings", "hit rate bytes / objects"):
         table.add_column(col, justify="left" if col == "level" else "right")
-    for name, row in overall.iterrows():
+    for name, row in levels.iterrows():
         table.add_row(
-            str(name),
-            _size(row.logical_bytes),
-            _size(row.unique_bytes),
-            _size(row.compressed_bytes),
-            _size(row.stored_bytes),
-            f"{row.logical_objects:,} → {row.unique_objects:,}",
-            _ratio(row.dedup_ratio),
-            _pct(row.space_savings),
-        )
+            str(name), _size(row.stored_bytes), f"{row.stored_objects:,}", _size(row.logical_bytes), _size(row.unique_bytes),
+            _size(row.compressed_bytes), _factors(row), _pct(row.space_savings), f"{_pct(row.hit_rate_bytes)} / {_pct(row.hit_rate_objects)}",
+        )  # fmt: skip
+    if len(chunk_rows) > 1:
+        table.add_row("chunk", "", "", "", "", "", f"{len(chunk_rows)} chunkings: see below", "", "")
     _out().print(table)
-    snaps = _table(title="per snapshot (in creation order); new = not in any earlier snapshot", title_justify="left")
-    for col in ("snapshot", "level", "logical", "unique", "new", "shared", "new stored", "dedup"):
+    if len(chunk_rows) > 1:
+        _print_chunkings(chunk_rows)
+    for warning in warnings:
+        _out().print(f"[yellow]note:[/] {_escape(warning)}")
+    shown = per if snapshot or not last else per[per["seq"] >= sorted(per["seq"].unique())[-last:][0]]
+    more = "" if len(shown) == len(per) else f"; the last {last} of {count:,} (--last 0 for all)"
+    snaps = _table(title=f"per snapshot, in creation order; new = not in any earlier snapshot{more}", title_justify="left")
+    for col in ("snapshot", "level", "logical", "unique", "new", "new stored", "hit rate bytes / objects", "dedup"):
         snaps.add_column(col, justify="left" if col in ("snapshot", "level") else "right")
-    for row in per.itertuples():
+    previous = None
+    for row in shown.itertuples():
+        level = row.level if row.level != "chunk" or len(chunk_rows) <= 1 else f"chunk {row.chunker_id}"
         snaps.add_row(
-            row.label if row.level == "blob" else "",
-            row.level,
-            _size(row.logical_bytes),
-            _size(row.unique_bytes),
-            _size(row.new_bytes),
-            _size(row.shared_bytes),
-            _size(row.new_stored_bytes),
-            _ratio(row.dedup_ratio),
-            end_section=row.level == "directory",
-        )
+            row.label if row.snapshot_id != previous else "", level, _size(row.logical_bytes), _size(row.unique_bytes),
+            _size(row.new_bytes), _size(row.new_stored_bytes), f"{_pct(row.hit_rate_bytes)} / {_pct(row.hit_rate_objects)}",
+            _ratio(row.dedup_ratio), end_section=row.level == "directory",
+        )  # fmt: skip
+        previous = row.snapshot_id
     _out().print(snaps)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _factors(row: Any) -> str:
+    """``dedup × compression = reduction``, each shown only where it was measured."""
+    if _missing(row.compression_ratio):
+        return _ratio(row.dedup_ratio)
+    return f"{_ratio(row.dedup_ratio)} × {_ratio(row.compression_ratio)} = {_ratio(row.reduction_ratio)}"
+
+
+def _print_chunkings(rows: Any) -> None:
+    """One line per chunking, with bars of its stored bytes and its object count (each
+    against the largest), so the trade-off reads at a glance at any number of chunkings."""
+    most_bytes = max(float(v) for v in rows["stored_bytes"]) or 1.0
+    most_objects = max(float(v) for v in rows["stored_objects"]) or 1.0
+    table = _table(title="chunkings (the chunk level; stored = compressed chunks + blob index objects)", title_justify="left")
+    for col in ("chunker", "zstd", "snapshots", "stored", "objects", "mean chunk", "dedup × compression = reduction", "savings"):
+        table.add_column(col, justify="left" if col == "chunker" else "right", overflow="fold", no_wrap=col != "chunker")
+    table.add_column("stored bytes", justify="left", no_wrap=True)
+    table.add_column("objects", justify="left", no_wrap=True)
+    for row in rows.sort_values(["stored_bytes", "stored_objects"]).itertuples():
+        mean = row.unique_bytes / row.unique_objects if row.unique_objects else None
+        table.add_row(
+            str(row.chunker_id), str(row.zstd_level), f"{row.snapshots:,}", _size(row.stored_bytes), f"{row.stored_objects:,}",
+            _size(mean), _factors(row), _pct(row.space_savings), _bar(row.stored_bytes / most_bytes),
+            _bar(row.stored_objects / most_objects),
+        )  # fmt: skip
+    _out().print(table)
+
+
+def _bar(share: float, width: int = 16) -> str:
+    """A bar of ``share`` × ``width`` cells, in eighths of a cell."""
+    eighths = round(max(0.0, min(1.0, float(share))) * width * 8)
+    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
 
 
 def _print_cost(
@@ -564,12 +671,12 @@ def _print_cost(
 
 @app.command("sweep")
 @click.argument("path", metavar="PATH", help="Directory tree to chunk every way.")
-@_option("--out", "-o", "out_", required=True, help="Dataset folder or s3://bucket/prefix; one snapshot per chunking is added.")
+@_option("--out", "-o", "out_", required=True, help="Dataset folder or s3://bucket/prefix; one snapshot, every chunking of it, is added.")
 @_option("--chunker", default="fastcdc2020,fastcdc2016,fixed", panel="Chunking",
          help="Chunkers, comma-separated: fastcdc2020, fastcdc2016, fixed.")
 @_option("--avg-chunk-size", default="16KiB,64KiB,256KiB,1MiB", panel="Chunking",
          help="Average sizes, comma-separated (min = avg/2, max = 2·avg).")
-@_option("--label", "-l", default=None, help="Label stem; each snapshot gets '<label> <chunker>/<avg>'.")
+@_option("--label", "-l", default=None, help="Snapshot label; default: the folder's name.")
 @_ZSTD_OPTION
 @_option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes; default one per core; 0 = none.")
 @_SCHEDULER_OPTION
@@ -581,8 +688,10 @@ def sweep_command(
 ) -> None:  # fmt: skip
     """Chunk the same tree under every combination of chunker and average size.
 
-    Each file is read once per sweep, not once per combination; every combination becomes
-    a snapshot keyed by its chunker id, so `stats`, `report` and the notebooks compare them.
+    Each file is read once per sweep, not once per combination. The tree becomes one
+    snapshot recorded under every chunking (its nodes and directories once, its blobs and
+    chunks once per chunking), so `stats`, `report` and the notebooks compare the chunkings
+    while counting the tree once.
 
     \b
     Example: storelab sweep ./numpy-1.26.4 --chunker fastcdc2020,fixed --avg-chunk-size 16KiB,64KiB,256KiB -o sweep/
@@ -603,20 +712,19 @@ def sweep_command(
         _chunker_spec(spec.name, str(spec.avg_size), None, None, spec.normalization)
     options = IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet))
     if scheduler is not None:
-        from storelab.ingest.directory_source import sweep_label
         from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
 
         with cluster(scheduler, workers) as client:
-            results = ingest_dir_on_cluster(client, path, out_, label, options, specs, sweep_label)
+            result = ingest_dir_on_cluster(client, path, out_, label, options, specs)
     else:
-        results = sweep_dir(path, out_, specs, label, options)
-    comparison = chunker_comparison(out_, [r.snapshot_id for r in results])
+        result = sweep_dir(path, out_, specs, label, options)
+    comparison = chunker_comparison(out_, [result.snapshot_id])
     _emit(
-        comparison, as_json, f"{path}: {len(specs)} chunkings → {out_}",
-        ("chunker", "avg", "distinct chunks", "mean chunk", "unique", "stored", "dedup", "savings"),
+        comparison, as_json, f"{path}: {len(specs)} chunkings of snapshot {result.snapshot_id} → {out_}",
+        ("chunker", "avg", "stored", "objects", "mean chunk", "unique", "dedup", "compression", "savings"),
         lambda row: (
-            row.chunker, _size(row.avg_size), f"{row.unique_chunks:,}", _size(row.mean_chunk), _size(row.unique_bytes),
-            _size(row.stored_bytes), _ratio(row.dedup_ratio), _pct(row.space_savings),
+            row.chunker, _size(row.avg_size), _size(row.stored_bytes), f"{row.stored_objects:,}", _size(row.mean_chunk),
+            _size(row.unique_bytes), _ratio(row.dedup_ratio), _ratio(row.compression_ratio), _pct(row.space_savings),
         ),
     )  # fmt: skip
 
@@ -717,8 +825,8 @@ def store_verify_command(url: str, max_chunk_size: str, as_json: bool) -> None:
     from storelab.stores.verify import verify_store
 
     store = open_store(url, create=False)
-    with ByteProgress("verify", 0, 0, wants_progress(as_json)) as bar:
-        report = verify_store(store, parse_size(max_chunk_size), on_object=lambda: (bar.grow(1, 0), bar.advance(1, 0)))
+    with ByteProgress("verify", wants_progress(as_json)) as bar:
+        report = verify_store(store, parse_size(max_chunk_size), on_object=lambda: bar.advance(1, 0))
     if as_json:
         print(
             json.dumps(

@@ -56,7 +56,7 @@ def table_rows(dataset: Path | str, snapshot: str | None = None, ignore: frozens
     ids = [snapshot] if snapshot else None
     out = {}
     skip = VOLATILE | ignore
-    for table in ("nodes", "blobs", "chunks", "directories", "snapshots"):
+    for table in ("nodes", "blobs", "chunks", "directories", "chunkings", "snapshots"):
         rows = ds.read_table(table, ids).to_pylist()
         out[table] = sorted(tuple(sorted((k, str(v)) for k, v in r.items() if k not in skip)) for r in rows)
     return out

@@ -17,6 +17,7 @@ from storelab.analysis import (
     chunker_comparison,
     dedup_summary,
     refcount_histogram,
+    snapshot_summary,
     sharing,
 )
 from storelab.analysis.whatif import PLACEHOLDER, normalize_store_paths, what_if_normalized
@@ -121,19 +122,47 @@ def test_sweep_reads_once_and_compares_by_hand(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(blobs.os, "open", counting_open)
     specs = [default_spec("fixed", 4 * KiB), default_spec("fixed", 8 * KiB), default_spec("fastcdc2020", 4 * KiB)]
-    results = sweep_dir(tmp_path / "t", tmp_path / "ds", specs, "t", IngestOptions(zstd_level=0, workers=0))
+    result = sweep_dir(tmp_path / "t", tmp_path / "ds", specs, "t", IngestOptions(zstd_level=0, workers=0))
     tree = str(tmp_path / "t").encode() + b"/"
     assert len([p for p in opened if p.startswith(tree)]) == 2  # each file read once, for all three chunkings
-    assert [r.label for r in results] == ["t fixed/4KiB", "t fixed/8KiB", "t fastcdc2020/4KiB"]
+    assert [chunker for chunker, _ in result.chunkings] == [s.id for s in specs]  # one snapshot, three chunkings
     comparison = chunker_comparison(tmp_path / "ds").set_index("chunker_id")
     four, eight = comparison.loc[specs[0].id], comparison.loc[specs[1].id]
     # 4 KiB blocks: A, B, A, C + tiny → 4 distinct (A, B, C, tiny); 8 KiB: A+B, A+C, tiny → 3
     assert (four.logical_chunks, four.unique_chunks, four.unique_bytes) == (5, 4, 12 * KiB + 4)
     assert (eight.logical_chunks, eight.unique_chunks, eight.unique_bytes) == (3, 3, 16 * KiB + 4)
     assert four.dedup_ratio == pytest.approx((16 * KiB + 4) / (12 * KiB + 4))
-    rows = snapshot_rows(tmp_path / "ds", "snapshots")
-    assert sorted(r["chunker_id"] for r in rows) == sorted(s.id for s in specs)
-    assert len({r["root_digest"] for r in rows}) == 1  # the same tree every time
+    assert len(snapshot_rows(tmp_path / "ds", "snapshots")) == 1  # the tree is one snapshot …
+    rows = snapshot_rows(tmp_path / "ds", "chunkings")
+    assert sorted(r["chunker_id"] for r in rows) == sorted(s.id for s in specs)  # … recorded under three chunkings
+    assert len(snapshot_rows(tmp_path / "ds", "nodes")) == 3  # its nodes once: root, f, g
+
+
+def test_a_sweep_counts_the_tree_once(tmp_path: Path) -> None:
+    """A tree ingested once and the same tree swept three ways give the same nar, blob and
+    directory levels (worked by hand), and the chunk level per chunking."""
+    build_tree(tmp_path / "t", {b"f": A + B + A + C, b"g": b"tiny", b"h": A + B + A + C})
+    specs = [default_spec("fixed", 4 * KiB), default_spec("fixed", 8 * KiB), default_spec("fastcdc2020", 4 * KiB)]
+    options = IngestOptions(zstd_level=0, workers=0)
+    ingest_dir(tmp_path / "t", tmp_path / "once", "t", IngestOptions(specs[0], zstd_level=0, workers=0))
+    sweep_dir(tmp_path / "t", tmp_path / "swept", specs, "t", options)
+    once, swept = dedup_summary(tmp_path / "once"), dedup_summary(tmp_path / "swept")
+    size = 16 * KiB + 4
+    for summary in (once, swept):
+        blob = summary.loc["blob"]
+        # f and h are the same blob: logical 2 × 16 KiB + 4, unique 16 KiB + 4, two distinct blobs
+        assert (blob.logical_bytes, blob.unique_bytes, blob.logical_objects, blob.unique_objects) == (2 * size - 4, size, 3, 2)
+        assert summary.loc["nar", "logical_objects"] == 1 and summary.loc["directory", "unique_objects"] == 1
+    for level in ("nar", "blob", "directory"):
+        assert once.loc[level].drop(["chunker_id"]).equals(swept.loc[level].drop(["chunker_id"])), level
+    chunk_rows = swept[swept["level"] == "chunk"].set_index("chunker_id")
+    assert sorted(chunk_rows.index) == sorted(s.id for s in specs) and set(chunk_rows["snapshots"]) == {1}
+    # 4 KiB blocks: A, B, A, C per big file → distinct A, B, C + tiny
+    assert (chunk_rows.loc[specs[0].id, "unique_objects"], chunk_rows.loc[specs[0].id, "unique_bytes"]) == (4, 12 * KiB + 4)
+    assert (chunk_rows.loc[specs[1].id, "unique_objects"], chunk_rows.loc[specs[1].id, "unique_bytes"]) == (3, 16 * KiB + 4)
+    assert once.attrs["warnings"] == [] and swept.attrs["warnings"] == []
+    per = snapshot_summary(tmp_path / "swept")
+    assert sorted(per[per.level == "chunk"].chunker_id) == sorted(s.id for s in specs) and (per.level == "blob").sum() == 1
 
 
 def test_normalize_store_paths_keeps_lengths() -> None:

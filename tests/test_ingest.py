@@ -126,7 +126,7 @@ def test_second_ingest_appends_a_snapshot(tmp_path: Path) -> None:
     first = ingest_dir(tmp_path / "v1", tmp_path / "ds", "v1", IngestOptions(workers=0))
     second = ingest_dir(tmp_path / "v2", tmp_path / "ds", "v2", IngestOptions(workers=0))
     ds = Dataset.open(tmp_path / "ds")
-    assert ds.snapshot_ids() == sorted([first.snapshot_id, second.snapshot_id])
+    assert ds.snapshot_ids() == [first.snapshot_id, second.snapshot_id]  # in creation order
     labels = {r["snapshot_id"]: r["label"] for r in snapshot_rows(tmp_path / "ds", "snapshots")}
     assert labels == {first.snapshot_id: "v1", second.snapshot_id: "v2"}
 
@@ -268,7 +268,7 @@ def test_blobs_added_one_at_a_time_give_the_same_rows_as_batches(tmp_path: Path)
     hasher = BlobHasher(make_chunker(chunker), zstd_level=1)
     dataset = Dataset.open(tmp_path / "one", create=True)
     with dataset.begin_snapshot("s") as writer:
-        recorder = SnapshotRecorder(writer, chunker, tree.entries)
+        recorder = SnapshotRecorder(writer, [chunker], tree.entries)
         for index in tree.file_indices():
             recorder.add_blob(index, hasher.hash_file(tree.absolute(tree.entries[index])))
         recorded = recorder.record_tree(tree.entries)

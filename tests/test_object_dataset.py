@@ -20,8 +20,8 @@ from storelab.ingest import IngestOptions, ingest_dir, sweep_dir
 from storelab.ingest.nar_source import ingest_nar
 from storelab.nar import dump_path
 from storelab.tables import Dataset
-from storelab.tables import object_dataset
-from storelab.tables.object_dataset import ObjectDataset
+from storelab.tables import storage as storage_module
+from storelab.tables.storage import ObjectStorage
 from tests.helpers import build_tree, table_rows
 
 
@@ -51,7 +51,7 @@ def test_ingests_into_s3_equal_a_folder(s3_dataset: str, tmp_path: Path) -> None
         sweep_dir(tmp_path / "one", target, [default_spec("fixed", 65536)], "one", OPTIONS)
     assert table_rows(s3_dataset) == table_rows(tmp_path / "local")
     ds = Dataset.open(s3_dataset)
-    assert isinstance(ds, ObjectDataset) and len(ds.snapshot_ids()) == 4
+    assert isinstance(ds.storage, ObjectStorage) and len(ds.snapshot_ids()) == 4
     drop = ["snapshot_id", "label"]
     remote, local = dedup_summary(s3_dataset), dedup_summary(tmp_path / "local")
     pd.testing.assert_frame_equal(remote, local)
@@ -73,39 +73,48 @@ def test_cli_stats_of_an_s3_dataset(s3_dataset: str, tmp_path: Path, capsys: pyt
     assert outputs[0]["overall"] == outputs[1]["overall"]
 
 
+def _keys(ds: Dataset) -> list[str]:
+    return sorted(f.key for table in ("nodes", "blobs", "chunks", "directories", "chunkings", "snapshots") for f in ds.storage.list(table))
+
+
+def _put(url: str, key: str, data: bytes, tmp_path: Path) -> None:
+    local = tmp_path / "object"
+    local.write_bytes(data)
+    ObjectStorage(url).publish(local, key)
+
+
 def test_a_failed_commit_leaves_nothing(s3_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path / "t")
     first = ingest_dir(tmp_path / "t", s3_dataset, "first", OPTIONS)
-    real_put = object_dataset._Objects.put
+    real_publish = ObjectStorage.publish
 
-    def put(self, key: str, data) -> None:
+    def publish(self, local: Path, key: str) -> None:
         if key.startswith("snapshots/"):
-            raise OutputError(f"{self.url}: cannot write {key}: the store went away")
-        real_put(self, key, data)
+            raise OutputError(f"{self.location}: cannot write {key}: the store went away")
+        real_publish(self, local, key)
 
-    monkeypatch.setattr(object_dataset._Objects, "put", put)
+    monkeypatch.setattr(ObjectStorage, "publish", publish)
     with pytest.raises(OutputError, match="went away"):
         ingest_dir(tmp_path / "t", s3_dataset, "second", OPTIONS)
-    monkeypatch.setattr(object_dataset._Objects, "put", real_put)  # (undo() would drop the S3 settings too)
+    monkeypatch.setattr(ObjectStorage, "publish", real_publish)  # (undo() would drop the S3 settings too)
     ds = Dataset.open(s3_dataset)
-    assert ds.snapshot_ids() == [first.snapshot_id]
-    keys = [key for table in ("nodes", "blobs", "chunks", "directories", "snapshots") for key, _ in ds.objects.list(f"{table}/")]
-    assert keys and all(first.snapshot_id in key for key in keys)  # the failed snapshot's uploads were deleted
+    assert ds.snapshot_ids() == [first.snapshot_id]  # the failed snapshot is invisible …
+    monkeypatch.setattr(storage_module, "LEFTOVER_AGE", timedelta(0))
+    ds.remove_leftovers()  # … and its uploads go with the next clean-up
+    keys = _keys(ds)
+    assert keys and all(first.snapshot_id in key for key in keys)
 
 
-def test_leftovers_of_a_dead_run_age_out(s3_dataset: str, tmp_path: Path) -> None:
+def test_leftovers_of_a_dead_run_age_out(s3_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path / "t")
     kept = ingest_dir(tmp_path / "t", s3_dataset, "kept", OPTIONS)
     ds = Dataset.open(s3_dataset)
-    assert isinstance(ds, ObjectDataset)
-    ds.objects.put("chunks/20200101T000000-deadbeef.000003.parquet", b"half a run")
-    ds.objects.put("_staging/20200101T000000-deadbeef/snapshots.parquet", b"never committed")
+    _put(s3_dataset, "chunks/20200101T000000-deadbeef.000003.parquet", b"half a run", tmp_path)
+    _put(s3_dataset, "_staging/20200101T000000-deadbeef/snapshots.parquet", b"never committed", tmp_path)
     assert ds.remove_leftovers() == []  # young: a cluster run may still be adding parts
-    removed = ds.remove_leftovers(older_than=timedelta(0))
-    assert sorted(str(p) for p in removed) == [
-        "_staging/20200101T000000-deadbeef/snapshots.parquet",
-        "chunks/20200101T000000-deadbeef.000003.parquet",
-    ]
+    monkeypatch.setattr(storage_module, "LEFTOVER_AGE", timedelta(0))
+    removed = ds.remove_leftovers()
+    assert sorted(removed) == ["_staging/20200101T000000-deadbeef", "chunks/20200101T000000-deadbeef.000003.parquet"]
     assert ds.snapshot_ids() == [kept.snapshot_id] and len(ds.read_table("nodes")) > 0
 
 
@@ -119,7 +128,7 @@ def test_an_object_dataset_travels_by_url(s3_dataset: str, tmp_path: Path) -> No
 def test_bad_object_locations_are_one_line(s3_dataset: str, s3_url: str, tmp_path: Path, capsys, monkeypatch) -> None:
     with pytest.raises(DatasetError, match="no such dataset"):
         Dataset.open(s3_dataset)
-    ObjectDataset(s3_url).objects.put("stranger.txt", b"not ours")
+    _put(s3_url, "stranger.txt", b"not ours", tmp_path)
     with pytest.raises(DatasetError, match="not a storelab dataset"):
         Dataset.open(s3_url, create=True)
     _tree(tmp_path / "t")
@@ -129,16 +138,16 @@ def test_bad_object_locations_are_one_line(s3_dataset: str, s3_url: str, tmp_pat
     assert len(err) == 1 and err[0].startswith("storelab: error: s3://") and "Traceback" not in err[0]
 
 
-def test_a_removal_takes_the_commit_object_first(s3_dataset: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    ds = Dataset.open(s3_dataset, create=True)
-    assert isinstance(ds, ObjectDataset)
-    sid = "20261129T000000-0badcafe"
-    for table in ("nodes", "blobs", "snapshots", "chunks"):
-        ds.objects.put(f"{table}/{sid}.parquet", b"x")
+def test_a_removal_takes_the_commit_object_first(s3_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tree(tmp_path / "t")
+    gone = ingest_dir(tmp_path / "t", s3_dataset, "gone", OPTIONS)
+    kept = ingest_dir(tmp_path / "t", s3_dataset, "kept", OPTIONS)
+    ds = Dataset.open(s3_dataset)
     calls: list[list[str]] = []
-    real_delete = object_dataset._Objects.delete
-    monkeypatch.setattr(object_dataset._Objects, "delete", lambda self, keys: (calls.append(list(keys)), real_delete(self, keys)))
-    ds.delete_snapshot_objects(sid)
-    assert calls[0] == [f"snapshots/{sid}.parquet"]  # cut short after this, only invisible leftovers remain
-    assert sorted(calls[1]) == sorted(f"{t}/{sid}.parquet" for t in ("nodes", "blobs", "chunks"))
-    assert [key for key, _ in ds.objects.list("")] == ["_storelab.json"]  # only the dataset's marker is left
+    real_delete = ObjectStorage.delete
+    monkeypatch.setattr(ObjectStorage, "delete", lambda self, keys: (calls.append(list(keys)), real_delete(self, keys)))
+    ds.remove_snapshots([gone.snapshot_id])
+    deletions = [keys for keys in calls if keys]
+    assert deletions[0] == [f"snapshots/{gone.snapshot_id}.parquet"]  # cut short after this, only invisible files remain
+    assert ds.snapshot_ids() == [kept.snapshot_id]
+    assert not [key for key in _keys(ds) if gone.snapshot_id in key]

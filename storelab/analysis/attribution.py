@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from storelab.analysis.db import connect
+from storelab.analysis.db import connect, sql_list
 from storelab.tables import Dataset
 
 __all__ = ["attribution", "sharing"]
@@ -71,21 +71,23 @@ def attribution(
     return frame
 
 
-def sharing(dataset: str | os.PathLike[str] | Dataset, level: str = "blob", snapshots: Sequence[str] | None = None) -> pd.DataFrame:
+def sharing(
+    dataset: str | os.PathLike[str] | Dataset, level: str = "blob", snapshots: Sequence[str] | None = None,
+    chunker_id: str | None = None,
+) -> pd.DataFrame:
     """Per snapshot: its distinct objects split into exclusive (in no other chosen snapshot)
     and shared (in at least one other).
 
     Columns: ``seq, snapshot_id, label, unique_bytes, exclusive_bytes, shared_bytes,
-    unique_objects, exclusive_objects, shared_objects, exclusive_share``. At the chunk level
-    only snapshots cut by the first chunker are compared.
+    unique_objects, exclusive_objects, shared_objects, exclusive_share``. Each tree counts
+    once whatever its chunkings; at the chunk level the chunks of ``chunker_id`` (default:
+    the first chunking recorded) are compared.
     """
     if level == "blob":
-        objects = "SELECT snapshot_id, digest, size FROM blobs"
+        objects = "SELECT DISTINCT snapshot_id, digest, size FROM blobs"
     elif level == "chunk":
-        objects = (
-            "SELECT DISTINCT c.snapshot_id, c.digest, c.size FROM chunks c JOIN snapshots s USING (snapshot_id) "
-            "WHERE s.chunker_id = (SELECT chunker_id FROM snapshots ORDER BY seq LIMIT 1)"
-        )
+        chosen = sql_list([chunker_id], "()")[1:-1] if chunker_id else "(SELECT chunker_id FROM chunkings ORDER BY seq, chunker_id LIMIT 1)"
+        objects = f"SELECT DISTINCT snapshot_id, digest, size FROM chunks WHERE chunker_id = {chosen}"
     else:
         raise ValueError("level is 'blob' or 'chunk'")
     with connect(dataset, snapshots) as con:

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from storelab.analysis.db import connect
+from storelab.analysis.db import connect, sql_list
 from storelab.tables import Dataset
 
 __all__ = ["chunk_size_distribution", "chunk_size_stats", "chunker_comparison", "refcount_histogram"]
@@ -86,7 +86,7 @@ def chunk_size_stats(dataset: str | os.PathLike[str] | Dataset, snapshots: Seque
             WITH spec AS (
                 SELECT chunker_id, any_value(chunker) AS chunker, any_value(chunk_min_size) AS min_size,
                        any_value(chunk_avg_size) AS avg_size, any_value(chunk_max_size) AS max_size
-                FROM snapshots GROUP BY chunker_id
+                FROM chunkings GROUP BY chunker_id
             ),
             distinct_chunks AS (SELECT chunker_id, digest, any_value(size) AS size FROM chunks GROUP BY ALL)
             SELECT s.chunker_id, s.chunker, s.min_size, s.avg_size, s.max_size,
@@ -102,51 +102,59 @@ def chunk_size_stats(dataset: str | os.PathLike[str] | Dataset, snapshots: Seque
 
 
 def chunker_comparison(dataset: str | os.PathLike[str] | Dataset, snapshots: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per chunker (e.g. after ``storelab sweep``): objects against dedup.
+    """Per chunking (e.g. after ``storelab sweep``): objects against dedup.
 
-    Columns: ``chunker_id, chunker, avg_size, logical_bytes, logical_chunks, unique_bytes,
-    unique_chunks, compressed_bytes, index_bytes, stored_bytes, dedup_ratio, space_savings,
-    mean_chunk``. Logical figures count every chunk of every file occurrence.
+    Columns: ``chunker_id, chunker, avg_size, zstd_level, snapshots, logical_bytes,
+    logical_chunks, unique_bytes, unique_chunks, compressed_bytes, index_bytes, index_objects,
+    stored_bytes, stored_objects, dedup_ratio, compression_ratio, space_savings, mean_chunk``.
+    Logical figures count every chunk of every file occurrence, over the snapshots recorded
+    under that chunking (``snapshots``); stored = compressed (or unique) chunks + index objects.
     """
     with connect(dataset, snapshots) as con:
         frame = con.execute(
             """
-            WITH snap AS (SELECT snapshot_id, chunker_id, chunker, chunk_avg_size FROM snapshots),
-            occ AS (
-                SELECT s.chunker_id, sum(n.size) AS logical_bytes, sum(b.chunk_count) AS logical_chunks
+            WITH occ AS (
+                SELECT b.chunker_id, sum(n.size) AS logical_bytes, sum(b.chunk_count) AS logical_chunks
                 FROM nodes n JOIN blobs b ON n.snapshot_id = b.snapshot_id AND n.digest = b.digest
-                JOIN snap s ON s.snapshot_id = n.snapshot_id WHERE n.kind = 'file' GROUP BY ALL
+                WHERE n.kind = 'file' GROUP BY ALL
             ),
             uniq AS (
-                SELECT chunker_id, sum(size) AS unique_bytes, count(*) AS unique_chunks, sum(compressed) AS compressed_bytes
-                FROM (SELECT s.chunker_id, c.digest, any_value(c.size) AS size, any_value(c.compressed_size) AS compressed
-                      FROM chunks c JOIN snap s USING (snapshot_id) GROUP BY ALL)
+                SELECT chunker_id, sum(size) AS unique_bytes, count(*) AS unique_chunks,
+                       CASE WHEN count(compressed) = count(*) THEN sum(compressed) END AS compressed_bytes
+                FROM (SELECT chunker_id, digest, any_value(size) AS size, min(compressed_size) AS compressed
+                      FROM chunks GROUP BY ALL)
                 GROUP BY ALL
             ),
             idx AS (
-                SELECT chunker_id, sum(index_size) AS index_bytes
-                FROM (SELECT s.chunker_id, b.digest, any_value(b.index_size) AS index_size
-                      FROM blobs b JOIN snap s USING (snapshot_id) GROUP BY ALL)
+                SELECT chunker_id, sum(index_size) AS index_bytes, count(*) FILTER (WHERE index_size > 0) AS index_objects
+                FROM (SELECT chunker_id, digest, any_value(index_size) AS index_size FROM blobs GROUP BY ALL)
                 GROUP BY ALL
             ),
-            kinds AS (SELECT chunker_id, any_value(chunker) AS chunker, any_value(chunk_avg_size) AS avg_size FROM snap GROUP BY ALL)
-            SELECT k.chunker_id, k.chunker, k.avg_size,
+            kinds AS (
+                SELECT chunker_id, any_value(chunker) AS chunker, any_value(chunk_avg_size) AS avg_size,
+                       string_agg(DISTINCT zstd_level::VARCHAR, ',') AS zstd_level, count(DISTINCT snapshot_id) AS snapshots
+                FROM chunkings GROUP BY ALL
+            )
+            SELECT k.chunker_id, k.chunker, k.avg_size, k.zstd_level, k.snapshots,
                    coalesce(o.logical_bytes, 0) AS logical_bytes, coalesce(o.logical_chunks, 0) AS logical_chunks,
                    coalesce(u.unique_bytes, 0) AS unique_bytes, coalesce(u.unique_chunks, 0) AS unique_chunks,
-                   u.compressed_bytes, coalesce(i.index_bytes, 0) AS index_bytes
+                   u.compressed_bytes, coalesce(i.index_bytes, 0) AS index_bytes, coalesce(i.index_objects, 0) AS index_objects
             FROM kinds k LEFT JOIN occ o USING (chunker_id) LEFT JOIN uniq u USING (chunker_id) LEFT JOIN idx i USING (chunker_id)
             ORDER BY k.chunker, k.avg_size
             """
         ).df()
     frame["stored_bytes"] = frame["compressed_bytes"].fillna(frame["unique_bytes"]) + frame["index_bytes"]
+    frame["stored_objects"] = frame["unique_chunks"] + frame["index_objects"]
     frame["dedup_ratio"] = frame["logical_bytes"] / frame["unique_bytes"].where(frame["unique_bytes"] > 0)
+    frame["compression_ratio"] = frame["unique_bytes"] / frame["compressed_bytes"].where(frame["compressed_bytes"] > 0)
     frame["space_savings"] = 1 - frame["stored_bytes"] / frame["logical_bytes"].where(frame["logical_bytes"] > 0)
     frame["mean_chunk"] = frame["unique_bytes"] / frame["unique_chunks"].where(frame["unique_chunks"] > 0)
     return frame
 
 
 def refcount_histogram(
-    dataset: str | os.PathLike[str] | Dataset, level: str = "chunk", snapshots: Sequence[str] | None = None
+    dataset: str | os.PathLike[str] | Dataset, level: str = "chunk", snapshots: Sequence[str] | None = None,
+    chunker_id: str | None = None,
 ) -> pd.DataFrame:
     """How many objects are referenced 1, 2, 3–4, 5–8, … times, and the bytes behind them,
     in the manner of ZFS's ``zdb -S``.
@@ -156,8 +164,8 @@ def refcount_histogram(
     Columns: ``refcount`` (the bucket's lower bound: 1, 2, 3, 5, 9, …), ``refcount_high``,
     ``objects``, ``unique_bytes`` (each object once: what a store allocates),
     ``referenced_objects``, ``referenced_bytes`` (every reference: what users see).
-    With several chunkers, the chunk level covers the first chunker only; pass
-    ``snapshots`` to choose.
+    With several chunkings, the chunk level covers ``chunker_id`` (default: the first
+    chunking recorded), over the snapshots recorded under it.
 
     >>> import tempfile, pathlib
     >>> from storelab.ingest import ingest_dir, IngestOptions
@@ -171,7 +179,7 @@ def refcount_histogram(
     if level not in ("blob", "chunk"):
         raise ValueError("level is 'blob' or 'chunk'")
     with connect(dataset, snapshots) as con:
-        return _int_columns(_refcounts(con, level))
+        return _int_columns(_refcounts(con, level, chunker_id))
 
 
 def _int_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -182,14 +190,15 @@ def _int_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _refcounts(con: duckdb.DuckDBPyConnection, level: str) -> pd.DataFrame:
+def _refcounts(con: duckdb.DuckDBPyConnection, level: str, chunker_id: str | None) -> pd.DataFrame:
     if level == "blob":
         refs = "SELECT digest, size FROM nodes WHERE kind = 'file'"
     else:
-        first = con.execute("SELECT chunker_id FROM snapshots ORDER BY seq LIMIT 1").fetchone()[0]
+        if chunker_id is None:
+            chunker_id = con.execute("SELECT chunker_id FROM chunkings ORDER BY seq, chunker_id LIMIT 1").fetchone()[0]  # type: ignore[index]
         refs = (
             "SELECT c.digest, c.size FROM nodes n JOIN chunks c ON c.snapshot_id = n.snapshot_id AND c.blob_digest = n.digest "
-            f"JOIN snapshots s ON s.snapshot_id = n.snapshot_id WHERE n.kind = 'file' AND s.chunker_id = '{first.replace(chr(39), '')}'"
+            f"WHERE n.kind = 'file' AND c.chunker_id = {sql_list([str(chunker_id)], '()')[1:-1]}"
         )
     return con.execute(
         f"""

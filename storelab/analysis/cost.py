@@ -62,26 +62,27 @@ class Prices:
 
 
 _MODEL = """
-WITH snap AS (SELECT snapshot_id, chunker_id, root_kind, root_digest FROM snapshots),
+WITH snap AS (
+    SELECT k.snapshot_id, k.chunker_id, s.root_kind, s.root_digest FROM chunkings k JOIN snapshots s USING (snapshot_id)
+),
 distinct_chunks AS (
-    SELECT s.chunker_id, c.digest, any_value(c.size) AS size, any_value(c.compressed_size) AS compressed
-    FROM chunks c JOIN snap s USING (snapshot_id) GROUP BY ALL
+    SELECT chunker_id, digest, any_value(size) AS size, any_value(compressed_size) AS compressed FROM chunks GROUP BY ALL
 ),
 distinct_blobs AS (
-    SELECT s.chunker_id, b.digest, any_value(b.index_size) AS index_size, any_value(b.chunk_count) AS chunk_count
-    FROM blobs b JOIN snap s USING (snapshot_id) GROUP BY ALL
+    SELECT chunker_id, digest, any_value(index_size) AS index_size, any_value(chunk_count) AS chunk_count FROM blobs GROUP BY ALL
 ),
 roots AS (SELECT DISTINCT chunker_id, root_digest FROM snap WHERE root_kind = 'directory'),
 dir_bytes AS (
     SELECT s.chunker_id, sum(d.encoded_size) AS bytes FROM directories d JOIN snap s USING (snapshot_id) GROUP BY ALL
 ),
+chunk_rows AS (SELECT snapshot_id, chunker_id, count(*) AS n FROM chunks GROUP BY ALL),
+blob_rows AS (
+    SELECT snapshot_id, chunker_id, count(*) AS n, count(*) FILTER (WHERE chunk_count >= 2) AS indexed FROM blobs GROUP BY ALL
+),
 per_snapshot AS (
-    SELECT s.chunker_id,
-           (SELECT count(*) FROM chunks c WHERE c.snapshot_id = s.snapshot_id) AS chunk_rows,
-           (SELECT count(*) FROM blobs b WHERE b.snapshot_id = s.snapshot_id) AS blob_rows,
-           (SELECT count(*) FROM blobs b WHERE b.snapshot_id = s.snapshot_id AND b.chunk_count >= 2) AS indexed_blobs,
+    SELECT s.chunker_id, coalesce(c.n, 0) AS chunk_rows, coalesce(b.n, 0) AS blob_rows, coalesce(b.indexed, 0) AS indexed_blobs,
            CASE WHEN s.root_kind = 'directory' THEN 1 ELSE 0 END AS closures
-    FROM snap s
+    FROM snap s LEFT JOIN chunk_rows c USING (snapshot_id, chunker_id) LEFT JOIN blob_rows b USING (snapshot_id, chunker_id)
 )
 SELECT chunker_id,
        (SELECT count(*) FROM snap x WHERE x.chunker_id = k.chunker_id) AS snapshots,

@@ -1,7 +1,15 @@
 """DuckDB over a dataset's Parquet files: one connection with a view per table.
 
-The views hold only committed snapshots (or the ones asked for), and ``snapshots`` gains a
-``seq`` column: the snapshot's position in creation order (0 = oldest).
+Views:
+
+- ``all_snapshots``: every committed snapshot, with ``seq``, its position in creation order
+  over the whole dataset (0 = oldest) — so "earlier" means the same whichever snapshots are
+  chosen;
+- ``snapshots``, ``chunkings``, ``nodes``, ``blobs``, ``chunks``, ``directories``: the rows of
+  the chosen snapshots (all by default); ``chunkings`` gains ``seq`` too.
+
+A Parquet file holds the rows of many snapshots (a part), so every view filters on
+``snapshot_id`` when a subset is chosen.
 """
 
 from __future__ import annotations
@@ -14,22 +22,6 @@ import duckdb
 
 from storelab.errors import DatasetError
 from storelab.tables import TABLES, Dataset
-from storelab.tables.schema import SNAPSHOTS
-
-
-
-def _sql_type(arrow_type: object) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_unsigned_integer(arrow_type):
-        return "UBIGINT"
-    if pa.types.is_integer(arrow_type):
-        return "BIGINT"
-    if pa.types.is_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type):
-        return "BLOB"
-    if pa.types.is_list(arrow_type):
-        return "VARCHAR[]"
-    return "VARCHAR"
 
 __all__ = ["connect", "as_dataset", "sql_list"]
 
@@ -41,36 +33,61 @@ def as_dataset(dataset: str | os.PathLike[str] | Dataset) -> Dataset:
 def connect(
     dataset: str | os.PathLike[str] | Dataset, snapshots: Sequence[str] | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with views ``snapshots``, ``nodes``, ``blobs``, ``chunks``,
-    ``directories`` over the dataset; ``snapshots`` may be ids or labels."""
+    """A DuckDB connection with the views above; ``snapshots`` may be ids or labels."""
     ds = as_dataset(dataset)
-    ids = ds.snapshot_ids()
-    if not ids:
-        raise DatasetError(f"{ds.path}: the dataset has no snapshots yet")
+    files = {table: ds.table_files(table) for table in TABLES}
+    if not files["snapshots"]:
+        raise DatasetError(f"{ds.location}: the dataset has no snapshots yet")
     con = duckdb.connect()
     ds.register(con)  # a dataset in object storage: let DuckDB read s3:// through obstore
     con.execute("SET preserve_insertion_order = false")
     # out of core: past this much memory DuckDB spills to disk instead of growing
     con.execute(f"SET memory_limit = '{os.environ.get('STORELAB_DUCKDB_MEMORY', '1GB')}'")
     con.execute(f"SET temp_directory = '{os.path.join(tempfile.gettempdir(), 'storelab-duckdb')}'")
-    source = f"read_parquet({sql_list(ds.table_files('snapshots', ids))}, union_by_name = true)"
-    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    # columns newer than every file (a version 1 dataset): present, as nulls
-    missing = "".join(f", CAST(NULL AS {_sql_type(f.type)}) AS \"{f.name}\"" for f in SNAPSHOTS if f.name not in present)
     con.execute(
-        f"CREATE VIEW all_snapshots AS SELECT *{missing}, (row_number() OVER (ORDER BY created_at, snapshot_id)) - 1 AS seq "
-        f"FROM {source}"
+        f"CREATE VIEW all_snapshots AS SELECT *, (row_number() OVER (ORDER BY created_at, snapshot_id)) - 1 AS seq "
+        f"FROM read_parquet({sql_list(files['snapshots'])})"
     )
+    where = ""
     if snapshots is not None:
-        wanted = _resolve(con, snapshots, ds)
-        ids = [i for i in ids if i in wanted]
+        where = f" WHERE snapshot_id IN {sql_list(sorted(_resolve(con, snapshots, ds)), '()')}"
+    con.execute(f"CREATE VIEW snapshots AS SELECT * FROM all_snapshots{where}")
     for table in TABLES:
-        files = ds.table_files(table, ids)
         if table == "snapshots":
-            con.execute(f"CREATE VIEW snapshots AS SELECT * FROM all_snapshots WHERE snapshot_id IN {sql_list(ids, '()')}")
-        else:
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_list(files)})")
+            continue
+        source = f"read_parquet({sql_list(files[table])})" if files[table] else _empty(table)
+        name = "chunkings_rows" if table == "chunkings" else table
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {source}{where}")
+    con.execute(
+        "CREATE VIEW chunkings AS SELECT c.*, s.seq FROM chunkings_rows c JOIN all_snapshots s USING (snapshot_id)"
+    )
     return con
+
+
+def _empty(table: str) -> str:
+    """An empty relation with ``table``'s columns (no file of it exists yet)."""
+    from storelab.tables.schema import SCHEMAS
+
+    columns = ", ".join(f'CAST(NULL AS {_sql_type(f.type)}) AS "{f.name}"' for f in SCHEMAS[table])
+    return f"(SELECT {columns} WHERE false)"
+
+
+def _sql_type(arrow_type: object) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_unsigned_integer(arrow_type):
+        return "UBIGINT"
+    if pa.types.is_integer(arrow_type):
+        return "BIGINT"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOLEAN"
+    if pa.types.is_floating(arrow_type):
+        return "DOUBLE"
+    if pa.types.is_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type):
+        return "BLOB"
+    return "VARCHAR"
 
 
 def sql_list(values: Sequence[str], brackets: str = "[]") -> str:
@@ -85,6 +102,6 @@ def _resolve(con: duckdb.DuckDBPyConnection, names: Sequence[str], ds: Dataset) 
     for name in names:
         matches = {sid for sid, label in rows if name in (sid, label)}
         if not matches:
-            raise DatasetError(f"{ds.path}: no snapshot with id or label {name!r}")
+            raise DatasetError(f"{ds.location}: no snapshot with id or label {name!r}")
         found |= matches
     return found

@@ -47,34 +47,37 @@ def what_if_normalized(
 ) -> pd.DataFrame:
     """Re-read every snapshot's source with store-path hashes normalised, and compare.
 
-    Each snapshot is ingested again from its recorded source (which must still exist), with
-    its own chunker, into ``out`` (a temporary dataset when None). Returns one row per level
+    Each snapshot is ingested again from its recorded source (which must still exist), under
+    its own chunkings (a NAR: its first), into ``out`` (a temporary dataset when None). Returns one row per level
     (blob, and chunk per chunker): ``level, chunker_id, unique_bytes, unique_bytes_normalized,
     stored_bytes, stored_bytes_normalized, dedup_ratio, dedup_ratio_normalized, saved_bytes,
     saved_share`` (saved = stored − stored normalised; share of stored).
     """
-    from storelab.ingest import IngestOptions, ingest_dir
+    from storelab.ingest import IngestOptions, sweep_dir
     from storelab.ingest.nar_source import ingest_nar
 
     with connect(dataset) as con:
         snaps = con.execute(
-            "SELECT label, source_kind, source, chunker, chunk_min_size, chunk_avg_size, chunk_max_size, "
-            "chunk_normalization, zstd_level FROM snapshots ORDER BY seq"
+            "SELECT s.label, s.source_kind, s.source, list({'chunker': k.chunker, 'chunk_min_size': k.chunk_min_size, "
+            "'chunk_avg_size': k.chunk_avg_size, 'chunk_max_size': k.chunk_max_size, 'chunk_normalization': k.chunk_normalization, "
+            "'zstd_level': k.zstd_level} ORDER BY k.chunker_id) "
+            "FROM snapshots s JOIN chunkings k USING (snapshot_id) GROUP BY s.label, s.source_kind, s.source, s.seq ORDER BY s.seq"
         ).fetchall()
-    for label, kind, source, *_ in snaps:
+    for label, kind, source, _ in snaps:
         if kind == "nar" and source == "stdin":
             raise InputError(f"snapshot {label!r} was read from standard input; it cannot be read again")
         if not os.path.exists(source):
             raise InputError(f"{source}: the source of snapshot {label!r} is gone; a what-if reads it again")
     with tempfile.TemporaryDirectory(prefix="storelab-whatif-") as scratch:
         target = Path(out) if out is not None else Path(scratch) / "normalized"
-        for label, kind, source, name, lo, avg, hi, norm, level in snaps:
-            spec = ChunkerSpec(name, int(lo), int(avg), int(hi), int(norm))
-            options = IngestOptions(spec, int(level), workers, progress=progress, rewrite=normalize_store_paths)
+        for label, kind, source, chunkings in snaps:
+            specs = [ChunkerSpec(c["chunker"], int(c["chunk_min_size"]), int(c["chunk_avg_size"]), int(c["chunk_max_size"]), int(c["chunk_normalization"])) for c in chunkings]
+            level = int(chunkings[0]["zstd_level"])
+            options = IngestOptions(specs[0], level, workers, progress=progress, rewrite=normalize_store_paths)
             if kind == "nar":
                 ingest_nar(source, target, label, replace(options, workers=0))
             else:
-                ingest_dir(source, target, label, options)
+                sweep_dir(source, target, specs, label, options)
         before = dedup_summary(dataset)
         after = dedup_summary(target)
     return _compare(before, after)

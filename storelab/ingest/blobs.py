@@ -105,7 +105,8 @@ class BlobHasher:
         self.zstd_level = zstd_level
         # snix streams chunks through a zstd encoder, which writes no content size header
         self._zstd = zstandard.ZstdCompressor(level=zstd_level, write_content_size=False) if zstd_level else None
-        self.known_sizes: dict[bytes, int] = dict(known_sizes or {})
+        # shared, not copied: a KnownSizes looks up the dataset's index behind what is measured here
+        self.known_sizes: dict[bytes, int] = known_sizes if known_sizes is not None else {}
         self._single_chunk_max = self._largest_single_chunk()
 
     def _largest_single_chunk(self) -> int:

@@ -1,34 +1,40 @@
-"""``ingest_dir``: a directory tree → one snapshot in a dataset."""
+"""``ingest_dir``: a directory tree → one snapshot in a dataset (``sweep_dir``: the same
+snapshot under several chunkings, each file read once)."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Callable, Iterator
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storelab.chunking import ChunkerSpec, make_chunker
-from storelab.units import format_bytes
 from storelab.errors import ConfigError, InputError, Interrupted, OutputError
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import SnapshotRecorder
-from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store, snapshot_row, stderr_warning, store_closure, store_fields
+from storelab.ingest.snapshot import (
+    IngestOptions,
+    IngestResult,
+    commit_snapshot,
+    ingest_store,
+    snapshot_row,
+    stderr_warning,
+    store_closure,
+    store_fields,
+)
 from storelab.ingest.tree import Listing, Skipped, Tree, open_tree
 from storelab.ingest.workers import FileJob, HashPool, batch_jobs
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
-
-from storelab.tables.layout import may_hold_dataset
+from storelab.tables.layout import is_object_url, may_hold_dataset
 
 if TYPE_CHECKING:
-    from storelab.tables import Dataset, SnapshotWriter
+    from storelab.tables import Dataset
 
-__all__ = ["IngestOptions", "IngestResult", "ingest_dir", "sweep_dir", "sweep_label"]
+__all__ = ["IngestOptions", "IngestResult", "ingest_dir", "sweep_dir", "measure_tree_nar", "refuse_self_ingest"]
 
 MAX_WARNINGS = 20
 
@@ -49,17 +55,7 @@ def ingest_dir(
     (1, 12, 2)
     """
     options = options or IngestOptions()
-    return _ingest(path, dataset, label, options, [options.chunker], lambda name, spec: name)[0]
-
-
-def sweep_label(label: str, spec: ChunkerSpec) -> str:
-    """The label of one chunking of a sweep.
-
-    >>> from storelab.chunking import default_spec
-    >>> sweep_label("numpy", default_spec("fixed", 65536))
-    'numpy fixed/64KiB'
-    """
-    return f"{label} {spec.name}/{format_bytes(spec.avg_size).replace(' ', '').replace('.0', '')}"
+    return _ingest(path, dataset, label, options, [options.chunker])
 
 
 def sweep_dir(
@@ -68,15 +64,15 @@ def sweep_dir(
     specs: Sequence[ChunkerSpec],
     label: str | None = None,
     options: IngestOptions | None = None,
-) -> list[IngestResult]:
-    """Ingest the tree once per chunker, reading each file once: one snapshot per chunker,
-    labelled ``"<label> <chunker>/<avg>"`` and keyed by its chunker id.
+) -> IngestResult:
+    """Ingest the tree as one snapshot chunked every way in ``specs``, reading each file
+    once: nodes and directories are recorded once, blobs and chunks once per chunking.
 
     >>> import tempfile, pathlib
     >>> from storelab.chunking import default_spec
     >>> tree = pathlib.Path(tempfile.mkdtemp()); _ = (tree / "f").write_bytes(bytes(range(256)) * 1000)
     >>> specs = [default_spec("fixed", 16384), default_spec("fixed", 65536)]
-    >>> [r.chunks for r in sweep_dir(tree, tempfile.mkdtemp() + "/ds", specs, "t", IngestOptions(workers=0))]
+    >>> [rows for _, rows in sweep_dir(tree, tempfile.mkdtemp() + "/ds", specs, "t", IngestOptions(workers=0)).chunkings]
     [16, 4]
     """
     if not specs:
@@ -84,7 +80,22 @@ def sweep_dir(
     if len({spec.id for spec in specs}) != len(specs):
         raise ConfigError("the sweep names the same chunker twice")
     options = replace(options or IngestOptions(), store=None)
-    return _ingest(path, dataset, label, options, list(specs), sweep_label)
+    return _ingest(path, dataset, label, options, list(specs))
+
+
+def refuse_self_ingest(source: Path, dataset: str | os.PathLike[str] | Dataset) -> None:
+    """A dataset inside the tree it records would record its own files as they are written.
+
+    >>> refuse_self_ingest(Path("/tmp/tree"), "/tmp/tree/study")
+    Traceback (most recent call last):
+    storelab.errors.ConfigError: /tmp/tree/study: the dataset would be inside the tree it records (/tmp/tree); write it elsewhere
+    """
+    location = os.fspath(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset.location
+    if is_object_url(location):
+        return
+    tree, target = Path(os.path.realpath(source)), Path(os.path.realpath(location))  # realpath: a symlink loop is the scan's to report
+    if target == tree or tree in target.parents:
+        raise ConfigError(f"{location}: the dataset would be inside the tree it records ({source}); write it elsewhere")
 
 
 def _ingest(
@@ -93,13 +104,13 @@ def _ingest(
     label: str | None,
     options: IngestOptions,
     specs: list[ChunkerSpec],
-    name_of: Callable[[str, ChunkerSpec], str],
-) -> list[IngestResult]:
+) -> IngestResult:
     warn = options.warn or stderr_warning
     for spec in specs:
         make_chunker(spec)  # reject bad sizes before any work
     started = time.perf_counter()
     source = Path(path)
+    refuse_self_ingest(source, dataset)
     existing, known = _prior_knowledge(dataset, options.zstd_level)
     where = existing.location if existing else str(dataset)
     store = ingest_store(options)
@@ -113,7 +124,7 @@ def _ingest(
         with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload, options.rewrite) as pool:
             tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace
             base = label or source.resolve().name or str(source)
-            return _ingest_tree(tree, source, open_dataset, where, base, options, specs, name_of, pool, store, warn, started)
+            return _ingest_tree(tree, source, open_dataset, where, base, options, specs, pool, store, warn, started)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
 
@@ -139,12 +150,11 @@ def _ingest_tree(
     label: str,
     options: IngestOptions,
     specs: list[ChunkerSpec],
-    name_of: Callable[[str, ChunkerSpec], str],
     pool: HashPool,
     store: BlobStore | None,
     warn: Callable[[str], None],
     started: float,
-) -> list[IngestResult]:
+) -> IngestResult:
     skipped: list[Skipped] = []
     shown = 0
     worker_ops = StoreOps()  # what worker processes report; this process's own are in store.ops
@@ -171,30 +181,26 @@ def _ingest_tree(
             note_skip(item)
         reported = len(tree.skipped)
 
-    results: list[IngestResult] = []
     ds: Dataset | None = None
-    writers: list[SnapshotWriter] = []
-    recorders: list[SnapshotRecorder] = []
+    recorders: list[SnapshotRecorder] = []  # the one recorder, once the dataset is open
     early: list[Listing] = []  # directories listed before the dataset was open
     try:
         with ExitStack() as stack:
 
             def start_recording() -> None:
-                """Open the dataset and a snapshot per chunker (the first batches are out)."""
+                """Open the dataset and the snapshot (the first batches are out)."""
                 nonlocal ds
                 ds = open_dataset()
-                writers.extend(stack.enter_context(ds.begin_snapshot()) for _ in specs)
-                keep = store is not None
-                recorders.extend(SnapshotRecorder(w, spec, entries, keep_directories=keep) for w, spec in zip(writers, specs))
+                writer = stack.enter_context(ds.begin_snapshot())
+                recorders.append(SnapshotRecorder(writer, specs, entries, keep_directories=store is not None))
                 for listing in early:
                     record_listing(listing)
                 early.clear()
 
             def record_listing(listing: Listing) -> None:
-                for recorder in recorders:
-                    recorder.listed(listing.directory, listing.children)  # type: ignore[arg-type]
+                recorders[0].listed(listing.directory, listing.children)  # type: ignore[arg-type]
 
-            with ByteProgress("ingest", 0, 0, options.progress) as bar:
+            with ByteProgress("ingest", options.progress, scanning=True) as bar:
 
                 def jobs() -> Iterator[FileJob]:
                     for listing in tree.walk():
@@ -208,30 +214,45 @@ def _ingest_tree(
                         bar.grow(len(found), sum(job.size for job in found))
                         yield from found
                     report_skips()
+                    bar.scan_done()
 
                 for batches in pool.run(batch_jobs(jobs()), bar.advance, on_started=start_recording):
                     for index, reason in batches[0].errors:
                         item = Skipped(entries[index].path, reason)
                         skipped.append(item)
                         note_skip(item)
-                    for recorder, batch in zip(recorders, batches):
+                    for batch in batches:
                         if batch.store_ops:
                             worker_ops += StoreOps(*batch.store_ops)
-                        recorder.add_batch(batch)
+                    recorders[0].add_batches(batches)
             if not recorders:  # nothing to hash: the scan ran to its end without a batch
                 start_recording()
             assert ds is not None
-            recordings = [recorder.finish() for recorder in recorders]
-            ops = store_closure(store, recordings[0], recorders[0], ops_before, worker_ops)
+            recorder = recorders[0]
+            recorded = recorder.finish()
+            ops = store_closure(store, recorded, recorder, ops_before, worker_ops)
+            nar = measure_tree_nar(source, options.nar_compression)
             wall = time.perf_counter() - started
-            for writer, recorder, recorded, spec in zip(writers, recorders, recordings, specs):
-                name = name_of(label, spec)
-                row = snapshot_row(
-                    writer.snapshot_id, name, "directory", str(source.resolve()), recorded, recorder,
-                    replace(options, chunker=spec), skipped, wall, store=store_fields(store, ops),
-                )  # fmt: skip
-                writer.commit(row)
-                results.append(IngestResult.of(writer.snapshot_id, name, recorded, recorder, tuple(skipped), wall, ops))
+            row = snapshot_row(
+                recorder.snapshot_id, label, "directory", str(source.resolve()), recorded, recorder, skipped, wall,
+                nar=nar, store=store_fields(store, ops),
+            )  # fmt: skip
+            commit_snapshot(recorder.writer, row, specs, options.zstd_level, recorder.chunk_rows, warn)
+            return IngestResult.of(recorder.snapshot_id, label, recorded, recorder, tuple(skipped), wall, ops)
     except OSError as err:  # anything the writer did not already explain
         raise OutputError(f"cannot write {ds.location if ds is not None else where}: {err.strerror or err}") from None
-    return results
+
+
+def measure_tree_nar(source: Path, codecs: Sequence[str]) -> dict[str, int]:
+    """The tree's NAR compressed as a binary cache would store it (its files read once more)."""
+    if not codecs:
+        return {}
+    from storelab.nar import dump_path
+    from storelab.nar.compressed import CompressedNarSizes
+
+    sizes = CompressedNarSizes(codecs)
+    try:
+        sizes.feed(dump_path(source))
+    except OSError as err:
+        raise InputError(f"{source}: cannot read it again to compress its NAR: {err.strerror or err}") from None
+    return sizes.finish()

@@ -30,12 +30,20 @@ import numpy as np
 import pyarrow as pa
 
 from storelab.chunking import ChunkerSpec, make_chunker
-from storelab.errors import ConfigError, InputError, OutputError, StorelabError
+from storelab.errors import ConfigError, OutputError, StorelabError
 from storelab.ingest.batch import BlobBatch
 from storelab.ingest.columns import blob_columns, chunk_columns
 from storelab.ingest.record import SnapshotRecorder
+from storelab.ingest.directory_source import measure_tree_nar, refuse_self_ingest
 from storelab.ingest.snapshot import (
-    IngestOptions, IngestResult, ingest_store, snapshot_row, stderr_warning, store_closure, store_fields,
+    IngestOptions,
+    IngestResult,
+    commit_snapshot,
+    ingest_store,
+    snapshot_row,
+    stderr_warning,
+    store_closure,
+    store_fields,
 )  # fmt: skip
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
@@ -132,11 +140,12 @@ class _PartResult:
 
 def _hash_partition(
     part: int, packed: tuple[bytes, bytes], specs: Sequence[ChunkerSpec], zstd_level: int,
-    dataset: str, snapshot_ids: Sequence[str], rewrite: Callable[[bytes], bytes] | None,
+    dataset: str, snapshot_id: str, rewrite: Callable[[bytes], bytes] | None,
     store: str | None = None, upload: Any = None,
 ) -> list[_PartResult]:  # fmt: skip
     """A worker's task: hash one partition for every chunker (writing its blobs to ``store``),
-    write its parts into the dataset, report back."""
+    write its parts into the dataset (one blobs and one chunks file, every chunking's rows
+    in them), report back."""
     from array import array
 
     from storelab.ingest.workers import hash_batches, make_hashers
@@ -157,17 +166,20 @@ def _hash_partition(
                 hasher.uploader.close()
     ds = Dataset.open(dataset)
     results = []
-    for batch, spec, sid in zip(batches, specs, snapshot_ids):
+    blobs, chunks = [], []
+    for batch, spec in zip(batches, specs):
         keep = _first_occurrences(batch)
-        ds.write_part(sid, "blobs", part, _part_table("blobs", blob_columns(batch, keep), {"snapshot_id": sid}))
-        chunks = chunk_columns(batch, keep)
-        ds.write_part(sid, "chunks", part, _part_table("chunks", chunks, {"snapshot_id": sid, "chunker_id": spec.id}))
+        constants = {"snapshot_id": snapshot_id, "chunker_id": spec.id}
+        blobs.append(_part_table("blobs", blob_columns(batch, keep), constants))
+        chunks.append(_part_table("chunks", chunk_columns(batch, keep), constants))
         results.append(
             _PartResult(
                 part, batch.indices.tobytes(), batch.digests, batch.sizes.tobytes(), batch.chunk_counts.tobytes(),
                 batch.errors, batch.store_ops,
             )
         )  # fmt: skip
+    ds.write_part(snapshot_id, "blobs", part, pa.concat_tables(blobs))
+    ds.write_part(snapshot_id, "chunks", part, pa.concat_tables(chunks))
     return results
 
 
@@ -206,9 +218,8 @@ def ingest_dir_on_cluster(
     label: str | None,
     options: IngestOptions,
     specs: Sequence[ChunkerSpec],
-    name_of: Callable[[str, ChunkerSpec], str] = lambda name, spec: name,
     on_partition: Callable[[int], None] | None = None,
-) -> list[IngestResult]:
+) -> IngestResult:
     """:func:`~storelab.ingest.ingest_dir` (one chunker) or :func:`~storelab.ingest.sweep_dir`
     (several) with the hashing done by ``client``'s workers.
 
@@ -224,28 +235,28 @@ def ingest_dir_on_cluster(
     warn = options.warn or stderr_warning
     started = time.perf_counter()
     source = Path(path)
+    refuse_self_ingest(source, dataset)
     tree = open_tree(source)
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset, create=True)
     base_label = label or source.resolve().name or str(source)
     entries = tree.entries
     skipped: list[Skipped] = []
-    writers = [ds.begin_snapshot() for _ in specs]
+    writer = ds.begin_snapshot()
     try:
-        recorders = [SnapshotRecorder(w, spec, entries, keep_directories=store is not None) for w, spec in zip(writers, specs)]
+        recorder = SnapshotRecorder(writer, specs, entries, keep_directories=store is not None)
         worker_ops = StoreOps()
         ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
         futures = []
-        part_digests: list[dict[bytes, int]] = [dict() for _ in specs]  # per chunker: digest → first part
-        firsts_chunks: list[dict[bytes, int]] = [dict() for _ in specs]
+        part_digests: dict[bytes, int] = {}  # digest → first part
+        firsts_chunks: list[dict[bytes, int]] = [dict() for _ in specs]  # per chunker: digest → its chunks
 
         def listed_jobs() -> Iterator[FileJob]:
             for listing in tree.walk():
                 if listing.directory is not None:
-                    for recorder in recorders:
-                        recorder.listed(listing.directory, listing.children)
+                    recorder.listed(listing.directory, listing.children)
                 yield from (FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files)
 
-        sids = [w.snapshot_id for w in writers]
+        sid = writer.snapshot_id
         waiting_parts: list[tuple[int, tuple[bytes, bytes]]] = []
 
         def submit_waiting() -> None:
@@ -253,8 +264,8 @@ def ingest_dir_on_cluster(
             for part, packed in waiting_parts:
                 futures.append(
                     ready.submit(
-                        _hash_partition, part, packed, list(specs), options.zstd_level, ds.location, sids, options.rewrite,
-                        store_url, options.upload, key=f"storelab-{sids[0]}-{part}", retries=3, pure=False,
+                        _hash_partition, part, packed, list(specs), options.zstd_level, ds.location, sid, options.rewrite,
+                        store_url, options.upload, key=f"storelab-{sid}-{part}", retries=3, pure=False,
                     )
                 )  # fmt: skip
             waiting_parts.clear()
@@ -287,39 +298,34 @@ def ingest_dir_on_cluster(
             # keeps its rows), overlapping the driver's work with the tasks still running
             while next_part in waiting:
                 results[next_part] = waiting.pop(next_part)
-                for k, (result, recorder) in enumerate(zip(results[next_part], recorders)):
-                    drop = _record_part(result, recorder, part_digests[k], firsts_chunks[k], entries, skipped if k == 0 else None)
-                    if drop:  # blobs an earlier partition wrote: take them out of this part, on the cluster
-                        rewrites.append(client.submit(_drop_blobs, ds.location, sids[k], next_part, drop, pure=False, retries=3))
+                drop = _record_part(results[next_part], recorder, part_digests, firsts_chunks, entries, skipped)
+                if drop:  # blobs an earlier partition wrote: take them out of this part, on the cluster
+                    rewrites.append(client.submit(_drop_blobs, ds.location, sid, next_part, drop, pure=False, retries=3))
                 next_part += 1
         for future in rewrites:
             future.result()
         for item in skipped:
             warn(f"skipped {os.fsdecode(os.path.join(os.fsencode(source), item.path))}: {item.reason}")
-        recordings = [recorder.finish() for recorder in recorders]
-        ops = store_closure(store, recordings[0], recorders[0], ops_before, worker_ops)
+        recorded = recorder.finish()
+        ops = store_closure(store, recorded, recorder, ops_before, worker_ops)
+        nar = measure_tree_nar(source, options.nar_compression)
         wall = time.perf_counter() - started
-        out = []
-        for k, (writer, recorder, recorded, spec) in enumerate(zip(writers, recorders, recordings, specs)):
-            recorder.chunk_rows = sum(firsts_chunks[k].values())
-            name = name_of(base_label, spec)
-            row = snapshot_row(
-                writer.snapshot_id, name, "directory", str(source.resolve()), recorded, recorder, replace(options, chunker=spec),
-                skipped, wall, store=store_fields(store, ops),
-            )  # fmt: skip
-            writer.commit(row)
-            out.append(IngestResult.of(writer.snapshot_id, name, recorded, recorder, tuple(skipped), wall, ops))
-        return out
+        recorder.chunk_rows = [sum(counts.values()) for counts in firsts_chunks]
+        row = snapshot_row(
+            sid, base_label, "directory", str(source.resolve()), recorded, recorder, skipped, wall, nar=nar,
+            store=store_fields(store, ops),
+        )  # fmt: skip
+        commit_snapshot(writer, row, specs, options.zstd_level, recorder.chunk_rows, warn)
+        return IngestResult.of(sid, base_label, recorded, recorder, tuple(skipped), wall, ops)
     except KeyboardInterrupt:
         from storelab.errors import Interrupted
 
-        raise Interrupted(f"interrupted; nothing was added to {ds.path}") from None
+        raise Interrupted(f"interrupted; nothing was added to {ds.location}") from None
     except OSError as err:
-        raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
+        raise OutputError(f"cannot write {ds.location}: {err.strerror or err}") from None
     finally:
-        for writer in writers:
-            if not writer.committed:
-                writer.abort()
+        if not writer.committed:
+            writer.abort()
 
 
 def _cluster_store(options: IngestOptions) -> tuple[BlobStore | None, str | None]:
@@ -335,29 +341,30 @@ def _cluster_store(options: IngestOptions) -> tuple[BlobStore | None, str | None
 
 
 def _record_part(
-    result: _PartResult,
+    results: Sequence[_PartResult],
     recorder: SnapshotRecorder,
     first_part: dict[bytes, int],
-    chunk_counts: dict[bytes, int],
+    chunk_counts: Sequence[dict[bytes, int]],
     entries: Sequence[Any],
-    skipped: list[Skipped] | None,
+    skipped: list[Skipped],
 ) -> set[bytes]:
-    """Record a partition's files (partitions in order); return the blobs of its part that
-    an earlier partition already wrote."""
-    indices = np.frombuffer(result.indices, dtype=np.int64).tolist()
-    counts = np.frombuffer(result.chunk_counts, dtype=np.uint32).tolist()
-    fresh = recorder.add_files(indices, result.digests, np.frombuffer(result.sizes, dtype=np.uint64).tolist())
+    """Record a partition's files (partitions in order; ``results``: one per chunking);
+    return the blobs of its part that an earlier partition already wrote."""
+    first = results[0]
+    indices = np.frombuffer(first.indices, dtype=np.int64).tolist()
+    counts = [np.frombuffer(r.chunk_counts, dtype=np.uint32).tolist() for r in results]
+    fresh = recorder.add_files(indices, first.digests, np.frombuffer(first.sizes, dtype=np.uint64).tolist())
     drop = set()
     for i, new in enumerate(fresh):
-        digest = result.digests[32 * i : 32 * i + 32]
+        digest = first.digests[32 * i : 32 * i + 32]
         if new:
-            first_part[digest] = result.part
-            chunk_counts[digest] = counts[i]
-        elif first_part[digest] != result.part:
+            first_part[digest] = first.part
+            for k, per_chunking in enumerate(chunk_counts):
+                per_chunking[digest] = counts[k][i]
+        elif first_part[digest] != first.part:
             drop.add(digest)
-    for index, reason in result.errors:
-        if skipped is not None:
-            skipped.append(Skipped(entries[index].path, reason))
+    for index, reason in first.errors:
+        skipped.append(Skipped(entries[index].path, reason))
         recorder.skip(index)
     return drop
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 
 import bz2
@@ -22,21 +24,31 @@ from typing import BinaryIO
 import zstandard
 
 from storelab.chunking import make_chunker
-from storelab.errors import InputError, InputNotFoundError, Interrupted, OutputError
+from storelab.errors import InputError, InputNotFoundError, Interrupted, OutputError, StorelabError
 from storelab.ingest.blobs import BlobHasher, BlobInfo
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.record import RecordedTree, SnapshotRecorder
-from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store, snapshot_row, store_closure, store_fields
+from storelab.ingest.snapshot import (
+    IngestOptions,
+    IngestResult,
+    commit_snapshot,
+    ingest_store,
+    snapshot_row,
+    stderr_warning,
+    store_closure,
+    store_fields,
+)
 from storelab.ingest.tree import TreeEntry
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
 from storelab.stores.uploader import make_uploader
 from storelab.nar.narinfo import NarInfo
+from storelab.nar.compressed import CompressedNarSizes
 from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
-from storelab.tables import Dataset, SnapshotWriter
+from storelab.tables import Dataset, PartWriter, SnapshotWriter
 from storelab.tables.known import prior_knowledge
 
-__all__ = ["ingest_nar", "open_nar_source"]
+__all__ = ["ingest_nar", "ingest_nars", "open_nar_source"]
 
 _THREAD_FROM = 1 << 20
 """Files from this size on are hashed on the second thread."""
@@ -56,9 +68,10 @@ class _HashingRaw(io.RawIOBase):
     big blocks), beside the parsing and BLAKE3 work of the main thread.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, codecs: Sequence[str] = ()) -> None:
         self._stream = stream
         self._sha256 = hashlib.sha256()
+        self._compressed = CompressedNarSizes(codecs) if codecs else None
         self.size = 0
         self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._hasher = threading.Thread(target=self._hash_blocks, daemon=True)
@@ -67,6 +80,8 @@ class _HashingRaw(io.RawIOBase):
     def _hash_blocks(self) -> None:
         while (block := self._blocks.get()) is not None:
             self._sha256.update(block)
+            if self._compressed is not None:
+                self._compressed.update(block)
 
     def readable(self) -> bool:
         return True
@@ -86,6 +101,10 @@ class _HashingRaw(io.RawIOBase):
         self._blocks.put(None)
         self._hasher.join()
         return self._sha256.digest()
+
+    def compressed_sizes(self) -> dict[str, int]:
+        """The ``nar_*_size`` columns (after :meth:`digest`)."""
+        return self._compressed.finish() if self._compressed is not None else {}
 
     def close(self) -> None:
         if self._hasher.is_alive():
@@ -136,8 +155,9 @@ def ingest_nar(
     dataset), and the NAR's size and hash must be what the narinfo says.
 
     The NAR is read once, as a stream: blobs are hashed and chunked as their bytes pass, the
-    NAR's size and sha256 are taken on the way, and nothing is committed unless the whole
-    NAR is valid. A NAR and the tree it packs give the same root digest and the same rows.
+    NAR's size and sha256 (and, with ``options.nar_compression``, its compressed sizes) are
+    taken on the way, and nothing is committed unless the whole NAR is valid. A NAR and the
+    tree it packs give the same root digest and the same rows.
 
     >>> import io, tempfile, pathlib
     >>> from storelab.nar import nar_bytes_of_file
@@ -150,42 +170,121 @@ def ingest_nar(
     options = options or IngestOptions()
     make_chunker(options.chunker)
     started = time.perf_counter()
-    name = origin or ("stdin" if str(source) == "-" else str(source))
-    label = label or ("stdin" if name == "stdin" else name.rstrip("/").rsplit("/", 1)[-1])
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
-    ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
-    stream, _compression = open_nar_source(source)
-    counted = _HashingRaw(stream)
-    buffered = io.BufferedReader(counted, buffer_size=1 << 20)
     try:
         ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
+        writer = ds.begin_snapshot(*(staged_as or ()))
+        return _ingest_one(source, writer, label, options, known, store, origin, narinfo, started, stage_only=staged_as is not None)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; nothing was added to {dataset if not isinstance(dataset, Dataset) else dataset.location}") from None
+
+
+def ingest_nars(
+    sources: Iterable[tuple[str, str | os.PathLike[str]]],
+    dataset: str | os.PathLike[str] | Dataset,
+    options: IngestOptions | None = None,
+    on_result: Callable[[IngestResult], None] | None = None,
+) -> list[IngestResult]:
+    """Ingest many NARs, one snapshot each, committing many snapshots per part (every
+    :data:`~storelab.tables.dataset.BATCH_SNAPSHOTS` snapshots or
+    :data:`~storelab.tables.dataset.BATCH_SECONDS`, and at the end).
+
+    ``sources`` gives ``(name, local file)`` pairs (the name is what the ``source`` column
+    records: a URL for a fetched copy). The dataset, its index and what has been measured
+    are opened once for the whole run, so each NAR costs what its bytes cost, however many
+    snapshots the dataset holds. The first NAR that fails stops the run: the snapshots before
+    it are committed, nothing of it is.
+
+    >>> import tempfile, pathlib
+    >>> from storelab.nar import nar_bytes_of_file
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for i in range(3):
+    ...     _ = (folder / f"{i}.nar").write_bytes(nar_bytes_of_file(bytes([i]) * 100))
+    >>> results = ingest_nars([(str(p), p) for p in sorted(folder.glob("*.nar"))], tempfile.mkdtemp() + "/ds")
+    >>> [r.label for r in results]
+    ['0.nar', '1.nar', '2.nar']
+    """
+    options = options or IngestOptions()
+    make_chunker(options.chunker)
+    existing, known = prior_knowledge(dataset, options.zstd_level)
+    store = ingest_store(options)
+    results: list[IngestResult] = []
+    ds = existing
+    batch: PartWriter | None = None
+    try:
+        for name, local in sources:
+            started = time.perf_counter()
+            if batch is None:
+                ds = ds or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
+                batch = ds.begin_batch()
+            writer = batch.begin_snapshot()
+            origin = name if str(name) != str(local) else None
+            result = _ingest_one(local, writer, None, options, known, store, origin, None, started)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+            if batch.due:
+                batch.commit()
+    except BaseException as err:
+        if batch is not None:
+            with contextlib.suppress(StorelabError):
+                batch.commit()  # what was finished before the failure stays
+            batch.abort()
+        if isinstance(err, KeyboardInterrupt):
+            where = dataset if not isinstance(dataset, Dataset) else dataset.location
+            raise Interrupted(f"interrupted; the NARs before the one being read are in {where}") from None
+        raise
+    if batch is not None:
         try:
-            with ds.begin_snapshot(*(staged_as or ())) as writer:
-                recorder, recorded = _read_into(buffered, name, writer, options, known, store)
-                ops = store_closure(store, recorded, recorder, ops_before)
-                wall = time.perf_counter() - started
-                digest = counted.digest()
-                nar = {"nar_size": counted.size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest)}
-                if narinfo is not None:
-                    _check_narinfo(narinfo, nar, name)
-                    nar |= {"store_path": narinfo.store_path, "references": [r for r in narinfo.references if r != narinfo.store_path]}
-                source_text = name if name == "stdin" or origin else str(Path(name).resolve())
-                row = snapshot_row(
-                    writer.snapshot_id, label, "nar", source_text, recorded, recorder, options, (), wall, nar, store_fields(store, ops)
-                )
-                writer.stage(row) if staged_as else writer.commit(row)
+            batch.commit()
+        finally:
+            batch.abort()
+    return results
+
+
+def _ingest_one(
+    source: str | os.PathLike[str],
+    writer: SnapshotWriter,
+    label: str | None,
+    options: IngestOptions,
+    known: dict[bytes, int],
+    store: BlobStore | None,
+    origin: str | None,
+    narinfo: NarInfo | None,
+    started: float,
+    stage_only: bool = False,
+) -> IngestResult:
+    """Read one NAR into ``writer``'s snapshot and commit it (or stage it)."""
+    name = origin or ("stdin" if str(source) == "-" else str(source))
+    label = label or ("stdin" if name == "stdin" else name.rstrip("/").rsplit("/", 1)[-1])
+    ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
+    with writer:
+        stream, _compression = open_nar_source(source)
+        counted = _HashingRaw(stream, options.nar_compression)
+        buffered = io.BufferedReader(counted, buffer_size=1 << 20)
+        try:
+            recorder, recorded = _read_into(buffered, name, writer, options, known, store)
+            ops = store_closure(store, recorded, recorder, ops_before)
+            wall = time.perf_counter() - started
+            digest = counted.digest()
+            nar = {"nar_size": counted.size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest)}
+            nar |= counted.compressed_sizes()
+            if narinfo is not None:
+                _check_narinfo(narinfo, nar, name)
+                nar |= {"store_path": narinfo.store_path, "references": [r for r in narinfo.references if r != narinfo.store_path]}
+            source_text = name if name == "stdin" or origin else str(Path(name).resolve())
+            row = snapshot_row(writer.snapshot_id, label, "nar", source_text, recorded, recorder, (), wall, nar, store_fields(store, ops))
+            commit_snapshot(writer, row, [options.chunker], options.zstd_level, recorder.chunk_rows, options.warn or stderr_warning, stage_only)
         except (lzma.LZMAError, EOFError, zstandard.ZstdError) as err:
             raise InputError(f"{name}: cannot decompress: {err}") from None
         except OSError as err:
             if getattr(err, "errno", None):
-                raise OutputError(f"cannot write {ds.path}: {err.strerror or err}") from None
+                raise OutputError(f"cannot write {writer.dataset.location}: {err.strerror or err}") from None
             raise InputError(f"{name}: cannot decompress: {err}") from None  # bz2 reports bad data so
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; nothing was added to {dataset if not isinstance(dataset, Dataset) else dataset.location}") from None
-    finally:
-        counted.close()  # stops the hashing thread, whatever happened
-        stream.close()
+        finally:
+            counted.close()  # stops the hashing thread, whatever happened
+            stream.close()
     return IngestResult.of(writer.snapshot_id, label, recorded, recorder, (), wall, ops)
 
 
@@ -215,7 +314,7 @@ def _read_into(
         # thread) and shares what has been measured, the store and the uploader.
         big_hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, store, uploader, options.rewrite)
         entries: list[TreeEntry] = []
-        recorder = SnapshotRecorder(writer, options.chunker, entries, keep_directories=store is not None)
+        recorder = SnapshotRecorder(writer, [options.chunker], entries, keep_directories=store is not None)
         open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
         in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
         feeding: queue.Queue[bytes | None] | None = None
@@ -225,7 +324,7 @@ def _read_into(
                 done_index, future = in_flight.popleft()
                 recorder.add_blob(done_index, future.result())
 
-        with ThreadPoolExecutor(1) as pool, ByteProgress("ingest", 0, 0, options.progress) as bar:
+        with ThreadPoolExecutor(1) as pool, ByteProgress(f"ingest {name.rsplit('/', 1)[-1]}", options.progress) as bar:
             try:
                 for event in read_nar(nar, name):
                     index = len(entries)
@@ -244,7 +343,6 @@ def _read_into(
                             feeding.put(None)
                             feeding = None
                         harvest(wait=False)
-                        bar.grow(1, event.size)
                         bar.advance(1, event.size)
                     elif isinstance(event, NarSymlink):
                         entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))

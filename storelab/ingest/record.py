@@ -55,7 +55,8 @@ class RecordedTree:
 
 
 class SnapshotRecorder:
-    """Writes blob, chunk, node and directory rows for one snapshot through a writer.
+    """Writes node and directory rows for one snapshot through a writer, and blob and chunk
+    rows once per chunking (``specs``: several when one reading of the tree feeds a sweep).
 
     The caller reports, in any interleaving:
 
@@ -74,16 +75,17 @@ class SnapshotRecorder:
     """
 
     def __init__(
-        self, writer: SnapshotWriter, spec: ChunkerSpec, entries: Sequence[TreeEntry], keep_directories: bool = False
+        self, writer: SnapshotWriter, specs: Sequence[ChunkerSpec], entries: Sequence[TreeEntry], keep_directories: bool = False
     ) -> None:
         self.writer = writer
         # digest → (encoded message, child directory digests), kept to store the closure
         self.directory_messages: dict[bytes, tuple[bytes, tuple[bytes, ...]]] | None = {} if keep_directories else None
         self.snapshot_id = writer.snapshot_id
-        self.chunker_id = spec.id
+        self.chunker_ids = [spec.id for spec in specs]
         self.entries = entries
         self._seen: set[bytes] = set()
-        self.chunk_rows = 0
+        self.chunk_rows = [0] * len(specs)
+        """Chunk rows written, per chunking."""
         self._pending_blobs = BlobBatchBuilder()
         self._children: dict[int, list[_Child | None]] = {}  # None: a child left out
         self._waiting: dict[int, int] = {}  # listed directory → children not yet resolved
@@ -101,7 +103,7 @@ class SnapshotRecorder:
     # blobs ---------------------------------------------------------------------------------
 
     def add_blob(self, index: int, info: BlobInfo) -> None:
-        """Record the blob of file entry ``index``."""
+        """Record the blob of file entry ``index`` (a recorder of one chunking)."""
         self._pending_blobs.add(index, info)
         if len(self._pending_blobs) >= _SINGLE_BLOB_FLUSH:
             self._flush_blobs()
@@ -111,23 +113,29 @@ class SnapshotRecorder:
             self.add_batch(self._pending_blobs.build())
 
     def add_batch(self, batch: BlobBatch) -> None:
-        """Record a batch of blobs; its errors become skipped files."""
+        """Record a batch of blobs (a recorder of one chunking); its errors become skipped files."""
+        self.add_batches([batch])
+
+    def add_batches(self, batches: Sequence[BlobBatch]) -> None:
+        """Record the same files' blobs under each chunking, in the order of ``specs``."""
         # numpy and Arrow load with the first batch, not before the scan: the tree is walked
         # and the workers busy while they do
         import numpy as np
 
         from storelab.ingest.columns import blob_columns, chunk_columns
 
-        fresh = self.add_files(batch.indices, batch.digests, batch.sizes)
-        for index, _ in batch.errors:
+        first = batches[0]
+        fresh = self.add_files(first.indices, first.digests, first.sizes)
+        for index, _ in first.errors:
             self.skip(index)
         keep = np.array(fresh, dtype=bool)
         if keep.any():
-            sid = {"snapshot_id": self.snapshot_id}
-            self.writer.append_columns("blobs", blob_columns(batch, keep), sid)
-            chunks = chunk_columns(batch, keep)
-            self.chunk_rows += len(chunks["digest"])
-            self.writer.append_columns("chunks", chunks, {**sid, "chunker_id": self.chunker_id})
+            for i, (batch, chunker_id) in enumerate(zip(batches, self.chunker_ids, strict=True)):
+                constants = {"snapshot_id": self.snapshot_id, "chunker_id": chunker_id}
+                self.writer.append_columns("blobs", blob_columns(batch, keep), constants)
+                chunks = chunk_columns(batch, keep)
+                self.chunk_rows[i] += len(chunks["digest"])
+                self.writer.append_columns("chunks", chunks, constants)
 
     def add_files(self, indices: Sequence[int], digests: bytes, sizes: Sequence[int]) -> list[bool]:
         """Record file entries — their nodes, not their blob rows (:meth:`add_batch` writes

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storelab.castore import Node
 from storelab.chunking import ChunkerSpec, default_spec
@@ -16,7 +16,20 @@ from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore, open_store
 from storelab.stores.uploader import UploadOptions
 
-__all__ = ["IngestOptions", "IngestResult", "snapshot_row", "stderr_warning", "ingest_store", "store_closure", "store_fields"]
+if TYPE_CHECKING:
+    from storelab.tables import SnapshotWriter
+
+__all__ = [
+    "IngestOptions",
+    "IngestResult",
+    "chunking_rows",
+    "commit_snapshot",
+    "snapshot_row",
+    "stderr_warning",
+    "ingest_store",
+    "store_closure",
+    "store_fields",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +57,10 @@ class IngestOptions:
     """Change every file's bytes before hashing (what-if passes, e.g. normalising store-path
     hashes); a module-level function, so worker processes can take it. Files are then read
     whole into memory."""
+    nar_compression: tuple[str, ...] = ()
+    """Also measure the snapshot's NAR as a binary cache stores it: ``"zstd"`` (zstd -3,
+    ``.nar.zst``) and/or ``"xz"`` (xz -6, ``.nar.xz``). A NAR source is compressed as it
+    streams past; a tree's NAR is rendered from its files after the ingest (a second read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +76,13 @@ class IngestResult:
     file_bytes: int
     blobs: int
     chunks: int
+    """Chunk rows of the first chunking."""
     skipped: tuple[Skipped, ...]
     wall_seconds: float
     store_ops: StoreOps | None = None
     """Requests the store received (None without a store)."""
+    chunkings: tuple[tuple[str, int], ...] = ()
+    """(chunker id, chunk rows) of every chunking recorded, the first first."""
 
     @classmethod
     def of(
@@ -85,10 +105,11 @@ class IngestResult:
             recorded.symlinks,
             recorded.file_bytes,
             recorder.blob_count,
-            recorder.chunk_rows,
+            recorder.chunk_rows[0],
             tuple(skipped),
             wall_seconds,
             store_ops,
+            tuple(zip(recorder.chunker_ids, recorder.chunk_rows)),
         )
 
     @property
@@ -143,7 +164,6 @@ def snapshot_row(
     source: str,
     recorded: RecordedTree,
     recorder: SnapshotRecorder,
-    options: IngestOptions,
     skipped: Sequence[Skipped],
     wall_seconds: float,
     nar: dict[str, Any] | None = None,
@@ -153,7 +173,6 @@ def snapshot_row(
     from storelab import __version__
     from storelab.tables import SCHEMA_VERSION
 
-    spec = options.chunker
     return {
         "snapshot_id": snapshot_id,
         "label": label,
@@ -163,19 +182,11 @@ def snapshot_row(
         "nar_size": recorded.nar_size,
         **(nar or {}),
         **(store or {}),
-        "chunker_id": spec.id,
-        "chunker": spec.name,
-        "chunk_min_size": spec.min_size,
-        "chunk_avg_size": spec.avg_size,
-        "chunk_max_size": spec.max_size,
-        "chunk_normalization": spec.normalization,
-        "zstd_level": options.zstd_level,
         "file_count": recorded.files,
         "directory_count": recorded.directories,
         "symlink_count": recorded.symlinks,
         "file_bytes": recorded.file_bytes,
         "blob_count": recorder.blob_count,
-        "chunk_count": recorder.chunk_rows,
         "skipped_count": len(skipped),
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
         "wall_seconds": wall_seconds,
@@ -183,3 +194,40 @@ def snapshot_row(
         "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc),
     }
+
+
+def chunking_rows(snapshot_id: str, specs: Sequence[ChunkerSpec], zstd_level: int, chunk_rows: Sequence[int]) -> list[dict[str, Any]]:
+    """The ``chunkings`` rows of a snapshot: one per chunking it was recorded under."""
+    return [
+        {
+            "snapshot_id": snapshot_id,
+            "chunker_id": spec.id,
+            "chunker": spec.name,
+            "chunk_min_size": spec.min_size,
+            "chunk_avg_size": spec.avg_size,
+            "chunk_max_size": spec.max_size,
+            "chunk_normalization": spec.normalization,
+            "zstd_level": zstd_level,
+            "chunk_count": rows,
+        }
+        for spec, rows in zip(specs, chunk_rows, strict=True)
+    ]
+
+
+def commit_snapshot(
+    writer: SnapshotWriter, row: dict[str, Any], specs: Sequence[ChunkerSpec], zstd_level: int, chunk_rows: Sequence[int],
+    warn: Callable[[str], None] | None = None, stage_only: bool = False,
+) -> None:  # fmt: skip
+    """The end of every ingest: its chunkings rows, a warning when its label is taken
+    already, then the commit (or, ``stage_only``, staging for a cluster's driver)."""
+    for chunking in chunking_rows(writer.snapshot_id, specs, zstd_level, chunk_rows):
+        writer.append("chunkings", chunking)
+    label = row.get("label")
+    if warn is not None and label:
+        taken = writer.dataset.index().snapshots_labelled(label) + [
+            w.snapshot_id for w in writer.part.finished if w.label == label
+        ]
+        if taken:
+            warn(f"label {label!r} is used already by snapshot {taken[0]}; select snapshots by id where it matters")
+    writer.label = label
+    writer.stage(row) if stage_only else writer.commit(row)

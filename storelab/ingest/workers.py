@@ -210,7 +210,7 @@ class HashPool:
         self.store = store
         self.upload = upload or UploadOptions()
         self.zstd_level = zstd_level
-        self.known_sizes = known_sizes or {}
+        self.known_sizes = known_sizes if known_sizes is not None else {}
         self.workers = default_workers() if workers is None else workers
         if store is not None and not getattr(store, "shareable", True):
             self.workers = 0  # a store that lives in this process (memory://, a simulated link)

@@ -188,7 +188,7 @@ def castore_from_snapshot(dataset: str | os.PathLike[str], snapshot: str) -> tup
     ids = [row["snapshot_id"] for row in snapshots if snapshot in (row["snapshot_id"], row["label"])]
     if len(ids) != 1:
         found = "no snapshot" if not ids else f"{len(ids)} snapshots"
-        raise DatasetError(f"{ds.path}: {found} with id or label {snapshot!r}" + ("; give its id" if ids else ""))
+        raise DatasetError(f"{ds.location}: {found} with id or label {snapshot!r}" + ("; give its id" if ids else ""))
     nodes = ds.read_table("nodes", ids)
     columns = [nodes.column(name).to_pylist() for name in ("path", "kind", "size", "executable", "digest", "symlink_target")]
     children: dict[bytes, list[Node]] = {}

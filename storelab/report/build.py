@@ -100,26 +100,35 @@ def report_sections(dataset: str | os.PathLike[str] | Dataset, snapshots: Sequen
     sizes = {c: _fmt_bytes for c in ("logical_bytes", "unique_bytes", "compressed_bytes", "stored_bytes", "metadata_bytes",
                                       "new_bytes", "shared_bytes", "new_stored_bytes", "exclusive_bytes", "file_bytes",
                                       "nar_size", "referenced_bytes", "mean_size", "median_size", "min_size", "avg_size",
-                                      "max_size", "chunk_bytes", "index_bytes", "directory_bytes", "mean_chunk", "mean_stored_object")}  # fmt: skip
-    ratios = {"dedup_ratio": _fmt_ratio, "mean_over_avg": _fmt_ratio}
-    shares = {c: _fmt_share for c in ("space_savings", "stored_fraction", "exclusive_share", "logical_share", "at_max_share", "below_min_share")}
+                                      "max_size", "chunk_bytes", "index_bytes", "directory_bytes", "mean_chunk", "mean_stored_object",
+                                      "nar_zstd_size", "nar_xz_size")}  # fmt: skip
+    ratios = {c: _fmt_ratio for c in ("dedup_ratio", "compression_ratio", "reduction_ratio", "mean_over_avg")}
+    shares = {c: _fmt_share for c in ("space_savings", "stored_fraction", "exclusive_share", "logical_share", "at_max_share",
+                                      "below_min_share", "hit_rate_bytes", "hit_rate_objects")}  # fmt: skip
     fmt = sizes | ratios | shares
     sections: list[Section] = []
 
     with connect(dataset, snapshots) as con:
         snaps = con.execute(
-            "SELECT seq, label, source_kind AS kind, source, file_count AS files, file_bytes, nar_size, chunker_id, "
-            "zstd_level, CAST(created_at AS VARCHAR) AS created_at FROM snapshots ORDER BY seq"
+            "SELECT s.seq, s.label, s.source_kind AS kind, s.source, s.file_count AS files, s.file_bytes, s.nar_size, "
+            "s.nar_zstd_size, s.nar_xz_size, string_agg(k.chunker_id || ' zstd ' || k.zstd_level, '; ' ORDER BY k.chunker_id) "
+            "AS chunkings, CAST(s.created_at AS VARCHAR) AS created_at FROM snapshots s LEFT JOIN chunkings k USING (snapshot_id) "
+            "GROUP BY ALL ORDER BY s.seq"
         ).df()
     sections.append(Section("Snapshots", f"{len(snaps)} snapshot(s), in the order they were ingested.", [("snapshots", _show(snaps, fmt))]))
 
     summary = dedup_summary(dataset, snapshots)
     blob = summary.loc["blob"] if "blob" in summary.index else None
     text = (
-        "logical = every occurrence; unique = each distinct object once; stored = unique compressed plus the index "
-        "objects the store writes. Three conventions: dedup ratio = logical / unique, space savings = 1 − stored / "
-        "logical, stored fraction = stored / logical."
+        "stored = what a store of that level holds: the distinct objects, compressed where measured, plus the index "
+        "objects it writes (stored objects likewise). logical = every occurrence; unique = each distinct object once. "
+        "The saving is two factors: dedup = logical / unique and compression = unique / compressed; their product is "
+        "the reduction. Space savings = 1 − stored / logical; hit rates = the share of what each snapshot needed that "
+        "the store already held, by bytes and by object count. Each tree counts once at the nar, blob and directory "
+        "levels; the chunk level has one row per chunking."
     )
+    for warning in summary.attrs.get("warnings", []):
+        text += f" Note: {warning}."
     if blob is not None:
         text += f" Whole files dedup {_fmt_ratio(blob.dedup_ratio)}; a snix store would hold {_fmt_share(blob.stored_fraction)} of the logical bytes."
     table = summary.drop(columns=["level"]).reset_index(names="level")
@@ -244,8 +253,8 @@ def build_report(
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
     sections = report_sections(ds, snapshots)
     made = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    cmd = shlex.join(command) if command else shlex.join(["storelab", "report", str(ds.path), "-o", str(target)])
-    meta = [("dataset", str(ds.path)), ("storelab", __version__), ("command", cmd), ("made", made), ("python", sys.version.split()[0])]
+    cmd = shlex.join(command) if command else shlex.join(["storelab", "report", ds.location, "-o", str(target)])
+    meta = [("dataset", ds.location), ("storelab", __version__), ("command", cmd), ("made", made), ("python", sys.version.split()[0])]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "html":

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from storelab.lazy import lazy_exports
 
-__all__ = ["SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "SnapshotWriter", "new_snapshot_id"]
+__all__ = ["SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "PartWriter", "SnapshotWriter", "new_snapshot_id"]
 
 _WHERE = {
     "Dataset": "storelab.tables.dataset",
     "SnapshotWriter": "storelab.tables.dataset",
+    "PartWriter": "storelab.tables.dataset",
     "new_snapshot_id": "storelab.tables.dataset",
     "SCHEMA_VERSION": "storelab.tables.schema",
     "SCHEMAS": "storelab.tables.schema",
@@ -22,7 +23,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from storelab.tables.dataset import Dataset, SnapshotWriter, new_snapshot_id
+    from storelab.tables.dataset import Dataset, PartWriter, SnapshotWriter, new_snapshot_id
     from storelab.tables.schema import SCHEMA_VERSION, SCHEMAS, TABLES
 
 

@@ -1,53 +1,84 @@
-"""A dataset: a folder of Parquet tables, one sub-folder per table, one file per snapshot.
+"""A dataset: Parquet tables in a folder or an object store, written in *parts*.
 
-Layout::
+Layout (the same in a folder and under an ``s3://bucket/prefix``)::
 
     DATASET/
-      _storelab.json                  format marker and schema version
-      snapshots/<snapshot_id>.parquet one row: what was ingested, how, and the totals
-      nodes/<snapshot_id>.parquet     every path of the snapshot
-      blobs/<snapshot_id>.parquet     each distinct blob of the snapshot
-      chunks/<snapshot_id>.parquet    each chunk of each distinct blob
-      directories/<snapshot_id>.parquet
-      _staging/<snapshot_id>/         a snapshot being written (invisible to readers)
+      _storelab.json                 format marker and schema version
+      snapshots/<part>.parquet       the rows of every snapshot in the part — the commit
+      chunkings/<part>.parquet       one row per snapshot and chunking
+      nodes/<part>.parquet           every path of the part's snapshots
+      blobs/<part>[.<n>].parquet     each distinct blob of a snapshot, per chunking
+      chunks/<part>[.<n>].parquet    each chunk of each distinct blob, per chunking
+      directories/<part>.parquet
+      _index.sqlite                  a cache of what ingests look up (:mod:`storelab.tables.index`)
+      _staging/<part>/               a part being written (invisible to readers)
 
-A snapshot is written into ``_staging`` and moved into place table by table, the
-``snapshots`` row last: a snapshot exists once its ``snapshots`` file does. Readers that go
-through :class:`Dataset` only see files of committed snapshots; plain readers
-(``pandas.read_parquet("DATASET/nodes")``) see them too, and can only ever see leftovers of a
-commit that was killed (``kill -9``) halfway through its renames, which the next write
-removes.
+A *part* holds one or more snapshots: an ingest commits a part of one, an ingest of many NARs
+(``--from-list``) commits a part every :data:`BATCH_SNAPSHOTS` snapshots, and compaction
+merges parts. The commit rule: a part's tables are published first, its ``snapshots`` file
+last; a snapshot exists once a ``snapshots`` file holding its row does. Compaction and
+removal write a new part whose ``snapshots`` file names, in its Parquet metadata, the parts it
+*replaces*; from the moment it is published the replaced parts are invisible, and their files
+are deleted afterwards (the ``snapshots`` file first). A crash at any moment leaves every
+reader seeing either the old parts or the new one, never both or neither.
+
+Parts are kept few by a tiered compaction after each commit (:data:`COMPACT_FANOUT` parts of
+one tier become one part of the next), so a dataset of 10,000 snapshots is a few dozen files
+per table, and an append costs the same whatever the dataset holds.
 """
 
 from __future__ import annotations
 
 import contextlib
-from array import array
-import errno
-import fcntl
 import json
+import math
 import os
 import secrets
-import shutil
 import signal
-from concurrent.futures import ThreadPoolExecutor
 import socket
 import time
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storelab.errors import DatasetError, OutputError
 from storelab.tables.arrow import column as arrow_column
-from storelab.tables.layout import LOCK, MARKER, STAGING, is_object_url, may_hold_dataset
+from storelab.tables.layout import LOCK, MARKER, is_object_url, may_hold_dataset
 from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
+from storelab.tables.storage import STAGING, DatasetStorage, FolderStorage, ObjectStorage, describe_os_error
 
-__all__ = ["Dataset", "SnapshotWriter", "is_object_url", "new_snapshot_id", "part_name"]
+if TYPE_CHECKING:
+    from storelab.tables.index import DatasetIndex
+
+__all__ = [
+    "Dataset",
+    "PartWriter",
+    "SnapshotWriter",
+    "Part",
+    "is_object_url",
+    "new_snapshot_id",
+    "part_of",
+    "BATCH_SNAPSHOTS",
+    "COMPACT_FANOUT",
+]
 
 ROW_GROUP_ROWS = 128 * 1024
+REPLACES = b"storelab.replaces"
+"""Parquet metadata key of a ``snapshots`` file: the JSON list of parts it replaces."""
+BATCH_SNAPSHOTS = 256
+"""An ingest of many sources commits a part at least every this many snapshots."""
+BATCH_SECONDS = 60.0
+"""… and at least this often, so a long run loses little to a crash."""
+COMPACT_FANOUT = 8
+"""This many parts of one tier are merged into one part of the next tier."""
+_DATASET_NAMES = {MARKER, LOCK, STAGING, "_index.sqlite", "_index.sqlite-wal", "_index.sqlite-shm", *TABLES}
 
 
 def new_snapshot_id() -> str:
@@ -55,29 +86,38 @@ def new_snapshot_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
 
 
+def part_of(key: str) -> str:
+    """The part a table file belongs to: ``nodes/<part>[.<n>].parquet`` → ``<part>``.
+
+    >>> part_of("blobs/20261129T154137-1a2b3c4d.000003.parquet")
+    '20261129T154137-1a2b3c4d'
+    """
+    return key.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def _is_table_file(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return name.endswith(".parquet") and not name.startswith(".")
+
+
 def _open_sink(path: Path) -> BinaryIO:
     """Where table bytes go; one function so tests can inject a full disk."""
     return open(path, "wb")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A committed part: its id, its ``snapshots`` file, how many snapshots it holds, and
+    the parts it replaces (compaction, removal)."""
 
-
-def _describe_os_error(err: OSError, path: Path | str) -> str:
-    if err.errno == errno.ENOSPC:
-        return f"no space left on device while writing {path}"
-    if err.errno == errno.EDQUOT:
-        return f"disk quota exceeded while writing {path}"
-    return f"cannot write {path}: {err.strerror or err}"
+    part_id: str
+    key: str
+    snapshot_count: int
+    replaces: tuple[str, ...]
 
 
 class Dataset:
-    """A storelab dataset folder.
+    """A storelab dataset (a folder, or ``s3://bucket/prefix``).
 
     >>> import tempfile
     >>> ds = Dataset.open(tempfile.mkdtemp() + "/demo", create=True)
@@ -85,179 +125,348 @@ class Dataset:
     []
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, storage: DatasetStorage) -> None:
+        self.storage = storage
+        self._footers: dict[tuple[str, Any], Part] = {}
+        self._rows: dict[str, pa.Table] = {}
+        self._index: DatasetIndex | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Dataset.open, (self.location,))  # a cluster task opens its own
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.location!r})"
 
     @property
     def location(self) -> str:
         """Where the dataset is, as given to :meth:`open` (a folder, or an ``s3://`` URL)."""
-        return str(self.path)
+        return self.storage.location
+
+    # opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], create: bool = False) -> Dataset:
-        """Open a dataset; with ``create``, make the folder if it is missing or empty.
-
-        An ``s3://bucket/prefix`` location opens a dataset in object storage
-        (:class:`~storelab.tables.object_dataset.ObjectDataset`).
-        """
-        if is_object_url(path):
-            from storelab.tables.object_dataset import ObjectDataset
-
-            return ObjectDataset.open_url(str(path), create)
-        root = Path(path)
-        marker = root / MARKER
-        if not marker.exists():
+    def open(cls, location: str | os.PathLike[str], create: bool = False) -> Dataset:
+        """Open a dataset; with ``create``, make it if the location is missing or empty."""
+        storage: DatasetStorage = ObjectStorage(str(location)) if is_object_url(location) else FolderStorage(Path(location))
+        raw = storage.read(MARKER)
+        if raw is None:
             if not create:
-                if not root.exists():
-                    raise DatasetError(f"{root}: no such dataset (ingest something into it first)")
-                raise DatasetError(f"{root}: not a storelab dataset (no {MARKER})")
-            if root.exists() and not root.is_dir():
-                raise DatasetError(f"{root}: exists and is not a folder")
-            if root.exists() and any(p.name != LOCK for p in root.iterdir()):
-                raise DatasetError(f"{root}: folder is not empty and not a storelab dataset")
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-                tmp = root / f".{MARKER}.tmp"
-                tmp.write_text(json.dumps({"format": "storelab-dataset", "schema_version": SCHEMA_VERSION}) + "\n")
-                os.replace(tmp, marker)
-            except OSError as err:
-                raise OutputError(_describe_os_error(err, root)) from None
+                if isinstance(storage, FolderStorage) and storage.root.exists():
+                    raise DatasetError(f"{location}: not a storelab dataset (no {MARKER})")
+                raise DatasetError(f"{location}: no such dataset (no {MARKER}; ingest something into it first)")
+            raw = _create(storage)
         try:
-            meta = json.loads(marker.read_text())
-        except (OSError, ValueError) as err:
-            raise DatasetError(f"{marker}: unreadable dataset marker ({err})") from None
-        version = meta.get("schema_version")
-        if meta.get("format") != "storelab-dataset" or version not in READABLE_VERSIONS:
+            meta = json.loads(raw)
+        except ValueError as err:
+            raise DatasetError(f"{location}/{MARKER}: unreadable dataset marker ({err})") from None
+        version = meta.get("schema_version") if isinstance(meta, dict) else None
+        if not isinstance(meta, dict) or meta.get("format") != "storelab-dataset" or version not in READABLE_VERSIONS:
             raise DatasetError(
-                f"{root}: dataset schema version {version!r}; this storelab reads version {SCHEMA_VERSION}"
+                f"{location}: dataset schema version {version!r}; this storelab reads version {SCHEMA_VERSION} "
+                "(ingest the sources again into a new dataset)"
             )
-        return cls(root)
+        return cls(storage)
 
     @classmethod
-    def open_existing(cls, path: str | os.PathLike[str]) -> Dataset | None:
-        """Open a dataset if ``path`` is one; None if there is nothing there yet."""
-        if is_object_url(path):
-            from storelab.tables.object_dataset import ObjectDataset
+    def open_existing(cls, location: str | os.PathLike[str]) -> Dataset | None:
+        """Open a dataset if ``location`` is one; None if there is nothing there yet."""
+        if not may_hold_dataset(location):
+            return None
+        if is_object_url(location) and ObjectStorage(str(location)).read(MARKER) is None:
+            return None
+        return cls.open(location)
 
-            return ObjectDataset.open_existing_url(str(path))
-        return cls.open(path) if may_hold_dataset(path) else None
+    # reading -------------------------------------------------------------------------------
 
-    def register(self, con: Any) -> None:
-        """Let a DuckDB connection read :meth:`table_files` (local files need nothing)."""
+    def parts(self) -> list[Part]:
+        """Every committed part, replaced ones included, by part id."""
+        found = []
+        for file in self.storage.list("snapshots"):
+            if not _is_table_file(file.key):
+                continue
+            cached = self._footers.get((file.key, file.modified))
+            if cached is None:
+                cached = self._footers[(file.key, file.modified)] = self._read_footer(file.key)
+            found.append(cached)
+        return sorted(found, key=lambda p: p.part_id)
 
-    def write_part(self, snapshot_id: str, table: str, part: int, data: pa.Table) -> None:
-        """Write part ``part`` of ``table`` for a snapshot being staged (a cluster task's
-        rows); writing the same part again replaces it, never adds a second."""
-        folder = self.path / STAGING / snapshot_id / "parts"
+    def _read_footer(self, key: str) -> Part:
+        path, temporary = self.storage.local_path(key)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / part_name(table, part)
-            tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-            pq.write_table(data, tmp, **parquet_options(data.schema))
-            os.replace(tmp, target)
-        except OSError as err:
-            raise OutputError(_describe_os_error(err, folder)) from None
+            meta = pq.read_metadata(path)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise DatasetError(f"{self.storage.url(key)}: not a readable Parquet file ({err})") from None
+        finally:
+            if temporary:
+                path.unlink(missing_ok=True)
+        raw = (meta.metadata or {}).get(REPLACES)
+        replaces = tuple(json.loads(raw)) if raw else ()
+        return Part(part_of(key), key, meta.num_rows, replaces)
 
-    def read_part(self, snapshot_id: str, table: str, part: int) -> pa.Table:
-        """A part written by :meth:`write_part`."""
-        return pq.read_table(self.path / STAGING / snapshot_id / "parts" / part_name(table, part), schema=SCHEMAS[table])
+    def live_parts(self) -> list[Part]:
+        """The committed parts not replaced by another: what readers see."""
+        parts = self.parts()
+        replaced = {r for p in parts for r in p.replaces}
+        return [p for p in parts if p.part_id not in replaced]
 
-    def table_dir(self, table: str) -> Path:
-        return self.path / table
+    def snapshots(self) -> pa.Table:
+        """The ``snapshots`` rows of every committed snapshot, oldest first."""
+        tables = [self._part_rows(p) for p in self.live_parts()]
+        if not tables:
+            return SCHEMAS["snapshots"].empty_table()
+        table = pa.concat_tables(tables)
+        return table.take(pc.sort_indices(table, [("created_at", "ascending"), ("snapshot_id", "ascending")]))
+
+    def _part_rows(self, part: Part) -> pa.Table:
+        rows = self._rows.get(part.key)
+        if rows is None:
+            rows = self._rows[part.key] = self._read_file(part.key, "snapshots")
+        return rows
 
     def snapshot_ids(self) -> list[str]:
         """Committed snapshots, oldest first."""
-        folder = self.table_dir("snapshots")
-        if not folder.is_dir():
-            return []
-        return sorted(p.stem for p in folder.glob("*.parquet"))
+        return self.snapshots().column("snapshot_id").to_pylist()
 
-    def table_files(self, table: str, snapshot_ids: Sequence[str] | None = None) -> list[str]:
-        """Parquet files of ``table`` belonging to committed snapshots (or to those given)."""
-        wanted = set(self.snapshot_ids() if snapshot_ids is None else snapshot_ids)
-        folder = self.table_dir(table)
-        if not folder.is_dir():
-            return []
-        return sorted(str(p) for p in folder.glob("*.parquet") if _snapshot_of(p) in wanted)
+    def table_keys(self, table: str) -> list[str]:
+        """The files of ``table`` in the live parts."""
+        live = {p.part_id for p in self.live_parts()}
+        return [f.key for f in self.storage.list(table) if _is_table_file(f.key) and part_of(f.key) in live]
+
+    def table_files(self, table: str) -> list[str]:
+        """What DuckDB reads for ``table`` (paths or URLs; :meth:`register` first). A file may
+        hold rows of several snapshots: filter on ``snapshot_id``."""
+        return [self.storage.url(key) for key in self.table_keys(table)]
 
     def read_table(self, table: str, snapshot_ids: Sequence[str] | None = None) -> pa.Table:
-        """One table of the committed snapshots as an Arrow table (for small datasets)."""
-        files = self.table_files(table, snapshot_ids)
-        if not files:
+        """One table of the committed snapshots (or of those given), as an Arrow table."""
+        keys = self.table_keys(table)
+        if not keys:
             return SCHEMAS[table].empty_table()
-        return pa.concat_tables(pq.read_table(f, schema=SCHEMAS[table]) for f in files)
+        data = pa.concat_tables(self._read_file(key, table) for key in keys)
+        if snapshot_ids is not None:
+            data = data.filter(pc.is_in(data.column("snapshot_id"), value_set=pa.array(list(snapshot_ids), pa.string())))
+        return data
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the dataset's commit lock (commits and clean-ups take turns)."""
-        with open(self.path / LOCK, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _read_file(self, key: str, table: str) -> pa.Table:
+        path, temporary = self.storage.local_path(key)
+        try:
+            return pq.read_table(path, schema=SCHEMAS[table])
+        except (OSError, pa.ArrowInvalid) as err:
+            raise DatasetError(f"{self.storage.url(key)}: not a readable {table} table ({err})") from None
+        finally:
+            if temporary:
+                path.unlink(missing_ok=True)
 
-    def remove_leftovers(self) -> list[Path]:
-        """Delete staging folders of dead writers and table files of uncommitted snapshots."""
-        removed: list[Path] = []
-        with self.locked():
-            staging = self.path / STAGING
-            if staging.is_dir():
-                for folder in staging.iterdir():
-                    if not _owner_alive(folder):
-                        shutil.rmtree(folder, ignore_errors=True)
-                        removed.append(folder)
-                _remove_empty(staging)
-            committed = set(self.snapshot_ids())
-            for table in TABLES:
-                folder = self.table_dir(table)
-                if folder.is_dir():
-                    for file in folder.glob("*.parquet"):
-                        if _snapshot_of(file) not in committed:
-                            file.unlink(missing_ok=True)
-                            removed.append(file)
-        return removed
+    def register(self, con: Any) -> None:
+        """Let a DuckDB connection read :meth:`table_files`."""
+        self.storage.register(con)
+
+    def index(self) -> DatasetIndex:
+        """The dataset's index, brought up to date with every live part (see
+        :mod:`storelab.tables.index`)."""
+        from storelab.tables.index import DatasetIndex
+
+        if self._index is None:
+            self._index = DatasetIndex(self.storage.index_path())
+        self._index.sync(self)
+        return self._index
+
+    # writing -------------------------------------------------------------------------------
 
     def begin_snapshot(self, snapshot_id: str | None = None, owner: str | None = None) -> SnapshotWriter:
-        """Start writing a snapshot; use as a context manager (aborts on error).
+        """Start writing one snapshot, committed as a part of its own; a context manager
+        (aborts on error).
 
-        ``owner`` (``"host pid"``) names the process whose life keeps the staging folder from
+        ``owner`` (``"host pid"``) names the process whose life keeps the staging area from
         clean-ups, when that is not this one (a cluster task writing for a driver); a given
-        ``snapshot_id`` whose staging folder exists (an earlier attempt) starts afresh.
+        ``snapshot_id`` whose staging area exists (an earlier attempt) starts afresh.
         """
         self.remove_leftovers()
-        return SnapshotWriter(self, snapshot_id or new_snapshot_id(), owner)
+        snapshot_id = snapshot_id or new_snapshot_id()
+        part = PartWriter(self, snapshot_id, owner, single=True)
+        return part.begin_snapshot(snapshot_id)
+
+    def begin_batch(self) -> PartWriter:
+        """Start a part that will hold many snapshots (:meth:`PartWriter.begin_snapshot` each;
+        :meth:`PartWriter.commit` publishes those finished so far)."""
+        self.remove_leftovers()
+        return PartWriter(self, new_snapshot_id(), None, single=False)
+
+    def write_part(self, snapshot_id: str, table: str, part: int, data: pa.Table) -> None:
+        """Write cluster task ``part``'s rows of ``table`` for a snapshot being staged; writing
+        the same part again replaces it, never adds a second. Invisible until the snapshot
+        commits."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(data, sink, **parquet_options(data.schema))
+        self._put(f"{table}/{snapshot_id}.{part:06d}.parquet", sink.getvalue().to_pybytes())
+
+    def read_part(self, snapshot_id: str, table: str, part: int) -> pa.Table:
+        """A part written by :meth:`write_part`."""
+        return self._read_file(f"{table}/{snapshot_id}.{part:06d}.parquet", table)
+
+    def _put(self, key: str, data: bytes) -> None:
+        folder = Path(self.storage.staging(f"put-{secrets.token_hex(6)}", None))
+        try:
+            local = folder / "file"
+            local.write_bytes(data)
+            self.storage.publish(local, key)
+        except OSError as err:
+            raise OutputError(describe_os_error(err, self.location)) from None
+        finally:
+            self.storage.drop_staging(folder.name, folder)
 
     def commit_staged(self, snapshot_id: str) -> None:
         """Commit a snapshot another process staged (:meth:`SnapshotWriter.stage`)."""
-        if not (self.path / STAGING / snapshot_id / "snapshots.parquet").exists():
-            raise OutputError(f"{self.path}: snapshot {snapshot_id} was not staged completely")
-        SnapshotWriter(self, snapshot_id, staged=True)._publish()
+        staged = f"{STAGING}/{snapshot_id}/snapshots.parquet"
+        try:
+            local, temporary = self.storage.local_path(staged)
+        except DatasetError:
+            raise OutputError(f"{self.location}: snapshot {snapshot_id} was not staged completely") from None
+        with _signals_held(), self.storage.locked():
+            self.storage.publish(local, f"snapshots/{snapshot_id}.parquet")
+        if temporary:
+            local.unlink(missing_ok=True)
+        self.storage.delete([staged])
+        self.storage.drop_staging(snapshot_id, None)
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """What follows every commit: the index learns the new part, parts are compacted."""
+        self.index()
+        self.compact(auto=True)
+
+    # compaction, removal, clean-up ---------------------------------------------------------
+
+    def compact(self, auto: bool = False) -> list[Part]:
+        """Merge parts: all live parts into one, or (``auto``) by tiers — whenever
+        :data:`COMPACT_FANOUT` parts share a tier (⌊log₈ snapshots⌋), they become one.
+        Returns the parts written.
+
+        >>> import tempfile
+        >>> ds = Dataset.open(tempfile.mkdtemp() + "/d", create=True)
+        >>> for sid in ("s1", "s2"):
+        ...     with ds.begin_snapshot(sid) as w:
+        ...         w.commit({"snapshot_id": sid, "label": sid})
+        >>> [p.snapshot_count for p in ds.compact()], ds.snapshot_ids(), len(ds.live_parts())
+        ([2], ['s1', 's2'], 1)
+        """
+        written = []
+        while True:
+            live = self.live_parts()
+            group = _tier_group(live) if auto else (live if len(live) > 1 else [])
+            if not group:
+                return written
+            written.append(self._rewrite(group, drop=frozenset()))
+            if not auto:
+                return written
+
+    def remove_snapshots(self, snapshot_ids: Sequence[str]) -> None:
+        """Remove snapshots at once (the parts holding them are rewritten without them)."""
+        gone = frozenset(snapshot_ids)
+        holding = [p for p in self.live_parts() if gone & set(self._part_rows(p).column("snapshot_id").to_pylist())]
+        if holding:
+            self._rewrite(holding, drop=gone)
+            if self._index is not None or self.storage.index_path().exists():
+                self.index().forget(gone)
+
+    def _rewrite(self, parts: Sequence[Part], drop: frozenset[str]) -> Part:
+        """One new part holding the rows of ``parts`` but for the snapshots in ``drop``,
+        replacing them; then the replaced parts' files are deleted."""
+        self.remove_leftovers()
+        writer = PartWriter(self, new_snapshot_id(), None, single=False)
+        try:
+            ids = {p.part_id for p in parts}
+            known = {p.part_id for p in self.parts()}
+            replaces = sorted(ids | {r for p in parts for r in p.replaces if r in known})
+            footer = {REPLACES: json.dumps(replaces).encode()}
+            for table in TABLES:
+                keys = [f.key for f in self.storage.list(table) if _is_table_file(f.key) and part_of(f.key) in ids]
+                writer.merge_files(table, keys, drop, metadata=footer if table == "snapshots" else None)
+            new = writer.publish_merged(replaces)
+        finally:
+            writer.abort()
+        self.remove_leftovers()
+        return new
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete what no reader sees: the files of replaced parts (their ``snapshots`` file
+        first), of parts whose writer is dead, and staging areas of dead writers. Returns the
+        keys (and staging part ids) removed."""
+        removed: list[str] = []
+        with self.storage.locked():
+            removed += [f"{STAGING}/{p}" for p in self.storage.dead_staging()]
+            parts = self.parts()
+            live = {p.part_id for p in parts}
+            replaced = {r for p in parts for r in p.replaces} & live
+            commits = [p.key for p in parts if p.part_id in replaced]
+            self.storage.delete(commits)  # first: a removal cut short leaves only invisible files
+            removed += commits
+            committed = live - replaced
+            for table in TABLES:
+                for file in self.storage.list(table):
+                    owner = part_of(file.key)
+                    if owner in committed or not _is_table_file(file.key):
+                        continue
+                    if owner in replaced or not self.storage.writer_alive(owner, file.modified):
+                        self.storage.delete([file.key])
+                        removed.append(file.key)
+            # a part that replaced others and holds no snapshot is needed only while they exist
+            for part in parts:
+                if part.part_id in committed and part.snapshot_count == 0 and not set(part.replaces) & committed:
+                    self.storage.delete([part.key])
+                    removed.append(part.key)
+        return removed
 
 
-def _snapshot_of(file: Path) -> str:
-    return file.stem.split(".", 1)[0]
-
-
-def part_name(table: str, part: int) -> str:
-    """The file name of a cluster task's part of ``table`` while staged."""
-    return f"{table}.{part:06d}.parquet"
-
-
-def _owner_alive(staging_folder: Path) -> bool:
+def _create(storage: DatasetStorage) -> bytes:
+    """Make a new dataset at ``storage``'s location; safe when several writers race to."""
+    if isinstance(storage, FolderStorage):
+        root = storage.root
+        if root.exists() and not root.is_dir():
+            raise DatasetError(f"{root}: exists and is not a folder")
+        if root.exists() and any(p.name not in _DATASET_NAMES for p in root.iterdir()):
+            raise DatasetError(f"{root}: folder is not empty and not a storelab dataset")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(describe_os_error(err, root)) from None
+    elif any(not f.key.startswith(tuple(_DATASET_NAMES)) for f in storage.list("")):
+        raise DatasetError(f"{storage.location}: holds objects but is not a storelab dataset")
+    raw = (json.dumps({"format": "storelab-dataset", "schema_version": SCHEMA_VERSION}) + "\n").encode()
+    folder = storage.staging(f"marker-{secrets.token_hex(6)}", None)
     try:
-        host, pid = (staging_folder / "owner").read_text().split()
-    except (OSError, ValueError):
-        return False
-    if host != socket.gethostname():
-        return True  # another machine's writer: not ours to judge
+        (folder / MARKER).write_bytes(raw)
+        storage.publish(folder / MARKER, MARKER)
+    except OSError as err:
+        raise OutputError(describe_os_error(err, storage.location)) from None
+    finally:
+        storage.drop_staging(folder.name, folder)
+    return raw
+
+
+def _tier(part: Part) -> int:
+    return int(math.log(max(part.snapshot_count, 1), COMPACT_FANOUT))
+
+
+def _tier_group(parts: Sequence[Part]) -> list[Part]:
+    """The oldest :data:`COMPACT_FANOUT` parts of the lowest tier that has that many."""
+    by_tier: dict[int, list[Part]] = {}
+    for part in parts:
+        by_tier.setdefault(_tier(part), []).append(part)
+    for tier in sorted(by_tier):
+        if len(by_tier[tier]) >= COMPACT_FANOUT:
+            return by_tier[tier][:COMPACT_FANOUT]
+    return []
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C between two steps of a commit would leave it half done: hold it back."""
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 class _TableBuffer:
@@ -272,6 +481,7 @@ class _TableBuffer:
         self.batches: list[pa.Table] = []
         self.batched_rows = 0
         self.written = 0
+        self.metadata: dict[bytes, bytes] = {}
         self._sink: BinaryIO | None = None
         self._writer: pq.ParquetWriter | None = None
 
@@ -284,8 +494,10 @@ class _TableBuffer:
 
     def append_columns(self, columns: Mapping[str, Any], constants: Mapping[str, Any]) -> None:
         """Add rows given as columns (Arrow arrays or lists); ``constants`` fill whole columns."""
+        self.append_table(table_from_columns(self.schema, columns, constants))
+
+    def append_table(self, table: pa.Table) -> None:
         self._rows_to_batch()
-        table = table_from_columns(self.schema, columns, constants)
         if table.num_rows == 0:
             return
         self.batches.append(table)
@@ -305,11 +517,12 @@ class _TableBuffer:
     def flush(self) -> None:
         if self._writer is None:
             self._sink = _open_sink(self.path)
-            self._writer = pq.ParquetWriter(self._sink, self.schema, **parquet_options(self.schema))
+            schema = self.schema.with_metadata(self.metadata) if self.metadata else self.schema
+            self._writer = pq.ParquetWriter(self._sink, schema, **parquet_options(self.schema))
         self._rows_to_batch()
         if self.batches:
             table = pa.concat_tables(self.batches)
-            self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            self._writer.write_table(table.replace_schema_metadata(self.metadata or None), row_group_size=ROW_GROUP_ROWS)
             self.written += self.batched_rows
             self.batches.clear()
             self.batched_rows = 0
@@ -331,8 +544,111 @@ class _TableBuffer:
                 self._sink.close()
 
 
+class PartWriter:
+    """Builds one part in a staging area: snapshots are written one by one
+    (:meth:`begin_snapshot`), and :meth:`commit` publishes those finished so far as one part.
+    A snapshot that fails is dropped alone; the others of the part stay."""
+
+    def __init__(self, dataset: Dataset, part_id: str, owner: str | None, single: bool) -> None:
+        self.dataset = dataset
+        self.part_id = part_id
+        self.single = single
+        self.folder = dataset.storage.staging(part_id, owner)
+        self.finished: list[SnapshotWriter] = []
+        self.started = time.monotonic()
+        self.committed = 0
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abort()
+
+    def begin_snapshot(self, snapshot_id: str | None = None) -> SnapshotWriter:
+        """A writer for one more snapshot of this part."""
+        snapshot_id = snapshot_id or new_snapshot_id()
+        folder = self.folder if self.single else self.folder / snapshot_id
+        return SnapshotWriter(self, snapshot_id, folder)
+
+    @property
+    def due(self) -> bool:
+        """Whether enough snapshots wait (or long enough) that they should be committed."""
+        return len(self.finished) >= BATCH_SNAPSHOTS or bool(self.finished) and time.monotonic() - self.started >= BATCH_SECONDS
+
+    def commit(self) -> None:
+        """Publish the finished snapshots as one part (nothing when there are none), then let
+        the dataset index and compact it. The writer can take more snapshots afterwards."""
+        if not self.finished:
+            return
+        if self.single:
+            self._publish({t: self.folder / f"{t}.parquet" for t in TABLES})
+        else:
+            for table in TABLES:
+                self.merge_files(table, [], frozenset(), [w.folder / f"{table}.parquet" for w in self.finished])
+            self._publish({t: self.folder / f"merged-{t}.parquet" for t in TABLES})
+            for writer in self.finished:
+                writer.discard_files()
+        self.committed += len(self.finished)
+        self.finished.clear()
+        self.dataset._after_commit()
+        if not self.single:  # the next snapshots go into a new part
+            self.dataset.storage.drop_staging(self.part_id, self.folder)
+            self.part_id = new_snapshot_id()
+            self.folder = self.dataset.storage.staging(self.part_id, None)
+            self.started = time.monotonic()
+
+    def merge_files(
+        self, table: str, keys: Sequence[str], drop: frozenset[str], local: Sequence[Path] = (), metadata: Mapping[bytes, bytes] | None = None
+    ) -> None:
+        """Write ``merged-<table>.parquet`` in staging: the rows of the dataset files ``keys``
+        and of the local files ``local``, but for the snapshots in ``drop``; ``metadata`` goes
+        into the file's footer."""
+        buffer = _TableBuffer(table, self.folder / f"merged-{table}.parquet")
+        try:
+            sources = [(path, False) for path in local] + [self.dataset.storage.local_path(key) for key in keys]
+            for path, temporary in sources:
+                try:
+                    for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
+                        data = pa.Table.from_batches([batch]).replace_schema_metadata(None)
+                        data = data.select(buffer.schema.names).cast(buffer.schema) if data.schema != buffer.schema else data
+                        if drop:
+                            data = data.filter(pc.invert(pc.is_in(data.column("snapshot_id"), value_set=pa.array(sorted(drop)))))
+                        buffer.append_table(data)
+                except (OSError, pa.ArrowInvalid, KeyError) as err:
+                    raise DatasetError(f"{path}: not a readable {table} table ({err})") from None
+                finally:
+                    if temporary:
+                        path.unlink(missing_ok=True)
+            buffer.metadata = dict(metadata or {})
+            buffer.close()
+        except OSError as err:
+            buffer.discard()
+            raise OutputError(describe_os_error(err, self.dataset.location)) from None
+
+    def publish_merged(self, replaces: Sequence[str]) -> Part:
+        """Publish the merged files as a part replacing ``replaces`` (named in the merged
+        snapshots file's footer by :meth:`merge_files`)."""
+        rows = pq.read_metadata(self.folder / "merged-snapshots.parquet").num_rows
+        self._publish({t: self.folder / f"merged-{t}.parquet" for t in TABLES})
+        return Part(self.part_id, f"snapshots/{self.part_id}.parquet", rows, tuple(replaces))
+
+    def _publish(self, files: Mapping[str, Path]) -> None:
+        storage = self.dataset.storage
+        with _signals_held(), storage.locked():
+            for table in (*[t for t in TABLES if t != "snapshots"], "snapshots"):
+                storage.publish(files[table], f"{table}/{self.part_id}.parquet")
+
+    def abort(self) -> None:
+        """Drop everything not yet committed; the dataset is as it was before."""
+        for writer in self.finished:
+            writer.discard_files()
+        self.finished.clear()
+        self.dataset.storage.drop_staging(self.part_id, self.folder)
+
+
 class SnapshotWriter:
-    """Writes one snapshot's tables into staging; :meth:`commit` makes it visible at once.
+    """Writes one snapshot's tables into its part's staging area; :meth:`commit` finishes it
+    (and, for a snapshot that is a part of its own, makes it visible at once).
 
     >>> import tempfile
     >>> ds = Dataset.open(tempfile.mkdtemp() + "/d", create=True)
@@ -343,29 +659,20 @@ class SnapshotWriter:
     ['s1']
     """
 
-    def __init__(self, dataset: Dataset, snapshot_id: str, owner: str | None = None, staged: bool = False) -> None:
-        """``staged``: take over a snapshot another process has staged, to commit it."""
-        self.dataset = dataset
+    def __init__(self, part: PartWriter, snapshot_id: str, folder: Path) -> None:
+        self.part = part
+        self.dataset = part.dataset
         self.snapshot_id = snapshot_id
-        self.staging = self._staging_folder()
+        self.folder = folder
         self.committed = False
-        self.staged = staged
-        self._buffers = {t: _TableBuffer(t, self.staging / f"{t}.parquet") for t in TABLES}
-        if not staged:
-            self._prepare_staging(owner)
-
-    def _staging_folder(self) -> Path:
-        """Where the tables are written until they are committed."""
-        return self.dataset.path / STAGING / self.snapshot_id
-
-    def _prepare_staging(self, owner: str | None) -> None:
+        self.staged = False
+        self.label: str | None = None
+        """The label it is committed under (set by the ingest; duplicate-label checks)."""
         try:
-            if self.staging.exists():  # an earlier attempt at this very snapshot: start afresh
-                shutil.rmtree(self.staging)
-            self.staging.mkdir(parents=True)
-            (self.staging / "owner").write_text((owner or f"{socket.gethostname()} {os.getpid()}") + "\n")
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise OutputError(_describe_os_error(err, self.staging)) from None
+            raise OutputError(describe_os_error(err, folder)) from None
+        self._buffers = {t: _TableBuffer(t, folder / f"{t}.parquet") for t in TABLES}
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -379,68 +686,67 @@ class SnapshotWriter:
         try:
             self._buffers[table].append(row)
         except OSError as err:
-            raise OutputError(_describe_os_error(err, self.dataset.path)) from None
+            raise OutputError(describe_os_error(err, self.dataset.location)) from None
 
     def append_columns(self, table: str, columns: Mapping[str, Any], constants: Mapping[str, Any] | None = None) -> None:
         """Add many rows to ``table`` at once, given as columns; ``constants`` fill whole columns."""
         try:
             self._buffers[table].append_columns(columns, constants or {})
         except OSError as err:
-            raise OutputError(_describe_os_error(err, self.dataset.path)) from None
-
+            raise OutputError(describe_os_error(err, self.dataset.location)) from None
 
     def commit(self, snapshot_row: Mapping[str, Any]) -> None:
-        """Finish every table, then move them into place, the snapshots row last."""
-        self.stage(snapshot_row)
-        self._publish()
+        """Finish every table; the snapshot is committed with its part (at once when it is a
+        part of its own)."""
+        self._finish(snapshot_row)
+        self.part.finished.append(self)
+        self.committed = True
+        if self.part.single:
+            try:
+                self.part.commit()
+            finally:
+                self.part.abort()
 
     def stage(self, snapshot_row: Mapping[str, Any]) -> None:
-        """Finish every table in staging without committing: another process (a cluster's
-        driver) commits it with :meth:`Dataset.commit_staged`."""
+        """Finish every table and publish all but the ``snapshots`` one, which waits in the
+        staging area for another process (a cluster's driver) to commit it with
+        :meth:`Dataset.commit_staged`."""
+        self._finish(snapshot_row)
+        storage = self.dataset.storage
+        for table in TABLES:
+            if table != "snapshots":
+                storage.publish(self._buffers[table].path, f"{table}/{self.snapshot_id}.parquet")
+        storage.publish(self._buffers["snapshots"].path, f"{STAGING}/{self.snapshot_id}/snapshots.parquet")
+        self.staged = True
+        if isinstance(storage, ObjectStorage):
+            storage.drop_staging(self.snapshot_id, self.folder)
+
+    def _finish(self, snapshot_row: Mapping[str, Any]) -> None:
         if snapshot_row.get("snapshot_id") != self.snapshot_id:
             raise ValueError("snapshot row names another snapshot")
         try:
             self._buffers["snapshots"].append(snapshot_row)
             # the last row groups are encoded and compressed by Arrow outside the GIL: side by
-            # side they take the time of the largest table, not of all five
+            # side they take the time of the largest table, not of all of them
             with ThreadPoolExecutor(len(self._buffers)) as closing:
                 for done in [closing.submit(buffer.close) for buffer in self._buffers.values()]:
                     done.result()
         except OSError as err:
-            raise OutputError(_describe_os_error(err, self.dataset.path)) from None
-        self.staged = True
+            raise OutputError(describe_os_error(err, self.dataset.location)) from None
 
-    def _publish(self) -> None:
-        # Ctrl-C between two renames would leave a snapshot half in place: hold it back.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            with self.dataset.locked():
-                # parts written by cluster tasks (parts/<table>.<part>.parquet) go in first
-                parts = self.staging / "parts"
-                for part in sorted(parts.glob("*.parquet")) if parts.is_dir() else []:
-                    table, number, _ = part.name.split(".")
-                    folder = self.dataset.table_dir(table)
-                    folder.mkdir(exist_ok=True)
-                    os.replace(part, folder / f"{self.snapshot_id}.{number}.parquet")
-                for table in (*[t for t in TABLES if t != "snapshots"], "snapshots"):
-                    folder = self.dataset.table_dir(table)
-                    folder.mkdir(exist_ok=True)
-                    os.replace(self._buffers[table].path, folder / f"{self.snapshot_id}.parquet")
-                    _fsync_dir(folder)
-                self.committed = True
-        except OSError as err:
-            raise OutputError(_describe_os_error(err, self.dataset.path)) from None
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-            shutil.rmtree(self.staging, ignore_errors=True)
-            _remove_empty(self.dataset.path / STAGING)
+    def discard_files(self) -> None:
+        for buffer in self._buffers.values():
+            buffer.discard()
+            buffer.path.unlink(missing_ok=True)
+        if self.folder != self.part.folder:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()
 
     def abort(self) -> None:
         """Drop everything written so far; the dataset is as it was before."""
-        for buffer in self._buffers.values():
-            buffer.discard()
-        shutil.rmtree(self.staging, ignore_errors=True)
-        _remove_empty(self.dataset.path / STAGING)
+        self.discard_files()
+        if self.part.single:
+            self.part.abort()
 
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
@@ -489,6 +795,6 @@ def _as_array(values: Any, type_: pa.DataType) -> pa.Array:
     return arrow_column(values, type_)
 
 
-def _remove_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+def owner_of_this_process() -> str:
+    """``"host pid"``: how a staging area names the process that owns it."""
+    return f"{socket.gethostname()} {os.getpid()}"

@@ -10,12 +10,12 @@ import pyarrow as pa
 
 __all__ = ["SCHEMA_VERSION", "SCHEMAS", "TABLES", "DIGEST", "NODE_KINDS"]
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-"""Version 2 added the nullable ``store*``, ``store_path`` and ``references`` columns of
-``snapshots``; a version 1 dataset reads with them null, and takes version 2 snapshots when
-appended to."""
-"""Bumped whenever a column is added, removed or changes meaning."""
+SCHEMA_VERSION = 3
+"""Bumped whenever a column is added, removed or changes meaning. Version 3 made chunkings a
+dimension of a snapshot (the ``chunkings`` table, ``blobs.chunker_id``; the chunker columns left
+``snapshots``), added the compressed NAR sizes, and let one Parquet file (a *part*) hold many
+snapshots. Datasets of versions 1 and 2 are refused with a message: ingest their sources again."""
+READABLE_VERSIONS = (3,)
 
 DIGEST = pa.binary(32)
 NODE_KINDS = ("file", "directory", "symlink")
@@ -36,15 +36,10 @@ SNAPSHOTS = pa.schema(
         ("nar_size", pa.uint64()),
         ("nar_sha256", pa.binary(32)),
         ("nar_hash", pa.string()),
+        ("nar_zstd_size", pa.uint64()),
+        ("nar_xz_size", pa.uint64()),
         ("store_path", pa.string()),
         ("references", pa.list_(pa.string())),
-        ("chunker_id", pa.string()),
-        ("chunker", pa.string()),
-        ("chunk_min_size", pa.uint32()),
-        ("chunk_avg_size", pa.uint32()),
-        ("chunk_max_size", pa.uint32()),
-        ("chunk_normalization", pa.uint8()),
-        ("zstd_level", pa.int8()),
         ("store", pa.string()),
         ("store_put_count", pa.uint64()),
         ("store_put_bytes", pa.uint64()),
@@ -56,7 +51,6 @@ SNAPSHOTS = pa.schema(
         ("symlink_count", pa.uint64()),
         ("file_bytes", pa.uint64()),
         ("blob_count", pa.uint64()),
-        ("chunk_count", pa.uint64()),
         ("skipped_count", pa.uint64()),
         ("skipped", pa.list_(SKIPPED)),
         ("wall_seconds", pa.float64()),
@@ -78,9 +72,24 @@ NODES = pa.schema(
     ]
 )
 
+CHUNKINGS = pa.schema(
+    [
+        ("snapshot_id", pa.string()),
+        ("chunker_id", pa.string()),
+        ("chunker", pa.string()),
+        ("chunk_min_size", pa.uint32()),
+        ("chunk_avg_size", pa.uint32()),
+        ("chunk_max_size", pa.uint32()),
+        ("chunk_normalization", pa.uint8()),
+        ("zstd_level", pa.int8()),
+        ("chunk_count", pa.uint64()),
+    ]
+)
+
 BLOBS = pa.schema(
     [
         ("snapshot_id", pa.string()),
+        ("chunker_id", pa.dictionary(pa.int8(), pa.string())),
         ("digest", DIGEST),
         ("size", pa.uint64()),
         ("chunk_count", pa.uint32()),
@@ -117,6 +126,7 @@ DIRECTORIES = pa.schema(
 
 SCHEMAS: dict[str, pa.Schema] = {
     "snapshots": SNAPSHOTS,
+    "chunkings": CHUNKINGS,
     "nodes": NODES,
     "blobs": BLOBS,
     "chunks": CHUNKS,

@@ -1,0 +1,179 @@
+"""The dataset index: what an ingest must know of a dataset, looked up instead of re-read.
+
+An append must cost the same whatever the dataset holds, so nothing an ingest needs is
+found by reading earlier snapshots' rows. It needs:
+
+- the compressed size of every distinct chunk already measured at its zstd level (so each
+  chunk is compressed once per dataset, not once per snapshot: zstd is the slowest step);
+- which snapshots use a label (to warn of a duplicate).
+
+Both live in one SQLite file (B-trees: a lookup costs O(log n) whatever the snapshot count).
+The index is a **cache**, never the truth: every fact in it is derived from the tables, it is
+brought up to date from any committed part it has not seen (:meth:`DatasetIndex.sync`: the
+parts it has absorbed are listed in it), and deleting it costs one re-read of the tables. A
+folder dataset keeps it as ``_index.sqlite``; a dataset in an object store keeps it in the
+local cache folder (``$XDG_CACHE_HOME/storelab/index/``), so each machine has its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from storelab.tables.dataset import Dataset, Part
+
+__all__ = ["DatasetIndex", "KnownSizes"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunk_sizes (level INTEGER, digest BLOB, size INTEGER, PRIMARY KEY (level, digest)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS labels (label TEXT, snapshot_id TEXT, PRIMARY KEY (label, snapshot_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parts (part_id TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=60, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.executescript(_SCHEMA)
+    return con
+
+
+class DatasetIndex:
+    """The index of one dataset, in the SQLite file at ``path`` (created when missing)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._con: sqlite3.Connection | None = None
+
+    @property
+    def con(self) -> sqlite3.Connection:
+        if self._con is None:
+            self._con = _connect(self.path)
+        return self._con
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def absorbed(self) -> set[str]:
+        """The parts whose facts the index holds."""
+        return {row[0] for row in self.con.execute("SELECT part_id FROM parts")}
+
+    def sync(self, dataset: Dataset) -> None:
+        """Absorb every live part of ``dataset`` the index has not seen (a part written by a
+        compaction of absorbed parts is only noted: it holds nothing new)."""
+        seen = self.absorbed()
+        for part in dataset.live_parts():
+            if part.part_id in seen:
+                continue
+            if part.replaces and set(part.replaces) <= seen:
+                self._note([part.part_id])
+            else:
+                self.absorb(dataset, part)
+
+    def absorb(self, dataset: Dataset, part: Part) -> None:
+        """Read one part's chunk sizes and labels into the index."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        snapshots = dataset._part_rows(part)
+        keys = [k for k in dataset.table_keys("chunkings") if k.startswith(f"chunkings/{part.part_id}")]
+        chunkings = pa.concat_tables(dataset._read_file(k, "chunkings") for k in keys) if keys else None
+        sizes: list[tuple[int, bytes, int]] = []
+        if chunkings is not None:
+            levels = chunkings.select(["snapshot_id", "chunker_id", "zstd_level"]).filter(pc.greater(chunkings.column("zstd_level"), 0))
+            for key in [k for k in dataset.table_keys("chunks") if k.startswith(f"chunks/{part.part_id}")] if levels.num_rows else []:
+                chunks = dataset._read_file(key, "chunks").select(["snapshot_id", "chunker_id", "digest", "compressed_size"])
+                chunks = chunks.filter(pc.is_valid(chunks.column("compressed_size")))
+                chunks = chunks.set_column(1, "chunker_id", chunks.column("chunker_id").cast(pa.string()))
+                joined = chunks.join(levels, keys=["snapshot_id", "chunker_id"], join_type="inner")
+                sizes += zip(joined["zstd_level"].to_pylist(), joined["digest"].to_pylist(), joined["compressed_size"].to_pylist())
+        labels = zip(snapshots.column("label").to_pylist(), snapshots.column("snapshot_id").to_pylist())
+        self.add(sizes, [(label, sid) for label, sid in labels if label is not None], part.part_id)
+
+    def add(self, sizes: Iterable[tuple[int, bytes, int]], labels: Iterable[tuple[str, str]], part_id: str) -> None:
+        """Record facts of a part, and that it was absorbed."""
+        with self._transaction() as con:
+            con.executemany("INSERT OR IGNORE INTO chunk_sizes VALUES (?, ?, ?)", sizes)
+            con.executemany("INSERT OR IGNORE INTO labels VALUES (?, ?)", labels)
+            con.execute("INSERT OR IGNORE INTO parts VALUES (?)", (part_id,))
+
+    def _note(self, part_ids: Iterable[str]) -> None:
+        with self._transaction() as con:
+            con.executemany("INSERT OR IGNORE INTO parts VALUES (?)", [(p,) for p in part_ids])
+
+    def forget(self, snapshot_ids: Iterable[str]) -> None:
+        """Snapshots were removed: their labels are free again (chunk sizes stay true)."""
+        with self._transaction() as con:
+            con.executemany("DELETE FROM labels WHERE snapshot_id = ?", [(s,) for s in snapshot_ids])
+
+    def snapshots_labelled(self, label: str) -> list[str]:
+        """The snapshots that use ``label``."""
+        return [row[0] for row in self.con.execute("SELECT snapshot_id FROM labels WHERE label = ?", (label,))]
+
+    def chunk_size_count(self, level: int) -> int:
+        return self.con.execute("SELECT count(*) FROM chunk_sizes WHERE level = ?", (level,)).fetchone()[0]
+
+    def known_sizes(self, level: int) -> KnownSizes:
+        """The chunk sizes measured at ``level``, as a lookup workers can take along."""
+        return KnownSizes(str(self.path) if level else None, level)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+class KnownSizes(dict):  # type: ignore[type-arg]
+    """Chunk digest → compressed size at one zstd level: what this process measured (the dict
+    itself), then the dataset index (read-only, one connection per thread).
+
+    It pickles as the index's path alone, so worker processes open the index themselves
+    instead of receiving every size the dataset knows.
+
+    >>> sizes = KnownSizes(None, 3)
+    >>> sizes[b"a" * 32] = 10
+    >>> sizes.get(b"a" * 32), sizes.get(b"b" * 32)
+    (10, None)
+    """
+
+    def __init__(self, path: str | None, level: int) -> None:
+        super().__init__()
+        self.path = path
+        self.level = level
+        self._local = threading.local()
+        self._empty: bool | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (KnownSizes, (self.path, self.level))
+
+    def _cursor(self) -> sqlite3.Connection | None:
+        con = getattr(self._local, "con", None)
+        if con is None and self.path is not None and Path(self.path).exists():
+            con = self._local.con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+            if self._empty is None:
+                self._empty = con.execute("SELECT 1 FROM chunk_sizes WHERE level = ? LIMIT 1", (self.level,)).fetchone() is None
+        return con
+
+    def get(self, digest: bytes, default: Any = None) -> Any:  # type: ignore[override]
+        size = dict.get(self, digest)
+        if size is not None or self.path is None or self._empty:
+            return size if size is not None else default
+        con = self._cursor()
+        if con is None or self._empty:
+            return default
+        row = con.execute("SELECT size FROM chunk_sizes WHERE level = ? AND digest = ?", (self.level, digest)).fetchone()
+        return row[0] if row else default

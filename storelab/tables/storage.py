@@ -1,0 +1,355 @@
+"""Where a dataset's files live: a folder, or an object store (``s3://bucket/prefix``).
+
+The dataset logic (parts, commits, compaction, removal, clean-up) is written once in
+:mod:`storelab.tables.dataset` against the :class:`DatasetStorage` protocol; the two backends
+only say how to list, read, publish and delete whole files, and how a writer stages its work.
+
+Both keep one rule that the commit depends on: :meth:`DatasetStorage.publish` makes a file
+appear under its final name whole or not at all (a rename in a folder, a single PUT in an
+object store), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from storelab.errors import DatasetError, OutputError, StorelabError
+
+__all__ = ["DatasetStorage", "FolderStorage", "ObjectStorage", "StoredFile", "LEFTOVER_AGE", "describe_os_error"]
+
+LEFTOVER_AGE = timedelta(days=1)
+"""In an object store, files of an uncommitted part older than this belong to a dead run."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One file of a dataset: its key (``nodes/<part>.parquet``) and when it was written."""
+
+    key: str
+    modified: datetime
+
+
+class DatasetStorage(Protocol):
+    """The file operations a dataset needs. Keys are ``/``-separated, relative to the dataset."""
+
+    location: str
+    """The dataset's folder or URL, as messages name it."""
+
+    def read(self, key: str) -> bytes | None:
+        """The file's bytes; None when there is no such file."""
+        ...
+
+    def local_path(self, key: str) -> tuple[Path, bool]:
+        """A local file holding ``key``'s bytes, and whether it is a temporary copy the caller
+        deletes. Raises :class:`DatasetError` when the file is gone."""
+        ...
+
+    def list(self, folder: str) -> list[StoredFile]:
+        """Every file directly under ``folder`` (empty when the folder does not exist)."""
+        ...
+
+    def publish(self, local: Path, key: str) -> None:
+        """Make the finished local file ``local`` appear as ``key``, whole (it may be moved)."""
+        ...
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove files; missing ones are not an error."""
+        ...
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Commits and clean-ups of writers on this machine take turns inside this."""
+        ...
+
+    def staging(self, part_id: str, owner: str | None) -> Path:
+        """A new empty local folder where a writer of ``part_id`` builds its files; ``owner``
+        (``"host pid"``) is the process whose life keeps it from clean-ups."""
+        ...
+
+    def drop_staging(self, part_id: str, folder: Path | None) -> None:
+        """Remove a writer's staging area (after its commit or abort); ``folder``: the local
+        folder :meth:`staging` gave, when this process has it."""
+        ...
+
+    def writer_alive(self, part_id: str, modified: datetime) -> bool:
+        """Whether the writer of an uncommitted part may still be at work."""
+        ...
+
+    def dead_staging(self) -> list[str]:
+        """Staging areas of writers known to be dead, removed here; their part ids."""
+        ...
+
+    def url(self, key: str) -> str:
+        """What DuckDB reads ``key`` as (after :meth:`register`)."""
+        ...
+
+    def register(self, con: Any) -> None:
+        """Let a DuckDB connection read :meth:`url` s."""
+        ...
+
+    def index_path(self) -> Path:
+        """Where the dataset's index (a cache, :mod:`storelab.tables.index`) lives locally."""
+        ...
+
+
+STAGING = "_staging"
+
+
+def describe_os_error(err: OSError, path: Path | str) -> str:
+    """One line for a failed write: a full disk and a quota say so plainly."""
+    if err.errno == errno.ENOSPC:
+        return f"no space left on device while writing {path}"
+    if err.errno == errno.EDQUOT:
+        return f"disk quota exceeded while writing {path}"
+    return f"cannot write {path}: {err.strerror or err}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FolderStorage:
+    """A dataset in a local folder: renames publish, ``flock`` on ``_lock`` orders commits,
+    and a staging folder names its owner process (``_staging/<part>/owner``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.location = str(root)
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise DatasetError(f"{self.root / key}: cannot read: {err.strerror or err}") from None
+
+    def local_path(self, key: str) -> tuple[Path, bool]:
+        path = self.root / key
+        if not path.exists():
+            raise DatasetError(f"{path}: vanished while being read")
+        return path, False
+
+    def list(self, folder: str) -> list[StoredFile]:
+        try:
+            entries = list(os.scandir(self.root / folder))
+        except FileNotFoundError:
+            return []
+        out = []
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file():
+                    mtime = datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc)
+                    out.append(StoredFile(f"{folder}/{entry.name}", mtime))
+        return sorted(out, key=lambda f: f.key)
+
+    def publish(self, local: Path, key: str) -> None:
+        target = self.root / key
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local, target)
+            _fsync_dir(target.parent)
+        except OSError as err:
+            raise OutputError(describe_os_error(err, target)) from None
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / key).unlink()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        try:
+            handle = open(self.root / "_lock", "a+b")  # noqa: SIM115 - held across the yield
+        except OSError as err:
+            raise OutputError(describe_os_error(err, self.root)) from None
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def staging(self, part_id: str, owner: str | None) -> Path:
+        folder = self.root / STAGING / part_id
+        try:
+            if folder.exists():  # an earlier attempt at this very part: start afresh
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            (folder / "owner").write_text((owner or f"{socket.gethostname()} {os.getpid()}") + "\n")
+        except OSError as err:
+            raise OutputError(describe_os_error(err, folder)) from None
+        return folder
+
+    def drop_staging(self, part_id: str, folder: Path | None) -> None:
+        shutil.rmtree(folder or self.root / STAGING / part_id, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.root / STAGING).rmdir()
+
+    def writer_alive(self, part_id: str, modified: datetime) -> bool:
+        return _owner_alive(self.root / STAGING / part_id)
+
+    def dead_staging(self) -> list[str]:
+        staging = self.root / STAGING
+        if not staging.is_dir():
+            return []
+        dead = []
+        for folder in staging.iterdir():
+            if not _owner_alive(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                dead.append(folder.name)
+        with contextlib.suppress(OSError):
+            staging.rmdir()
+        return dead
+
+    def url(self, key: str) -> str:
+        return str(self.root / key)
+
+    def register(self, con: Any) -> None:
+        pass  # DuckDB reads local files as they are
+
+    def index_path(self) -> Path:
+        return self.root / "_index.sqlite"
+
+
+def _owner_alive(staging_folder: Path) -> bool:
+    try:
+        host, pid = (staging_folder / "owner").read_text().split()
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return True  # another machine's writer: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ObjectStorage:
+    """A dataset in an object store, through obstore: a single PUT publishes, nothing locks
+    (commits are PUTs of distinct names), and an uncommitted part is a live writer's while it
+    is younger than :data:`LEFTOVER_AGE`. Settings come from the environment as for an
+    ``s3://`` store (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, …)."""
+
+    def __init__(self, url: str) -> None:
+        from storelab.stores.backends import _open_obstore
+
+        self.location = url.rstrip("/")
+        try:
+            self._store = _open_obstore(self.location)
+        except StorelabError as err:
+            raise DatasetError(str(err)) from None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ObjectStorage, (self.location,))  # a cluster task opens its own connection
+
+    def _fail(self, verb: str, key: str, err: Exception) -> OutputError:
+        from storelab.stores.backends import _first_line
+
+        return OutputError(f"{self.location}: cannot {verb} {key}: {_first_line(err)}")
+
+    def read(self, key: str) -> bytes | None:
+        import obstore
+
+        try:
+            return bytes(obstore.get(self._store, key).bytes())
+        except FileNotFoundError:
+            return None
+        except Exception as err:
+            raise self._fail("read", key, err) from None
+
+    def local_path(self, key: str) -> tuple[Path, bool]:
+        data = self.read(key)
+        if data is None:
+            raise DatasetError(f"{self.location}: {key} vanished while being read")
+        fd, name = tempfile.mkstemp(prefix="storelab-", suffix=".parquet")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return Path(name), True
+
+    def list(self, folder: str) -> list[StoredFile]:
+        import obstore
+
+        try:
+            pages = obstore.list(self._store, folder + "/")
+            found = [StoredFile(m["path"], m["last_modified"]) for page in pages for m in page]
+        except Exception as err:
+            raise self._fail("list", folder, err) from None
+        return sorted((f for f in found if "/" not in f.key[len(folder) + 1 :]), key=lambda f: f.key)
+
+    def publish(self, local: Path, key: str) -> None:
+        import obstore
+
+        try:
+            obstore.put(self._store, key, local)
+        except Exception as err:
+            raise self._fail("write", key, err) from None
+
+    def delete(self, keys: Sequence[str]) -> None:
+        import obstore
+
+        if keys:
+            try:
+                obstore.delete(self._store, list(keys))
+            except Exception as err:
+                raise self._fail("delete", keys[0], err) from None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        yield
+
+    def staging(self, part_id: str, owner: str | None) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"storelab-{part_id}-"))
+
+    def drop_staging(self, part_id: str, folder: Path | None) -> None:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def writer_alive(self, part_id: str, modified: datetime) -> bool:
+        return modified > datetime.now(timezone.utc) - LEFTOVER_AGE
+
+    def dead_staging(self) -> list[str]:
+        import obstore
+
+        try:
+            found = [m for page in obstore.list(self._store, STAGING + "/") for m in page]
+        except Exception as err:
+            raise self._fail("list", STAGING, err) from None
+        dead = [m["path"] for m in found if not self.writer_alive("", m["last_modified"])]
+        self.delete(dead)
+        return sorted({key.split("/")[1] for key in dead})
+
+    def url(self, key: str) -> str:
+        return f"{self.location}/{key}"
+
+    def register(self, con: Any) -> None:
+        """Give a DuckDB connection an ``s3://`` file system (obstore's, via fsspec)."""
+        from obstore.fsspec import FsspecStore
+
+        from storelab.stores.backends import s3_client_options
+
+        con.register_filesystem(FsspecStore("s3", client_options=s3_client_options()))
+
+    def index_path(self) -> Path:
+        import hashlib
+
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "storelab" / "index"
+        cache.mkdir(parents=True, exist_ok=True)
+        return cache / (hashlib.sha256(self.location.encode()).hexdigest()[:32] + ".sqlite")
