@@ -453,6 +453,8 @@ def _jsonable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def clean(value: Any) -> Any:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
+        if hasattr(value, "isoformat"):  # timestamps
+            return value.isoformat()
         if hasattr(value, "item"):
             value = value.item()
         return None if value is getattr(__import__("pandas"), "NA") else value
@@ -669,6 +671,79 @@ def _print_cost(
         _out().print(seen)
 
 
+@app.command("snapshots")
+@click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
+@_option("--remove", multiple=True, metavar="ID|LABEL",
+         help="Remove these snapshots (repeatable), all at once: a crash leaves every one of them or none.")
+@_option("--last", type=click.IntRange(min=0), default=50, show_default=True, help="List the last N snapshots (0 = every one).")
+@_option("--json", _JSON, is_flag=True, help="Print the list as JSON (every snapshot).")
+def snapshots_command(dataset: str, remove: tuple[str, ...], last: int, as_json: bool) -> None:
+    """List the snapshots of a dataset, or remove some.
+
+    One line per snapshot, oldest first: its id, label, source, the chunkings it was recorded
+    under, its files and bytes, its NAR size (and compressed NAR sizes where measured).
+
+    --remove takes ids or labels; a label that names several snapshots must be given by id.
+    The parts holding them are rewritten without them and swapped in at once.
+
+    \b
+    Example: storelab snapshots study/ --remove numpy-1.26.3
+    """
+    from storelab.tables import Dataset
+
+    ds = Dataset.open(dataset)
+    if remove:
+        ids = ds.resolve(list(remove))
+        ds.remove_snapshots(ids)
+        if not as_json:
+            _out().print(f"removed {len(ids)} snapshot(s) from {_escape(ds.location)}: {', '.join(ids)}", highlight=False)
+            return
+    from storelab.analysis import list_snapshots
+
+    if not ds.snapshot_ids():
+        if as_json:
+            print("[]")
+        else:
+            _out().print(f"{_escape(ds.location)}: no snapshots", highlight=False)
+        return
+    frame = list_snapshots(ds)
+    shown = frame if as_json or not last else frame.tail(last)
+    more = "" if len(shown) == len(frame) else f" (the last {last}; --last 0 for all)"
+    _emit(
+        shown, as_json, f"{len(frame):,} snapshot(s) in {ds.location}{more}",
+        ("label", "id", "source", "chunkings", "files", "file bytes", "NAR", ".nar.zst", ".nar.xz", "created"),
+        lambda row: (
+            row.label or "", row.snapshot_id, f"{row.source_kind} {row.source}", row.chunkings.replace("; ", "\n"),
+            f"{row.files:,}", _size(row.file_bytes), _size(row.nar_size), _size(row.nar_zstd_size), _size(row.nar_xz_size),
+            str(row.created_at)[:19],
+        ),
+    )  # fmt: skip
+
+
+@app.command("compact")
+@click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
+def compact_command(dataset: str) -> None:
+    """Merge every part of a dataset into one (fewer, larger files for queries).
+
+    Every commit already merges parts by tiers, so a dataset never holds more than a few
+    dozen per table; compact merges the rest. The merged part replaces the old ones at once:
+    a crash leaves the dataset as it was, and the old files are removed afterwards.
+
+    \b
+    Example: storelab compact cache-study/
+    """
+    from storelab.tables import Dataset
+
+    ds = Dataset.open(dataset)
+    before = ds.live_parts()
+    ds.compact()
+    after = ds.live_parts()
+    _out().print(
+        f"{_escape(ds.location)}: {len(before)} part(s) → {len(after)}, {sum(p.snapshot_count for p in after):,} snapshot(s)",
+        highlight=False,
+    )
+
+
 @app.command("sweep")
 @click.argument("path", metavar="PATH", help="Directory tree to chunk every way.")
 @_option("--out", "-o", "out_", required=True, help="Dataset folder or s3://bucket/prefix; one snapshot, every chunking of it, is added.")
@@ -736,7 +811,7 @@ def _emit(frame: Any, as_json: bool, title: str, columns: Sequence[str], cells: 
         return
     table = _table(title=title, title_justify="left")
     for number, col in enumerate(columns):
-        table.add_column(col, justify="left" if number == 0 else "right")
+        table.add_column(col, justify="left" if number == 0 else "right", overflow="fold")
     for row in frame.itertuples():
         table.add_row(*cells(row))
     _out().print(table)
@@ -1131,8 +1206,11 @@ def datasets_fetch_command(name: str, args: tuple[str, ...], to: str | None) -> 
     Example: for t in $(storelab datasets fetch pypi-series rich 13.7.0 13.7.1); do storelab ingest-dir $t -o study/; done
     """
     from storelab.datasets import fetch_corpus
+    from storelab.ingest.progress import CountProgress, wants_progress
 
-    for path in fetch_corpus(name, to or f"build/datasets/{name}", args or ()):
+    with CountProgress(f"fetch {name}", wants_progress(False), None, "files") as bar:
+        paths = fetch_corpus(name, to or f"build/datasets/{name}", args or (), lambda label, total: bar.advance(1, label, total))
+    for path in paths:
         print(path)
 
 

@@ -21,7 +21,7 @@ PUBLIC = {
     "storelab.tables": {"SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "PartWriter", "SnapshotWriter", "new_snapshot_id"},
     "storelab.analysis": {
         "LEVELS", "Prices", "attribution", "chunk_size_distribution", "chunk_size_stats", "chunker_comparison", "connect",
-        "cost_model", "dedup_summary", "measured_requests", "refcount_histogram", "sharing", "snapshot_summary",
+        "cost_model", "dedup_summary", "list_snapshots", "measured_requests", "refcount_histogram", "sharing", "snapshot_summary",
     },
     "storelab.layers": {
         "ALGORITHMS", "ClosureGraph", "Layer", "LayerPlan", "StorePath", "graphs_from_dataset", "load_graph", "load_images",

@@ -7,6 +7,7 @@ from storelab.analysis.chunks import chunk_size_distribution, chunk_size_stats, 
 from storelab.analysis.cost import Prices, cost_model, measured_requests
 from storelab.analysis.db import connect
 from storelab.analysis.dedup import LEVELS, dedup_summary, snapshot_summary
+from storelab.analysis.listing import list_snapshots
 
 __all__ = [
     "LEVELS",
@@ -18,6 +19,7 @@ __all__ = [
     "connect",
     "cost_model",
     "dedup_summary",
+    "list_snapshots",
     "measured_requests",
     "refcount_histogram",
     "sharing",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from storelab.units import format_bytes
@@ -126,16 +127,36 @@ def plot_dedup_levels(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
+LABELLED_SNAPSHOTS = 40
+"""Up to this many snapshots a per-snapshot plot draws a labelled bar each; past it, an area
+over the snapshots' order (thousands of bars and labels would be unreadable, and slow)."""
+
+
+def _stacked_per_snapshot(ax: Axes, labels: list[str], lower: pd.Series, upper: pd.Series, names: tuple[str, str]) -> None:
+    """Two stacked quantities per snapshot, in order; bars by position (labels may repeat)."""
+    positions = np.arange(len(labels))
+    low, high = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    if len(labels) <= LABELLED_SNAPSHOTS:
+        ax.bar(positions, low, label=names[0])
+        ax.bar(positions, high, bottom=low, label=names[1])
+        ax.set_xticks(positions, labels, rotation=30, ha="right")
+    else:
+        ax.fill_between(positions, 0, low, step="mid", label=names[0])
+        ax.fill_between(positions, low, low + high, step="mid", label=names[1])
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.set_xlabel(f"snapshot number, in ingest order ({len(labels):,} snapshots)")
+
+
 def plot_sharing(shares: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Per snapshot, exclusive against shared bytes (:func:`~storelab.analysis.sharing`)."""
     ax = new_axes(ax)
-    labels = list(shares["label"])
-    ax.bar(labels, shares["exclusive_bytes"], label="exclusive (in no other snapshot)")
-    ax.bar(labels, shares["shared_bytes"], bottom=shares["exclusive_bytes"], label="shared (with at least one other)")
+    ax.set_xlabel("snapshot")
+    _stacked_per_snapshot(
+        ax, list(shares["label"]), shares["exclusive_bytes"], shares["shared_bytes"],
+        ("exclusive (in no other snapshot)", "shared (with at least one other)"),
+    )  # fmt: skip
     _bytes_axis(ax.yaxis)
     ax.set_ylabel("distinct bytes in the snapshot")
-    ax.set_xlabel("snapshot")
-    ax.tick_params(axis="x", labelrotation=30)
     ax.set_title("What each snapshot has alone, and what it shares")
     ax.legend()
     return ax
@@ -145,12 +166,12 @@ def plot_new_bytes(per_snapshot: pd.DataFrame, level: str = "blob", ax: Axes | N
     """Bytes each snapshot adds to a store holding the earlier ones (:func:`~storelab.analysis.snapshot_summary`)."""
     ax = new_axes(ax)
     rows = per_snapshot[per_snapshot["level"] == level]
-    ax.bar(rows["label"], rows["new_bytes"], label="new (not in any earlier snapshot)")
-    ax.bar(rows["label"], rows["shared_bytes"], bottom=rows["new_bytes"], label="already stored")
+    ax.set_xlabel("snapshot, in ingest order")
+    _stacked_per_snapshot(
+        ax, list(rows["label"]), rows["new_bytes"], rows["shared_bytes"], ("new (not in any earlier snapshot)", "already stored")
+    )
     _bytes_axis(ax.yaxis)
     ax.set_ylabel(f"distinct {level} bytes")
-    ax.set_xlabel("snapshot, in ingest order")
-    ax.tick_params(axis="x", labelrotation=30)
     ax.set_title(f"What each snapshot adds ({level} level)")
     ax.legend()
     return ax

@@ -102,8 +102,18 @@ def _unpack(folder: Path) -> list[Path]:
     return [tree for _, tree in unpack_corpus(load_manifest(folder), folder / "trees")]
 
 
+Report = Callable[[str, "int | None"], None]
+"""Progress of a fetch: called with each file's label as it arrives, and the number of files
+to fetch when it is known (None when it is found on the way)."""
+
+
+def _silent(label: str, total: int | None) -> None:
+    pass
+
+
 def fetch_pypi_series(
-    to: str | os.PathLike[str], project: str = DEFAULT_PYPI_PROJECT, versions: Sequence[str] | None = None, count: int = 5
+    to: str | os.PathLike[str], project: str = DEFAULT_PYPI_PROJECT, versions: Sequence[str] | None = None, count: int = 5,
+    report: Report = _silent,
 ) -> list[Path]:
     """Download consecutive releases of ``project`` with ``pip download`` and unpack them.
 
@@ -126,6 +136,7 @@ def fetch_pypi_series(
             if not wheels:
                 raise InputError(f"pypi-series: pip fetched no wheel for {project}=={version}")
             files.append(_entry(wheels[0], f"{project}-{version}", f"pip download --no-deps --only-binary=:all: {' '.join(_WHEEL_TARGET)} {project}=={version}"))
+            report(f"{project}-{version}", len(versions))
         return files
 
     description = f"{len(versions)} consecutive releases of {project} as the wheels PyPI serves; unpacked, each release is one snapshot."
@@ -142,7 +153,9 @@ def _apt_versions(package: str) -> list[str]:
     return sorted(versions, key=Version)
 
 
-def fetch_debian_packages(to: str | os.PathLike[str], packages: Sequence[str] = DEFAULT_DEBIAN_PACKAGES) -> list[Path]:
+def fetch_debian_packages(
+    to: str | os.PathLike[str], packages: Sequence[str] = DEFAULT_DEBIAN_PACKAGES, report: Report = _silent
+) -> list[Path]:
     """Download every version apt offers of each package (``apt-get download``), unpack each
     with ``dpkg-deb -x``. Returns the trees, one per package version, oldest first."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
@@ -159,6 +172,7 @@ def fetch_debian_packages(to: str | os.PathLike[str], packages: Sequence[str] = 
                 if not fetched:
                     raise InputError(f"debian-packages: apt-get fetched nothing for {package}={version}")
                 files.append(_entry(fetched[0], f"{package}-{version.replace(':', '_')}", f"apt-get download {package}={version}"))
+                report(f"{package} {version}", None)
         return files
 
     description = f"every version Debian's index offers of {', '.join(packages)}, as .deb files; unpacked, each is one snapshot."
@@ -170,36 +184,37 @@ def _deb_version(path: Path) -> str:
     return out.stdout.strip()
 
 
-def _debian_closures(to: Path, _args: Sequence[str]) -> list[Path]:
+def _debian_closures(to: Path, _args: Sequence[str], report: Report) -> list[Path]:
     from storelab.datasets.debian_closures import fetch_debian_closures
 
     return [fetch_debian_closures(to, *([_args] if _args else []))]
 
 
-def _pypi(to: Path, args: Sequence[str]) -> list[Path]:
+def _pypi(to: Path, args: Sequence[str], report: Report) -> list[Path]:
     if not args:
-        return fetch_pypi_series(to)
+        return fetch_pypi_series(to, report=report)
     project, *versions = args
-    return fetch_pypi_series(to, project, versions or None)
+    return fetch_pypi_series(to, project, versions or None, report=report)
 
 
-def _debian(to: Path, args: Sequence[str]) -> list[Path]:
-    return fetch_debian_packages(to, args or DEFAULT_DEBIAN_PACKAGES)
+def _debian(to: Path, args: Sequence[str], report: Report) -> list[Path]:
+    return fetch_debian_packages(to, args or DEFAULT_DEBIAN_PACKAGES, report)
 
 
-FETCHABLE: dict[str, tuple[str, Callable[[Path, Sequence[str]], list[Path]]]] = {
+FETCHABLE: dict[str, tuple[str, Callable[[Path, Sequence[str], Report], list[Path]]]] = {
     "pypi-series": ("consecutive releases of a PyPI project's wheel, unpacked (default: numpy 1.26.0–1.26.4)", _pypi),
     "debian-packages": ("every version Debian's index offers of some packages, unpacked (default: libssl3, libpython3.11-stdlib, libc6, perl-modules-5.36)", _debian),
     "debian-closures": ("image closure graphs from Debian's package index (apt-cache), for `storelab layers`", _debian_closures),
 }
 
 
-def fetch_corpus(name: str, to: str | os.PathLike[str], args: Sequence[str] = ()) -> list[Path]:
+def fetch_corpus(name: str, to: str | os.PathLike[str], args: Sequence[str] = (), report: Report = _silent) -> list[Path]:
     """Prepare corpus ``name`` in ``to``; returns the trees (or, for closures, the folder).
 
     ``args``: for ``pypi-series`` the project then optional versions; for
     ``debian-packages`` the packages; for ``debian-closures`` the packages to close over.
+    ``report`` hears of each file as it arrives (:data:`Report`).
     """
     if name not in FETCHABLE:
         raise ConfigError(f"unknown corpus {name!r} (fetchable: {', '.join(FETCHABLE)})")
-    return FETCHABLE[name][1](Path(to), list(args))
+    return FETCHABLE[name][1](Path(to), list(args), report)

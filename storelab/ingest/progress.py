@@ -126,8 +126,10 @@ class CountProgress:
         if self._progress is not None:
             self._progress.stop()
 
-    def advance(self, count: int = 1, current: str = "") -> None:
+    def advance(self, count: int = 1, current: str = "", total: int | None = None) -> None:
+        """``count`` more done (``current``: the item just done; ``total``: once it is known)."""
         if self._progress is not None:
             from rich.markup import escape
 
-            self._progress.update(self._task, advance=count, description=f"{self._verb} {escape(current)}"[:60])
+            extra = {"total": total} if total is not None else {}
+            self._progress.update(self._task, advance=count, description=f"{self._verb} {escape(current)}"[:60], **extra)

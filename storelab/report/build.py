@@ -64,6 +64,19 @@ def _fmt_share(value: object) -> str:
     return "–" if value is None or value != value else f"{100 * float(value):.1f} %"  # type: ignore[arg-type]
 
 
+TABLE_SNAPSHOTS = 50
+"""Per-snapshot tables show the last this many snapshots (figures show every one)."""
+
+
+def _last_snapshots(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows of the last :data:`TABLE_SNAPSHOTS` snapshots, and a sentence saying so."""
+    seqs = sorted(frame["seq"].unique())
+    if len(seqs) <= TABLE_SNAPSHOTS:
+        return frame, ""
+    kept = frame[frame["seq"] >= seqs[-TABLE_SNAPSHOTS]]
+    return kept, f" The table shows the last {TABLE_SNAPSHOTS} of {len(seqs):,} snapshots (`storelab stats --json` lists all)."
+
+
 def _show(frame: pd.DataFrame, formats: dict[str, Callable[[object], str]]) -> pd.DataFrame:
     shown = frame.copy()
     for column, fmt in formats.items():
@@ -115,7 +128,8 @@ def report_sections(dataset: str | os.PathLike[str] | Dataset, snapshots: Sequen
             "AS chunkings, CAST(s.created_at AS VARCHAR) AS created_at FROM snapshots s LEFT JOIN chunkings k USING (snapshot_id) "
             "GROUP BY ALL ORDER BY s.seq"
         ).df()
-    sections.append(Section("Snapshots", f"{len(snaps)} snapshot(s), in the order they were ingested.", [("snapshots", _show(snaps, fmt))]))
+    shown, note = _last_snapshots(snaps)
+    sections.append(Section("Snapshots", f"{len(snaps):,} snapshot(s), in the order they were ingested.{note}", [("snapshots", _show(shown, fmt))]))
 
     summary = dedup_summary(dataset, snapshots)
     blob = summary.loc["blob"] if "blob" in summary.index else None
@@ -135,22 +149,26 @@ def report_sections(dataset: str | os.PathLike[str] | Dataset, snapshots: Sequen
     sections.append(Section("Dedup at every level", text, [("levels", _show(table, fmt))], [("dedup-levels", plot_dedup_levels(summary).figure)]))
 
     per = snapshot_summary(dataset, snapshots)
-    cols = ["label", "level", "logical_bytes", "unique_bytes", "new_bytes", "shared_bytes", "new_stored_bytes", "dedup_ratio"]
+    cols = ["label", "level", "chunker_id", "logical_bytes", "unique_bytes", "new_bytes", "shared_bytes", "new_stored_bytes",
+            "hit_rate_bytes", "hit_rate_objects", "dedup_ratio"]  # fmt: skip
+    shown, note = _last_snapshots(per)
     sections.append(
         Section(
             "What each snapshot adds",
-            "new = distinct bytes no earlier snapshot had: what ingesting it added to a store holding the ones before.",
-            [("per snapshot", _show(per[cols], fmt))],
+            "new = distinct bytes no earlier snapshot had: what ingesting it added to a store holding the ones before; "
+            f"hit rate = the share of its distinct bytes (objects) the store already held.{note}",
+            [("per snapshot", _show(shown[cols], fmt))],
             [("new-bytes", plot_new_bytes(per, "blob").figure)],
         )
     )
 
     shared = sharing(dataset, "blob", snapshots)
+    shown, note = _last_snapshots(shared)
     sections.append(
         Section(
             "Exclusive and shared bytes",
-            "exclusive = in this snapshot only; shared = also in at least one other snapshot (blob level).",
-            [("sharing", _show(shared.drop(columns=["snapshot_id"]), fmt))],
+            f"exclusive = in this snapshot only; shared = also in at least one other snapshot (blob level).{note}",
+            [("sharing", _show(shown.drop(columns=["snapshot_id"]), fmt))],
             [("sharing", plot_sharing(shared).figure)],
         )
     )

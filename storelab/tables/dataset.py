@@ -227,6 +227,28 @@ class Dataset:
         """Committed snapshots, oldest first."""
         return self.snapshots().column("snapshot_id").to_pylist()
 
+    def resolve(self, names: Sequence[str]) -> list[str]:
+        """Snapshot ids for ``names`` (ids or labels); a label that names several snapshots,
+        or no snapshot, is an error naming it.
+
+        >>> import tempfile
+        >>> ds = Dataset.open(tempfile.mkdtemp() + "/d", create=True)
+        >>> ds.resolve(["nothing"])
+        Traceback (most recent call last):
+        storelab.errors.DatasetError: ...: no snapshot with id or label 'nothing'
+        """
+        rows = self.snapshots().select(["snapshot_id", "label"]).to_pylist()
+        found: list[str] = []
+        for name in names:
+            by_id = [r["snapshot_id"] for r in rows if r["snapshot_id"] == name]
+            matches = by_id or [r["snapshot_id"] for r in rows if r["label"] == name]
+            if not matches:
+                raise DatasetError(f"{self.location}: no snapshot with id or label {name!r}")
+            if len(matches) > 1:
+                raise DatasetError(f"{self.location}: label {name!r} names {len(matches)} snapshots ({', '.join(matches)}); give an id")
+            found += [m for m in matches if m not in found]
+        return found
+
     def table_keys(self, table: str) -> list[str]:
         """The files of ``table`` in the live parts."""
         live = {p.part_id for p in self.live_parts()}
@@ -527,6 +549,17 @@ class _TableBuffer:
             self.batches.clear()
             self.batched_rows = 0
 
+    @property
+    def spilled(self) -> bool:
+        """Whether rows went to the file already (else they are all in memory)."""
+        return self._writer is not None
+
+    def take(self) -> list[pa.Table]:
+        """The rows held in memory, handed over (a buffer that never spilled)."""
+        self._rows_to_batch()
+        taken, self.batches, self.batched_rows = self.batches, [], 0
+        return taken
+
     def close(self) -> None:
         self.flush()
         assert self._writer is not None and self._sink is not None
@@ -557,6 +590,7 @@ class PartWriter:
         self.finished: list[SnapshotWriter] = []
         self.started = time.monotonic()
         self.committed = 0
+        self._merged: dict[str, _TableBuffer] | None = None  # a batch's tables, growing as snapshots finish
 
     def __enter__(self) -> PartWriter:
         return self
@@ -583,11 +617,14 @@ class PartWriter:
         if self.single:
             self._publish({t: self.folder / f"{t}.parquet" for t in TABLES})
         else:
-            for table in TABLES:
-                self.merge_files(table, [], frozenset(), [w.folder / f"{table}.parquet" for w in self.finished])
-            self._publish({t: self.folder / f"merged-{t}.parquet" for t in TABLES})
-            for writer in self.finished:
-                writer.discard_files()
+            assert self._merged is not None
+            try:
+                for buffer in self._merged.values():
+                    buffer.close()
+            except OSError as err:
+                raise OutputError(describe_os_error(err, self.dataset.location)) from None
+            self._publish({t: b.path for t, b in self._merged.items()})
+            self._merged = None
         self.committed += len(self.finished)
         self.finished.clear()
         self.dataset._after_commit()
@@ -596,6 +633,26 @@ class PartWriter:
             self.part_id = new_snapshot_id()
             self.folder = self.dataset.storage.staging(self.part_id, None)
             self.started = time.monotonic()
+
+    def absorb(self, writer: SnapshotWriter) -> None:
+        """Add a finished snapshot's rows to the batch's tables: rows still in memory go
+        straight in; a table that spilled to its file is read back."""
+        if self._merged is None:
+            self._merged = {t: _TableBuffer(t, self.folder / f"merged-{t}.parquet") for t in TABLES}
+        try:
+            for table, buffer in writer._buffers.items():
+                target = self._merged[table]
+                if not buffer.spilled:
+                    for data in buffer.take():
+                        target.append_table(data)
+                    continue
+                buffer.close()
+                for batch in pq.ParquetFile(buffer.path).iter_batches(batch_size=ROW_GROUP_ROWS):
+                    target.append_table(pa.Table.from_batches([batch]).cast(target.schema))
+        except OSError as err:
+            raise OutputError(describe_os_error(err, self.dataset.location)) from None
+        finally:
+            writer.discard_files()
 
     def merge_files(
         self, table: str, keys: Sequence[str], drop: frozenset[str], local: Sequence[Path] = (), metadata: Mapping[bytes, bytes] | None = None
@@ -643,6 +700,9 @@ class PartWriter:
         for writer in self.finished:
             writer.discard_files()
         self.finished.clear()
+        for buffer in (self._merged or {}).values():
+            buffer.discard()
+        self._merged = None
         self.dataset.storage.drop_staging(self.part_id, self.folder)
 
 
@@ -699,6 +759,8 @@ class SnapshotWriter:
         """Finish every table; the snapshot is committed with its part (at once when it is a
         part of its own)."""
         self._finish(snapshot_row)
+        if not self.part.single:
+            self.part.absorb(self)
         self.part.finished.append(self)
         self.committed = True
         if self.part.single:
@@ -724,6 +786,9 @@ class SnapshotWriter:
     def _finish(self, snapshot_row: Mapping[str, Any]) -> None:
         if snapshot_row.get("snapshot_id") != self.snapshot_id:
             raise ValueError("snapshot row names another snapshot")
+        if not self.part.single:  # a batch takes the rows as they are (PartWriter.absorb)
+            self._buffers["snapshots"].append(snapshot_row)
+            return
         try:
             self._buffers["snapshots"].append(snapshot_row)
             # the last row groups are encoded and compressed by Arrow outside the GIL: side by
@@ -737,6 +802,7 @@ class SnapshotWriter:
     def discard_files(self) -> None:
         for buffer in self._buffers.values():
             buffer.discard()
+            buffer.batches.clear()
             buffer.path.unlink(missing_ok=True)
         if self.folder != self.part.folder:
             with contextlib.suppress(OSError):
