@@ -81,6 +81,7 @@ def build(dest: Path, chunks: int, snapshots: int) -> None:
         blob_table = pa.table(
             {
                 "snapshot_id": pa.array([sid] * files),
+                "chunker_id": pa.array([chunker_id] * files).dictionary_encode(),
                 "digest": digest_array(blob_digests),
                 "size": pa.array(blob_sizes),
                 "chunk_count": pa.array(np.full(files, CHUNKS_PER_FILE, np.uint32)),
@@ -114,12 +115,16 @@ def build(dest: Path, chunks: int, snapshots: int) -> None:
         row = {name: None for name in SCHEMAS["snapshots"].names}
         row.update(
             snapshot_id=sid, label=f"v{s}", source_kind="directory", source="synthetic", root_kind="directory", root_digest=root,
-            root_size=2 * files, nar_size=int(blob_sizes.sum()) + files * 200, chunker_id=chunker_id, chunker="fastcdc2020",
-            chunk_min_size=32768, chunk_avg_size=65536, chunk_max_size=131072, chunk_normalization=1, zstd_level=3,
+            root_size=2 * files, nar_size=int(blob_sizes.sum()) + files * 200,
             file_count=files, directory_count=1, symlink_count=0, file_bytes=int(blob_sizes.sum()), blob_count=files,
-            chunk_count=len(window), skipped_count=0, skipped=[], wall_seconds=0.0, storelab_version="bench",
+            skipped_count=0, skipped=[], wall_seconds=0.0, storelab_version="bench",
             schema_version=SCHEMA_VERSION, created_at=pa.scalar(1767225600000000 + s, pa.timestamp("us", tz="UTC")).as_py(),
         )  # fmt: skip
+        chunking = {
+            "snapshot_id": sid, "chunker_id": chunker_id, "chunker": "fastcdc2020", "chunk_min_size": 32768,
+            "chunk_avg_size": 65536, "chunk_max_size": 131072, "chunk_normalization": 1, "zstd_level": 3, "chunk_count": len(window),
+        }  # fmt: skip
+        pq.write_table(pa.Table.from_pylist([chunking], SCHEMAS["chunkings"]), dest / "chunkings" / f"{sid}.parquet")
         pq.write_table(pa.Table.from_pylist([row], SCHEMAS["snapshots"]), dest / "snapshots" / f"{sid}.parquet")
         print(f"  snapshot {s + 1}/{snapshots}: {len(window):,} chunk rows", file=sys.stderr)
     marker.write_text(f"{chunks} {snapshots}")

@@ -341,6 +341,9 @@ def ingest_nar_command(
     from storelab.ingest.nar_source import ingest_nars
     from storelab.ingest.progress import CountProgress
 
+    import time
+
+    started = time.perf_counter()
     with CountProgress("ingest-nar", wants_progress(quiet), len(nars), "NARs") as bar:
 
         def done(result: Any) -> None:
@@ -348,7 +351,15 @@ def ingest_nar_command(
             if as_json or not bar.enabled:
                 _print_result(result, out_, quiet, as_json)
 
-        ingest_nars(fetch_sources(nars, fetch_concurrency), out_, options, done)
+        results = ingest_nars(fetch_sources(nars, fetch_concurrency), out_, options, done)
+    if bar.enabled and not as_json:
+        wall = time.perf_counter() - started
+        nar_bytes = sum(r.file_bytes for r in results)
+        _out().print(
+            f"{len(results):,} NARs → {_escape(out_)}: {format_bytes(nar_bytes)} of files in {wall:.1f} s "
+            f"({len(results) / wall if wall else 0:.0f} NARs/s)",
+            highlight=False,
+        )
 
 
 def _print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None:

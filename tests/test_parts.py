@@ -230,3 +230,37 @@ def test_parts_compaction_and_removal_in_object_storage(s3_url: str, tmp_path: P
     ds.remove_snapshots([results[0].snapshot_id])
     assert ds.snapshot_ids() == [r.snapshot_id for r in results[1:]]
     assert len(ds.storage.list("snapshots")) == 1
+
+
+def test_two_merges_of_the_same_parts_never_show_a_snapshot_twice(tmp_path: Path) -> None:
+    """Where nothing locks (an object store), two writers may merge the same parts at once:
+    both merged parts are published, and readers see the one with the lower id only."""
+    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
+    ids = [ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS).snapshot_id for i in range(3)]
+    ds = Dataset.open(tmp_path / "ds")
+    parts = ds.live_parts()
+    merged = []
+    for _ in range(2):  # two writers, each unaware of the other's merge
+        writer = dataset_module.PartWriter(ds, dataset_module.new_snapshot_id(), None, single=False)
+        footer = {dataset_module.REPLACES: json.dumps([p.part_id for p in parts]).encode()}
+        for table in dataset_module.TABLES:
+            keys = [f.key for f in ds.storage.list(table) if dataset_module.part_of(f.key) in {p.part_id for p in parts}]
+            writer.merge_files(table, keys, frozenset(), metadata=footer if table == "snapshots" else None)
+        merged.append(writer.publish_merged([p.part_id for p in parts], still_live=lambda: True))
+        writer.abort()
+    assert len(_snapshot_files(tmp_path / "ds")) == 5
+    assert [p.part_id for p in ds.live_parts()] == [min(m.part_id for m in merged)]
+    assert ds.snapshot_ids() == ids and len(ds.read_table("nodes")) == 3 * 2
+    ds.remove_leftovers()
+    assert len(_snapshot_files(tmp_path / "ds")) == 1 and ds.snapshot_ids() == ids
+
+
+def test_a_merge_of_parts_another_writer_merged_first_is_dropped(tmp_path: Path) -> None:
+    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
+    for i in range(3):
+        ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS)
+    ds = Dataset.open(tmp_path / "ds")
+    stale = ds.live_parts()
+    ds.compact()
+    assert ds._rewrite(stale, frozenset()) is None  # checked under the commit lock: not published
+    assert [p.snapshot_count for p in ds.live_parts()] == [3] and len(_snapshot_files(tmp_path / "ds")) == 1

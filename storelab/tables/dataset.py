@@ -38,7 +38,7 @@ import signal
 import socket
 import time
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,8 +206,8 @@ class Dataset:
     def live_parts(self) -> list[Part]:
         """The committed parts not replaced by another: what readers see."""
         parts = self.parts()
-        replaced = {r for p in parts for r in p.replaces}
-        return [p for p in parts if p.part_id not in replaced]
+        hidden = _hidden(parts)
+        return [p for p in parts if p.part_id not in hidden]
 
     def snapshots(self) -> pa.Table:
         """The ``snapshots`` rows of every committed snapshot, oldest first."""
@@ -372,39 +372,43 @@ class Dataset:
         >>> [p.snapshot_count for p in ds.compact()], ds.snapshot_ids(), len(ds.live_parts())
         ([2], ['s1', 's2'], 1)
         """
-        written = []
+        written: list[Part] = []
         while True:
             live = self.live_parts()
             group = _tier_group(live) if auto else (live if len(live) > 1 else [])
             if not group:
                 return written
-            written.append(self._rewrite(group, drop=frozenset()))
+            new = self._rewrite(group, drop=frozenset())
+            if new is None:  # another writer merged them first
+                continue
+            written.append(new)
             if not auto:
                 return written
 
     def remove_snapshots(self, snapshot_ids: Sequence[str]) -> None:
         """Remove snapshots at once (the parts holding them are rewritten without them)."""
         gone = frozenset(snapshot_ids)
-        holding = [p for p in self.live_parts() if gone & set(self._part_rows(p).column("snapshot_id").to_pylist())]
-        if holding:
-            self._rewrite(holding, drop=gone)
-            if self._index is not None or self.storage.index_path().exists():
-                self.index().forget(gone)
+        while holding := [p for p in self.live_parts() if gone & set(self._part_rows(p).column("snapshot_id").to_pylist())]:
+            if self._rewrite(holding, drop=gone) is not None:
+                break  # else another writer rewrote those parts first: look again
+        if self._index is not None or self.storage.index_path().exists():
+            self.index().forget(gone)
 
-    def _rewrite(self, parts: Sequence[Part], drop: frozenset[str]) -> Part:
+    def _rewrite(self, parts: Sequence[Part], drop: frozenset[str]) -> Part | None:
         """One new part holding the rows of ``parts`` but for the snapshots in ``drop``,
         replacing them; then the replaced parts' files are deleted."""
         self.remove_leftovers()
         writer = PartWriter(self, new_snapshot_id(), None, single=False)
         try:
             ids = {p.part_id for p in parts}
-            known = {p.part_id for p in self.parts()}
-            replaces = sorted(ids | {r for p in parts for r in p.replaces if r in known})
+            committed = self.parts()
+            # every part readers do not see stays unseen: replaced ones, losers of a race
+            replaces = sorted(ids | (_hidden(committed) & {p.part_id for p in committed}))
             footer = {REPLACES: json.dumps(replaces).encode()}
             for table in TABLES:
                 keys = [f.key for f in self.storage.list(table) if _is_table_file(f.key) and part_of(f.key) in ids]
                 writer.merge_files(table, keys, drop, metadata=footer if table == "snapshots" else None)
-            new = writer.publish_merged(replaces)
+            new = writer.publish_merged(replaces, still_live=lambda: ids <= {p.part_id for p in self.live_parts()})
         finally:
             writer.abort()
         self.remove_leftovers()
@@ -419,7 +423,7 @@ class Dataset:
             removed += [f"{STAGING}/{p}" for p in self.storage.dead_staging()]
             parts = self.parts()
             live = {p.part_id for p in parts}
-            replaced = {r for p in parts for r in p.replaces} & live
+            replaced = _hidden(parts) & live
             commits = [p.key for p in parts if p.part_id in replaced]
             self.storage.delete(commits)  # first: a removal cut short leaves only invisible files
             removed += commits
@@ -438,6 +442,26 @@ class Dataset:
                     self.storage.delete([part.key])
                     removed.append(part.key)
         return removed
+
+
+def _hidden(parts: Sequence[Part]) -> set[str]:
+    """Parts readers do not see: those another part replaces, and the losers of a race.
+
+    Two merges of the same parts can race where nothing locks (an object store): both parts
+    then claim to replace the same part. The one with the lower id wins; the other is hidden
+    (and deleted by the next clean-up), so no snapshot is ever seen twice.
+    """
+    replaced = {r for p in parts for r in p.replaces}
+    claimed: set[str] = set()
+    losers: set[str] = set()
+    for part in parts:  # by part id
+        if part.part_id in replaced or not part.replaces:
+            continue
+        if claimed & set(part.replaces):
+            losers.add(part.part_id)
+        else:
+            claimed |= set(part.replaces)
+    return replaced | losers
 
 
 def _create(storage: DatasetStorage) -> bytes:
@@ -682,18 +706,23 @@ class PartWriter:
             buffer.discard()
             raise OutputError(describe_os_error(err, self.dataset.location)) from None
 
-    def publish_merged(self, replaces: Sequence[str]) -> Part:
+    def publish_merged(self, replaces: Sequence[str], still_live: Callable[[], bool]) -> Part | None:
         """Publish the merged files as a part replacing ``replaces`` (named in the merged
-        snapshots file's footer by :meth:`merge_files`)."""
+        snapshots file's footer by :meth:`merge_files`) — unless ``still_live()`` says, under
+        the commit lock, that another writer merged or removed those parts meanwhile (None)."""
         rows = pq.read_metadata(self.folder / "merged-snapshots.parquet").num_rows
-        self._publish({t: self.folder / f"merged-{t}.parquet" for t in TABLES})
+        if not self._publish({t: self.folder / f"merged-{t}.parquet" for t in TABLES}, still_live):
+            return None
         return Part(self.part_id, f"snapshots/{self.part_id}.parquet", rows, tuple(replaces))
 
-    def _publish(self, files: Mapping[str, Path]) -> None:
+    def _publish(self, files: Mapping[str, Path], still_live: Callable[[], bool] | None = None) -> bool:
         storage = self.dataset.storage
         with _signals_held(), storage.locked():
+            if still_live is not None and not still_live():
+                return False
             for table in (*[t for t in TABLES if t != "snapshots"], "snapshots"):
                 storage.publish(files[table], f"{table}/{self.part_id}.parquet")
+        return True
 
     def abort(self) -> None:
         """Drop everything not yet committed; the dataset is as it was before."""

@@ -68,15 +68,18 @@ class DatasetIndex:
             raise
         con.execute("COMMIT")
 
-    def absorbed(self) -> set[str]:
-        """The parts whose facts the index holds."""
-        return {row[0] for row in self.con.execute("SELECT part_id FROM parts")}
+    def absorbed(self, part_ids: Iterable[str]) -> set[str]:
+        """Which of ``part_ids`` the index holds the facts of (looked up one by one: the index
+        remembers every part it ever absorbed, and that list only grows)."""
+        query = "SELECT 1 FROM parts WHERE part_id = ?"
+        return {p for p in part_ids if self.con.execute(query, (p,)).fetchone() is not None}
 
     def sync(self, dataset: Dataset) -> None:
         """Absorb every live part of ``dataset`` the index has not seen (a part written by a
         compaction of absorbed parts is only noted: it holds nothing new)."""
-        seen = self.absorbed()
-        for part in dataset.live_parts():
+        live = dataset.live_parts()
+        seen = self.absorbed({p.part_id for p in live} | {r for p in live for r in p.replaces})
+        for part in live:
             if part.part_id in seen:
                 continue
             if part.replaces and set(part.replaces) <= seen:
