@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fuzz_nar.py --cases 100000 [--seed 1]
 
-Seeds are the NARs in ../shared/vectors/nar plus NARs of small random trees written by
+Seeds are the NARs in tests/vectors/nar and tests/vectors/nar-verdicts plus NARs of small random trees written by
 storelab's writer; each case flips bits, inserts, deletes or duplicates a few bytes, or
 truncates. Prints how many inputs were tried and how they ended; exits 1 if any input raised
 anything but NarError.
@@ -68,8 +68,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    vectors = REPO.parent / "shared" / "vectors" / "nar"
-    seeds = [p.read_bytes() for p in sorted(vectors.glob("*.nar"))] + [random_nar(rng) for _ in range(200)]
+    vectors = REPO / "tests" / "vectors"
+    found = sorted(vectors.glob("nar/*.nar")) + sorted(vectors.glob("nar-verdicts/*.nar"))
+    seeds = [p.read_bytes() for p in found] + [random_nar(rng) for _ in range(200)]
     outcomes: collections.Counter[str] = collections.Counter()
     started = time.perf_counter()
     failures = 0

@@ -4,6 +4,7 @@
 set -u
 need=()
 command -v nix-store >/dev/null 2>&1 || need+=(nix-bin)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v ps >/dev/null 2>&1 || need+=(procps)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -140,6 +140,8 @@ _chunking_options = _options(
     _option("--min-chunk-size", default=None, panel="Chunking", help="Smallest chunk; default avg/2 as snix."),
     _option("--max-chunk-size", default=None, panel="Chunking", help="Largest chunk; default 2×avg as snix."),
     _option("--normalization", type=click.IntRange(0, 3), default=1, panel="Chunking", help="FastCDC 2020 normalisation level."),
+    _option("--seed", type=click.IntRange(0, (1 << 64) - 1), default=0, panel="Chunking",
+            help="FastCDC 2020 gear-table seed (fastcdc-rs with_level_and_seed); 0 = unseeded, as snix."),
     _ZSTD_OPTION,
 )  # fmt: skip
 _THRESHOLD_OPTION = _option(
@@ -195,7 +197,7 @@ def _upload_options(concurrency: int, threshold: str, buffer: str):
     return UploadOptions(concurrency, parse_size(threshold), parse_size(buffer))
 
 
-def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | None, normalization: int):
+def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | None, normalization: int, seed: int = 0):
     from storelab.chunking import default_spec, make_chunker
 
     spec = default_spec(
@@ -204,6 +206,7 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
         parse_size(min_size) if min_size else None,
         parse_size(max_size) if max_size else None,
         normalization,
+        seed,
     )
     make_chunker(spec)
     return spec
@@ -216,6 +219,8 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
 @_chunking_options
 @_option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes; default one per core; 0 = none.")
 @_option("--strict", is_flag=True, help="Fail on an unreadable or special file instead of skipping it.")
+@_option("--follow-root", is_flag=True,
+         help="PATH is a symlink: ingest what it points to (default: a symlink node, as nix-store --dump writes it).")
 @_store_options
 @_NAR_COMPRESSION_OPTION
 @_NORMALIZE_OPTION
@@ -224,16 +229,17 @@ def _chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | 
 @_option("--json", _JSON, is_flag=True, help="Print the new snapshot's summary as JSON.")
 def ingest_dir_command(
     path: str, out_: str, label: str | None, chunker: str, avg_chunk_size: str, min_chunk_size: str | None,
-    max_chunk_size: str | None, normalization: int, zstd_level: int, workers: int | None, strict: bool, store: str | None,
-    upload_concurrency: int, upload_threshold: str, upload_buffer: str, nar_compression: str | None, normalize_store_paths: bool,
-    scheduler: str | None, quiet: bool, as_json: bool,
+    max_chunk_size: str | None, normalization: int, seed: int, zstd_level: int, workers: int | None, strict: bool, follow_root: bool,
+    store: str | None, upload_concurrency: int, upload_threshold: str, upload_buffer: str, nar_compression: str | None,
+    normalize_store_paths: bool, scheduler: str | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Ingest a directory tree as one snapshot of a dataset.
 
     Every file is read once: BLAKE3 of the file, chunks cut with the chosen chunker, BLAKE3
     of each chunk, and the zstd size of each chunk the dataset has not seen. Directories are
     encoded as castore Directory messages, so the root digest equals snix's for the same tree.
-    Symlinks are recorded, never followed; FIFOs, sockets, devices and unreadable paths are
+    Symlinks are recorded, never followed (a PATH that is a symlink is a symlink node, as
+    nix-store --dump writes it; --follow-root ingests its target); FIFOs, sockets, devices and unreadable paths are
     skipped, warned about and listed in the snapshot (or fail the run with --strict). A
     dataset inside the tree is refused; a label used already is warned about.
 
@@ -247,11 +253,11 @@ def ingest_dir_command(
     from storelab.ingest import IngestOptions, ingest_dir
     from storelab.ingest.progress import wants_progress
 
-    spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
+    spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
     upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
     options = IngestOptions(
         spec, zstd_level, workers, strict, wants_progress(quiet), store=_store_url(store), upload=upload,
-        rewrite=_rewrite(normalize_store_paths), nar_compression=_nar_codecs(nar_compression, "none"),
+        rewrite=_rewrite(normalize_store_paths), nar_compression=_nar_codecs(nar_compression, "none"), follow_root=follow_root,
     )  # fmt: skip
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
@@ -284,7 +290,7 @@ def ingest_dir_command(
 @_option("--json", _JSON, is_flag=True, help="Print each new snapshot's summary as JSON.")
 def ingest_nar_command(
     nars: tuple[str, ...], out_: str, label: str | None, chunker: str, avg_chunk_size: str, min_chunk_size: str | None,
-    max_chunk_size: str | None, normalization: int, zstd_level: int, store: str | None, upload_concurrency: int,
+    max_chunk_size: str | None, normalization: int, seed: int, zstd_level: int, store: str | None, upload_concurrency: int,
     upload_threshold: str, upload_buffer: str, nar_compression: str | None, normalize_store_paths: bool, from_list: str | None,
     fetch_concurrency: int, narinfo: str | None, scheduler: str | None, workers: int | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
@@ -320,7 +326,7 @@ def ingest_nar_command(
     from storelab.nar.narinfo import load_narinfo
 
     info = load_narinfo(narinfo) if narinfo else None
-    spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization)
+    spec = _chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
     upload = _upload_options(upload_concurrency, upload_threshold, upload_buffer)
     many = len(nars) > 1
     options = IngestOptions(
@@ -765,12 +771,13 @@ def compact_command(dataset: str) -> None:
 @_option("--label", "-l", default=None, help="Snapshot label; default: the folder's name.")
 @_ZSTD_OPTION
 @_option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes; default one per core; 0 = none.")
+@_option("--follow-root", is_flag=True, help="PATH is a symlink: sweep what it points to.")
 @_SCHEDULER_OPTION
 @_option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_option("--json", _JSON, is_flag=True, help="Print the comparison as JSON.")
 def sweep_command(
     path: str, out_: str, chunker: str, avg_chunk_size: str, label: str | None, zstd_level: int, workers: int | None,
-    scheduler: str | None, quiet: bool, as_json: bool,
+    follow_root: bool, scheduler: str | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Chunk the same tree under every combination of chunker and average size.
 
@@ -796,7 +803,7 @@ def sweep_command(
     specs = [default_spec(name, size) for name in names for size in sizes]
     for spec in specs:
         _chunker_spec(spec.name, str(spec.avg_size), None, None, spec.normalization)
-    options = IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet))
+    options = IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet), follow_root=follow_root)
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
 

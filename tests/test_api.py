@@ -29,7 +29,7 @@ PUBLIC = {
     },
     "storelab.nar": {
         "MAGIC", "NarDirectoryEnd", "NarDirectoryStart", "NarError", "NarEvent", "NarFile", "NarSymlink",
-        "dump_path", "nar_bytes_of_file", "nar_string", "nix_base32", "read_nar",
+        "NarEnd", "dump_path", "nar_bytes_of_file", "nar_string", "nix_base32", "read_nar",
     },
     "storelab.nar.render": {"NarLayout", "nar_layout", "open_nar", "castore_from_snapshot", "render_nar"},
     "storelab.stores": {

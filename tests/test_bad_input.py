@@ -80,9 +80,10 @@ def test_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_root_symlink_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     os.symlink(tmp_path / "loop_b", tmp_path / "loop_a")
     os.symlink(tmp_path / "loop_a", tmp_path / "loop_b")
-    code = main(["ingest-dir", str(tmp_path / "loop_a"), "--out", str(tmp_path / "ds")])
+    code = main(["ingest-dir", str(tmp_path / "loop_a"), "--out", str(tmp_path / "ds"), "--follow-root"])
     assert code == 1
     assert_one_line_error(capsys.readouterr().err, "loop_a", "symlink loop")
+    assert main(["ingest-dir", str(tmp_path / "loop_a"), "--out", str(tmp_path / "ds"), "-q"]) == 0  # unfollowed: a symlink node
 
 
 def test_symlink_loop_inside_the_tree_is_just_a_symlink(tmp_path: Path) -> None:

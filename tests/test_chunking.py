@@ -36,6 +36,35 @@ def test_fastcdc2020_reproduces_fastcdc_rs(case: dict) -> None:
     assert [c.gear_hash for c in cdc.cut_buf(SEKIEN)] == [e["hash"] for e in case["expected"]]
 
 
+SEEDED_666 = [
+    (9312357714466240148, 10605),
+    (226910853333574584, 55745),
+    (12271755243986371352, 11346),
+    (14153975939352546047, 5883),
+    (5890158701071314778, 11586),
+    (8981594897574481255, 14301),
+]
+"""fastcdc-rs ``src/v2020/mod.rs``, ``test_cut_sekien_16k_chunks_seed_666``: the (gear hash, length)
+of each chunk of SekienAkashita.jpg cut by ``FastCDC::with_level_and_seed(4096, 16384, 65535,
+Level1, 666)`` (not among the shared vectors; quoted from the crate's own test)."""
+
+
+def test_a_seeded_fastcdc2020_reproduces_fastcdc_rs() -> None:
+    spec = default_spec("fastcdc2020", 16384, 4096, 65535, seed=666)
+    assert spec.id == "fastcdc2020/min=4KiB,avg=16KiB,max=65535,nc=1,seed=666"
+    assert make_chunker(spec).split(memoryview(SEKIEN), eof=True) == [length for _, length in SEEDED_666]
+    cdc = pyfastcdc.FastCDC(16384, min_size=4096, max_size=65535, normalized_chunking=1, seed=666)
+    assert [(c.gear_hash, c.length) for c in cdc.cut_buf(SEKIEN)] == SEEDED_666
+    assert default_spec("fastcdc2020", 16384, 4096, 65535).id == spec.id.removesuffix(",seed=666")  # seed 0: snix's id
+
+
+def test_only_fastcdc2020_takes_a_seed() -> None:
+    with pytest.raises(ConfigError, match="fastcdc2020 parameter"):
+        default_spec("fixed", 4096, seed=1)
+    with pytest.raises(ConfigError, match="64-bit"):
+        default_spec("fastcdc2020", seed=1 << 64)
+
+
 def test_fastcdc2016_is_a_different_variant() -> None:
     spec20 = ChunkerSpec("fastcdc2020", 4096, 16384, 65535, 1)
     spec16 = ChunkerSpec("fastcdc2016", 4096, 16384, 65535, 0)

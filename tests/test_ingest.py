@@ -191,22 +191,25 @@ def test_the_pool_says_once_when_hashing_has_started(tmp_path: Path, workers: in
 def test_compressed_sizes_are_measured_once_per_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import zstandard
 
+    import storelab.ingest.blobs as blobs
+
     build_tree(tmp_path / "tree", {b"a": b"z" * 5000, b"b": b"y" * 7000})
     ingest_dir(tmp_path / "tree", tmp_path / "ds", "first", IngestOptions(workers=0))
     calls: list[int] = []
-    real = zstandard.ZstdCompressor.compress
+    real = blobs.zstd_stream
 
-    def counting(self, data):
+    def counting(compressor, data):  # noqa: ANN001, ANN202
         calls.append(len(data))
-        return real(self, data)
+        return real(compressor, data)
 
-    monkeypatch.setattr(zstandard.ZstdCompressor, "compress", counting)
+    monkeypatch.setattr(blobs, "zstd_stream", counting)
     build_tree(tmp_path / "tree2", {b"a": b"z" * 5000, b"new": b"n" * 3000})
     ingest_dir(tmp_path / "tree2", tmp_path / "ds", "second", IngestOptions(workers=0))
     assert calls == [3000]  # only the chunk the dataset had not seen
     rows = snapshot_rows(tmp_path / "ds", "blobs")
     sizes = {r["size"]: r["compressed_size"] for r in rows}
-    assert sizes[5000] == len(zstandard.ZstdCompressor(level=3, write_content_size=False).compress(b"z" * 5000))
+    stream = zstandard.ZstdCompressor(level=3).compressobj()
+    assert sizes[5000] == len(stream.compress(b"z" * 5000) + stream.flush())
 
 
 def test_zstd_level_zero_measures_nothing(tmp_path: Path) -> None:

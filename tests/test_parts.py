@@ -143,11 +143,15 @@ def test_the_index_is_a_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     (tmp_path / "ds" / "_index.sqlite").unlink()  # lost: it is rebuilt from the tables
     for suffix in ("-wal", "-shm"):
         (tmp_path / "ds" / f"_index.sqlite{suffix}").unlink(missing_ok=True)
+    import storelab.ingest.blobs as blobs
+
     calls: list[int] = []
-    real = zstandard.ZstdCompressor.compress
-    monkeypatch.setattr(zstandard.ZstdCompressor, "compress", lambda self, data: (calls.append(len(data)), real(self, data))[1])
+    real = blobs.zstd_stream
+    monkeypatch.setattr(blobs, "zstd_stream", lambda compressor, data: (calls.append(len(data)), real(compressor, data))[1])
     ingest_dir(tmp_path / "t", tmp_path / "ds", "second", OPTIONS)
     assert calls == []  # the size measured by the first ingest was found again
+    ingest_dir(tmp_path / "t", tmp_path / "other", "elsewhere", OPTIONS)
+    assert calls == [5000]  # (the counting sees a measurement where there is one)
     assert Dataset.open(tmp_path / "ds").index().snapshots_labelled("first")
 
 
@@ -264,3 +268,28 @@ def test_a_merge_of_parts_another_writer_merged_first_is_dropped(tmp_path: Path)
     ds.compact()
     assert ds._rewrite(stale, frozenset()) is None  # checked under the commit lock: not published
     assert [p.snapshot_count for p in ds.live_parts()] == [3] and len(_snapshot_files(tmp_path / "ds")) == 1
+
+
+def test_an_index_learnt_another_way_is_emptied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sizes measured another way (another libzstd, another encoder) are not reused: the index
+    records its measuring method and empties itself when it differs."""
+    from storelab.tables import index as index_module
+
+    build_tree(tmp_path / "t", {b"a": b"z" * 5000})
+    ingest_dir(tmp_path / "t", tmp_path / "ds", "first", OPTIONS)
+    ds = Dataset.open(tmp_path / "ds")
+    assert ds.index().chunk_size_count(3) == 1
+    monkeypatch.setattr(index_module, "measuring_method", lambda: "another encoder")
+    assert index_module.DatasetIndex(tmp_path / "ds" / "_index.sqlite").chunk_size_count(3) == 0  # emptied on opening
+    assert Dataset.open(tmp_path / "ds").index().chunk_size_count(3) == 1  # and learnt again from the tables
+
+
+def test_a_dataset_made_anew_at_the_same_place_has_a_new_identity(tmp_path: Path) -> None:
+    build_tree(tmp_path / "t", {b"a": b"z"})
+    ingest_dir(tmp_path / "t", tmp_path / "ds", "first", OPTIONS)
+    first = Dataset.open(tmp_path / "ds").dataset_id
+    import shutil
+
+    shutil.rmtree(tmp_path / "ds")
+    ingest_dir(tmp_path / "t", tmp_path / "ds", "again", OPTIONS)
+    assert first and Dataset.open(tmp_path / "ds").dataset_id not in ("", first)

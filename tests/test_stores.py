@@ -12,6 +12,7 @@ from pathlib import Path
 import blake3
 import pytest
 import zstandard
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -77,7 +78,8 @@ def test_chunk_round_trip_and_layout(store: SnixStore) -> None:
     assert len(raw) == stored < len(data)
     # zstd level 3, no content size in the frame header, as snix's streaming encoder writes
     assert zstandard.get_frame_parameters(raw).content_size == zstandard.CONTENTSIZE_UNKNOWN
-    assert raw == zstandard.ZstdCompressor(level=3, write_content_size=False).compress(data)
+    stream = zstandard.ZstdCompressor(level=3).compressobj()  # snix: a streaming encoder, never told the size
+    assert raw == stream.compress(data) + stream.flush()
     assert store.read_chunk(digest, len(data)) == data
 
 
@@ -414,3 +416,84 @@ def test_uploader_sends_a_shared_chunk_once_and_orders_indexes_after_it() -> Non
     assert puts.count(object_key("blobs", second)) == 1
     assert puts.index(object_key("chunks", chunks["x"].digest)) < puts.index(object_key("blobs", second))
     assert store.chunks(second, 1000) == [ChunkMeta(chunks["x"].digest, 500), ChunkMeta(chunks["z"].digest, 500)]
+
+
+@settings(max_examples=40)
+@given(data=st.binary(max_size=300_000) | st.builds(lambda n, b: b * n, st.integers(0, 50_000), st.binary(min_size=1, max_size=8)),
+       piece=st.integers(1, 1 << 17))  # fmt: skip
+def test_chunk_objects_are_what_a_streaming_encoder_writes(data: bytes, piece: int) -> None:
+    """snix compresses each chunk through a streaming zstd encoder fed in pieces, never told the
+    size; the bytes do not depend on the pieces, and storelab's objects are those bytes."""
+    from storelab.stores.snix import zstd_stream
+
+    stream = zstandard.ZstdCompressor(level=3).compressobj()
+    fed = b"".join(stream.compress(data[i : i + piece]) for i in range(0, len(data), piece)) + stream.flush()
+    assert zstd_stream(zstandard.ZstdCompressor(level=3), data) == fed
+    if data:  # (an empty stream is one empty single-segment frame: its size, 0, is known)
+        assert zstandard.get_frame_parameters(fed).content_size == zstandard.CONTENTSIZE_UNKNOWN
+
+
+def _zstd_cli_version() -> tuple[int, ...] | None:
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("zstd") is None:
+        return None
+    found = re.search(r"v(\d+)\.(\d+)\.(\d+)", subprocess.run(["zstd", "--version"], capture_output=True, text=True).stdout)
+    return tuple(int(x) for x in found.groups()) if found else None
+
+
+@pytest.mark.skipif(_zstd_cli_version() is None, reason="no zstd command (Debian's zstd); `make test` installs it where apt can")
+def test_chunk_objects_against_the_zstd_command(tmp_path: Path) -> None:
+    """The oracle: `zstd -3 --no-check -c < chunk` (a stream of unknown size, as snix writes).
+    The frame header always agrees; the payload is identical when the command links the same
+    libzstd as python-zstandard (compression internals change between libzstd releases)."""
+    import random
+    import subprocess
+
+    from storelab.stores.snix import zstd_stream
+
+    rng = random.Random(3)
+    inputs = [b"", b"x", rng.randbytes(70_000), bytes(300_000), b"abc" * 100_000, Path("/etc/services").read_bytes() if Path("/etc/services").exists() else b"s" * 9]
+    same_library = _zstd_cli_version() == zstandard.ZSTD_VERSION
+    for data in inputs:
+        ours = zstd_stream(zstandard.ZstdCompressor(level=3), data)
+        theirs = subprocess.run(["zstd", "-3", "--no-check", "-c", "-q"], input=data, capture_output=True, check=True).stdout
+        assert ours[:6] == theirs[:6]  # magic, frame header descriptor, window descriptor
+        if same_library:
+            assert ours == theirs
+    for data in inputs[:4]:  # incompressible or trivially compressible: the same bytes across these libzstd releases
+        assert zstd_stream(zstandard.ZstdCompressor(level=3), data) == subprocess.run(
+            ["zstd", "-3", "--no-check", "-c", "-q"], input=data, capture_output=True, check=True
+        ).stdout
+
+
+def _closure_labels(tmp_path: Path, spec: dict, names: dict[str, dict]) -> list[str]:
+    """Ingest ``spec`` into a memory store; name each directory of the stored closure by
+    which of ``names`` (subtree specs) it encodes."""
+    from storelab.castore import Directory
+    from storelab.ingest import IngestOptions, ingest_dir
+
+    from tests.helpers import build_tree
+
+    store = SnixStore.open("memory://")
+    build_tree(tmp_path / "t", spec)
+    result = ingest_dir(tmp_path / "t", tmp_path / "ds", "t", IngestOptions(workers=0, store=store))
+    digests = {}
+    for label, sub in names.items():
+        build_tree(tmp_path / label, sub)
+        digests[ingest_dir(tmp_path / label, tmp_path / f"ds-{label}", label, IngestOptions(workers=0)).root.digest] = label
+    digests[result.root.digest] = "root"
+    return [digests[Directory.decode(encoded).digest] for encoded in store.get_directories(result.root.digest)]
+
+
+def test_directory_closures_in_snix_order(tmp_path: Path) -> None:
+    """snix drains the closure breadth first, each directory's children in reverse name
+    order (petgraph lists the newest edge first), a shared subtree once: worked by hand."""
+    empty: dict = {}
+    assert _closure_labels(tmp_path / "one", {b"a": {}, b"b": {b"c": {}}}, {"A": empty, "B": {b"c": {}}}) == ["root", "B", "A"]
+    p, q = {b"f": b"1"}, {b"f2": b"2"}
+    spec = {b"x": {b"p": p, b"q": q}, b"y": {b"p": p}, b"z.txt": b"z"}
+    names = {"X": {b"p": p, b"q": q}, "Y": {b"p": p}, "P": p, "Q": q}
+    assert _closure_labels(tmp_path / "two", spec, names) == ["root", "Y", "X", "P", "Q"]

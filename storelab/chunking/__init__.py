@@ -38,17 +38,22 @@ def default_spec(
     min_size: int | None = None,
     max_size: int | None = None,
     normalization: int = 1,
+    seed: int = 0,
 ) -> ChunkerSpec:
     """A spec with snix's rule for what is not given: min = avg/2, max = 2·avg."""
     if name not in CHUNKERS:
         raise ConfigError(f"unknown chunker {name!r}; choose one of {', '.join(CHUNKERS)}")
+    if seed and name != "fastcdc2020":
+        raise ConfigError(f"a seed is a fastcdc2020 parameter; {name} has none")
+    if not 0 <= seed < 1 << 64:
+        raise ConfigError(f"the seed is a 64-bit unsigned integer (got {seed})")
     if name == "fixed":
         return ChunkerSpec(name, avg_size, avg_size, avg_size, 0)
     min_size = avg_size // 2 if min_size is None else min_size
     max_size = avg_size * 2 if max_size is None else max_size
     if not min_size <= avg_size <= max_size:
         raise ConfigError(f"chunk sizes must satisfy min ≤ avg ≤ max (got {min_size}, {avg_size}, {max_size})")
-    return ChunkerSpec(name, min_size, avg_size, max_size, normalization if name == "fastcdc2020" else 0)
+    return ChunkerSpec(name, min_size, avg_size, max_size, normalization if name == "fastcdc2020" else 0, seed)
 
 
 def make_chunker(spec: ChunkerSpec) -> Chunker:

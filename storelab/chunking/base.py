@@ -24,6 +24,8 @@ class ChunkerSpec:
 
     >>> ChunkerSpec("fastcdc2020", 131072, 262144, 524288).id
     'fastcdc2020/min=128KiB,avg=256KiB,max=512KiB,nc=1'
+    >>> ChunkerSpec("fastcdc2020", 4096, 16384, 65535, seed=666).id
+    'fastcdc2020/min=4KiB,avg=16KiB,max=65535,nc=1,seed=666'
     """
 
     name: str
@@ -36,6 +38,9 @@ class ChunkerSpec:
     """Largest chunk the chunker cuts."""
     normalization: int = 1
     """FastCDC 2020 normalisation level (0–3); ignored by the other chunkers."""
+    seed: int = 0
+    """FastCDC 2020 gear-table seed (fastcdc-rs ``with_level_and_seed``): every gear value
+    XORed with it; 0 = unseeded, as snix chunks. Named in the id only when set."""
 
     @property
     def id(self) -> str:
@@ -48,6 +53,8 @@ class ChunkerSpec:
         params = f"min={size(self.min_size)},avg={size(self.avg_size)},max={size(self.max_size)}"
         if self.name == "fastcdc2020":
             params += f",nc={self.normalization}"
+            if self.seed:
+                params += f",seed={self.seed}"
         return f"{self.name}/{params}"
 
 

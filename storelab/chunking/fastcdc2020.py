@@ -42,6 +42,7 @@ class FastCDC2020:
                 min_size=spec.min_size,
                 max_size=spec.max_size,
                 normalized_chunking=spec.normalization,  # type: ignore[arg-type]
+                seed=spec.seed,
             )
         except ValueError as err:
             raise ConfigError(f"fastcdc2020 cannot use {spec.id}: {err}") from None

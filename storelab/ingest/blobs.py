@@ -22,7 +22,7 @@ import zstandard
 from storelab.chunking import Chunker
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore, ChunkMeta
-from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL
+from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL, zstd_stream
 from storelab.stores.uploader import PendingChunk, Uploader
 
 if TYPE_CHECKING:
@@ -103,8 +103,8 @@ class BlobHasher:
         # the store compresses at snix's level: when we measure at the same level, its size is ours
         self._store_measures = store is not None and zstd_level == STORE_ZSTD_LEVEL
         self.zstd_level = zstd_level
-        # snix streams chunks through a zstd encoder, which writes no content size header
-        self._zstd = zstandard.ZstdCompressor(level=zstd_level, write_content_size=False) if zstd_level else None
+        # measured as snix compresses: a streaming encoder never told the size (zstd_stream)
+        self._zstd = zstandard.ZstdCompressor(level=zstd_level) if zstd_level else None
         # shared, not copied: a KnownSizes looks up the dataset's index behind what is measured here
         self.known_sizes: dict[bytes, int] = known_sizes if known_sizes is not None else {}
         self._single_chunk_max = self._largest_single_chunk()
@@ -139,7 +139,7 @@ class BlobHasher:
                 if size is None and self._store_measures:
                     size = self.known_sizes[digest] = stored
         if self._zstd is not None and size is None:
-            size = self.known_sizes[digest] = len(self._zstd.compress(data))
+            size = self.known_sizes[digest] = len(zstd_stream(self._zstd, data))
         return size
 
     def _finish(self, info: BlobInfo) -> BlobInfo:

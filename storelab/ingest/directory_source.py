@@ -122,8 +122,8 @@ def _ingest(
 
     try:
         with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload, options.rewrite) as pool:
-            tree = open_tree(source)  # before touching the dataset: a bad source leaves no trace
-            base = label or source.resolve().name or str(source)
+            tree = open_tree(source, options.follow_root)  # before touching the dataset: a bad source leaves no trace
+            base = label or Path(os.path.abspath(source)).name or str(source)
             return _ingest_tree(tree, source, open_dataset, where, base, options, specs, pool, store, warn, started)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
@@ -231,10 +231,10 @@ def _ingest_tree(
             recorder = recorders[0]
             recorded = recorder.finish()
             ops = store_closure(store, recorded, recorder, ops_before, worker_ops)
-            nar = measure_tree_nar(source, options.nar_compression)
+            nar = measure_tree_nar(tree.root, options.nar_compression)
             wall = time.perf_counter() - started
             row = snapshot_row(
-                recorder.snapshot_id, label, "directory", str(source.resolve()), recorded, recorder, skipped, wall,
+                recorder.snapshot_id, label, "directory", os.path.abspath(tree.root), recorded, recorder, skipped, wall,
                 nar=nar, store=store_fields(store, ops),
             )  # fmt: skip
             commit_snapshot(recorder.writer, row, specs, options.zstd_level, recorder.chunk_rows, warn)

@@ -236,9 +236,9 @@ def ingest_dir_on_cluster(
     started = time.perf_counter()
     source = Path(path)
     refuse_self_ingest(source, dataset)
-    tree = open_tree(source)
+    tree = open_tree(source, options.follow_root)
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset, create=True)
-    base_label = label or source.resolve().name or str(source)
+    base_label = label or Path(os.path.abspath(source)).name or str(source)
     entries = tree.entries
     skipped: list[Skipped] = []
     writer = ds.begin_snapshot()
@@ -308,11 +308,11 @@ def ingest_dir_on_cluster(
             warn(f"skipped {os.fsdecode(os.path.join(os.fsencode(source), item.path))}: {item.reason}")
         recorded = recorder.finish()
         ops = store_closure(store, recorded, recorder, ops_before, worker_ops)
-        nar = measure_tree_nar(source, options.nar_compression)
+        nar = measure_tree_nar(tree.root, options.nar_compression)
         wall = time.perf_counter() - started
         recorder.chunk_rows = [sum(counts.values()) for counts in firsts_chunks]
         row = snapshot_row(
-            sid, base_label, "directory", str(source.resolve()), recorded, recorder, skipped, wall, nar=nar,
+            sid, base_label, "directory", os.path.abspath(tree.root), recorded, recorder, skipped, wall, nar=nar,
             store=store_fields(store, ops),
         )  # fmt: skip
         commit_snapshot(writer, row, specs, options.zstd_level, recorder.chunk_rows, warn)

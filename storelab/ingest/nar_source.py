@@ -44,7 +44,7 @@ from storelab.stores.base import BlobStore
 from storelab.stores.uploader import make_uploader
 from storelab.nar.narinfo import NarInfo
 from storelab.nar.compressed import CompressedNarSizes
-from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarFile, NarSymlink, nix_base32, read_nar
+from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarEnd, NarFile, NarSymlink, nix_base32, read_nar
 from storelab.tables import Dataset, PartWriter, SnapshotWriter
 from storelab.tables.known import prior_knowledge
 
@@ -61,11 +61,15 @@ _MAGICS = (
 
 
 class _HashingRaw(io.RawIOBase):
-    """Reads through, counting bytes and hashing them: the NAR's size and sha256 come free.
+    """Reads through, counting bytes and hashing them: the NAR's size and sha256 (and its
+    compressed sizes) come free.
 
     It sits under a large buffer, so the hash sees big blocks however small the parser's
     reads are, and the sha256 runs on a thread of its own (hashlib lets go of the GIL for
-    big blocks), beside the parsing and BLAKE3 work of the main thread.
+    big blocks), beside the parsing and BLAKE3 work of the main thread. The buffer reads
+    past the NAR's end when bytes follow it, so the thread keeps the latest block back until
+    :meth:`finish` says where the NAR ended: every earlier block lies wholly inside the NAR
+    (the parser asks for no byte past the end, and the buffer refills only when emptied).
     """
 
     def __init__(self, stream: BinaryIO, codecs: Sequence[str] = ()) -> None:
@@ -73,15 +77,23 @@ class _HashingRaw(io.RawIOBase):
         self._sha256 = hashlib.sha256()
         self._compressed = CompressedNarSizes(codecs) if codecs else None
         self.size = 0
+        self._last = b""
         self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._hasher = threading.Thread(target=self._hash_blocks, daemon=True)
         self._hasher.start()
 
+    def _consume(self, block: bytes) -> None:
+        self._sha256.update(block)
+        if self._compressed is not None:
+            self._compressed.update(block)
+
     def _hash_blocks(self) -> None:
+        held = b""
         while (block := self._blocks.get()) is not None:
-            self._sha256.update(block)
-            if self._compressed is not None:
-                self._compressed.update(block)
+            if held:
+                self._consume(held)
+            held = block
+        self._last = held
 
     def readable(self) -> bool:
         return True
@@ -96,14 +108,22 @@ class _HashingRaw(io.RawIOBase):
             self.size += n
         return n
 
-    def digest(self) -> bytes:
-        """The sha256 of everything read (waits for the hashing thread to catch up)."""
+    def finish(self, nar_size: int) -> tuple[bytes, int]:
+        """The sha256 of the first ``nar_size`` bytes (the NAR), and how many bytes follow
+        them (read to the end of the input, as Nix never does, only to count them)."""
         self._blocks.put(None)
         self._hasher.join()
-        return self._sha256.digest()
+        keep = nar_size - (self.size - len(self._last))
+        if not 0 <= keep <= len(self._last):
+            raise AssertionError(f"the NAR ended at byte {nar_size}, outside the last block read")
+        self._consume(self._last[:keep])
+        following = self.size - nar_size
+        while piece := self._stream.read(1 << 20):
+            following += len(piece)
+        return self._sha256.digest(), following
 
     def compressed_sizes(self) -> dict[str, int]:
-        """The ``nar_*_size`` columns (after :meth:`digest`)."""
+        """The ``nar_*_size`` columns (after :meth:`finish`)."""
         return self._compressed.finish() if self._compressed is not None else {}
 
     def close(self) -> None:
@@ -264,12 +284,17 @@ def _ingest_one(
         counted = _HashingRaw(stream, options.nar_compression)
         buffered = io.BufferedReader(counted, buffer_size=1 << 20)
         try:
-            recorder, recorded = _read_into(buffered, name, writer, options, known, store)
+            recorder, recorded, nar_size = _read_into(buffered, name, writer, options, known, store)
             ops = store_closure(store, recorded, recorder, ops_before)
+            digest, following = counted.finish(nar_size)
             wall = time.perf_counter() - started
-            digest = counted.digest()
-            nar = {"nar_size": counted.size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest)}
+            nar = {"nar_size": nar_size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest), "nar_trailing_bytes": following}
             nar |= counted.compressed_sizes()
+            if following:
+                (options.warn or stderr_warning)(
+                    f"{name}: {following:,} byte(s) after the end of the NAR ignored, as Nix ignores them "
+                    "(the NAR's size and hashes do not cover them; the snapshot's nar_trailing_bytes counts them)"
+                )
             if narinfo is not None:
                 _check_narinfo(narinfo, nar, name)
                 nar |= {"store_path": narinfo.store_path, "references": [r for r in narinfo.references if r != narinfo.store_path]}
@@ -304,8 +329,9 @@ def _read_into(
     options: IngestOptions,
     known: dict[bytes, int],
     store: BlobStore | None,
-) -> tuple[SnapshotRecorder, RecordedTree]:
-    """Parse the NAR and record its entries and blobs through ``writer``."""
+) -> tuple[SnapshotRecorder, RecordedTree, int]:
+    """Parse the NAR and record its entries and blobs through ``writer``; returns the
+    recorder, the recorded tree and the NAR's size."""
     uploader = make_uploader(store, options.upload)
     with uploader if uploader is not None else nullcontext():
         hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader, options.rewrite)
@@ -316,6 +342,7 @@ def _read_into(
         entries: list[TreeEntry] = []
         recorder = SnapshotRecorder(writer, [options.chunker], entries, keep_directories=store is not None)
         open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
+        nar_size = 0  # set by the NarEnd event
         in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
         feeding: queue.Queue[bytes | None] | None = None
 
@@ -349,6 +376,8 @@ def _read_into(
                     elif isinstance(event, NarDirectoryStart):
                         entries.append(TreeEntry(event.path, "directory", parent=parent))
                         open_dirs.append((index, []))
+                    elif isinstance(event, NarEnd):
+                        nar_size = event.size
                     else:
                         directory, children = open_dirs.pop()
                         recorder.listed(directory, children)
@@ -358,4 +387,4 @@ def _read_into(
                 if feeding is not None:
                     feeding.put(None)  # a hashing thread waiting for pieces can finish; the pool can close
                 raise
-        return recorder, recorder.finish()
+        return recorder, recorder.finish(), nar_size

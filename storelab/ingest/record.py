@@ -316,9 +316,15 @@ class SnapshotRecorder:
         )
 
     def directory_closure(self) -> list[bytes]:
-        """The root directory's closure, encoded, from the root to the leaves (each once),
-        as snix's object store keeps it; empty unless the root is a directory and the
-        recorder was asked to keep directories."""
+        """The root directory's closure, encoded, from the root to the leaves (each once), in
+        the order snix's object store writes it; empty unless the root is a directory and the
+        recorder was asked to keep directories.
+
+        snix's ``ObjectStoreDirectoryPutter`` keeps the closure as a petgraph ``DiGraph`` (one
+        node per digest, one edge per child directory entry, added in name order) and drains
+        it with ``Bfs`` from the root; petgraph lists a node's neighbours newest edge first,
+        so each directory's children are visited in reverse name order, a digest met again
+        (a shared subtree) not again."""
         if self.directory_messages is None or not isinstance(self._root, DirectoryNode):
             return []
         order: list[bytes] = []
@@ -328,7 +334,7 @@ class SnapshotRecorder:
             digest = queue.popleft()
             encoded, kids = self.directory_messages[digest]
             order.append(encoded)
-            for kid in kids:
+            for kid in reversed(kids):
                 if kid not in seen:
                     seen.add(kid)
                     queue.append(kid)

@@ -57,6 +57,9 @@ class IngestOptions:
     """Change every file's bytes before hashing (what-if passes, e.g. normalising store-path
     hashes); a module-level function, so worker processes can take it. Files are then read
     whole into memory."""
+    follow_root: bool = False
+    """A tree's root that is a symlink: follow it (ingest what it points to) instead of
+    recording a symlink node, which is what ``nix-store --dump`` of it gives."""
     nar_compression: tuple[str, ...] = ()
     """Also measure the snapshot's NAR as a binary cache stores it: ``"zstd"`` (zstd -3,
     ``.nar.zst``) and/or ``"xz"`` (xz -6, ``.nar.xz``). A NAR source is compressed as it
@@ -207,6 +210,7 @@ def chunking_rows(snapshot_id: str, specs: Sequence[ChunkerSpec], zstd_level: in
             "chunk_avg_size": spec.avg_size,
             "chunk_max_size": spec.max_size,
             "chunk_normalization": spec.normalization,
+            "chunk_seed": spec.seed,
             "zstd_level": zstd_level,
             "chunk_count": rows,
         }

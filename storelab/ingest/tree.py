@@ -1,7 +1,8 @@
 """Scan a directory tree into castore's terms: directories, regular files and symlinks.
 
-Symlinks inside the tree are recorded (their target), never followed, so a symlink loop
-inside a tree is just a symlink. The root itself is followed if it is a symlink. Anything
+Symlinks are recorded (their target), never followed, so a symlink loop is just a symlink;
+a root that is a symlink is a symlink node, as ``nix-store --dump`` writes it (unless the
+caller asks to follow it). Anything
 castore cannot hold (FIFOs, sockets, devices) and anything unreadable is skipped and listed.
 """
 
@@ -83,6 +84,8 @@ class Tree:
         if self.entries and self.entries[0].kind == "file":
             yield Listing(None, [], [0])
             return
+        if self.entries and self.entries[0].kind == "symlink":
+            return  # nothing below a symlink
         yield from _scan_directory(self, os.fsencode(self.root))
 
     def absolute(self, entry: TreeEntry) -> bytes:
@@ -109,13 +112,30 @@ def _special_kind(mode: int) -> str:
     return "unsupported file type"
 
 
-def open_tree(root: str | os.PathLike[str]) -> Tree:
+def open_tree(root: str | os.PathLike[str], follow_root: bool = False) -> Tree:
     """Check the root and return a :class:`Tree` holding only it; :meth:`Tree.walk` does the rest.
 
-    Raises :class:`InputError` when the root itself cannot be used (problems below the root
-    become :class:`Skipped` items during the walk).
+    A root that is a symlink is a tree of one symlink node, as Nix dumps it; with
+    ``follow_root`` the tree is what it points to. Raises :class:`InputError` when the root
+    itself cannot be used (problems below the root become :class:`Skipped` items during the walk).
+
+    >>> import tempfile, os, pathlib
+    >>> top = pathlib.Path(tempfile.mkdtemp()); os.symlink("elsewhere", top / "link")
+    >>> [(e.kind, e.target) for e in open_tree(top / "link").entries]
+    [('symlink', b'elsewhere')]
     """
     root_path = Path(root)
+    if not follow_root and os.path.islink(root_path):
+        try:
+            target = os.readlink(os.fsencode(root_path))
+            validate_target(target)
+        except OSError as err:
+            raise InputError(f"{root_path}: {describe_os_error(err)}") from None
+        except InvalidNodeError as err:
+            raise InputError(f"{root_path}: {err}") from None
+        tree = Tree(root_path, root_bytes=os.fsencode(root_path))
+        tree.entries.append(TreeEntry(b"", "symlink", target=target))
+        return tree
     try:
         st = os.stat(root_path)
     except FileNotFoundError:
@@ -125,6 +145,8 @@ def open_tree(root: str | os.PathLike[str]) -> Tree:
         ) from None
     except OSError as err:
         raise InputError(f"{root_path}: {describe_os_error(err)}") from None
+    if follow_root:  # the files are opened without following symlinks: open them where they are
+        root_path = Path(os.path.realpath(root_path))
     tree = Tree(root_path, root_bytes=os.fsencode(root_path))
     if stat.S_ISREG(st.st_mode):
         tree.entries.append(TreeEntry(b"", "file", st.st_size, bool(st.st_mode & stat.S_IXUSR)))

@@ -8,8 +8,11 @@
 
 Every string is a little-endian u64 length, the bytes, and zero padding to a multiple of 8.
 Entries are strictly increasing by name (bytewise); names are non-empty, not ``.``/``..``,
-without ``/`` or NUL, at most 255 bytes. Anything else is a :class:`NarError` naming the NAR
-and the byte offset where the mistake is.
+without ``/`` or NUL, at most 255 bytes; symlink targets at most 4095 bytes; directories nest
+at most 63 deep below the root (Nix 2.34: "NAR directory nesting exceeds maximum depth of
+64"). Anything else is a :class:`NarError` naming the NAR and the byte offset where the
+mistake is. As Nix does, reading stops at the root node's closing ``)``: bytes after it are
+not part of the NAR (the last event, :class:`NarEnd`, says where it ended) and are not read.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "NarDirectoryEnd",
     "NarFile",
     "NarSymlink",
+    "NarEnd",
     "NarEvent",
     "read_nar",
     "MAGIC",
@@ -46,6 +50,8 @@ def _encode(token: bytes) -> bytes:
 _ENCODED = {t: _encode(t) for t in (b"(", b")", b"type", b"contents", b"target", b"name", b"node", b"entry")}
 _TOKEN_MAX = 64  # longest keyword ("nix-archive-1", "directory", …) with room to spare
 _NAME_MAX = 255
+MAX_DEPTH = 64
+"""Nix 2.34's nesting limit: a directory at this depth (the root at depth 1) is refused."""
 CONTENT_PIECE = 1 << 20
 
 
@@ -81,7 +87,14 @@ class NarFile:
     pieces: Iterator[bytes]
 
 
-NarEvent = Union[NarDirectoryStart, NarDirectoryEnd, NarSymlink, NarFile]
+@dataclass(frozen=True, slots=True)
+class NarEnd:
+    """The NAR is complete: ``size`` bytes, up to and including the root's closing ``)``."""
+
+    size: int
+
+
+NarEvent = Union[NarDirectoryStart, NarDirectoryEnd, NarSymlink, NarFile, NarEnd]
 
 
 class _Reader:
@@ -166,21 +179,24 @@ class _Reader:
 
 
 def read_nar(stream: BinaryIO, name: str = "NAR") -> Iterator[NarEvent]:
-    """Parse a NAR from ``stream``, yielding its nodes in order (parents before children).
+    """Parse a NAR from ``stream``, yielding its nodes in order (parents before children),
+    then :class:`NarEnd`. Nothing after the NAR is read.
 
     >>> import io
     >>> from storelab.nar.writer import nar_bytes_of_file
-    >>> [type(e).__name__ for e in read_nar(io.BytesIO(nar_bytes_of_file(b"hi")))]
-    ['NarFile']
+    >>> [type(e).__name__ for e in read_nar(io.BytesIO(nar_bytes_of_file(b"hi") + b"more"))]
+    ['NarFile', 'NarEnd']
     """
     r = _Reader(stream, name)
-    at = r.offset
-    if r.string(_TOKEN_MAX, "magic") != MAGIC:
-        raise r.fail("not a NAR (bad magic; expected 'nix-archive-1')", at)
+    expected = _encode(MAGIC)
+    head = stream.read(len(expected))
+    if head != expected:
+        if expected.startswith(head):
+            raise r.fail("truncated NAR (unexpected end of input)", len(head))
+        raise r.fail(f"not a NAR (it does not start with the {MAGIC.decode()} magic)", 0)
+    r.offset = len(head)
     yield from _node(r, b"")
-    extra = stream.read(1)
-    if extra:
-        raise r.fail("trailing data after the end of the NAR")
+    yield NarEnd(r.offset)
 
 
 def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
@@ -222,6 +238,8 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
             yield NarSymlink(path, target)
             finished = True
         elif kind == b"directory":
+            if len(stack) + 1 >= MAX_DEPTH:
+                raise r.fail(f"NAR directory nesting exceeds maximum depth of {MAX_DEPTH}", at)
             yield NarDirectoryStart(path)
             stack.append([path, None])
             finished = False

@@ -7,6 +7,8 @@ import stat
 import struct
 from collections.abc import Iterator
 
+from storelab.nar.reader import MAX_DEPTH, NarError
+
 __all__ = ["TOKENS", "nar_string", "dump_path", "nar_bytes_of_file", "nar_node_size", "nar_entry_size", "NAR_HEADER_SIZE"]
 
 _PIECE = 1 << 20
@@ -69,13 +71,15 @@ def nar_bytes_of_file(contents: bytes, executable: bool = False) -> bytes:
 def dump_path(path: str | os.PathLike[str] | bytes) -> Iterator[bytes]:
     """Stream the NAR of a file, symlink or directory tree, as ``nix-store --dump`` writes it.
 
-    Entries are sorted bytewise; only the owner-execute bit of files is kept.
+    Entries are sorted bytewise; only the owner-execute bit of files is kept. A tree whose
+    directories nest 64 deep (the root counting as one) is refused with :class:`NarError`, as
+    Nix 2.34 refuses to read such a NAR.
     """
     yield _S[b"nix-archive-1"]
-    yield from _dump(os.fsencode(path))
+    yield from _dump(os.fsencode(path), 1)
 
 
-def _dump(path: bytes) -> Iterator[bytes]:
+def _dump(path: bytes, depth: int) -> Iterator[bytes]:
     st = os.lstat(path)
     yield _S[b"("]
     yield _S[b"type"]
@@ -99,6 +103,11 @@ def _dump(path: bytes) -> Iterator[bytes]:
         yield _S[b"target"]
         yield nar_string(os.readlink(path))
     elif stat.S_ISDIR(st.st_mode):
+        if depth >= MAX_DEPTH:
+            raise NarError(
+                f"{os.fsdecode(path)}: directories nest {depth} deep here; Nix 2.34 refuses a NAR nested "
+                f"{MAX_DEPTH} deep (NAR directory nesting exceeds maximum depth of {MAX_DEPTH})"
+            )
         yield _S[b"directory"]
         for name in sorted(os.listdir(path)):
             yield _S[b"entry"]
@@ -106,7 +115,7 @@ def _dump(path: bytes) -> Iterator[bytes]:
             yield _S[b"name"]
             yield nar_string(name)
             yield _S[b"node"]
-            yield from _dump(path + b"/" + name)
+            yield from _dump(path + b"/" + name, depth + 1)
             yield _S[b")"]
     else:
         raise OSError(f"{os.fsdecode(path)}: a NAR holds only files, directories and symlinks")

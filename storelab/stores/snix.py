@@ -79,12 +79,12 @@ class SnixStore:
     def _compressor(self) -> zstandard.ZstdCompressor:
         zstd = getattr(self._local, "zstd", None)
         if zstd is None:
-            zstd = self._local.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=False)
+            zstd = self._local.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         return zstd
 
     def compress(self, data: bytes | memoryview) -> bytes:
-        """A chunk as the store holds it."""
-        return self._compressor().compress(data)
+        """A chunk as the store holds it (:func:`zstd_stream`)."""
+        return zstd_stream(self._compressor(), data)
 
     # chunks -------------------------------------------------------------------------------
 
@@ -144,7 +144,7 @@ class SnixStore:
         if self.backend.head(key) is not None:
             return
         frames = b"".join(struct.pack(">I", len(e)) + e for e in encoded)
-        self.backend.put(key, self._compressor().compress(frames))
+        self.backend.put(key, zstd_stream(self._compressor(), frames))
 
     def has_directories(self, root_digest: bytes) -> bool:
         return self.backend.head(object_key("dirs", root_digest)) is not None
@@ -157,6 +157,23 @@ class SnixStore:
         if not encoded or blake3.blake3(encoded[0]).digest() != root_digest:
             raise StoreError(f"{self.url}: {key} does not start with its root directory")
         return encoded
+
+
+def zstd_stream(compressor: zstandard.ZstdCompressor, data: bytes | memoryview) -> bytes:
+    """``data`` compressed as snix compresses chunks and directory closures: through a
+    streaming encoder that is never told the size (zstd-rs ``encode_all``, async-compression's
+    ``ZstdEncoder``), so the frame has no content size and libzstd picks the parameters of an
+    unknown-size stream; no checksum. The bytes equal ``zstd -3 --no-check -c < data`` where
+    the zstd command links the same libzstd (how the input is fed does not change them). A
+    one-shot ``compress()`` pledges the size instead: other parameters, other bytes.
+
+    >>> import zstandard
+    >>> frame = zstd_stream(zstandard.ZstdCompressor(level=3), b"x" * 1000)
+    >>> frame[:6].hex()  # magic, frame header descriptor (no content size), window descriptor
+    '28b52ffd0058'
+    """
+    stream = compressor.compressobj()
+    return stream.compress(data) + stream.flush()
 
 
 def decompress_bounded(data: bytes, limit: int, name: str) -> bytes:

@@ -125,9 +125,11 @@ class Dataset:
     []
     """
 
-    def __init__(self, storage: DatasetStorage) -> None:
+    def __init__(self, storage: DatasetStorage, dataset_id: str = "") -> None:
         self.storage = storage
-        self._footers: dict[tuple[str, Any], Part] = {}
+        self.dataset_id = dataset_id
+        """A random id given when the dataset was created (its marker holds it)."""
+        self._footers: dict[str, Part] = {}
         self._rows: dict[str, pa.Table] = {}
         self._index: DatasetIndex | None = None
 
@@ -165,7 +167,7 @@ class Dataset:
                 f"{location}: dataset schema version {version!r}; this storelab reads version {SCHEMA_VERSION} "
                 "(ingest the sources again into a new dataset)"
             )
-        return cls(storage)
+        return cls(storage, str(meta.get("dataset_id", "")))
 
     @classmethod
     def open_existing(cls, location: str | os.PathLike[str]) -> Dataset | None:
@@ -184,9 +186,9 @@ class Dataset:
         for file in self.storage.list("snapshots"):
             if not _is_table_file(file.key):
                 continue
-            cached = self._footers.get((file.key, file.modified))
+            cached = self._footers.get(file.key)  # a part's files never change: new content, new name
             if cached is None:
-                cached = self._footers[(file.key, file.modified)] = self._read_footer(file.key)
+                cached = self._footers[file.key] = self._read_footer(file.key)
             found.append(cached)
         return sorted(found, key=lambda p: p.part_id)
 
@@ -289,7 +291,7 @@ class Dataset:
         from storelab.tables.index import DatasetIndex
 
         if self._index is None:
-            self._index = DatasetIndex(self.storage.index_path())
+            self._index = DatasetIndex(self.storage.index_path(self.dataset_id))
         self._index.sync(self)
         return self._index
 
@@ -391,7 +393,7 @@ class Dataset:
         while holding := [p for p in self.live_parts() if gone & set(self._part_rows(p).column("snapshot_id").to_pylist())]:
             if self._rewrite(holding, drop=gone) is not None:
                 break  # else another writer rewrote those parts first: look again
-        if self._index is not None or self.storage.index_path().exists():
+        if self._index is not None or self.storage.index_path(self.dataset_id).exists():
             self.index().forget(gone)
 
     def _rewrite(self, parts: Sequence[Part], drop: frozenset[str]) -> Part | None:
@@ -478,7 +480,8 @@ def _create(storage: DatasetStorage) -> bytes:
             raise OutputError(describe_os_error(err, root)) from None
     elif any(not f.key.startswith(tuple(_DATASET_NAMES)) for f in storage.list("")):
         raise DatasetError(f"{storage.location}: holds objects but is not a storelab dataset")
-    raw = (json.dumps({"format": "storelab-dataset", "schema_version": SCHEMA_VERSION}) + "\n").encode()
+    marker = {"format": "storelab-dataset", "schema_version": SCHEMA_VERSION, "dataset_id": secrets.token_hex(8)}
+    raw = (json.dumps(marker) + "\n").encode()
     folder = storage.staging(f"marker-{secrets.token_hex(6)}", None)
     try:
         (folder / MARKER).write_bytes(raw)
@@ -672,7 +675,7 @@ class PartWriter:
                     continue
                 buffer.close()
                 for batch in pq.ParquetFile(buffer.path).iter_batches(batch_size=ROW_GROUP_ROWS):
-                    target.append_table(pa.Table.from_batches([batch]).cast(target.schema))
+                    target.append_table(_conform(pa.Table.from_batches([batch]), target.schema))
         except OSError as err:
             raise OutputError(describe_os_error(err, self.dataset.location)) from None
         finally:
@@ -690,8 +693,7 @@ class PartWriter:
             for path, temporary in sources:
                 try:
                     for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
-                        data = pa.Table.from_batches([batch]).replace_schema_metadata(None)
-                        data = data.select(buffer.schema.names).cast(buffer.schema) if data.schema != buffer.schema else data
+                        data = _conform(pa.Table.from_batches([batch]).replace_schema_metadata(None), buffer.schema)
                         if drop:
                             data = data.filter(pc.invert(pc.is_in(data.column("snapshot_id"), value_set=pa.array(sorted(drop)))))
                         buffer.append_table(data)
@@ -842,6 +844,17 @@ class SnapshotWriter:
         self.discard_files()
         if self.part.single:
             self.part.abort()
+
+
+def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``data`` with ``schema``'s columns in its order: a column the file lacks (a nullable
+    one added since it was written) is null."""
+    if data.schema == schema:
+        return data
+    for field in schema:
+        if field.name not in data.column_names:
+            data = data.append_column(field.name, pa.nulls(data.num_rows, field.type))
+    return data.select(schema.names).cast(schema)
 
 
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:

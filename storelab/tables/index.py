@@ -33,7 +33,16 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunk_sizes (level INTEGER, digest BLOB, size INTEGER, PRIMARY KEY (level, digest)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS labels (label TEXT, snapshot_id TEXT, PRIMARY KEY (label, snapshot_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parts (part_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 """
+
+
+def measuring_method() -> str:
+    """How chunk sizes are measured: another method (or libzstd) gives other sizes, so an
+    index that learnt them another way is emptied and learns again from the tables."""
+    import zstandard
+
+    return "zstd stream, libzstd " + ".".join(map(str, zstandard.ZSTD_VERSION))
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -41,6 +50,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     con.executescript(_SCHEMA)
+    method = measuring_method()
+    row = con.execute("SELECT value FROM meta WHERE key = 'method'").fetchone()
+    if row is None or row[0] != method:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("DELETE FROM chunk_sizes")
+        con.execute("DELETE FROM parts")  # every part is absorbed again (its labels too)
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('method', ?)", (method,))
+        con.execute("COMMIT")
     return con
 
 
@@ -50,6 +67,7 @@ class DatasetIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._con: sqlite3.Connection | None = None
+        self._synced: frozenset[str] = frozenset()  # the live parts at the last sync
 
     @property
     def con(self) -> sqlite3.Connection:
@@ -78,14 +96,18 @@ class DatasetIndex:
         """Absorb every live part of ``dataset`` the index has not seen (a part written by a
         compaction of absorbed parts is only noted: it holds nothing new)."""
         live = dataset.live_parts()
-        seen = self.absorbed({p.part_id for p in live} | {r for p in live for r in p.replaces})
+        ids = frozenset(p.part_id for p in live)
+        if ids == self._synced:
+            return
+        seen = self.absorbed(ids)
         for part in live:
             if part.part_id in seen:
                 continue
-            if part.replaces and set(part.replaces) <= seen:
+            if part.replaces and set(part.replaces) <= self.absorbed(part.replaces):
                 self._note([part.part_id])
             else:
                 self.absorb(dataset, part)
+        self._synced = ids
 
     def absorb(self, dataset: Dataset, part: Part) -> None:
         """Read one part's chunk sizes and labels into the index."""

@@ -38,6 +38,7 @@ SNAPSHOTS = pa.schema(
         ("nar_hash", pa.string()),
         ("nar_zstd_size", pa.uint64()),
         ("nar_xz_size", pa.uint64()),
+        ("nar_trailing_bytes", pa.uint64()),
         ("store_path", pa.string()),
         ("references", pa.list_(pa.string())),
         ("store", pa.string()),
@@ -81,6 +82,7 @@ CHUNKINGS = pa.schema(
         ("chunk_avg_size", pa.uint32()),
         ("chunk_max_size", pa.uint32()),
         ("chunk_normalization", pa.uint8()),
+        ("chunk_seed", pa.uint64()),
         ("zstd_level", pa.int8()),
         ("chunk_count", pa.uint64()),
     ]

@@ -37,7 +37,9 @@ class StoredFile:
     """One file of a dataset: its key (``nodes/<part>.parquet``) and when it was written."""
 
     key: str
-    modified: datetime
+    modified: datetime | None
+    """When it was written, where the storage needs it to judge leftovers (object stores);
+    None in a folder, whose writers are judged by their process instead."""
 
 
 class DatasetStorage(Protocol):
@@ -81,7 +83,7 @@ class DatasetStorage(Protocol):
         folder :meth:`staging` gave, when this process has it."""
         ...
 
-    def writer_alive(self, part_id: str, modified: datetime) -> bool:
+    def writer_alive(self, part_id: str, modified: datetime | None) -> bool:
         """Whether the writer of an uncommitted part may still be at work."""
         ...
 
@@ -97,8 +99,9 @@ class DatasetStorage(Protocol):
         """Let a DuckDB connection read :meth:`url` s."""
         ...
 
-    def index_path(self) -> Path:
-        """Where the dataset's index (a cache, :mod:`storelab.tables.index`) lives locally."""
+    def index_path(self, dataset_id: str) -> Path:
+        """Where the index (a cache, :mod:`storelab.tables.index`) of the dataset created as
+        ``dataset_id`` lives locally."""
         ...
 
 
@@ -149,13 +152,8 @@ class FolderStorage:
             entries = list(os.scandir(self.root / folder))
         except FileNotFoundError:
             return []
-        out = []
-        for entry in entries:
-            with contextlib.suppress(FileNotFoundError):
-                if entry.is_file():
-                    mtime = datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc)
-                    out.append(StoredFile(f"{folder}/{entry.name}", mtime))
-        return sorted(out, key=lambda f: f.key)
+        # no stat: a folder's leftovers are judged by their writer's process, not their age
+        return sorted((StoredFile(f"{folder}/{e.name}", None) for e in entries if e.is_file()), key=lambda f: f.key)
 
     def publish(self, local: Path, key: str) -> None:
         target = self.root / key
@@ -200,7 +198,7 @@ class FolderStorage:
         with contextlib.suppress(OSError):
             (self.root / STAGING).rmdir()
 
-    def writer_alive(self, part_id: str, modified: datetime) -> bool:
+    def writer_alive(self, part_id: str, modified: datetime | None) -> bool:
         return _owner_alive(self.root / STAGING / part_id)
 
     def dead_staging(self) -> list[str]:
@@ -222,8 +220,8 @@ class FolderStorage:
     def register(self, con: Any) -> None:
         pass  # DuckDB reads local files as they are
 
-    def index_path(self) -> Path:
-        return self.root / "_index.sqlite"
+    def index_path(self, dataset_id: str) -> Path:
+        return self.root / "_index.sqlite"  # beside the tables: a folder made anew has a new one
 
 
 def _owner_alive(staging_folder: Path) -> bool:
@@ -322,8 +320,8 @@ class ObjectStorage:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def writer_alive(self, part_id: str, modified: datetime) -> bool:
-        return modified > datetime.now(timezone.utc) - LEFTOVER_AGE
+    def writer_alive(self, part_id: str, modified: datetime | None) -> bool:
+        return modified is None or modified > datetime.now(timezone.utc) - LEFTOVER_AGE
 
     def dead_staging(self) -> list[str]:
         import obstore
@@ -347,9 +345,10 @@ class ObjectStorage:
 
         con.register_filesystem(FsspecStore("s3", client_options=s3_client_options()))
 
-    def index_path(self) -> Path:
+    def index_path(self, dataset_id: str) -> Path:
         import hashlib
 
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "storelab" / "index"
         cache.mkdir(parents=True, exist_ok=True)
-        return cache / (hashlib.sha256(self.location.encode()).hexdigest()[:32] + ".sqlite")
+        # keyed by the dataset's identity too: a dataset made anew at the same URL starts afresh
+        return cache / (hashlib.sha256(f"{self.location}\0{dataset_id}".encode()).hexdigest()[:32] + ".sqlite")
