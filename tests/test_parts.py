@@ -293,3 +293,39 @@ def test_a_dataset_made_anew_at_the_same_place_has_a_new_identity(tmp_path: Path
     shutil.rmtree(tmp_path / "ds")
     ingest_dir(tmp_path / "t", tmp_path / "ds", "again", OPTIONS)
     assert first and Dataset.open(tmp_path / "ds").dataset_id not in ("", first)
+
+
+def test_a_failed_merge_after_a_commit_leaves_the_commit_standing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
+    for i in range(7):
+        ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS)
+    _crash_when(monkeypatch, "publish", lambda local, key: "merged-" in str(local))  # the 8th commit's merge fails
+    result = ingest_dir(tmp_path / "t", tmp_path / "ds", "s7", OPTIONS)
+    monkeypatch.undo()
+    assert "the snapshot is committed, but merging parts failed" in capsys.readouterr().err
+    ds = Dataset.open(tmp_path / "ds")
+    assert ds.snapshot_ids()[-1] == result.snapshot_id and len(ds.live_parts()) == 8
+    ds.compact()
+    assert [p.snapshot_count for p in ds.live_parts()] == [8]
+
+
+def test_a_damaged_dataset_is_an_error_not_a_wrong_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
+    first = ingest_dir(tmp_path / "t", tmp_path / "ds", "first", OPTIONS)
+    ingest_dir(tmp_path / "t", tmp_path / "ds", "second", OPTIONS)
+    shutil.copy(tmp_path / "ds" / "snapshots" / f"{first.snapshot_id}.parquet", tmp_path / "ds" / "snapshots" / "20300101T000000-c0ffee00.parquet")
+    for name in ("nodes", "blobs", "chunks", "chunkings", "directories"):
+        shutil.copy(tmp_path / "ds" / name / f"{first.snapshot_id}.parquet", tmp_path / "ds" / name / "20300101T000000-c0ffee00.parquet")
+    assert main(["stats", str(tmp_path / "ds")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"snapshot {first.snapshot_id} is in two parts" in err[0]
+    for name in ("snapshots", "nodes", "blobs", "chunks", "chunkings", "directories"):
+        (tmp_path / "ds" / name / "20300101T000000-c0ffee00.parquet").unlink()
+    (tmp_path / "ds" / "nodes" / f"{first.snapshot_id}.parquet").unlink()
+    assert main(["stats", str(tmp_path / "ds")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"part {first.snapshot_id} has no nodes file" in err[0]

@@ -35,6 +35,7 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the views above; ``snapshots`` may be ids or labels."""
     ds = as_dataset(dataset)
+    ds.check()
     files = {table: ds.table_files(table) for table in TABLES}
     if not files["snapshots"]:
         raise DatasetError(f"{ds.location}: the dataset has no snapshots yet")

@@ -36,6 +36,8 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
+import sys
 import time
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storelab.errors import DatasetError, OutputError
+from storelab.errors import DatasetError, OutputError, StorelabError
 from storelab.tables.arrow import column as arrow_column
 from storelab.tables.layout import LOCK, MARKER, is_object_url, may_hold_dataset
 from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
@@ -256,6 +258,25 @@ class Dataset:
         live = {p.part_id for p in self.live_parts()}
         return [f.key for f in self.storage.list(table) if _is_table_file(f.key) and part_of(f.key) in live]
 
+    def check(self) -> None:
+        """Raise :class:`DatasetError` naming the damage when the committed parts do not hold
+        together: a part without one of its tables' files (every commit writes all of them),
+        or a snapshot in two parts (a copied file). Analyses call it before they read."""
+        live = self.live_parts()
+        ids = {p.part_id for p in live}
+        for table in TABLES:
+            present = {part_of(k) for k in (f.key for f in self.storage.list(table)) if _is_table_file(k)}
+            for part_id in sorted(ids - present):
+                raise DatasetError(f"{self.location}: part {part_id} has no {table} file; the dataset is damaged")
+        seen: dict[str, str] = {}
+        for part in live:
+            for sid in self._part_rows(part).column("snapshot_id").to_pylist():
+                if sid in seen:
+                    raise DatasetError(
+                        f"{self.location}: snapshot {sid} is in two parts ({seen[sid]}, {part.part_id}); the dataset is damaged"
+                    )
+                seen[sid] = part.part_id
+
     def table_files(self, table: str) -> list[str]:
         """What DuckDB reads for ``table`` (paths or URLs; :meth:`register` first). A file may
         hold rows of several snapshots: filter on ``snapshot_id``."""
@@ -355,9 +376,16 @@ class Dataset:
         self._after_commit()
 
     def _after_commit(self) -> None:
-        """What follows every commit: the index learns the new part, parts are compacted."""
-        self.index()
-        self.compact(auto=True)
+        """What follows every commit: the index learns the new part, parts are compacted.
+
+        Both are housekeeping: the commit stands whatever happens here, so a failure is one
+        line on stderr, not the ingest's failure (the next commit, or ``storelab compact``,
+        tries again; the index learns what it missed when next opened)."""
+        try:
+            self.index()
+            self.compact(auto=True)
+        except (StorelabError, OSError, sqlite3.Error) as err:
+            print(f"storelab: {self.location}: the snapshot is committed, but merging parts failed: {err}", file=sys.stderr)
 
     # compaction, removal, clean-up ---------------------------------------------------------
 
