@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["ByteProgress", "CountProgress", "wants_progress"]
 
@@ -20,7 +20,24 @@ def wants_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-class ByteProgress:
+class _Bar:
+    """A rich progress display on stderr (``_progress`` None: nothing is shown), started and
+    stopped as a context manager."""
+
+    _progress: Any = None
+    _task: Any = None
+
+    def __enter__(self) -> Self:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class ByteProgress(_Bar):
     """``with ByteProgress("ingest", enabled, total_bytes=n) as p: p.advance(files, nbytes)``
 
     ``total_bytes`` None (or ``scanning``): the total is found as the work goes on
@@ -58,15 +75,6 @@ class ByteProgress:
             return f"{self._verb}: {self._files:,} files{found} (scanning)"
         return f"{self._verb}: {self._files:,}/{self._found_files:,} files"
 
-    def __enter__(self) -> ByteProgress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
     def grow(self, files: int, nbytes: int) -> None:
         """More work found (the scan goes on while work is done)."""
         self._found_files += files
@@ -92,7 +100,7 @@ class ByteProgress:
             self._progress.update(self._task, description=self._describe())
 
 
-class CountProgress:
+class CountProgress(_Bar):
     """``with CountProgress("ingest-nar", enabled, total, "NARs") as p: p.advance(1, name)`` — a
     bar over a known number of items, with the rate and time left."""
 
@@ -116,15 +124,6 @@ class CountProgress:
                 transient=True,
             )
             self._task = self._progress.add_task(verb, total=total)
-
-    def __enter__(self) -> CountProgress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
     def advance(self, count: int = 1, current: str = "", total: int | None = None) -> None:
         """``count`` more done (``current``: the item just done; ``total``: once it is known)."""
