@@ -105,25 +105,45 @@ def _bytes_axis(axis, log: bool = False) -> None:  # noqa: ANN001 - a matplotlib
     axis.set_major_formatter(bytes_formatter())
 
 
-def plot_dedup_levels(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Logical, unique and stored bytes per level (:func:`~storelab.analysis.dedup_summary`)."""
-    import numpy as np
+def level_label(row: pd.Series) -> str:
+    """A short name for a row of :func:`~storelab.analysis.dedup_summary`: the level, and for
+    a chunk row its chunker and sizes (``chunk fastcdc2020 64 KiB``, ``chunk fixed 16 KiB, zstd 19``).
 
-    ax = new_axes(ax)
-    labels = [str(i) for i in summary.index]
-    x = np.arange(len(labels))
-    width = 0.27
-    for offset, column, name in ((-width, "logical_bytes", "logical"), (0, "unique_bytes", "unique"), (width, "stored_bytes", "stored")):
-        values = summary[column].fillna(0).astype(float)
-        ax.bar(x + offset, values, width, label=name)
-    for i, ratio in enumerate(summary["dedup_ratio"]):
-        if ratio == ratio and ratio is not None:
-            ax.annotate(f"{ratio:.2f}×", (x[i], float(summary["logical_bytes"].iloc[i])), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, labels, rotation=15, ha="right")
-    _bytes_axis(ax.yaxis)
-    ax.set_ylabel("bytes")
-    ax.set_title("Dedup at every level (dedup ratio = logical / unique above the bars)")
-    ax.legend()
+    >>> level_label(pd.Series({"level": "chunk", "chunker_id": "fixed/size=16KiB", "zstd_level": 3}))
+    'chunk fixed/size=16KiB'
+    """
+    if row["level"] != "chunk" or not isinstance(row.get("chunker_id"), str):
+        return str(row["level"])
+    chunker, _, params = row["chunker_id"].partition("/")
+    shown = ",".join(p for p in params.split(",") if p.startswith(("avg=", "size=", "seed=")))
+    zstd = row.get("zstd_level")
+    extra = f", zstd {zstd}" if zstd not in (None, 3) and zstd == zstd else ""
+    return f"chunk {chunker}/{shown}{extra}"
+
+
+def plot_dedup_levels(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Logical, unique and stored bytes per level (:func:`~storelab.analysis.dedup_summary`),
+    one labelled row each — readable at any number of chunkings — with the dedup and
+    compression factors beside the bars."""
+    rows = len(summary)
+    ax = new_axes(ax, (7.5, max(3.0, 0.55 * rows + 1.2)))
+    labels = [level_label(row) for _, row in summary.iterrows()]
+    y = np.arange(rows)[::-1]  # the first level on top
+    height = 0.27
+    for offset, column, name in ((height, "logical_bytes", "logical"), (0, "unique_bytes", "unique"), (-height, "stored_bytes", "stored")):
+        ax.barh(y + offset, summary[column].fillna(0).astype(float), height, label=name)
+    for i, (_, row) in enumerate(summary.iterrows()):
+        factors = f"dedup {row['dedup_ratio']:.2f}×" if row["dedup_ratio"] == row["dedup_ratio"] else ""
+        compression = row.get("compression_ratio")
+        if compression is not None and compression == compression:
+            factors += f" · compression {compression:.2f}×"
+        ax.annotate(factors, (float(row["logical_bytes"]), y[i] + height), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+    ax.set_yticks(y, labels, fontsize=8)
+    _bytes_axis(ax.xaxis)
+    ax.set_xlabel("bytes")
+    ax.margins(x=0.25)
+    ax.set_title("Dedup at every level: logical, unique and stored bytes")
+    ax.legend(loc="lower right", fontsize=8)
     return ax
 
 
