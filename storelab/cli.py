@@ -443,17 +443,14 @@ def render_nar_command(dataset: str, snapshot: str, store: str, output: str) -> 
             sys.stdout.buffer.write(piece)
         sys.stdout.buffer.flush()
         return
-    tmp = f"{output}.partial"
+    from storelab.outputs import atomic_output
+
     try:
-        with open(tmp, "wb") as f:
+        with atomic_output(output) as f:
             for piece in pieces:
                 f.write(piece)
-        os.replace(tmp, output)
     except OSError as error:
         raise OutputError(f"cannot write {output}: {error.strerror or error}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _node_json(node: Any) -> dict[str, Any]:
@@ -1024,15 +1021,15 @@ def bench_upload_command(
 def _write_upload_outputs(grid: Any, folder: Path) -> None:
     from storelab.analysis.plots import plot_upload_speedup
 
+    from storelab.outputs import atomic_output
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".upload.parquet.tmp"
-        grid.to_parquet(tmp, index=False)
-        os.replace(tmp, folder / "upload.parquet")
+        with atomic_output(folder / "upload.parquet") as f:
+            grid.to_parquet(f, index=False)
         ax = plot_upload_speedup(grid)
-        tmp_png = folder / ".upload.png.tmp"
-        ax.figure.savefig(tmp_png, format="png", dpi=120)
-        os.replace(tmp_png, folder / "upload.png")
+        with atomic_output(folder / "upload.png") as f:
+            ax.figure.savefig(f, format="png", dpi=120)
     except OSError as error:
         raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
 
@@ -1139,10 +1136,11 @@ def layers_simulate_command(
     if out_dir:
         folder = Path(out_dir)
         try:
+            from storelab.outputs import atomic_output
+
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / ".pulls.parquet.tmp"
-            pulls.to_parquet(tmp, index=False)
-            os.replace(tmp, folder / "pulls.parquet")
+            with atomic_output(folder / "pulls.parquet") as f:
+                pulls.to_parquet(f, index=False)
         except OSError as error:
             raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
     if as_json:

@@ -318,3 +318,25 @@ def test_errors_from_library_are_storelab_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):  # not-found errors also subclass the builtin
         ingest_dir(tmp_path / "missing", tmp_path / "ds")
     assert issubclass(OutputError, Exception)
+
+
+def test_outputs_never_write_through_a_planted_symlink(tmp_path: Path) -> None:
+    """A symlink planted where a temporary would go is never written through: temporaries
+    are fresh names made with O_EXCL beside the output (storelab.outputs)."""
+    from storelab.nar import dump_path
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    build_tree(tmp_path / "t", {b"a": b"hello", b"d": {b"b": b"x" * 5000}})
+    store = f"file://{tmp_path / 'store'}"
+    assert main(["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "-q", "-j", "0", "--store", store, "-l", "t"]) == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    for planted in ("t.nar.partial", ".t.nar.tmp", ".R.html.tmp", "R.html.partial"):
+        os.symlink(victim, out / planted)
+    assert main(["render-nar", str(tmp_path / "ds"), "t", "--store", store, "-o", str(out / "t.nar")]) == 0
+    assert main(["report", str(tmp_path / "ds"), "-o", str(out / "R.html")]) == 0
+    assert victim.read_bytes() == b"precious"
+    assert (out / "t.nar").read_bytes() == b"".join(dump_path(tmp_path / "t"))
+    assert (out / "R.html").read_bytes().startswith(b"<!DOCTYPE html>") or b"<html" in (out / "R.html").read_bytes()[:500]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["t.nar", "R.html", "t.nar.partial", ".t.nar.tmp", ".R.html.tmp", "R.html.partial"])

@@ -241,6 +241,6 @@ def fetch_debian_closures(to: str | os.PathLike[str], images: Sequence[str] = DE
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from storelab.outputs import atomic_write
+
+    atomic_write(path, data)

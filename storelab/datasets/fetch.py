@@ -68,9 +68,9 @@ def pypi_versions(project: str) -> list[str]:
 
 def _manifest(folder: Path, name: str, description: str, files: list[dict]) -> None:
     data = json.dumps({"name": name, "kind": "archives", "description": description, "files": files}, indent=1) + "\n"
-    tmp = folder / ".manifest.json.tmp"
-    tmp.write_text(data)
-    os.replace(tmp, folder / "manifest.json")
+    from storelab.outputs import atomic_write
+
+    atomic_write(folder / "manifest.json", data.encode())
 
 
 def _entry(path: Path, label: str, fetched_with: str) -> dict:

@@ -289,9 +289,9 @@ def build_report(
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from storelab.outputs import atomic_write
+
+    atomic_write(path, data)
 
 
 def _html(sections: list[Section], meta: list[tuple[str, str]]) -> str:
