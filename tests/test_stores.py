@@ -497,3 +497,35 @@ def test_directory_closures_in_snix_order(tmp_path: Path) -> None:
     spec = {b"x": {b"p": p, b"q": q}, b"y": {b"p": p}, b"z.txt": b"z"}
     names = {"X": {b"p": p, b"q": q}, "Y": {b"p": p}, "P": p, "Q": q}
     assert _closure_labels(tmp_path / "two", spec, names) == ["root", "Y", "X", "P", "Q"]
+
+
+@pytest.mark.timeout(60)
+def test_a_store_failure_while_a_large_nar_file_is_hashed_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """The second thread hashing a large NAR file dies when the store refuses a chunk: its
+    error is raised, instead of the reader waiting for ever to hand it more pieces."""
+    from storelab.ingest import IngestOptions
+    from storelab.ingest.nar_source import ingest_nar
+    from storelab.nar import dump_path
+    from storelab.tables import Dataset
+    from tests.helpers import build_tree
+
+    build_tree(tmp_path / "t", {b"big": random.Random(5).randbytes(30 << 20), b"small": b"x"})
+    (tmp_path / "t.nar").write_bytes(b"".join(dump_path(tmp_path / "t")))
+    backend = FailingBackend()
+    backend.gate.set()
+    with pytest.raises(StoreError, match="permission denied"):
+        ingest_nar(tmp_path / "t.nar", tmp_path / "ds", options=IngestOptions(workers=0, store=SnixStore(backend)))
+    assert Dataset.open(tmp_path / "ds").snapshot_ids() == []
+
+
+def test_a_store_failure_on_a_mapped_file_is_the_store_error(tmp_path: Path) -> None:
+    """A file read through a memory map: the store's error surfaces, not a BufferError from
+    closing a map its traceback still holds views of."""
+    from storelab.ingest import IngestOptions, ingest_dir
+    from tests.helpers import build_tree
+
+    build_tree(tmp_path / "t", {b"big": random.Random(6).randbytes(3 << 20)})
+    backend = FailingBackend()
+    backend.gate.set()
+    with pytest.raises(StoreError, match="permission denied"):
+        ingest_dir(tmp_path / "t", tmp_path / "ds", "t", IngestOptions(workers=0, store=SnixStore(backend)))

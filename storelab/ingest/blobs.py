@@ -7,6 +7,7 @@ zstd) straight from a memory map of the file; Python only moves views around.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import stat
@@ -300,21 +301,25 @@ class BlobHasher:
                 mapped = mmap.mmap(fd, end - start, flags=_MAP_FLAGS, prot=mmap.PROT_READ, offset=start)
             except ValueError:  # the file shrank under us
                 raise FileChangedError(0, "changed while being read") from None
+            view = memoryview(mapped)
             try:
-                view = memoryview(mapped)
-                try:
-                    whole.update(view[hashed - start : end - start])
-                    hashed = end
-                    d, s, c = self._cut(view[consumed - start :], eof=end == size)
-                    digests += d
-                    sizes.extend(s)
-                    if compressed is not None and c is not None:
-                        compressed.extend(c)
-                    step = sum(s)
-                finally:
+                whole.update(view[hashed - start : end - start])
+                hashed = end
+                d, s, c = self._cut(view[consumed - start :], eof=end == size)
+                digests += d
+                sizes.extend(s)
+                if compressed is not None and c is not None:
+                    compressed.extend(c)
+                step = sum(s)
+            except BaseException:
+                # the error (a failed store write, say) may hold views of the map in its
+                # traceback: releasing would raise BufferError over it; the map goes with them
+                with contextlib.suppress(BufferError):
                     view.release()
-            finally:
-                mapped.close()
+                    mapped.close()
+                raise
+            view.release()
+            mapped.close()
             if step == 0 and end < size:
                 raise AssertionError("chunker made no progress on a full window")
             consumed += step

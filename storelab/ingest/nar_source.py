@@ -313,6 +313,20 @@ def _ingest_one(
     return IngestResult.of(writer.snapshot_id, label, recorded, recorder, (), wall, ops)
 
 
+def _feed(pieces: queue.Queue[bytes | None], piece: bytes | None, hashing: Future[BlobInfo]) -> None:
+    """Hand a piece of a large file to the thread hashing it. The thread may have died (a
+    store write failed): then its error is raised here, instead of waiting on a full queue
+    for ever (and the wait stays short, so Ctrl-C is heard)."""
+    while True:
+        try:
+            pieces.put(piece, timeout=0.1)
+            return
+        except queue.Full:
+            if hashing.done():
+                hashing.result()  # raises what ended the thread
+                raise AssertionError("the hashing thread ended before its file did") from None
+
+
 def _check_narinfo(info: NarInfo, nar: dict, name: str) -> None:
     if info.nar_size is not None and info.nar_size != nar["nar_size"]:
         raise InputError(f"{name}: the narinfo says NarSize {info.nar_size}, the NAR has {nar['nar_size']} bytes")
@@ -364,10 +378,11 @@ def _read_into(
                             recorder.add_blob(index, hasher.hash_pieces(event.size, event.pieces))
                         else:
                             feeding = queue.Queue(maxsize=8)
-                            in_flight.append((index, pool.submit(big_hasher.hash_pieces, event.size, iter(feeding.get, None))))
+                            future = pool.submit(big_hasher.hash_pieces, event.size, iter(feeding.get, None))
+                            in_flight.append((index, future))
                             for piece in event.pieces:
-                                feeding.put(piece)
-                            feeding.put(None)
+                                _feed(feeding, piece, future)
+                            _feed(feeding, None, future)
                             feeding = None
                         harvest(wait=False)
                         bar.advance(1, event.size)
@@ -384,7 +399,8 @@ def _read_into(
                 harvest(wait=True)
                 hasher.drain()  # every blob is in the store before the snapshot can commit
             except BaseException:
-                if feeding is not None:
-                    feeding.put(None)  # a hashing thread waiting for pieces can finish; the pool can close
+                if feeding is not None:  # a hashing thread waiting for pieces can finish; the pool can close
+                    with contextlib.suppress(queue.Full):
+                        feeding.put_nowait(None)
                 raise
         return recorder, recorder.finish(), nar_size
