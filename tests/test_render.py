@@ -149,3 +149,28 @@ def test_existing_objects_are_not_rewritten(tmp_path: Path) -> None:
     before = os.stat(path).st_mtime_ns
     store.put_chunk(digest, b"data")
     assert os.stat(path).st_mtime_ns == before
+
+
+def test_a_swapped_blob_index_never_renders_a_wrong_nar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two blobs' index objects swapped: every chunk is still a good chunk, but of the other
+    blob. The blob's own digest, checked as its chunks pass, catches it: one line, exit 1, no
+    output file (and no temporary) left."""
+    from storelab.stores.snix import object_key
+
+    rng = random.Random(8)
+    first, second = rng.randbytes(200_000), rng.randbytes(200_000)
+    build_tree(tmp_path / "t", {b"a": first, b"b": second})
+    store = f"file://{tmp_path / 'store'}"
+    options = ["--chunker", "fixed", "--avg-chunk-size", "64KiB", "-q", "-j", "0"]
+    assert main(["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "--store", store, "-l", "t", *options]) == 0
+    backend = open_backend(store)
+    keys = [object_key("blobs", blake3.blake3(data).digest()) for data in (first, second)]
+    one, two = backend.get(keys[0]), backend.get(keys[1])
+    backend.put(keys[0], two)
+    backend.put(keys[1], one)
+    (tmp_path / "out").mkdir()
+    capsys.readouterr()
+    assert main(["render-nar", str(tmp_path / "ds"), "t", "--store", store, "-o", str(tmp_path / "out" / "t.nar")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match its digest" in err[-1]
+    assert list((tmp_path / "out").iterdir()) == []

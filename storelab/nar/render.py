@@ -7,6 +7,8 @@ chunks) that the requested range covers.
 
 from __future__ import annotations
 
+import blake3
+
 import io
 import os
 import struct
@@ -19,6 +21,7 @@ from storelab.castore import Directory, DirectoryNode, FileNode, Node, SymlinkNo
 from storelab.errors import DatasetError
 from storelab.nar.writer import TOKENS as _S
 from storelab.nar.writer import nar_string
+from storelab.stores.backends import StoreError
 from storelab.stores.base import BlobStore, ChunkMeta
 from storelab.tables import Dataset
 
@@ -169,15 +172,29 @@ def open_nar(root: Node, directories: Mapping[bytes, Directory], blob_store: Blo
 def render_nar(root: Node, directories: Mapping[bytes, Directory], blob_store: BlobStore) -> Iterator[bytes]:
     """The NAR of ``root`` as a stream of pieces (literal runs and whole chunks).
 
+    Every chunk is checked against its digest as it is read, and every file against its
+    blob's digest once its last chunk has passed (a swapped or corrupt blob index names real
+    chunks of another blob): a mismatch raises :class:`StoreError` before the stream ends, so
+    a caller writing the pieces out never finishes a wrong NAR. :func:`open_nar`, which reads
+    ranges, checks chunks only.
+
     One thread on purpose: reading ahead on a second thread was slower here, the two
     fighting over the GIL between system calls.
     """
     for segment in nar_layout(root, directories).segments:
         if isinstance(segment, bytes):
             yield segment
-        else:
-            for chunk in blob_store.chunks(segment.digest, segment.size):
-                yield blob_store.read_chunk(chunk.digest, chunk.size)
+            continue
+        whole = blake3.blake3()
+        for chunk in blob_store.chunks(segment.digest, segment.size):
+            data = blob_store.read_chunk(chunk.digest, chunk.size)
+            whole.update(data)
+            yield data
+        if whole.digest() != segment.digest:
+            raise StoreError(
+                f"{getattr(blob_store, 'url', 'the store')}: blob {segment.digest.hex()} does not match its digest "
+                "(its index names other chunks)"
+            )
 
 
 def castore_from_snapshot(dataset: str | os.PathLike[str], snapshot: str) -> tuple[Node, dict[bytes, Directory]]:
