@@ -340,3 +340,13 @@ def test_outputs_never_write_through_a_planted_symlink(tmp_path: Path) -> None:
     assert (out / "t.nar").read_bytes() == b"".join(dump_path(tmp_path / "t"))
     assert (out / "R.html").read_bytes().startswith(b"<!DOCTYPE html>") or b"<html" in (out / "R.html").read_bytes()[:500]
     assert sorted(p.name for p in out.iterdir()) == sorted(["t.nar", "R.html", "t.nar.partial", ".t.nar.tmp", ".R.html.tmp", "R.html.partial"])
+
+
+def test_more_bad_options_and_files_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_tree(tmp_path / "t", {b"a": b"x"})
+    assert main(["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "--chunker", "fixed", "--avg-chunk-size", "5GiB"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "between 1 byte and 64 MiB")
+    assert not (tmp_path / "ds").exists()
+    (tmp_path / "closure.json").write_bytes(b"\xff\xfe{}")
+    assert main(["layers", "plan", str(tmp_path / "closure.json")]) == 1
+    assert_one_line_error(capsys.readouterr().err, "closure.json", "not UTF-8")

@@ -5,7 +5,11 @@ from __future__ import annotations
 from storelab.chunking.base import ChunkerSpec
 from storelab.errors import ConfigError
 
-__all__ = ["FixedSize"]
+__all__ = ["FixedSize", "MAX_FIXED_SIZE"]
+
+MAX_FIXED_SIZE = 64 * 1024 * 1024
+"""The largest block: a window of this many bytes is held per file being cut, and a store's
+check refuses chunks past 64 MiB by default (``store verify --max-chunk-size``)."""
 
 
 class FixedSize:
@@ -16,8 +20,8 @@ class FixedSize:
     """
 
     def __init__(self, spec: ChunkerSpec) -> None:
-        if spec.avg_size <= 0:
-            raise ConfigError("fixed chunk size must be positive")
+        if not 0 < spec.avg_size <= MAX_FIXED_SIZE:
+            raise ConfigError(f"fixed chunk size must be between 1 byte and 64 MiB (got {spec.avg_size:,} bytes)")
         self.spec = spec
 
     @property

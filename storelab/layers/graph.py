@@ -144,6 +144,8 @@ def load_graph(path: str | os.PathLike[str]) -> ClosureGraph:
         raise InputNotFoundError(f"{source}: no such file") from None
     except OSError as err:
         raise InputError(f"{source}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{source}: not JSON (not UTF-8 text at byte {err.start})") from None
     try:
         document = json.loads(text)
     except ValueError as err:
