@@ -58,12 +58,16 @@ def configure_process(environ: dict[str, str] | None = None) -> None:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    configure_process()
-    if wants_workers(sys.argv[1:]):
-        from storelab.ingest.forkserver import start_in_background
+    """Console-script entry point. Ctrl-C while the command is still loading (a second or so
+    of imports) is the same one line as later on, not a traceback."""
+    try:
+        configure_process()
+        if wants_workers(sys.argv[1:]):
+            from storelab.ingest.forkserver import start_in_background
 
-        start_in_background()
-    from storelab.cli import run as cli_run
-
+            start_in_background()
+        from storelab.cli import run as cli_run
+    except KeyboardInterrupt:
+        print("storelab: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     cli_run()

@@ -350,3 +350,24 @@ def test_more_bad_options_and_files_are_one_line(tmp_path: Path, capsys: pytest.
     (tmp_path / "closure.json").write_bytes(b"\xff\xfe{}")
     assert main(["layers", "plan", str(tmp_path / "closure.json")]) == 1
     assert_one_line_error(capsys.readouterr().err, "closure.json", "not UTF-8")
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import builtins
+
+    from storelab import launch
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if name == "storelab.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    monkeypatch.setattr(launch.sys, "argv", ["storelab", "stats", "ds"])
+    with pytest.raises(SystemExit) as exit_:
+        launch.run()
+    monkeypatch.undo()
+    assert exit_.value.code == 130
+    assert_one_line_error(capsys.readouterr().err, "storelab: interrupted")
