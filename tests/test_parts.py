@@ -329,3 +329,23 @@ def test_a_damaged_dataset_is_an_error_not_a_wrong_answer(tmp_path: Path, capsys
     assert main(["stats", str(tmp_path / "ds")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"part {first.snapshot_id} has no nodes file" in err[0]
+
+
+def test_a_truncated_or_foreign_table_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
+    result = ingest_dir(tmp_path / "t", tmp_path / "ds", "t", OPTIONS)
+    nodes = tmp_path / "ds" / "nodes" / f"{result.snapshot_id}.parquet"
+    good = nodes.read_bytes()
+    nodes.write_bytes(good[:300])
+    assert main(["stats", str(tmp_path / "ds")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(nodes) in err[0] and "not a readable Parquet file" in err[0]
+    nodes.write_bytes(good)
+    blobs = tmp_path / "ds" / "blobs" / f"{result.snapshot_id}.parquet"
+    pq.write_table(pa.table({"x": [1]}), blobs)
+    assert main(["stats", str(tmp_path / "ds")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(blobs) in err[0] and "not a blobs table" in err[0]

@@ -261,13 +261,17 @@ class Dataset:
     def check(self) -> None:
         """Raise :class:`DatasetError` naming the damage when the committed parts do not hold
         together: a part without one of its tables' files (every commit writes all of them),
-        or a snapshot in two parts (a copied file). Analyses call it before they read."""
+        a snapshot in two parts (a copied file), or — in a folder, where reading a footer is
+        cheap — a table file that is truncated or lacks its table's columns. Analyses call it
+        before they read."""
         live = self.live_parts()
         ids = {p.part_id for p in live}
         for table in TABLES:
             present = {part_of(k) for k in (f.key for f in self.storage.list(table)) if _is_table_file(k)}
             for part_id in sorted(ids - present):
                 raise DatasetError(f"{self.location}: part {part_id} has no {table} file; the dataset is damaged")
+            if isinstance(self.storage, FolderStorage):
+                self._check_footers(table)
         seen: dict[str, str] = {}
         for part in live:
             for sid in self._part_rows(part).column("snapshot_id").to_pylist():
@@ -276,6 +280,18 @@ class Dataset:
                         f"{self.location}: snapshot {sid} is in two parts ({seen[sid]}, {part.part_id}); the dataset is damaged"
                     )
                 seen[sid] = part.part_id
+
+    def _check_footers(self, table: str) -> None:
+        assert isinstance(self.storage, FolderStorage)
+        need = set(SCHEMAS[table].names)
+        for key in self.table_keys(table):
+            path = self.storage.root / key
+            try:
+                names = set(pq.read_schema(path).names)
+            except (OSError, pa.ArrowInvalid) as err:
+                raise DatasetError(f"{path}: not a readable Parquet file ({err}); the dataset is damaged") from None
+            if missing := need - names:
+                raise DatasetError(f"{path}: not a {table} table (it has no {', '.join(sorted(missing))}); the dataset is damaged")
 
     def table_files(self, table: str) -> list[str]:
         """What DuckDB reads for ``table`` (paths or URLs; :meth:`register` first). A file may
