@@ -725,16 +725,12 @@ class PartWriter:
         finally:
             writer.discard_files()
 
-    def merge_files(
-        self, table: str, keys: Sequence[str], drop: frozenset[str], local: Sequence[Path] = (), metadata: Mapping[bytes, bytes] | None = None
-    ) -> None:
+    def merge_files(self, table: str, keys: Sequence[str], drop: frozenset[str], metadata: Mapping[bytes, bytes] | None = None) -> None:
         """Write ``merged-<table>.parquet`` in staging: the rows of the dataset files ``keys``
-        and of the local files ``local``, but for the snapshots in ``drop``; ``metadata`` goes
-        into the file's footer."""
+        but for the snapshots in ``drop``; ``metadata`` goes into the file's footer."""
         buffer = _TableBuffer(table, self.folder / f"merged-{table}.parquet")
         try:
-            sources = [(path, False) for path in local] + [self.dataset.storage.local_path(key) for key in keys]
-            for path, temporary in sources:
+            for path, temporary in (self.dataset.storage.local_path(key) for key in keys):
                 try:
                     for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
                         data = _conform(pa.Table.from_batches([batch]).replace_schema_metadata(None), buffer.schema)
