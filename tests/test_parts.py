@@ -80,6 +80,12 @@ def test_commits_compact_by_tiers_and_lose_nothing(tmp_path: Path) -> None:
     assert len(_snapshot_files(tmp_path / "ds")) == 1
 
 
+def _three_snapshots(tmp_path: Path) -> list[str]:
+    """Three snapshots of one small tree in ``tmp_path / "ds"``, a part each; their ids."""
+    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
+    return [ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS).snapshot_id for i in range(3)]
+
+
 def _crash_when(monkeypatch: pytest.MonkeyPatch, method: str, predicate) -> None:  # noqa: ANN001
     real = getattr(FolderStorage, method)
 
@@ -92,9 +98,7 @@ def _crash_when(monkeypatch: pytest.MonkeyPatch, method: str, predicate) -> None
 
 
 def test_a_compaction_that_dies_before_its_commit_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
-    for i in range(3):
-        ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS)
+    _three_snapshots(tmp_path)
     before = table_rows(tmp_path / "ds")
     ds = Dataset.open(tmp_path / "ds")
     _crash_when(monkeypatch, "publish", lambda local, key: key.startswith("snapshots/"))
@@ -109,9 +113,7 @@ def test_a_compaction_that_dies_before_its_commit_changes_nothing(tmp_path: Path
 
 
 def test_a_compaction_that_dies_after_its_commit_shows_the_new_part_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
-    for i in range(3):
-        ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS)
+    _three_snapshots(tmp_path)
     before = table_rows(tmp_path / "ds")
     ds = Dataset.open(tmp_path / "ds")
     _crash_when(monkeypatch, "delete", lambda keys: any(k.startswith("snapshots/") for k in keys))
@@ -239,8 +241,7 @@ def test_parts_compaction_and_removal_in_object_storage(s3_url: str, tmp_path: P
 def test_two_merges_of_the_same_parts_never_show_a_snapshot_twice(tmp_path: Path) -> None:
     """Where nothing locks (an object store), two writers may merge the same parts at once:
     both merged parts are published, and readers see the one with the lower id only."""
-    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
-    ids = [ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS).snapshot_id for i in range(3)]
+    ids = _three_snapshots(tmp_path)
     ds = Dataset.open(tmp_path / "ds")
     parts = ds.live_parts()
     merged = []
@@ -260,9 +261,7 @@ def test_two_merges_of_the_same_parts_never_show_a_snapshot_twice(tmp_path: Path
 
 
 def test_a_merge_of_parts_another_writer_merged_first_is_dropped(tmp_path: Path) -> None:
-    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
-    for i in range(3):
-        ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS)
+    _three_snapshots(tmp_path)
     ds = Dataset.open(tmp_path / "ds")
     stale = ds.live_parts()
     ds.compact()
