@@ -67,3 +67,22 @@ def add_corpus_arguments(parser: argparse.ArgumentParser, repo: Path) -> None:
     parser.add_argument("--corpus-bytes", type=int, default=1_300_000_000)
     parser.add_argument("--corpus", type=Path, default=repo / "build" / "bench-corpus")
     parser.add_argument("--runs", type=int, default=5)
+
+
+def baseline_checkout(repo: Path, rev: str) -> Path:
+    """A checkout of storelab at ``rev`` (a git worktree under build/, made once), byte-compiled,
+    for timing the code before a change beside the code after it in the same run: run it with
+    ``PYTHONPATH=<checkout>`` (see :func:`baseline_env`), which wins over the editable install."""
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    where = repo / "build" / f"baseline-{commit[:12]}"
+    if not (where / "storelab" / "__init__.py").exists():
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(where), commit], cwd=repo, check=True, capture_output=True)
+    subprocess.run([os.sys.executable, "-m", "compileall", "-q", str(where / "storelab")], check=True, stdout=subprocess.DEVNULL)
+    return where
+
+
+def baseline_env(checkout: Path) -> dict[str, str]:
+    """The environment that makes ``python -m storelab`` run the code of ``checkout``."""
+    return {**os.environ, "PYTHONPATH": str(checkout)}

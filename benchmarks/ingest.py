@@ -1,6 +1,6 @@
 """Ingest throughput beside b3sum and restic on the same ≥ 1 GB corpus of real files.
 
-    .venv/bin/python benchmarks/ingest.py [--corpus-bytes 1300000000] [--runs 5]
+    .venv/bin/python benchmarks/ingest.py [--corpus-bytes 1300000000] [--runs 5] [--baseline REV]
 
 Builds (once) a corpus by copying regular files from /usr/lib, /usr/share, /usr/bin and
 /usr/libexec in sorted order into build/bench-corpus, installs b3sum and restic with apt-get
@@ -8,7 +8,8 @@ when they are missing and we are root, then times each tool on the same corpus w
 page cache (the corpus is read again right before every timed run: this kernel drops idle
 cache after about a minute), tools taking turns round by round. Prints wall-clock medians,
 MB/s, and storelab's ratio to each peer. storelab's modules are byte-compiled first, as an
-installed package's are.
+installed package's are. ``--baseline REV`` also times storelab as it was at the git revision
+REV (a worktree under build/), in the same rounds: a change's before and after.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import add_corpus_arguments, build_corpus, warm  # noqa: E402
+from corpus import add_corpus_arguments, baseline_checkout, baseline_env, build_corpus, warm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STORELAB = [sys.executable, "-m", "storelab"]  # as the `storelab` command starts
@@ -59,6 +60,7 @@ def timed(corpus: Path, command: list[str], setup=None, env=None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arguments(parser, REPO)
+    parser.add_argument("--baseline", metavar="REV", default=None, help="also time storelab at this git revision")
     args = parser.parse_args()
 
     files, total = build_corpus(args.corpus, args.corpus_bytes)
@@ -93,6 +95,10 @@ def main() -> None:
             None,
         ),
     ]
+    if args.baseline:
+        old = baseline_env(baseline_checkout(REPO, args.baseline))
+        for name, command, setup, _ in list(cases):
+            cases.append((name.replace("storelab", f"storelab@{args.baseline}", 1), command, setup, old))
     if have["b3sum"]:
         cases.append(("b3sum (all files, default threads)", ["sh", "-c", f"xargs -0 b3sum < {listing}"], None, None))
         # the form DESIGN.md's peer figures were taken with (b3sum -t1)
@@ -117,8 +123,8 @@ def main() -> None:
     for name, seconds in results.items():
         print(f"| {name:<56} | {seconds:7.2f} | {mb / seconds:7.0f} |")
     print()
-    for mine in [n for n in results if n.startswith("storelab")]:
-        for peer in [n for n in results if not n.startswith("storelab")]:
+    for mine in [n for n in results if n.startswith("storelab ")]:
+        for peer in [n for n in results if not n.startswith("storelab ")]:
             print(f"{mine} ÷ {peer.split(' (')[0]}: {results[peer] / results[mine]:.2f}× the throughput")
 
 

@@ -1,13 +1,14 @@
 """NAR ingest and render throughput beside sha256sum and b3sum on the same NAR.
 
-    .venv/bin/python benchmarks/nar.py [--runs 3]
+    .venv/bin/python benchmarks/nar.py [--runs 3] [--baseline REV]
 
 Makes a NAR of the ingest benchmark's corpus (build/bench-corpus, built by benchmarks/ingest.py's
 corpus builder if missing) with `nix-store --dump` when Nix is installed, or with storelab's own
 writer (byte-identical, tested) otherwise. Then, with a warm page cache and tools taking turns:
 sha256sum and b3sum of the NAR file, `storelab ingest-nar` (parse, sha256 of the NAR, BLAKE3 of
 every blob and chunk; zstd sizes off), and `storelab render-nar` from a file:// store written
-beforehand by `ingest-nar --store`. Prints medians, MB/s and the ratios.
+beforehand by `ingest-nar --store`. Prints medians, MB/s and the ratios. ``--baseline REV`` also
+times `storelab ingest-nar` as it was at git revision REV, in the same rounds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import build_corpus  # noqa: E402
+from corpus import baseline_checkout, baseline_env, build_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STORELAB = [sys.executable, "-m", "storelab"]  # as the `storelab` command starts
@@ -66,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--corpus", type=Path, default=REPO / "build" / "bench-corpus")
+    parser.add_argument("--baseline", metavar="REV", default=None, help="also time ingest-nar at this git revision")
     args = parser.parse_args()
     build_corpus(args.corpus, 1_300_000_000)
     nar = REPO / "build" / "bench-corpus.nar"
@@ -79,23 +81,27 @@ def main() -> None:
     def fresh() -> None:
         shutil.rmtree(work / "ds", ignore_errors=True)
 
-    cases = [
-        ("sha256sum", ["sha256sum", str(nar)], None),
-        ("b3sum", ["b3sum", str(nar)], None),
-        ("storelab ingest-nar (sha256 + BLAKE3 + fastcdc2020, zstd off)", [*STORELAB, "ingest-nar", str(nar), "-o", str(work / "ds"), "-q", "--zstd-level", "0"], fresh),
-        ("storelab render-nar (file:// store, to stdout)", [*STORELAB, "render-nar", str(work / "stored"), "bench", "--store", f"file://{store}", "-o", "-"], None),
+    cases: list[tuple[str, list[str], object, dict[str, str] | None]] = [
+        ("sha256sum", ["sha256sum", str(nar)], None, None),
+        ("b3sum", ["b3sum", str(nar)], None, None),
+        ("storelab ingest-nar (sha256 + BLAKE3 + fastcdc2020, zstd off)", [*STORELAB, "ingest-nar", str(nar), "-o", str(work / "ds"), "-q", "--zstd-level", "0"], fresh, None),
+        ("storelab render-nar (file:// store, to stdout)", [*STORELAB, "render-nar", str(work / "stored"), "bench", "--store", f"file://{store}", "-o", "-"], None, None),
     ]
+    if args.baseline:
+        old = baseline_env(baseline_checkout(REPO, args.baseline))
+        ingest = next(c for c in cases if "ingest-nar" in c[0])
+        cases.append((ingest[0].replace("storelab", f"storelab@{args.baseline}", 1), ingest[1], ingest[2], old))
     cases = [c for c in cases if shutil.which(c[1][0]) or c[1][0] == sys.executable]
     times: dict[str, list[float]] = {name: [] for name, *_ in cases}
     for _ in range(args.runs):
-        for name, command, setup in cases:
+        for name, command, setup, env in cases:
             if setup:
                 setup()
             warm(nar)
             if "render" in name:
                 warm_tree(store)  # a local store warm like the NAR the others read
             start = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=REPO, env=env)
             times[name].append(time.perf_counter() - start)
     # identity checked once, outside the timing (writing 1.3 GB to disk is the disk's speed, not ours)
     subprocess.run([*STORELAB, "render-nar", str(work / "stored"), "bench", "--store", f"file://{store}", "-o", str(out)], check=True, cwd=REPO)

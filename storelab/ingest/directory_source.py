@@ -6,37 +6,24 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storelab.chunking import ChunkerSpec, make_chunker
-from storelab.errors import ConfigError, InputError, Interrupted, OutputError
+from storelab.errors import ConfigError, InputError, Interrupted
+from storelab.ingest.core import HashedBatch, IngestEvent, Listed, Skipped, SnapshotSession, SourceFacts, StoreRequests
 from storelab.ingest.progress import ByteProgress
-from storelab.ingest.record import SnapshotRecorder
-from storelab.ingest.snapshot import (
-    IngestOptions,
-    IngestResult,
-    commit_snapshot,
-    ingest_store,
-    snapshot_row,
-    stderr_warning,
-    store_closure,
-    store_fields,
-)
-from storelab.ingest.tree import Listing, Skipped, Tree, open_tree
+from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
+from storelab.ingest.tree import Tree, open_tree
 from storelab.ingest.workers import FileJob, HashPool, batch_jobs
 from storelab.stores.backends import StoreOps
-from storelab.stores.base import BlobStore
 from storelab.tables.layout import is_object_url, may_hold_dataset
 
 if TYPE_CHECKING:
-    from storelab.tables import Dataset
+    from storelab.tables import Dataset, SnapshotWriter
 
-__all__ = ["IngestOptions", "IngestResult", "ingest_dir", "sweep_dir", "measure_tree_nar", "refuse_self_ingest"]
-
-MAX_WARNINGS = 20
+__all__ = ["IngestOptions", "IngestResult", "ingest_dir", "sweep_dir", "measure_tree_nar", "refuse_self_ingest", "tree_events"]
 
 
 def ingest_dir(
@@ -105,26 +92,29 @@ def _ingest(
     options: IngestOptions,
     specs: list[ChunkerSpec],
 ) -> IngestResult:
-    warn = options.warn or stderr_warning
     for spec in specs:
         make_chunker(spec)  # reject bad sizes before any work
     started = time.perf_counter()
     source = Path(path)
     refuse_self_ingest(source, dataset)
     existing, known = _prior_knowledge(dataset, options.zstd_level)
-    where = existing.location if existing else str(dataset)
     store = ingest_store(options)
 
-    def open_dataset() -> Dataset:
+    def open_writer() -> SnapshotWriter:
         from storelab.tables import Dataset
 
-        return existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
+        return (existing or Dataset.open(dataset, create=True)).begin_snapshot()  # type: ignore[arg-type]
 
+    where = existing.location if existing else os.fspath(dataset)  # type: ignore[arg-type]
     try:
         with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload, options.rewrite) as pool:
             tree = open_tree(source, options.follow_root)  # before touching the dataset: a bad source leaves no trace
             base = label or Path(os.path.abspath(source)).name or str(source)
-            return _ingest_tree(tree, source, open_dataset, where, base, options, specs, pool, store, warn, started)
+            with SnapshotSession(open_writer, where, specs, tree.entries, options, store, started, os.fsencode(source)) as session:
+                with ByteProgress("ingest", options.progress, scanning=True) as bar:
+                    session.consume(tree_events(tree, pool, bar, on_started=session.open))
+                nar = measure_tree_nar(tree.root, options.nar_compression)
+                return session.commit(SourceFacts("directory", os.path.abspath(tree.root), base, nar))
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
 
@@ -142,105 +132,38 @@ def _prior_knowledge(dataset: str | os.PathLike[str] | Dataset, zstd_level: int)
     return prior_knowledge(dataset, zstd_level)
 
 
-def _ingest_tree(
-    tree: Tree,
-    source: Path,
-    open_dataset: Callable[[], Dataset],
-    where: str,
-    label: str,
-    options: IngestOptions,
-    specs: list[ChunkerSpec],
-    pool: HashPool,
-    store: BlobStore | None,
-    warn: Callable[[str], None],
-    started: float,
-) -> IngestResult:
-    skipped: list[Skipped] = []
-    shown = 0
-    worker_ops = StoreOps()  # what worker processes report; this process's own are in store.ops
-    ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
-
-    def note_skip(item: Skipped) -> None:
-        nonlocal shown
-        text = f"{os.fsdecode(os.path.join(os.fsencode(source), item.path))}: {item.reason}"
-        if options.strict:
-            raise InputError(text)
-        if shown < MAX_WARNINGS:
-            warn(f"skipped {text}")
-        elif shown == MAX_WARNINGS:
-            warn("more paths skipped; the snapshot's `skipped` column lists them all")
-        shown += 1
-
+def tree_events(tree: Tree, pool: HashPool, bar: ByteProgress, on_started: Callable[[], object]) -> Iterator[IngestEvent]:
+    """A directory tree as ingest events: the walk's listings and skipped paths, and the
+    blobs ``pool`` hashes (``on_started`` once the first files are being hashed)."""
     entries = tree.entries
     reported = 0
+    listed: list[IngestEvent] = []  # events found while the pool asks for more files
 
-    def report_skips() -> None:
+    def scan_events() -> Iterator[IngestEvent]:
         nonlocal reported
         for item in tree.skipped[reported:]:
-            skipped.append(item)
-            note_skip(item)
+            yield Skipped(item.path, item.reason)
         reported = len(tree.skipped)
 
-    ds: Dataset | None = None
-    recorders: list[SnapshotRecorder] = []  # the one recorder, once the dataset is open
-    early: list[Listing] = []  # directories listed before the dataset was open
-    try:
-        with ExitStack() as stack:
+    def jobs() -> Iterator[FileJob]:
+        for listing in tree.walk():
+            listed.extend(scan_events())
+            if listing.directory is not None:
+                listed.append(Listed(listing.directory, listing.children))
+            found = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files]
+            bar.grow(len(found), sum(job.size for job in found))
+            yield from found
+        listed.extend(scan_events())
+        bar.scan_done()
 
-            def start_recording() -> None:
-                """Open the dataset and the snapshot (the first batches are out)."""
-                nonlocal ds
-                ds = open_dataset()
-                writer = stack.enter_context(ds.begin_snapshot())
-                recorders.append(SnapshotRecorder(writer, specs, entries, keep_directories=store is not None))
-                for listing in early:
-                    record_listing(listing)
-                early.clear()
-
-            def record_listing(listing: Listing) -> None:
-                recorders[0].listed(listing.directory, listing.children)  # type: ignore[arg-type]
-
-            with ByteProgress("ingest", options.progress, scanning=True) as bar:
-
-                def jobs() -> Iterator[FileJob]:
-                    for listing in tree.walk():
-                        report_skips()
-                        if listing.directory is not None:
-                            if recorders:
-                                record_listing(listing)
-                            else:
-                                early.append(listing)
-                        found = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files]
-                        bar.grow(len(found), sum(job.size for job in found))
-                        yield from found
-                    report_skips()
-                    bar.scan_done()
-
-                for batches in pool.run(batch_jobs(jobs()), bar.advance, on_started=start_recording):
-                    for index, reason in batches[0].errors:
-                        item = Skipped(entries[index].path, reason)
-                        skipped.append(item)
-                        note_skip(item)
-                    for batch in batches:
-                        if batch.store_ops:
-                            worker_ops += StoreOps(*batch.store_ops)
-                    recorders[0].add_batches(batches)
-            if not recorders:  # nothing to hash: the scan ran to its end without a batch
-                start_recording()
-            assert ds is not None
-            recorder = recorders[0]
-            recorded = recorder.finish()
-            ops = store_closure(store, recorded, recorder, ops_before, worker_ops)
-            nar = measure_tree_nar(tree.root, options.nar_compression)
-            wall = time.perf_counter() - started
-            row = snapshot_row(
-                recorder.snapshot_id, label, "directory", os.path.abspath(tree.root), recorded, recorder, skipped, wall,
-                nar=nar, store=store_fields(store, ops),
-            )  # fmt: skip
-            commit_snapshot(recorder.writer, row, specs, options.zstd_level, recorder.chunk_rows, warn)
-            return IngestResult.of(recorder.snapshot_id, label, recorded, recorder, tuple(skipped), wall, ops)
-    except OSError as err:  # anything the writer did not already explain
-        raise OutputError(f"cannot write {ds.location if ds is not None else where}: {err.strerror or err}") from None
+    for batches in pool.run(batch_jobs(jobs()), bar.advance, on_started=on_started):
+        yield from listed
+        listed.clear()
+        yield HashedBatch(batches)
+        for batch in batches:
+            if batch.store_ops:
+                yield StoreRequests(StoreOps(*batch.store_ops))
+    yield from listed  # a tree with no file to hash: the scan ran to its end without a batch
 
 
 def measure_tree_nar(source: Path, codecs: Sequence[str]) -> dict[str, int]:

@@ -30,25 +30,16 @@ import numpy as np
 import pyarrow as pa
 
 from storelab.chunking import ChunkerSpec, make_chunker
-from storelab.errors import ConfigError, OutputError, StorelabError
+from storelab.errors import ConfigError, StorelabError
 from storelab.ingest.batch import BlobBatch
 from storelab.ingest.columns import blob_columns, chunk_columns
-from storelab.ingest.record import SnapshotRecorder
+from storelab.ingest.core import IngestEvent, Listed, Skipped, SnapshotSession, SourceFacts, Staged, StoreRequests
 from storelab.ingest.directory_source import measure_tree_nar, refuse_self_ingest
-from storelab.ingest.snapshot import (
-    IngestOptions,
-    IngestResult,
-    commit_snapshot,
-    ingest_store,
-    snapshot_row,
-    stderr_warning,
-    store_closure,
-    store_fields,
-)  # fmt: skip
+from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
+from storelab.ingest.tree import Tree, open_tree
+from storelab.ingest.workers import FileJob, batch_jobs
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
-from storelab.ingest.tree import Skipped, open_tree
-from storelab.ingest.workers import FileJob, batch_jobs
 from storelab.tables import SCHEMAS, Dataset
 
 __all__ = ["StartingClient", "cluster", "ingest_dir_on_cluster", "ingest_nars_on_cluster", "PARTITION_BYTES", "PARTITION_FILES"]
@@ -225,107 +216,105 @@ def ingest_dir_on_cluster(
 
     The same tables as a local ingest, row for row (but for ids and timings).
     """
-    from distributed import as_completed
-
     for spec in specs:
         make_chunker(spec)
     store, store_url = _cluster_store(options)
     if store is not None and len(specs) > 1:
         raise ConfigError("a sweep writes no store")
-    warn = options.warn or stderr_warning
     started = time.perf_counter()
     source = Path(path)
     refuse_self_ingest(source, dataset)
     tree = open_tree(source, options.follow_root)
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset, create=True)
     base_label = label or Path(os.path.abspath(source)).name or str(source)
-    entries = tree.entries
-    skipped: list[Skipped] = []
-    writer = ds.begin_snapshot()
-    try:
-        recorder = SnapshotRecorder(writer, specs, entries, keep_directories=store is not None)
-        worker_ops = StoreOps()
-        ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
-        futures = []
-        part_digests: dict[bytes, int] = {}  # digest → first part
-        firsts_chunks: list[dict[bytes, int]] = [dict() for _ in specs]  # per chunker: digest → its chunks
-
-        def listed_jobs() -> Iterator[FileJob]:
-            for listing in tree.walk():
-                if listing.directory is not None:
-                    recorder.listed(listing.directory, listing.children)
-                yield from (FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files)
-
-        sid = writer.snapshot_id
-        waiting_parts: list[tuple[int, tuple[bytes, bytes]]] = []
-
-        def submit_waiting() -> None:
-            ready = _client(client)
-            for part, packed in waiting_parts:
-                futures.append(
-                    ready.submit(
-                        _hash_partition, part, packed, list(specs), options.zstd_level, ds.location, sid, options.rewrite,
-                        store_url, options.upload, key=f"storelab-{sid}-{part}", retries=3, pure=False,
-                    )
-                )  # fmt: skip
-            waiting_parts.clear()
-
-        for part, jobs in enumerate(batch_jobs(listed_jobs(), PARTITION_BYTES, PARTITION_FILES)):
-            waiting_parts.append((part, (np.array([j.index for j in jobs], dtype=np.int64).tobytes(), b"\0".join(j.path for j in jobs))))
-            if not isinstance(client, StartingClient) or client.ready():
-                submit_waiting()  # else: keep scanning while the cluster starts
-        submit_waiting()
-        client = _client(client)
-        for item in tree.skipped:
-            skipped.append(item)
-        results: dict[int, list[_PartResult]] = {}
-        waiting: dict[int, list[_PartResult]] = {}
-        rewrites = []
-        next_part = 0
-        for future in as_completed(futures):
-            try:
-                outcome = future.result()
-            except StorelabError:
-                raise
-            except Exception as err:  # a task failed for good (retries spent)
-                raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
-            waiting[outcome[0].part] = outcome
-            if outcome[0].store_ops:
-                worker_ops += StoreOps(*outcome[0].store_ops)
-            if on_partition:
-                on_partition(outcome[0].part)
-            # record in partition order as results arrive (the first partition to meet a blob
-            # keeps its rows), overlapping the driver's work with the tasks still running
-            while next_part in waiting:
-                results[next_part] = waiting.pop(next_part)
-                drop = _record_part(results[next_part], recorder, part_digests, firsts_chunks, entries, skipped)
-                if drop:  # blobs an earlier partition wrote: take them out of this part, on the cluster
-                    rewrites.append(client.submit(_drop_blobs, ds.location, sid, next_part, drop, pure=False, retries=3))
-                next_part += 1
-        for future in rewrites:
-            future.result()
-        for item in skipped:
-            warn(f"skipped {os.fsdecode(os.path.join(os.fsencode(source), item.path))}: {item.reason}")
-        recorded = recorder.finish()
-        ops = store_closure(store, recorded, recorder, ops_before, worker_ops)
+    with SnapshotSession(ds.begin_snapshot, ds.location, specs, tree.entries, options, store, started, os.fsencode(source)) as session:
+        session.open()  # the tasks write into the snapshot's staging area: it must exist first
+        hashing = _HashingTasks(client, ds.location, session.snapshot_id, list(specs), options, store_url)
+        session.consume(cluster_events(tree, hashing, on_partition))
         nar = measure_tree_nar(tree.root, options.nar_compression)
-        wall = time.perf_counter() - started
-        recorder.chunk_rows = [sum(counts.values()) for counts in firsts_chunks]
-        row = snapshot_row(
-            sid, base_label, "directory", os.path.abspath(tree.root), recorded, recorder, skipped, wall, nar=nar,
-            store=store_fields(store, ops),
-        )  # fmt: skip
-        commit_snapshot(writer, row, specs, options.zstd_level, recorder.chunk_rows, warn)
-        return IngestResult.of(sid, base_label, recorded, recorder, tuple(skipped), wall, ops)
-    except KeyboardInterrupt:
-        from storelab.errors import Interrupted
+        return session.commit(SourceFacts("directory", os.path.abspath(tree.root), base_label, nar))
 
-        raise Interrupted(f"interrupted; nothing was added to {ds.location}") from None
-    except OSError as err:
-        raise OutputError(f"cannot write {ds.location}: {err.strerror or err}") from None
-    finally:
-        if not writer.committed:
-            writer.abort()
+
+@dataclass
+class _HashingTasks:
+    """Submits a snapshot's partitions to the cluster (once it is up) and rewrites parts."""
+
+    client: Any
+    dataset: str
+    snapshot_id: str
+    specs: list[ChunkerSpec]
+    options: IngestOptions
+    store_url: str | None
+
+    def submit(self, part: int, packed: tuple[bytes, bytes]) -> Any:
+        o = self.options
+        return _client(self.client).submit(
+            _hash_partition, part, packed, self.specs, o.zstd_level, self.dataset, self.snapshot_id, o.rewrite,
+            self.store_url, o.upload, key=f"storelab-{self.snapshot_id}-{part}", retries=3, pure=False,
+        )  # fmt: skip
+
+    def drop(self, part: int, digests: set[bytes]) -> Any:
+        return _client(self.client).submit(_drop_blobs, self.dataset, self.snapshot_id, part, digests, pure=False, retries=3)
+
+    def ready(self) -> bool:
+        return not isinstance(self.client, StartingClient) or self.client.ready()
+
+
+def cluster_events(tree: Tree, tasks: _HashingTasks, on_partition: Callable[[int], None] | None = None) -> Iterator[IngestEvent]:
+    """A tree hashed by cluster tasks, as ingest events: the driver's listings while it walks
+    and submits partitions, then each partition's files (in partition order: the first
+    partition to meet a blob keeps its rows; later parts are rewritten without them)."""
+    from distributed import as_completed
+
+    entries = tree.entries
+    futures: list[Any] = []
+    waiting_parts: list[tuple[int, tuple[bytes, bytes]]] = []
+    listed: list[IngestEvent] = []
+
+    def listed_jobs() -> Iterator[FileJob]:
+        for listing in tree.walk():
+            if listing.directory is not None:
+                listed.append(Listed(listing.directory, listing.children))
+            yield from (FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files)
+
+    for part, jobs in enumerate(batch_jobs(listed_jobs(), PARTITION_BYTES, PARTITION_FILES)):
+        yield from listed
+        listed.clear()
+        waiting_parts.append((part, (np.array([j.index for j in jobs], dtype=np.int64).tobytes(), b"\0".join(j.path for j in jobs))))
+        if tasks.ready():  # else: keep scanning while the cluster starts
+            futures.extend(tasks.submit(p, packed) for p, packed in waiting_parts)
+            waiting_parts.clear()
+    yield from listed
+    futures.extend(tasks.submit(p, packed) for p, packed in waiting_parts)
+    for item in tree.skipped:
+        yield Skipped(item.path, item.reason)
+    first_part: dict[bytes, int] = {}  # digest → the first partition that met it
+    waiting: dict[int, list[_PartResult]] = {}
+    rewrites = []
+    next_part = 0
+    for future in as_completed(futures):
+        try:
+            outcome = future.result()
+        except StorelabError:
+            raise
+        except Exception as err:  # a task failed for good (retries spent)
+            raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
+        waiting[outcome[0].part] = outcome
+        if outcome[0].store_ops:
+            yield StoreRequests(StoreOps(*outcome[0].store_ops))
+        if on_partition:
+            on_partition(outcome[0].part)
+        # recorded in partition order as results arrive, overlapping the driver's work with
+        # the tasks still running
+        while next_part in waiting:
+            results = waiting.pop(next_part)
+            yield from _part_events(results, entries)
+            drop = _later_occurrences(results[0], first_part)
+            if drop:  # blobs an earlier partition wrote: take them out of this part, on the cluster
+                rewrites.append(tasks.drop(next_part, drop))
+            next_part += 1
+    for future in rewrites:
+        future.result()
 
 
 def _cluster_store(options: IngestOptions) -> tuple[BlobStore | None, str | None]:
@@ -340,32 +329,28 @@ def _cluster_store(options: IngestOptions) -> tuple[BlobStore | None, str | None
     return store, store.url
 
 
-def _record_part(
-    results: Sequence[_PartResult],
-    recorder: SnapshotRecorder,
-    first_part: dict[bytes, int],
-    chunk_counts: Sequence[dict[bytes, int]],
-    entries: Sequence[Any],
-    skipped: list[Skipped],
-) -> set[bytes]:
-    """Record a partition's files (partitions in order; ``results``: one per chunking);
-    return the blobs of its part that an earlier partition already wrote."""
+def _part_events(results: Sequence[_PartResult], entries: Sequence[Any]) -> Iterator[IngestEvent]:
+    """A partition's files as events (``results``: one per chunking)."""
     first = results[0]
-    indices = np.frombuffer(first.indices, dtype=np.int64).tolist()
-    counts = [np.frombuffer(r.chunk_counts, dtype=np.uint32).tolist() for r in results]
-    fresh = recorder.add_files(indices, first.digests, np.frombuffer(first.sizes, dtype=np.uint64).tolist())
-    drop = set()
-    for i, new in enumerate(fresh):
-        digest = first.digests[32 * i : 32 * i + 32]
-        if new:
-            first_part[digest] = first.part
-            for k, per_chunking in enumerate(chunk_counts):
-                per_chunking[digest] = counts[k][i]
-        elif first_part[digest] != first.part:
-            drop.add(digest)
+    yield Staged(
+        np.frombuffer(first.indices, dtype=np.int64).tolist(),
+        first.digests,
+        np.frombuffer(first.sizes, dtype=np.uint64).tolist(),
+        [np.frombuffer(r.chunk_counts, dtype=np.uint32).tolist() for r in results],
+    )
     for index, reason in first.errors:
-        skipped.append(Skipped(entries[index].path, reason))
-        recorder.skip(index)
+        yield Skipped(entries[index].path, reason, index)
+
+
+def _later_occurrences(first: _PartResult, first_part: dict[bytes, int]) -> set[bytes]:
+    """The blobs of a partition's part that an earlier partition wrote already (partitions
+    taken in order; ``first_part`` maps each digest to the partition that met it first)."""
+    drop = set()
+    for i in range(len(first.digests) // 32):
+        digest = first.digests[32 * i : 32 * i + 32]
+        met = first_part.setdefault(digest, first.part)
+        if met != first.part:
+            drop.add(digest)
     return drop
 
 

@@ -3,52 +3,41 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
-
 import bz2
+import contextlib
 import hashlib
 import io
 import lzma
 import os
 import queue
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
 from storelab.chunking import make_chunker
-from storelab.errors import InputError, InputNotFoundError, Interrupted, OutputError, StorelabError
+from storelab.errors import InputError, InputNotFoundError, Interrupted, StorelabError
 from storelab.ingest.blobs import BlobHasher, BlobInfo
+from storelab.ingest.core import Hashed, IngestEvent, Listed, SnapshotSession, SourceFacts
 from storelab.ingest.progress import ByteProgress
-from storelab.ingest.record import RecordedTree, SnapshotRecorder
-from storelab.ingest.snapshot import (
-    IngestOptions,
-    IngestResult,
-    commit_snapshot,
-    ingest_store,
-    snapshot_row,
-    stderr_warning,
-    store_closure,
-    store_fields,
-)
+from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
 from storelab.ingest.tree import TreeEntry
-from storelab.stores.backends import StoreOps
+from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarEnd, NarFile, NarSymlink, nix_base32, read_nar
+from storelab.nar.compressed import CompressedNarSizes
+from storelab.nar.narinfo import NarInfo
 from storelab.stores.base import BlobStore
 from storelab.stores.uploader import make_uploader
-from storelab.nar.narinfo import NarInfo
-from storelab.nar.compressed import CompressedNarSizes
-from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarEnd, NarFile, NarSymlink, nix_base32, read_nar
 from storelab.tables import Dataset, PartWriter, SnapshotWriter
 from storelab.tables.known import prior_knowledge
 
-__all__ = ["ingest_nar", "ingest_nars", "open_nar_source"]
+__all__ = ["ingest_nar", "ingest_nars", "nar_events", "open_nar_source"]
 
 _THREAD_FROM = 1 << 20
 """Files from this size on are hashed on the second thread."""
@@ -192,12 +181,15 @@ def ingest_nar(
     started = time.perf_counter()
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
+    where = existing.location if existing else os.fspath(dataset)  # type: ignore[arg-type]
+
+    def open_writer() -> SnapshotWriter:
+        return (existing or Dataset.open(dataset, create=True)).begin_snapshot(*(staged_as or ()))  # type: ignore[arg-type]
+
     try:
-        ds = existing or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
-        writer = ds.begin_snapshot(*(staged_as or ()))
-        return _ingest_one(source, writer, label, options, known, store, origin, narinfo, started, stage_only=staged_as is not None)
+        return _ingest_one(source, open_writer, where, label, options, known, store, origin, narinfo, started, staged_as is not None)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; nothing was added to {dataset if not isinstance(dataset, Dataset) else dataset.location}") from None
+        raise Interrupted(f"interrupted; nothing was added to {where}") from None
 
 
 def ingest_nars(
@@ -238,9 +230,8 @@ def ingest_nars(
             if batch is None:
                 ds = ds or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
                 batch = ds.begin_batch()
-            writer = batch.begin_snapshot()
             origin = name if str(name) != str(local) else None
-            result = _ingest_one(local, writer, None, options, known, store, origin, None, started)
+            result = _ingest_one(local, batch.begin_snapshot, ds.location, None, options, known, store, origin, None, started)
             results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -251,7 +242,7 @@ def ingest_nars(
             with contextlib.suppress(StorelabError):
                 batch.commit()  # what was finished before the failure stays
             batch.abort()
-        if isinstance(err, KeyboardInterrupt):
+        if isinstance(err, (KeyboardInterrupt, Interrupted)):
             where = dataset if not isinstance(dataset, Dataset) else dataset.location
             raise Interrupted(f"interrupted; the NARs before the one being read are in {where}") from None
         raise
@@ -265,7 +256,8 @@ def ingest_nars(
 
 def _ingest_one(
     source: str | os.PathLike[str],
-    writer: SnapshotWriter,
+    open_writer: Callable[[], SnapshotWriter],
+    where: str,
     label: str | None,
     options: IngestOptions,
     known: dict[bytes, int],
@@ -275,42 +267,34 @@ def _ingest_one(
     started: float,
     stage_only: bool = False,
 ) -> IngestResult:
-    """Read one NAR into ``writer``'s snapshot and commit it (or stage it)."""
+    """Read one NAR into a snapshot and commit it (or stage it)."""
     name = origin or ("stdin" if str(source) == "-" else str(source))
     label = label or ("stdin" if name == "stdin" else name.rstrip("/").rsplit("/", 1)[-1])
-    ops_before = store.ops if store is not None else StoreOps()  # type: ignore[attr-defined]
-    with writer:
+    entries: list[TreeEntry] = []
+    with SnapshotSession(open_writer, where, [options.chunker], entries, options, store, started) as session:
+        session.open()  # the dataset exists (created if new) whatever the NAR holds
         stream, _compression = open_nar_source(source)
         counted = _HashingRaw(stream, options.nar_compression)
         buffered = io.BufferedReader(counted, buffer_size=1 << 20)
         try:
-            recorder, recorded, nar_size = _read_into(buffered, name, writer, options, known, store)
-            ops = store_closure(store, recorded, recorder, ops_before)
-            digest, following = counted.finish(nar_size)
-            wall = time.perf_counter() - started
-            nar = {"nar_size": nar_size, "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest), "nar_trailing_bytes": following}
+            ended: list[int] = []  # the NAR's size, once its end is read
+            session.consume(nar_events(buffered, name, entries, options, known, store, ended))
+            digest, following = counted.finish(ended[0])
+            nar = {"nar_size": ended[0], "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest), "nar_trailing_bytes": following}
             nar |= counted.compressed_sizes()
             if following:
-                (options.warn or stderr_warning)(
+                session.warn(
                     f"{name}: {following:,} byte(s) after the end of the NAR ignored, as Nix ignores them "
                     "(the NAR's size and hashes do not cover them; the snapshot's nar_trailing_bytes counts them)"
                 )
             if narinfo is not None:
                 _check_narinfo(narinfo, nar, name)
                 nar |= {"store_path": narinfo.store_path, "references": [r for r in narinfo.references if r != narinfo.store_path]}
-            source_text = name if name == "stdin" or origin else str(Path(name).resolve())
-            row = snapshot_row(writer.snapshot_id, label, "nar", source_text, recorded, recorder, (), wall, nar, store_fields(store, ops))
-            commit_snapshot(writer, row, [options.chunker], options.zstd_level, recorder.chunk_rows, options.warn or stderr_warning, stage_only)
-        except (lzma.LZMAError, EOFError, zstandard.ZstdError) as err:
-            raise InputError(f"{name}: cannot decompress: {err}") from None
-        except OSError as err:
-            if getattr(err, "errno", None):
-                raise OutputError(f"cannot write {writer.dataset.location}: {err.strerror or err}") from None
-            raise InputError(f"{name}: cannot decompress: {err}") from None  # bz2 reports bad data so
+            location = name if name == "stdin" or origin else str(Path(name).resolve())
+            return session.commit(SourceFacts("nar", location, label, nar), stage_only)
         finally:
             counted.close()  # stops the hashing thread, whatever happened
             stream.close()
-    return IngestResult.of(writer.snapshot_id, label, recorded, recorder, (), wall, ops)
 
 
 def _feed(pieces: queue.Queue[bytes | None], piece: bytes | None, hashing: Future[BlobInfo]) -> None:
@@ -336,16 +320,38 @@ def _check_narinfo(info: NarInfo, nar: dict, name: str) -> None:
         raise InputError(f"{name}: the narinfo says NarHash {info.nar_hash}, the NAR hashes to {nar['nar_hash']}")
 
 
-def _read_into(
+def nar_events(
     nar: BinaryIO,
     name: str,
-    writer: SnapshotWriter,
+    entries: list[TreeEntry],
     options: IngestOptions,
     known: dict[bytes, int],
     store: BlobStore | None,
-) -> tuple[SnapshotRecorder, RecordedTree, int]:
-    """Parse the NAR and record its entries and blobs through ``writer``; returns the
-    recorder, the recorded tree and the NAR's size."""
+    ended: list[int],
+) -> Iterator[IngestEvent]:
+    """A NAR stream as ingest events: its entries go into ``entries`` as they are parsed, its
+    files are hashed (and written to ``store``) as their bytes pass; the NAR's size is put in
+    ``ended`` when its end is read. A NAR that cannot be decompressed is an
+    :class:`~storelab.errors.InputError` naming it."""
+    try:
+        yield from _parse_and_hash(nar, name, entries, options, known, store, ended)
+    except (lzma.LZMAError, EOFError, zstandard.ZstdError) as err:
+        raise InputError(f"{name}: cannot decompress: {err}") from None
+    except OSError as err:
+        if not getattr(err, "errno", None):  # bz2 reports bad data so
+            raise InputError(f"{name}: cannot decompress: {err}") from None
+        raise
+
+
+def _parse_and_hash(
+    nar: BinaryIO,
+    name: str,
+    entries: list[TreeEntry],
+    options: IngestOptions,
+    known: dict[bytes, int],
+    store: BlobStore | None,
+    ended: list[int],
+) -> Iterator[IngestEvent]:
     uploader = make_uploader(store, options.upload)
     with uploader if uploader is not None else nullcontext():
         hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader, options.rewrite)
@@ -353,17 +359,14 @@ def _read_into(
         # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
         # thread) and shares what has been measured, the store and the uploader.
         big_hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, store, uploader, options.rewrite)
-        entries: list[TreeEntry] = []
-        recorder = SnapshotRecorder(writer, [options.chunker], entries, keep_directories=store is not None)
         open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
-        nar_size = 0  # set by the NarEnd event
         in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
         feeding: queue.Queue[bytes | None] | None = None
 
-        def harvest(wait: bool) -> None:
+        def harvest(wait: bool) -> Iterator[IngestEvent]:
             while in_flight and (wait or in_flight[0][1].done()):
                 done_index, future = in_flight.popleft()
-                recorder.add_blob(done_index, future.result())
+                yield Hashed(done_index, future.result())
 
         with ThreadPoolExecutor(1) as pool, ByteProgress(f"ingest {name.rsplit('/', 1)[-1]}", options.progress) as bar:
             try:
@@ -375,7 +378,7 @@ def _read_into(
                     if isinstance(event, NarFile):
                         entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
                         if event.size < _THREAD_FROM:
-                            recorder.add_blob(index, hasher.hash_pieces(event.size, event.pieces))
+                            yield Hashed(index, hasher.hash_pieces(event.size, event.pieces))
                         else:
                             feeding = queue.Queue(maxsize=8)
                             future = pool.submit(big_hasher.hash_pieces, event.size, iter(feeding.get, None))
@@ -384,7 +387,8 @@ def _read_into(
                                 _feed(feeding, piece, future)
                             _feed(feeding, None, future)
                             feeding = None
-                        harvest(wait=False)
+                        if in_flight:
+                            yield from harvest(wait=False)
                         bar.advance(1, event.size)
                     elif isinstance(event, NarSymlink):
                         entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
@@ -392,15 +396,14 @@ def _read_into(
                         entries.append(TreeEntry(event.path, "directory", parent=parent))
                         open_dirs.append((index, []))
                     elif isinstance(event, NarEnd):
-                        nar_size = event.size
+                        ended.append(event.size)
                     else:
                         directory, children = open_dirs.pop()
-                        recorder.listed(directory, children)
-                harvest(wait=True)
+                        yield Listed(directory, children)
+                yield from harvest(wait=True)
                 hasher.drain()  # every blob is in the store before the snapshot can commit
             except BaseException:
                 if feeding is not None:  # a hashing thread waiting for pieces can finish; the pool can close
                     with contextlib.suppress(queue.Full):
                         feeding.put_nowait(None)
                 raise
-        return recorder, recorder.finish(), nar_size
