@@ -5,7 +5,8 @@ A file is written under a fresh temporary name beside its target (``tempfile.mks
 created with ``O_EXCL``, so never through an existing name or a symlink planted where the
 temporary would go), flushed to disk, then renamed over the target: a reader sees the old
 file or the new one, two writers to one target leave one of their files whole, and a failure
-leaves no temporary behind.
+leaves no temporary behind. A file that cannot be written is an
+:class:`~storelab.errors.OutputError` naming it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_output", "atomic_write"]
+from storelab.errors import OutputError
+
+__all__ = ["atomic_output", "atomic_write", "output_folder"]
 
 _MODE = 0o644
 """Outputs are for people and other tools to read (mkstemp would make them private)."""
@@ -36,7 +39,10 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     (b'whole', ['out.txt'])
     """
     target = Path(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
     try:
         os.fchmod(fd, _MODE)
         with os.fdopen(fd, "wb") as handle:
@@ -44,13 +50,35 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and not isinstance(error, OutputError):
+            raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
         raise
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` whole or not at all (:func:`atomic_output`)."""
+def atomic_write(path: str | os.PathLike[str], data: bytes | Iterable[bytes]) -> None:
+    """Write ``data`` (bytes, or pieces of them) to ``path`` whole or not at all
+    (:func:`atomic_output`)."""
     with atomic_output(path) as handle:
-        handle.write(data)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            handle.write(data)
+        else:
+            for piece in data:
+                handle.write(piece)
+
+
+def output_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a folder to write outputs into, made if missing.
+
+    >>> import tempfile
+    >>> output_folder(tempfile.mkdtemp() + "/a/b").is_dir()
+    True
+    """
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot write {folder}: {error.strerror or error}") from None
+    return folder

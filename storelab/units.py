@@ -1,4 +1,6 @@
-"""Byte sizes: parse ``64KiB`` / ``1MiB`` / ``4096`` and print ``1.5 MiB``."""
+"""Byte sizes and figures as people read them: parse ``64KiB`` / ``1MiB`` / ``4096``, print
+``1.5 MiB``, ``2.31×``, ``12.5 %`` — one place for the command line and the report alike, a
+missing value (None, NaN, pandas' NA) shown as ``–``."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import re
 
 from storelab.errors import ConfigError
 
-__all__ = ["parse_size", "format_bytes"]
+__all__ = ["parse_size", "format_bytes", "format_ratio", "format_share", "format_size", "is_missing"]
 
 _UNITS = {
     "": 1,
@@ -56,3 +58,44 @@ def format_bytes(n: float | int | None) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def is_missing(value: object) -> bool:
+    """None, NaN and pandas' NA (whose comparisons answer NA, which has no truth value).
+
+    >>> is_missing(None), is_missing(float("nan")), is_missing(0)
+    (True, True, False)
+    """
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:
+        return True
+
+
+def format_size(value: object) -> str:
+    """A byte count, or ``–`` where none was measured.
+
+    >>> format_size(2048), format_size(float("nan"))
+    ('2.0 KiB', '–')
+    """
+    return "–" if is_missing(value) else format_bytes(int(value))  # type: ignore[call-overload]
+
+
+def format_ratio(value: object) -> str:
+    """A factor: ``2.31×`` (``–`` where missing).
+
+    >>> format_ratio(2.3125), format_ratio(None)
+    ('2.31×', '–')
+    """
+    return "–" if is_missing(value) else f"{float(value):.2f}×"  # type: ignore[arg-type]
+
+
+def format_share(value: object) -> str:
+    """A share of a whole as a percentage: ``12.5 %`` (``–`` where missing).
+
+    >>> format_share(0.125), format_share(float("nan"))
+    ('12.5 %', '–')
+    """
+    return "–" if is_missing(value) else f"{100 * float(value):.1f} %"  # type: ignore[arg-type]

@@ -250,7 +250,7 @@ def test_full_disk_real_tmpfs(tmp_path: Path) -> None:
         assert_one_line_error(done.stderr, "no space left on device", str(mount / "ds"))
         assert_only_first_snapshot(mount / "ds")
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)
 
 
 def test_ctrl_c_halfway_commits_nothing(dataset_with_one_snapshot: Path, tmp_path: Path) -> None:

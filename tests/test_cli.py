@@ -122,3 +122,35 @@ def test_the_command_gives_arrow_the_system_allocator_and_blas_one_thread() -> N
     assert done.stdout.split() == ["system", "1"], done.stderr
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**env, "OPENBLAS_NUM_THREADS": "3"}, timeout=60)
     assert done.stdout.split() == ["system", "3"], done.stderr
+
+
+def test_every_lazy_summary_is_its_commands_own() -> None:
+    """``storelab --help`` lists summaries without importing the commands: they must not drift."""
+    from storelab.cli import COMMANDS
+    from storelab.cli.base import load_command
+
+    for name, (where, summary) in COMMANDS.items():
+        command = load_command(where)
+        assert command.name == name
+        assert command.get_short_help_str(limit=300) == summary, name
+
+
+def test_help_loads_no_command_module() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from storelab.cli import main; main(['--help']); "
+        "print(sorted(m for m in sys.modules if m.startswith('storelab.') and m.split('.')[1] not in ('cli', 'errors', 'units')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert "storelab.cli.ingest" not in done.stdout.splitlines()[-1] and loaded == "[]", loaded
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from storelab.cli import COMMANDS
+
+    for name in COMMANDS:
+        assert main([name, "--help"]) == 0
+        assert "Usage: storelab " + name in capsys.readouterr().out

@@ -20,7 +20,7 @@ from storelab.chunking import ChunkerSpec, default_spec
 from storelab.stores import CountingBackend, LatencyBackend, LinkProfile, ObstoreBackend, RetryingBackend, SnixStore
 from storelab.stores.uploader import UploadOptions
 
-__all__ = ["upload_grid", "upload_run", "UPLOAD_COLUMNS"]
+__all__ = ["upload_grid", "upload_run", "write_upload_outputs", "UPLOAD_COLUMNS"]
 
 UPLOAD_COLUMNS = [
     "rtt_ms", "mode", "concurrency", "wall_seconds", "requests", "put_count", "head_count", "put_bytes", "files",
@@ -95,3 +95,18 @@ def upload_grid(
             if on_run:
                 on_run(row)
     return pd.DataFrame(rows, columns=UPLOAD_COLUMNS)
+
+
+def write_upload_outputs(grid: pd.DataFrame, folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write :func:`upload_grid`'s table (``upload.parquet``) and its plot (``upload.png``)
+    into ``folder``, each whole or not at all."""
+    from storelab.analysis.plots import plot_upload_speedup
+    from storelab.outputs import atomic_output, output_folder
+
+    where = output_folder(folder)
+    with atomic_output(where / "upload.parquet") as f:
+        grid.to_parquet(f, index=False)
+    ax = plot_upload_speedup(grid)
+    with atomic_output(where / "upload.png") as f:
+        ax.get_figure().savefig(f, format="png", dpi=120)  # type: ignore[union-attr]
+    return where / "upload.parquet", where / "upload.png"

@@ -18,7 +18,7 @@ from storelab.errors import InputError, InputNotFoundError
 from storelab.layers.graph import ClosureGraph, load_graph
 from storelab.layers.plan import LayerPlan, plan_layers
 
-__all__ = ["simulate_pulls", "load_images", "load_popularity", "PULL_COLUMNS"]
+__all__ = ["simulate_pulls", "load_images", "load_popularity", "write_pulls", "PULL_COLUMNS"]
 
 PULL_COLUMNS = [
     "algorithm", "step", "image", "layers", "layers_reused", "layers_pulled", "image_bytes", "bytes_pulled",
@@ -102,3 +102,13 @@ def load_popularity(path: str | os.PathLike[str]) -> dict[str, int]:
     if not isinstance(document, dict) or not all(isinstance(v, int) for v in document.values()):
         raise InputError(f"{source}: a popularity file maps names to integer counts")
     return document
+
+
+def write_pulls(pulls: pd.DataFrame, folder: str | os.PathLike[str]) -> Path:
+    """Write :func:`simulate_pulls`' table to ``folder/pulls.parquet`` (whole or not at all)."""
+    from storelab.outputs import atomic_output, output_folder
+
+    path = output_folder(folder) / "pulls.parquet"
+    with atomic_output(path) as f:
+        pulls.to_parquet(f, index=False)
+    return path

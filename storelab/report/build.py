@@ -22,7 +22,7 @@ import pandas as pd
 
 from storelab.errors import ConfigError, OutputError
 from storelab.tables import Dataset
-from storelab.units import format_bytes
+from storelab.units import format_ratio, format_share, format_size
 
 __all__ = ["Section", "build_report", "report_sections", "SECTION_TITLES"]
 
@@ -50,18 +50,9 @@ class Section:
     """(name, matplotlib Figure)."""
 
 
-def _fmt_bytes(value: object) -> str:
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
-        return "–"
-    return format_bytes(int(value))  # type: ignore[call-overload]
-
-
-def _fmt_ratio(value: object) -> str:
-    return "–" if value is None or value != value else f"{float(value):.2f}×"  # type: ignore[arg-type]
-
-
-def _fmt_share(value: object) -> str:
-    return "–" if value is None or value != value else f"{100 * float(value):.1f} %"  # type: ignore[arg-type]
+_fmt_bytes = format_size
+_fmt_ratio = format_ratio
+_fmt_share = format_share
 
 
 TABLE_SNAPSHOTS = 50

@@ -95,3 +95,15 @@ def open_store(url: str, create: bool = True) -> BlobStore:
     from storelab.stores.snix import SnixStore
 
     return SnixStore.open(url, create)
+
+
+def store_target(url: str) -> str | BlobStore:
+    """What an ingest is told to write to, checked now (a bad URL fails before any work): a
+    store other processes can open is passed on by its URL (worker processes open their own);
+    a ``memory://`` store, which lives in this process only, as the opened object.
+
+    >>> store_target("memory://").url, store_target("file:///tmp/storelab-doctest-store")
+    ('memory://', 'file:///tmp/storelab-doctest-store')
+    """
+    opened = open_store(url)
+    return url if opened.shareable else opened

@@ -1,0 +1,141 @@
+"""Options several commands share, and turning their text into the library's values.
+
+Each parsing helper raises :class:`~storelab.errors.ConfigError` (exit 2) naming the option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from storelab.cli.base import option, options
+from storelab.errors import ConfigError, StorelabError
+from storelab.units import parse_size
+
+if TYPE_CHECKING:
+    from storelab.chunking import ChunkerSpec
+    from storelab.stores.base import BlobStore
+    from storelab.stores.uploader import UploadOptions
+
+__all__ = [
+    "NAR_COMPRESSION_OPTION",
+    "NORMALIZE_OPTION",
+    "SCHEDULER_OPTION",
+    "ZSTD_OPTION",
+    "chunker_spec",
+    "chunking_options",
+    "csv_values",
+    "nar_codecs",
+    "rewrite_for",
+    "store_options",
+    "store_target",
+    "upload_options",
+]
+
+ZSTD_OPTION = option(
+    "--zstd-level", type=click.IntRange(0, 22), default=3, panel="Chunking",
+    help="zstd level for measuring each distinct chunk's compressed size (snix stores level 3); 0 = don't measure.",
+)  # fmt: skip
+chunking_options = options(
+    option("--chunker", default="fastcdc2020", panel="Chunking",
+           help="fastcdc2020 (what snix uses), fastcdc2016 (what attic uses) or fixed (fixed-size blocks)."),
+    option("--avg-chunk-size", default="256KiB", panel="Chunking", help="Average chunk size (fixed: the block size), e.g. 64KiB."),
+    option("--min-chunk-size", default=None, panel="Chunking", help="Smallest chunk; default avg/2 as snix."),
+    option("--max-chunk-size", default=None, panel="Chunking", help="Largest chunk; default 2×avg as snix."),
+    option("--normalization", type=click.IntRange(0, 3), default=1, panel="Chunking", help="FastCDC 2020 normalisation level."),
+    option("--seed", type=click.IntRange(0, (1 << 64) - 1), default=0, panel="Chunking",
+           help="FastCDC 2020 gear-table seed (fastcdc-rs with_level_and_seed); 0 = unseeded, as snix."),
+    ZSTD_OPTION,
+)  # fmt: skip
+THRESHOLD_OPTION = option(
+    "--upload-threshold", default="1MiB", panel="Store", help="Blobs below this go up in the background; larger ones inline."
+)
+BUFFER_OPTION = option("--upload-buffer", default="128MiB", panel="Store", help="Most bytes held in memory waiting for upload.")
+store_options = options(
+    option(
+        "--store", default=None, panel="Store",
+        help="Also write every blob, chunk and directory to this store, laid out as snix's object store: "
+        "file:///path, memory:// or s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID… from the environment).",
+    ),
+    option("--upload-concurrency", type=click.IntRange(min=0), default=32, panel="Store",
+           help="Uploads in flight per process for blobs under the threshold; 0 = upload every request in turn."),
+    THRESHOLD_OPTION,
+    BUFFER_OPTION,
+)  # fmt: skip
+NAR_COMPRESSION_OPTION = option(
+    "--nar-compression", default=None, panel="Chunking",
+    help="Also measure the NAR as a binary cache stores it, compressed whole: zstd (zstd -3, .nar.zst), xz (xz -6, .nar.xz), "
+    "both (zstd,xz) or none. Default: zstd for ingest-nar (compressed as it streams past), none for ingest-dir (a tree's NAR "
+    "is read once more to measure it). xz is slow (≈ 5 MB/s).",
+)  # fmt: skip
+NORMALIZE_OPTION = option(
+    "--normalize-store-paths", is_flag=True, panel="Chunking",
+    help="What-if: replace /nix/store/<hash>- hashes in file contents by a placeholder before hashing (digests then differ from the real ones).",
+)  # fmt: skip
+SCHEDULER_OPTION = option(
+    "--scheduler", default=None, panel="Cluster",
+    help="Run on a Dask cluster: tcp://HOST:8786, or 'local' for a cluster of --workers processes here. "
+    "The dataset must be a path every worker sees, or s3://; with --store, the store too.",
+)  # fmt: skip
+
+
+def nar_codecs(text: str | None, default: str) -> tuple[str, ...]:
+    """``--nar-compression``'s codecs (``default`` when not given)."""
+    from storelab.nar.compressed import parse_nar_codecs
+
+    return parse_nar_codecs(default if text is None else text)
+
+
+def rewrite_for(normalize: bool) -> Callable[[bytes], bytes] | None:
+    """The content rewrite ``--normalize-store-paths`` asks for (None: none)."""
+    if not normalize:
+        return None
+    from storelab.analysis.whatif import normalize_store_paths
+
+    return normalize_store_paths
+
+
+def upload_options(concurrency: int, threshold: str, buffer: str) -> UploadOptions:
+    """The ``--upload-*`` options as :class:`~storelab.stores.uploader.UploadOptions`."""
+    from storelab.stores.uploader import UploadOptions
+
+    return UploadOptions(concurrency, parse_size(threshold), parse_size(buffer))
+
+
+def chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | None, normalization: int, seed: int = 0) -> ChunkerSpec:
+    """The chunking options as a checked :class:`~storelab.chunking.ChunkerSpec`."""
+    from storelab.chunking import default_spec, make_chunker
+
+    spec = default_spec(
+        chunker,
+        parse_size(avg),
+        parse_size(min_size) if min_size else None,
+        parse_size(max_size) if max_size else None,
+        normalization,
+        seed,
+    )
+    make_chunker(spec)
+    return spec
+
+
+def store_target(url: str | None) -> str | BlobStore | None:
+    """``--store``, opened now so a bad URL fails before any work (see
+    :func:`storelab.stores.base.store_target`)."""
+    if url is None:
+        return None
+    from storelab.stores.base import store_target as target
+
+    return target(url)
+
+
+def csv_values(text: str, parse: Callable[[str], Any], what: str) -> list[Any]:
+    """A comma-separated option's values, each parsed; at least one."""
+    try:
+        values = [parse(part) for part in text.split(",") if part.strip()]
+    except (ValueError, StorelabError) as error:
+        raise ConfigError(f"{what}: {error}") from None
+    if not values:
+        raise ConfigError(f"{what}: give at least one value")
+    return values
