@@ -52,7 +52,8 @@ class Directory:
                 validate_name(name)
             if any(a >= b for a, b in zip(names, names[1:])):
                 raise InvalidNodeError(f"{kind} are not sorted by name or not unique")
-        all_names = [n.name for n in self.directories + self.files + self.symlinks]  # type: ignore[operator]
+        every: list[Node] = [*self.directories, *self.files, *self.symlinks]
+        all_names = [n.name for n in every]
         if len(set(all_names)) != len(all_names):
             raise InvalidNodeError("an entry name occurs in more than one list")
 
@@ -123,13 +124,13 @@ class Directory:
                 if not isinstance(value, bytes) or number not in (1, 2, 3):
                     raise InvalidNodeError(f"unexpected field {number} in Directory")
                 fields = dict(_node_fields(value))
-                name = fields.get(1, b"")
+                name, second = _bytes(fields.get(1, b"")), _bytes(fields.get(2, b""))
                 if number == 1:
-                    nodes.append(DirectoryNode(name, fields.get(2, b""), fields.get(3, 0)))
+                    nodes.append(DirectoryNode(name, second, _int(fields.get(3, 0))))
                 elif number == 2:
-                    nodes.append(FileNode(name, fields.get(2, b""), fields.get(3, 0), bool(fields.get(4, 0))))
+                    nodes.append(FileNode(name, second, _int(fields.get(3, 0)), bool(fields.get(4, 0))))
                 else:
-                    nodes.append(SymlinkNode(name, fields.get(2, b"")))
+                    nodes.append(SymlinkNode(name, second))
         except DecodeError as err:
             raise InvalidNodeError(f"malformed Directory message: {err}") from None
         directory = cls.from_nodes(nodes)
@@ -149,3 +150,17 @@ def _node_fields(data: bytes) -> Iterable[tuple[int, int | bytes]]:
             raise InvalidNodeError(f"field {number} repeated in a node")
         seen.add(number)
         yield number, value
+
+
+def _bytes(value: int | bytes) -> bytes:
+    """A length-delimited field's value; a varint where bytes belong is malformed."""
+    if not isinstance(value, bytes):
+        raise InvalidNodeError("a varint where a Directory field holds bytes")
+    return value
+
+
+def _int(value: int | bytes) -> int:
+    """A varint field's value; bytes where a varint belongs are malformed."""
+    if not isinstance(value, int):
+        raise InvalidNodeError("bytes where a Directory field holds a number")
+    return value

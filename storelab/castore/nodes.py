@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storelab.castore.protobuf import bytes_field, encode_varint, varint_field
+from storelab.errors import InvalidNodeError
 
 __all__ = [
     "DIGEST_LEN",
@@ -28,10 +29,6 @@ MAX_NAME_LEN = 255
 MAX_TARGET_LEN = 4095
 
 
-class InvalidNodeError(ValueError):
-    """A node or directory breaks a castore rule (name, target, digest, order)."""
-
-
 def validate_name(name: bytes) -> None:
     """Raise :class:`InvalidNodeError` unless ``name`` may name a directory entry.
 
@@ -39,7 +36,7 @@ def validate_name(name: bytes) -> None:
     >>> validate_name(b"..")
     Traceback (most recent call last):
     ...
-    storelab.castore.nodes.InvalidNodeError: invalid name b'..'
+    storelab.errors.InvalidNodeError: invalid name b'..'
     """
     if (
         not name

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from storelab.errors import DecodeError
+
 __all__ = ["encode_varint", "varint_field", "bytes_field", "iter_fields", "DecodeError"]
 
 VARINT = 0
@@ -16,10 +18,6 @@ LENGTH_DELIMITED = 2
 
 
 _ONE_BYTE = [bytes((i,)) for i in range(0x80)]
-
-
-class DecodeError(ValueError):
-    """The bytes are not a well-formed message of the expected shape."""
 
 
 def encode_varint(value: int) -> bytes:

@@ -12,9 +12,31 @@ from array import array
 from dataclasses import dataclass
 
 from storelab.castore.protobuf import encode_varint
-from storelab.ingest.blobs import BlobInfo
 
-__all__ = ["BlobBatch", "BlobBatchBuilder", "index_object_size"]
+__all__ = ["BlobBatch", "BlobBatchBuilder", "BlobInfo", "index_object_size"]
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What one pass over a blob's bytes found."""
+
+    digest: bytes
+    """BLAKE3 of the whole blob."""
+    size: int
+    chunk_digests: bytes
+    """The chunks' BLAKE3 digests, concatenated (32 bytes each, in order)."""
+    chunk_sizes: array
+    """Chunk lengths (``array('Q')``), in order; they sum to ``size``."""
+    chunk_compressed: array | None
+    """zstd-compressed length of each chunk (``array('Q')``), or None when not measured."""
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self.chunk_sizes)
+
+    def chunk_digest(self, index: int) -> bytes:
+        return self.chunk_digests[32 * index : 32 * index + 32]
+
+
 
 NOT_MEASURED = -1
 

@@ -12,22 +12,19 @@ import mmap
 import os
 import stat
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import blake3
 import zstandard
 
 from storelab.chunking import Chunker
+from storelab.ingest.batch import BlobBatchBuilder, BlobInfo
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore, ChunkMeta
-from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL, zstd_stream
+from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL
+from storelab.stores.snix import zstd_stream
 from storelab.stores.uploader import PendingChunk, Uploader
-
-if TYPE_CHECKING:
-    from storelab.ingest.batch import BlobBatchBuilder
 
 __all__ = ["BlobInfo", "BlobHasher", "FileChangedError", "READ_BUFFER", "hash_file_once"]
 
@@ -45,28 +42,6 @@ _MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 class FileChangedError(OSError):
     """The file changed size or was modified while it was being read."""
-
-
-@dataclass(frozen=True, slots=True)
-class BlobInfo:
-    """What one pass over a blob's bytes found."""
-
-    digest: bytes
-    """BLAKE3 of the whole blob."""
-    size: int
-    chunk_digests: bytes
-    """The chunks' BLAKE3 digests, concatenated (32 bytes each, in order)."""
-    chunk_sizes: array
-    """Chunk lengths (``array('Q')``), in order; they sum to ``size``."""
-    chunk_compressed: array | None
-    """zstd-compressed length of each chunk (``array('Q')``), or None when not measured."""
-
-    @property
-    def chunk_count(self) -> int:
-        return len(self.chunk_sizes)
-
-    def chunk_digest(self, index: int) -> bytes:
-        return self.chunk_digests[32 * index : 32 * index + 32]
 
 
 class BlobHasher:
@@ -131,7 +106,7 @@ class BlobHasher:
             if self._pending is not None:
                 compressed = None
                 if size is None and self._store_measures:
-                    compressed = self.store.compress(data)  # type: ignore[attr-defined]
+                    compressed = self.store.compress(data)
                     size = self.known_sizes[digest] = len(compressed)
                 self._pending.append(PendingChunk(digest, bytes(data), compressed))
             else:
@@ -164,7 +139,7 @@ class BlobHasher:
         """Store requests made since the last call (what a worker reports with each batch)."""
         if self.store is None:
             return StoreOps()
-        now = self.store.ops  # type: ignore[attr-defined]
+        now = self.store.ops
         delta, self._ops_reported = now - self._ops_reported, now
         return delta
 
@@ -330,7 +305,7 @@ WHOLE_READ = 64 * 1024 * 1024
 """Files up to this size are read into memory once for several hashers; larger ones mapped."""
 
 
-def hash_file_once(hashers: list[BlobHasher], path: bytes | str) -> list[BlobInfo]:
+def hash_file_once(hashers: Sequence[BlobHasher], path: bytes | str) -> list[BlobInfo]:
     """Read a regular file once and hash it with every hasher (a sweep over chunkers).
 
     Raises OSError (or :class:`FileChangedError`) as :meth:`BlobHasher.hash_file` does.

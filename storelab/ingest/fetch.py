@@ -64,22 +64,21 @@ def _download(source: str, folder: str) -> Path:
 def _download_s3(source: str, target: Path) -> None:
     import obstore
 
-    from storelab.stores.backends import _open_obstore
+    from storelab.errors import StoreError
+    from storelab.stores.backends import obstore_errors, open_obstore
 
     bucket, _, key = source[len("s3://") :].partition("/")
-    store = _open_obstore(f"s3://{bucket}")
+    store = open_obstore(f"s3://{bucket}")
     try:
-        result = obstore.get(store, key)
-        with open(target, "wb") as out:
-            for piece in result.stream():
-                out.write(piece)
+        with obstore_errors(source, "fetch", key):
+            result = obstore.get(store, key)
+            with open(target, "wb") as out:
+                for piece in result.stream():
+                    out.write(piece)
     except FileNotFoundError:
         raise InputNotFoundError(f"{source}: no such object") from None
-    except InputError:
-        raise
-    except Exception as err:  # obstore's own errors: one line
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(f"{source}: cannot fetch: {first}") from None
+    except StoreError as err:  # the NAR is this run's input: an input that cannot be read
+        raise InputError(str(err)) from None
 
 
 def fetch_sources(sources: Iterable[str], concurrency: int = 4) -> Iterator[tuple[str, Path]]:

@@ -20,11 +20,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 from storelab.castore import InvalidNodeError, validate_name
 from storelab.castore.nodes import MAX_TARGET_LEN
-from storelab.errors import InputError
+from storelab.errors import (
+    NarError,
+)
 
 __all__ = [
     "NarError",
@@ -53,10 +55,6 @@ _NAME_MAX = 255
 MAX_DEPTH = 64
 """Nix 2.34's nesting limit: a directory at this depth (the root at depth 1) is refused."""
 CONTENT_PIECE = 1 << 20
-
-
-class NarError(InputError):
-    """The bytes are not a valid NAR; the message names the NAR and the byte offset."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +92,7 @@ class NarEnd:
     size: int
 
 
-NarEvent = Union[NarDirectoryStart, NarDirectoryEnd, NarSymlink, NarFile, NarEnd]
+NarEvent = NarDirectoryStart | NarDirectoryEnd | NarSymlink | NarFile | NarEnd
 
 
 class _Reader:
@@ -199,6 +197,34 @@ def read_nar(stream: BinaryIO, name: str = "NAR") -> Iterator[NarEvent]:
     yield NarEnd(r.offset)
 
 
+def _regular_header(r: _Reader) -> tuple[bool, int]:
+    """A regular file's header, after ``type regular``: whether it is executable, and its size."""
+    at = r.offset
+    token = r.string(_TOKEN_MAX, "token")
+    executable = False
+    if token == b"executable":
+        marker_at = r.offset
+        if r.string(_TOKEN_MAX, "executable marker") != b"":
+            raise r.fail("executable marker has non-empty value", marker_at)
+        executable = True
+        at = r.offset
+        token = r.string(_TOKEN_MAX, "token")
+    if token != b"contents":
+        raise r.fail(f"expected 'contents', found {token[:32]!r}", at)
+    return executable, r.length()
+
+
+def _symlink_target(r: _Reader) -> bytes:
+    """A symlink's target, after ``type symlink``, and the node's closing parenthesis."""
+    r.expect(b"target")
+    at = r.offset
+    target = r.string(MAX_TARGET_LEN, "symlink target")
+    if not target or b"\0" in target:
+        raise r.fail(f"invalid symlink target {target[:64]!r}", at)
+    r.expect(b")")
+    return target
+
+
 def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
     # An explicit stack of open directories, so deep trees cannot exhaust Python's recursion.
     stack: list[list] = []  # [directory path, last entry name]
@@ -209,19 +235,7 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
         at = r.offset
         kind = r.string(_TOKEN_MAX, "token")
         if kind == b"regular":
-            at = r.offset
-            token = r.string(_TOKEN_MAX, "token")
-            executable = False
-            if token == b"executable":
-                marker_at = r.offset
-                if r.string(_TOKEN_MAX, "executable marker") != b"":
-                    raise r.fail("executable marker has non-empty value", marker_at)
-                executable = True
-                at = r.offset
-                token = r.string(_TOKEN_MAX, "token")
-            if token != b"contents":
-                raise r.fail(f"expected 'contents', found {token[:32]!r}", at)
-            size = r.length()
+            executable, size = _regular_header(r)
             pieces = r.contents(size)
             yield NarFile(path, size, executable, pieces)
             for _ in pieces:  # whatever the consumer left unread
@@ -229,13 +243,7 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
             r.expect(b")")
             finished = True
         elif kind == b"symlink":
-            r.expect(b"target")
-            at = r.offset
-            target = r.string(MAX_TARGET_LEN, "symlink target")
-            if not target or b"\0" in target:
-                raise r.fail(f"invalid symlink target {target[:64]!r}", at)
-            r.expect(b")")
-            yield NarSymlink(path, target)
+            yield NarSymlink(path, _symlink_target(r))
             finished = True
         elif kind == b"directory":
             if len(stack) + 1 >= MAX_DEPTH:

@@ -23,9 +23,9 @@ from storelab.stores.backends import (
     TransientStoreError,
     open_backend,
 )
-from storelab.stores.base import BlobStore, ChunkMeta, decode_index, encode_index, open_store
+from storelab.stores.base import BlobStore, ChunkMeta, decode_index, encode_index
 from storelab.stores.latency import LatencyBackend, LinkProfile
-from storelab.stores.snix import SnixStore, object_key
+from storelab.stores.snix import SnixStore, object_key, open_store
 from storelab.stores.uploader import Uploader, UploadOptions
 
 __all__ = [

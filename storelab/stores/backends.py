@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from storelab.errors import ConfigError, StorelabError
+from storelab.errors import ConfigError, StoreError, StorelabError, TransientStoreError  # noqa: F401 — raised here, defined with the rest of the error tree
 
 __all__ = [
     "ObjectBackend",
@@ -29,16 +32,11 @@ __all__ = [
     "StoreOps",
     "StoreError",
     "TransientStoreError",
+    "classify_obstore_error",
+    "obstore_errors",
     "open_backend",
+    "open_obstore",
 ]
-
-
-class StoreError(StorelabError):
-    """A store object is missing, corrupt, or cannot be written."""
-
-
-class TransientStoreError(StoreError):
-    """A request failed in a way that may succeed when tried again (network, timeout, 5xx)."""
 
 
 @runtime_checkable
@@ -80,7 +78,7 @@ class ObstoreBackend:
     def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
         self.shareable = not url.startswith("memory://")
-        self._store = _open_obstore(url, create)
+        self._store = open_obstore(url, create)
 
     def __getstate__(self) -> dict:
         if not self.shareable:
@@ -90,51 +88,88 @@ class ObstoreBackend:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["url"])  # type: ignore[misc]
 
-    def _fail(self, verb: str, key: str, err: Exception) -> StoreError:
-        import obstore.exceptions as oe
-
-        text = f"{self.url}: cannot {verb} {key}: {_first_line(err)}"
-        if isinstance(err, (oe.PermissionDeniedError, oe.UnauthenticatedError, oe.InvalidPathError)):
-            return StoreError(text)
-        return TransientStoreError(text)
-
     def head(self, key: str) -> int | None:
         import obstore
 
         try:
-            return int(obstore.head(self._store, key)["size"])
+            with obstore_errors(self.url, "HEAD", key):
+                return int(obstore.head(self._store, key)["size"])
         except FileNotFoundError:
             return None
-        except Exception as err:  # obstore raises its own hierarchy; each gets one line
-            raise self._fail("HEAD", key, err) from None
 
     def get(self, key: str) -> bytes:
         import obstore
 
         try:
-            return bytes(obstore.get(self._store, key).bytes())
+            with obstore_errors(self.url, "GET", key):
+                return bytes(obstore.get(self._store, key).bytes())
         except FileNotFoundError:
             raise StoreError(f"{self.url}: {key} is not in the store") from None
-        except Exception as err:
-            raise self._fail("GET", key, err) from None
 
     def put(self, key: str, data: bytes) -> None:
         import obstore
 
-        try:
+        with obstore_errors(self.url, "PUT", key):
             obstore.put(self._store, key, data)
-        except Exception as err:
-            raise self._fail("PUT", key, err) from None
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         import obstore
 
-        try:
+        with obstore_errors(self.url, "LIST", prefix):
             for page in obstore.list(self._store, prefix):
                 for meta in page:
                     yield meta["path"], int(meta["size"])
-        except Exception as err:
-            raise self._fail("LIST", prefix, err) from None
+
+
+_PERMANENT_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG,
+                                  errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EINVAL, errno.EFBIG})  # fmt: skip
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def classify_obstore_error(err: BaseException) -> type[StoreError] | None:
+    """Which storelab error an exception from obstore is: :class:`TransientStoreError` for what
+    may pass when tried again (network failures, timeouts, 5xx after obstore's own retries),
+    :class:`StoreError` for what will not (denied, invalid, a local disk full), ``None`` for
+    what is neither a storage failure nor obstore's (a bug: it propagates as it is). A missing
+    object (``FileNotFoundError``) is left to the caller, for whom it is an answer.
+
+    >>> import obstore.exceptions as oe
+    >>> classify_obstore_error(oe.GenericError("Generic S3 error: HTTP error: error sending request")).__name__
+    'TransientStoreError'
+    >>> classify_obstore_error(oe.GenericError("Generic LocalFileSystem error: No space left on device (os error 28)")).__name__
+    'StoreError'
+    >>> classify_obstore_error(oe.PermissionDeniedError("denied")).__name__, classify_obstore_error(TypeError("bug"))
+    ('StoreError', None)
+    """
+    import obstore.exceptions as oe
+
+    if isinstance(err, (TimeoutError, ConnectionError)):
+        return TransientStoreError
+    if isinstance(err, oe.GenericError) or isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+        code = getattr(err, "errno", None)
+        found = _OS_ERROR.search(str(err))
+        code = code if code is not None else int(found.group(1)) if found else None
+        if code is not None:
+            return StoreError if code in _PERMANENT_OS_ERRORS else TransientStoreError
+        return StoreError if "LocalFileSystem" in str(err).split(":", 1)[0] else TransientStoreError
+    if isinstance(err, oe.BaseError):  # denied, unauthenticated, invalid path, not supported, …
+        return StoreError
+    return None
+
+
+@contextlib.contextmanager
+def obstore_errors(where: str, verb: str, key: str) -> Iterator[None]:
+    """The one map from obstore's errors to storelab's: each becomes one line naming the
+    store, the request and the key (:func:`classify_obstore_error` says which kind)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        kind = classify_obstore_error(err)
+        if kind is None:
+            raise
+        raise kind(f"{where}: cannot {verb} {key}: {_first_line(err)}") from None
 
 
 def s3_client_options() -> dict[str, Any]:
@@ -147,7 +182,8 @@ def s3_client_options() -> dict[str, Any]:
     return client
 
 
-def _open_obstore(url: str, create: bool = True):  # noqa: ANN202 - obstore's store classes share no public base
+def open_obstore(url: str, create: bool = True) -> Any:  # obstore's store classes share no public base
+    """The obstore store a URL names (``file://``, plain path, ``memory://``, ``s3://``)."""
     from obstore.store import LocalStore, MemoryStore, S3Store
 
     if url.startswith("memory://"):
@@ -156,15 +192,15 @@ def _open_obstore(url: str, create: bool = True):  # noqa: ANN202 - obstore's st
         bucket, _, prefix = url[len("s3://") :].partition("/")
         if not bucket:
             raise ConfigError(f"store URL {url!r} names no bucket (s3://BUCKET/PREFIX)")
-        client = s3_client_options()
-        retry = {
+        client: Any = s3_client_options()  # obstore's ClientConfig, a TypedDict
+        retry: Any = {
             "max_retries": 2,
             "backoff": {"init_backoff": timedelta(milliseconds=50), "max_backoff": timedelta(seconds=1), "base": 2},
             "retry_timeout": timedelta(seconds=10),
         }
         try:
             return S3Store(bucket, prefix=prefix.strip("/") or None, client_options=client, retry_config=retry)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 — obstore refuses a bad configuration with errors of several kinds
             raise ConfigError(f"store {url}: {_first_line(err)}") from None
     if "://" in url and not url.startswith("file://"):
         raise ConfigError(f"unsupported store URL {url!r} (storelab knows file:///path, memory://, s3://bucket/prefix)")
@@ -196,7 +232,7 @@ class RetryingBackend:
         self.retries = 0
         self._lock = threading.Lock()
 
-    def _retry(self, call, *args):  # noqa: ANN001, ANN202 - a thin wrapper over four methods
+    def _retry(self, call, *args):
         for attempt in range(self.attempts):
             try:
                 return call(*args)

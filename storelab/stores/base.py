@@ -1,15 +1,28 @@
-"""The blob store seam: what ingest writes and rendering reads."""
+"""The blob store seam: what ingest writes and rendering reads, one small Protocol per
+capability (obspec's model), and the blob index format they share."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from storelab.castore.protobuf import DecodeError, bytes_field, iter_fields, varint_field
-from storelab.stores.backends import StoreError
+from storelab.castore.protobuf import bytes_field, iter_fields, varint_field
+from storelab.errors import DecodeError, StoreError
+from storelab.stores.backends import StoreOps
 
-__all__ = ["BlobStore", "ChunkMeta", "StoreError", "encode_index", "decode_index", "open_store"]
+__all__ = [
+    "BlobIndexes",
+    "BlobStore",
+    "ChunkMeta",
+    "ChunkReader",
+    "ChunkWriter",
+    "CountedStore",
+    "DirectoryClosures",
+    "StoreError",
+    "decode_index",
+    "encode_index",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,58 +65,83 @@ def decode_index(data: bytes) -> list[ChunkMeta]:
     return chunks
 
 
-@runtime_checkable
-class BlobStore(Protocol):
-    """Blobs, their chunks and directory closures, addressed by BLAKE3 digest."""
+class ChunkWriter(Protocol):
+    """Writes chunks, each once (the uploader and the blob hasher use this)."""
 
-    url: str
-
-    def has_chunk(self, digest: bytes) -> bool: ...
+    def has_chunk(self, digest: bytes) -> bool:
+        """Whether the chunk is stored (one HEAD; a request failure raises :class:`StoreError`)."""
+        ...
 
     def put_chunk(self, digest: bytes, data: bytes | memoryview, compressed: bytes | None = None) -> int:
-        """Store a chunk (if absent); returns its stored (compressed) size."""
+        """Store a chunk under its BLAKE3 ``digest`` unless it is there already; returns its
+        stored (compressed) size. ``compressed``: the bytes as the store keeps them, when the
+        caller compressed them already (:meth:`compress`), so they are not compressed twice."""
         ...
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        """``data`` as this store keeps a chunk (snix: one unsized zstd frame, level 3)."""
+        ...
+
+
+class ChunkReader(Protocol):
+    """Reads chunks back, checked."""
 
     def read_chunk(self, digest: bytes, size: int) -> bytes:
-        """A chunk's bytes, checked against its digest and expected size."""
+        """A chunk's bytes, checked against its digest and expected size; a missing, corrupt
+        or oversized chunk raises :class:`StoreError`."""
         ...
 
-    def has_blob(self, digest: bytes) -> bool: ...
+
+class BlobIndexes(Protocol):
+    """The blob → chunks map."""
+
+    def has_blob(self, digest: bytes) -> bool:
+        """Whether the blob's index is stored (a blob of one chunk: whether that chunk is)."""
+        ...
 
     def put_index(self, blob_digest: bytes, chunks: Sequence[ChunkMeta]) -> None:
-        """Store a blob's index; called only once every chunk of the blob is stored."""
+        """Store a blob's index; called only once every chunk of the blob is stored, so an
+        index never names a missing chunk. Fewer than two chunks: nothing (snix's rule)."""
         ...
 
     def chunks(self, blob_digest: bytes, blob_size: int) -> list[ChunkMeta]:
-        """The chunks a blob is made of (one chunk, the blob itself, below two)."""
+        """The chunks a blob is made of (below two: one chunk, the blob itself); the empty
+        blob has none. A malformed index, or one whose sizes do not add up to ``blob_size``,
+        raises :class:`StoreError`."""
         ...
+
+
+class DirectoryClosures(Protocol):
+    """Root directories' closures, as snix's object store keeps them."""
 
     def put_directories(self, root_digest: bytes, encoded: Sequence[bytes]) -> None:
-        """Store a root directory's closure, encoded messages from the root to the leaves."""
+        """Store a root directory's closure: encoded ``Directory`` messages from the root to
+        the leaves, each once."""
         ...
 
-    def get_directories(self, root_digest: bytes) -> list[bytes]: ...
+    def get_directories(self, root_digest: bytes) -> list[bytes]:
+        """The closure stored under ``root_digest``, root first; missing or malformed raises
+        :class:`StoreError`."""
+        ...
 
 
-def open_store(url: str, create: bool = True) -> BlobStore:
-    """A store from a URL: ``file:///path`` (or a plain path), ``memory://``, ``s3://bucket/prefix``;
-    without ``create`` a local store must exist already (for reading).
+class CountedStore(Protocol):
+    """Where a store is, whether another process can reach it, and what it was asked."""
 
-    >>> open_store("memory://").url
-    'memory://'
-    """
-    from storelab.stores.snix import SnixStore
+    url: str
 
-    return SnixStore.open(url, create)
+    @property
+    def shareable(self) -> bool:
+        """True when another process can open the same objects from :attr:`url` (not ``memory://``)."""
+        ...
+
+    @property
+    def ops(self) -> StoreOps:
+        """Requests received so far (PUT, GET, HEAD, LIST, retries) and their bytes."""
+        ...
 
 
-def store_target(url: str) -> str | BlobStore:
-    """What an ingest is told to write to, checked now (a bad URL fails before any work): a
-    store other processes can open is passed on by its URL (worker processes open their own);
-    a ``memory://`` store, which lives in this process only, as the opened object.
-
-    >>> store_target("memory://").url, store_target("file:///tmp/storelab-doctest-store")
-    ('memory://', 'file:///tmp/storelab-doctest-store')
-    """
-    opened = open_store(url)
-    return url if opened.shareable else opened
+@runtime_checkable
+class BlobStore(ChunkWriter, ChunkReader, BlobIndexes, DirectoryClosures, CountedStore, Protocol):
+    """Everything a snix-layout blob store offers: what ingest writes and rendering reads.
+    Code that needs one capability takes the smaller Protocol."""

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from storelab.errors import ConfigError
 from storelab.stores.backends import ObjectBackend, TransientStoreError
@@ -63,7 +64,7 @@ class LinkProfile:
     seed: int = 0
 
     @classmethod
-    def parse(cls, rtt: str = "0", bandwidth: str | None = None, **rest: float) -> LinkProfile:
+    def parse(cls, rtt: str = "0", bandwidth: str | None = None, **rest: Any) -> LinkProfile:
         return cls(rtt=parse_duration(rtt), bandwidth=parse_size(bandwidth) if bandwidth else None, **rest)
 
 

@@ -20,10 +20,16 @@ from collections.abc import Sequence
 import blake3
 import zstandard
 
-from storelab.stores.backends import CountingBackend, ObjectBackend, StoreError, StoreOps, open_backend
+from storelab.stores.backends import (
+    CountingBackend,
+    ObjectBackend,
+    StoreError,
+    StoreOps,
+    open_backend,
+)
 from storelab.stores.base import ChunkMeta, decode_index, encode_index
 
-__all__ = ["SnixStore", "ZSTD_LEVEL", "object_key", "MAX_DIRECTORY_CLOSURE"]
+__all__ = ["MAX_DIRECTORY_CLOSURE", "SnixStore", "ZSTD_LEVEL", "object_key", "open_store", "store_target"]
 
 ZSTD_LEVEL = 3
 MAX_DIRECTORY_CLOSURE = 1 << 30
@@ -206,3 +212,25 @@ def split_frames(data: bytes, name: str) -> list[bytes]:
         frames.append(data[offset + 4 : offset + 4 + length])
         offset += 4 + length
     return frames
+
+
+def open_store(url: str, create: bool = True) -> SnixStore:
+    """A store from a URL: ``file:///path`` (or a plain path), ``memory://``, ``s3://bucket/prefix``;
+    without ``create`` a local store must exist already (for reading).
+
+    >>> open_store("memory://").url
+    'memory://'
+    """
+    return SnixStore.open(url, create)
+
+
+def store_target(url: str) -> str | SnixStore:
+    """What an ingest is told to write to, checked now (a bad URL fails before any work): a
+    store other processes can open is passed on by its URL (worker processes open their own);
+    a ``memory://`` store, which lives in this process only, as the opened object.
+
+    >>> store_target("memory://").url, store_target("file:///tmp/storelab-doctest-store")
+    ('memory://', 'file:///tmp/storelab-doctest-store')
+    """
+    opened = open_store(url)
+    return url if opened.shareable else opened

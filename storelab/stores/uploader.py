@@ -73,7 +73,7 @@ class Uploader:
     def __enter__(self) -> Uploader:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.drain()
         self.close()

@@ -17,7 +17,12 @@ import zstandard
 from storelab.castore import EMPTY_BLOB_DIGEST, Directory, InvalidNodeError
 from storelab.stores.backends import StoreError
 from storelab.stores.base import decode_index
-from storelab.stores.snix import MAX_DIRECTORY_CLOSURE, SnixStore, decompress_bounded, split_frames
+from storelab.stores.snix import (
+    MAX_DIRECTORY_CLOSURE,
+    SnixStore,
+    decompress_bounded,
+    split_frames,
+)
 
 __all__ = ["Problem", "VerifyReport", "verify_store"]
 

@@ -54,7 +54,13 @@ from storelab.errors import DatasetError, OutputError, StorelabError
 from storelab.tables.arrow import column as arrow_column
 from storelab.tables.layout import LOCK, MARKER, is_object_url, may_hold_dataset
 from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
-from storelab.tables.storage import STAGING, DatasetStorage, FolderStorage, ObjectStorage, describe_os_error
+from storelab.tables.storage import (
+    STAGING,
+    DatasetStorage,
+    FolderStorage,
+    ObjectStorage,
+    describe_os_error,
+)
 
 if TYPE_CHECKING:
     from storelab.tables.index import DatasetIndex
@@ -215,16 +221,17 @@ class Dataset:
 
     def snapshots(self) -> pa.Table:
         """The ``snapshots`` rows of every committed snapshot, oldest first."""
-        tables = [self._part_rows(p) for p in self.live_parts()]
+        tables = [self.part_rows(p) for p in self.live_parts()]
         if not tables:
             return SCHEMAS["snapshots"].empty_table()
         table = pa.concat_tables(tables)
         return table.take(pc.sort_indices(table, [("created_at", "ascending"), ("snapshot_id", "ascending")]))
 
-    def _part_rows(self, part: Part) -> pa.Table:
+    def part_rows(self, part: Part) -> pa.Table:
+        """The ``snapshots`` rows of one committed part (read once, then cached)."""
         rows = self._rows.get(part.key)
         if rows is None:
-            rows = self._rows[part.key] = self._read_file(part.key, "snapshots")
+            rows = self._rows[part.key] = self.read_file(part.key, "snapshots")
         return rows
 
     def snapshot_ids(self) -> list[str]:
@@ -274,7 +281,7 @@ class Dataset:
                 self._check_footers(table)
         seen: dict[str, str] = {}
         for part in live:
-            for sid in self._part_rows(part).column("snapshot_id").to_pylist():
+            for sid in self.part_rows(part).column("snapshot_id").to_pylist():
                 if sid in seen:
                     raise DatasetError(
                         f"{self.location}: snapshot {sid} is in two parts ({seen[sid]}, {part.part_id}); the dataset is damaged"
@@ -303,12 +310,13 @@ class Dataset:
         keys = self.table_keys(table)
         if not keys:
             return SCHEMAS[table].empty_table()
-        data = pa.concat_tables(self._read_file(key, table) for key in keys)
+        data = pa.concat_tables(self.read_file(key, table) for key in keys)
         if snapshot_ids is not None:
             data = data.filter(pc.is_in(data.column("snapshot_id"), value_set=pa.array(list(snapshot_ids), pa.string())))
         return data
 
-    def _read_file(self, key: str, table: str) -> pa.Table:
+    def read_file(self, key: str, table: str) -> pa.Table:
+        """One file of ``table``, read against the table's schema."""
         path, temporary = self.storage.local_path(key)
         try:
             return pq.read_table(path, schema=SCHEMAS[table])
@@ -363,7 +371,7 @@ class Dataset:
 
     def read_part(self, snapshot_id: str, table: str, part: int) -> pa.Table:
         """A part written by :meth:`write_part`."""
-        return self._read_file(f"{table}/{snapshot_id}.{part:06d}.parquet", table)
+        return self.read_file(f"{table}/{snapshot_id}.{part:06d}.parquet", table)
 
     def _put(self, key: str, data: bytes) -> None:
         folder = Path(self.storage.staging(f"put-{secrets.token_hex(6)}", None))
@@ -434,7 +442,7 @@ class Dataset:
     def remove_snapshots(self, snapshot_ids: Sequence[str]) -> None:
         """Remove snapshots at once (the parts holding them are rewritten without them)."""
         gone = frozenset(snapshot_ids)
-        while holding := [p for p in self.live_parts() if gone & set(self._part_rows(p).column("snapshot_id").to_pylist())]:
+        while holding := [p for p in self.live_parts() if gone & set(self.part_rows(p).column("snapshot_id").to_pylist())]:
             if self._rewrite(holding, drop=gone) is not None:
                 break  # else another writer rewrote those parts first: look again
         if self._index is not None or self.storage.index_path(self.dataset_id).exists():

@@ -20,14 +20,45 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from storelab.tables.dataset import Dataset, Part
+    import pyarrow as pa
 
-__all__ = ["DatasetIndex", "KnownSizes"]
+__all__ = ["DatasetIndex", "IndexedDataset", "IndexedPart", "KnownSizes"]
+
+
+class IndexedPart(Protocol):
+    """What the index needs of a committed part: its id, and the parts it replaces."""
+
+    @property
+    def part_id(self) -> str: ...
+
+    @property
+    def replaces(self) -> tuple[str, ...]: ...
+
+
+class IndexedDataset(Protocol):
+    """What the index reads of a dataset (:class:`~storelab.tables.Dataset` is one): its live
+    parts, each part's ``snapshots`` rows, and its table files."""
+
+    def live_parts(self) -> Sequence[IndexedPart]:
+        """The committed parts readers see."""
+        ...
+
+    def part_rows(self, part: Any) -> pa.Table:
+        """The ``snapshots`` rows of one part."""
+        ...
+
+    def table_keys(self, table: str) -> list[str]:
+        """The keys of one table's files in the live parts."""
+        ...
+
+    def read_file(self, key: str, table: str) -> pa.Table:
+        """One table file, checked against the table's schema."""
+        ...
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunk_sizes (level INTEGER, digest BLOB, size INTEGER, PRIMARY KEY (level, digest)) WITHOUT ROWID;
@@ -92,7 +123,7 @@ class DatasetIndex:
         query = "SELECT 1 FROM parts WHERE part_id = ?"
         return {p for p in part_ids if self.con.execute(query, (p,)).fetchone() is not None}
 
-    def sync(self, dataset: Dataset) -> None:
+    def sync(self, dataset: IndexedDataset) -> None:
         """Absorb every live part of ``dataset`` the index has not seen (a part written by a
         compaction of absorbed parts is only noted: it holds nothing new)."""
         live = dataset.live_parts()
@@ -109,19 +140,19 @@ class DatasetIndex:
                 self.absorb(dataset, part)
         self._synced = ids
 
-    def absorb(self, dataset: Dataset, part: Part) -> None:
+    def absorb(self, dataset: IndexedDataset, part: Any) -> None:
         """Read one part's chunk sizes and labels into the index."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        snapshots = dataset._part_rows(part)
+        snapshots = dataset.part_rows(part)
         keys = [k for k in dataset.table_keys("chunkings") if k.startswith(f"chunkings/{part.part_id}")]
-        chunkings = pa.concat_tables(dataset._read_file(k, "chunkings") for k in keys) if keys else None
+        chunkings = pa.concat_tables(dataset.read_file(k, "chunkings") for k in keys) if keys else None
         sizes: list[tuple[int, bytes, int]] = []
         if chunkings is not None:
             levels = chunkings.select(["snapshot_id", "chunker_id", "zstd_level"]).filter(pc.greater(chunkings.column("zstd_level"), 0))
             for key in [k for k in dataset.table_keys("chunks") if k.startswith(f"chunks/{part.part_id}")] if levels.num_rows else []:
-                chunks = dataset._read_file(key, "chunks").select(["snapshot_id", "chunker_id", "digest", "compressed_size"])
+                chunks = dataset.read_file(key, "chunks").select(["snapshot_id", "chunker_id", "digest", "compressed_size"])
                 chunks = chunks.filter(pc.is_valid(chunks.column("compressed_size")))
                 chunks = chunks.set_column(1, "chunker_id", chunks.column("chunker_id").cast(pa.string()))
                 joined = chunks.join(levels, keys=["snapshot_id", "chunker_id"], join_type="inner")
@@ -162,7 +193,7 @@ class DatasetIndex:
             self._con = None
 
 
-class KnownSizes(dict):  # type: ignore[type-arg]
+class KnownSizes(dict[bytes, int]):
     """Chunk digest → compressed size at one zstd level: what this process measured (the dict
     itself), then the dataset index (read-only, one connection per thread).
 
@@ -193,7 +224,7 @@ class KnownSizes(dict):  # type: ignore[type-arg]
                 self._empty = con.execute("SELECT 1 FROM chunk_sizes WHERE level = ? LIMIT 1", (self.level,)).fetchone() is None
         return con
 
-    def get(self, digest: bytes, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, digest: bytes, default: Any = None) -> Any:
         size = dict.get(self, digest)
         if size is not None or self.path is None or self._empty:
             return size if size is not None else default

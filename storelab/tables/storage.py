@@ -11,6 +11,7 @@ object store), so a reader never sees half a file.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
@@ -20,11 +21,12 @@ import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from storelab.errors import DatasetError, OutputError, StorelabError
+from storelab.stores.backends import obstore_errors, open_obstore, s3_client_options
 
 __all__ = ["DatasetStorage", "FolderStorage", "ObjectStorage", "StoredFile", "LEFTOVER_AGE", "describe_os_error"]
 
@@ -43,7 +45,11 @@ class StoredFile:
 
 
 class DatasetStorage(Protocol):
-    """The file operations a dataset needs. Keys are ``/``-separated, relative to the dataset."""
+    """The file operations a dataset needs. Keys are ``/``-separated, relative to the dataset.
+
+    A failure is one line naming the dataset and the key: :class:`~storelab.errors.OutputError`
+    from a folder, :class:`~storelab.errors.StoreError` from an object store (obstore's errors
+    mapped in one place, :func:`~storelab.stores.backends.obstore_errors`)."""
 
     location: str
     """The dataset's folder or URL, as messages name it."""
@@ -74,7 +80,8 @@ class DatasetStorage(Protocol):
         ...
 
     def staging(self, part_id: str, owner: str | None) -> Path:
-        """A new empty local folder where a writer of ``part_id`` builds its files; ``owner``
+        """A new local folder where a writer of ``part_id`` builds its files (it may hold the
+        storage's own bookkeeping, e.g. the owner file of a folder dataset); ``owner``
         (``"host pid"``) is the process whose life keeps it from clean-ups."""
         ...
 
@@ -87,7 +94,7 @@ class DatasetStorage(Protocol):
         """Whether the writer of an uncommitted part may still be at work."""
         ...
 
-    def dead_staging(self) -> list[str]:
+    def dead_staging(self) -> builtins.list[str]:
         """Staging areas of writers known to be dead, removed here; their part ids."""
         ...
 
@@ -201,7 +208,7 @@ class FolderStorage:
     def writer_alive(self, part_id: str, modified: datetime | None) -> bool:
         return _owner_alive(self.root / STAGING / part_id)
 
-    def dead_staging(self) -> list[str]:
+    def dead_staging(self) -> builtins.list[str]:
         staging = self.root / STAGING
         if not staging.is_dir():
             return []
@@ -247,31 +254,23 @@ class ObjectStorage:
     ``s3://`` store (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, …)."""
 
     def __init__(self, url: str) -> None:
-        from storelab.stores.backends import _open_obstore
-
         self.location = url.rstrip("/")
         try:
-            self._store = _open_obstore(self.location)
+            self._store = open_obstore(self.location)
         except StorelabError as err:
             raise DatasetError(str(err)) from None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ObjectStorage, (self.location,))  # a cluster task opens its own connection
 
-    def _fail(self, verb: str, key: str, err: Exception) -> OutputError:
-        from storelab.stores.backends import _first_line
-
-        return OutputError(f"{self.location}: cannot {verb} {key}: {_first_line(err)}")
-
     def read(self, key: str) -> bytes | None:
         import obstore
 
         try:
-            return bytes(obstore.get(self._store, key).bytes())
+            with obstore_errors(self.location, "read", key):
+                return bytes(obstore.get(self._store, key).bytes())
         except FileNotFoundError:
             return None
-        except Exception as err:
-            raise self._fail("read", key, err) from None
 
     def local_path(self, key: str) -> tuple[Path, bool]:
         data = self.read(key)
@@ -285,29 +284,23 @@ class ObjectStorage:
     def list(self, folder: str) -> list[StoredFile]:
         import obstore
 
-        try:
+        with obstore_errors(self.location, "list", folder):
             pages = obstore.list(self._store, folder + "/")
             found = [StoredFile(m["path"], m["last_modified"]) for page in pages for m in page]
-        except Exception as err:
-            raise self._fail("list", folder, err) from None
         return sorted((f for f in found if "/" not in f.key[len(folder) + 1 :]), key=lambda f: f.key)
 
     def publish(self, local: Path, key: str) -> None:
         import obstore
 
-        try:
+        with obstore_errors(self.location, "write", key):
             obstore.put(self._store, key, local)
-        except Exception as err:
-            raise self._fail("write", key, err) from None
 
     def delete(self, keys: Sequence[str]) -> None:
         import obstore
 
         if keys:
-            try:
+            with obstore_errors(self.location, "delete", keys[0]):
                 obstore.delete(self._store, list(keys))
-            except Exception as err:
-                raise self._fail("delete", keys[0], err) from None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -321,15 +314,13 @@ class ObjectStorage:
             shutil.rmtree(folder, ignore_errors=True)
 
     def writer_alive(self, part_id: str, modified: datetime | None) -> bool:
-        return modified is None or modified > datetime.now(timezone.utc) - LEFTOVER_AGE
+        return modified is None or modified > datetime.now(UTC) - LEFTOVER_AGE
 
-    def dead_staging(self) -> list[str]:
+    def dead_staging(self) -> builtins.list[str]:
         import obstore
 
-        try:
+        with obstore_errors(self.location, "list", STAGING):
             found = [m for page in obstore.list(self._store, STAGING + "/") for m in page]
-        except Exception as err:
-            raise self._fail("list", STAGING, err) from None
         dead = [m["path"] for m in found if not self.writer_alive("", m["last_modified"])]
         self.delete(dead)
         return sorted({key.split("/")[1] for key in dead})
@@ -341,9 +332,8 @@ class ObjectStorage:
         """Give a DuckDB connection an ``s3://`` file system (obstore's, via fsspec)."""
         from obstore.fsspec import FsspecStore
 
-        from storelab.stores.backends import s3_client_options
-
-        con.register_filesystem(FsspecStore("s3", client_options=s3_client_options()))
+        client: Any = s3_client_options()  # obstore's ClientConfig, a TypedDict
+        con.register_filesystem(FsspecStore("s3", client_options=client))
 
     def index_path(self, dataset_id: str) -> Path:
         import hashlib
