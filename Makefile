@@ -1,13 +1,16 @@
 # Two commands do everything on a fresh machine:
 #   make demo   create .venv, install, ingest the shipped sample as 8 snapshots, print the dedup summary,
 #               write build/demo-report.html
-#   make test   create .venv, install with test extras (and nix-bin where apt can), run the whole suite
+#   make test   create .venv, install with test extras (and nix-bin where apt can), run the lint and type
+#               gate, build the docs strictly, run the whole suite
+# Also: make test-fast (the gate and the suite without tests marked slow, under a minute),
+#       make docs (the site into build/site/, opens from disk), make bench (the benchmarks).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DATASET := build/demo-dataset
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test test-fast lint docs venv bench clean
 
 $(BIN)/storelab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +32,20 @@ demo: venv
 	@echo "tables: $(DEMO_DATASET)/  figures as JSON: build/demo-stats.json  report: build/demo-report.html"
 	@echo "notebooks: $(BIN)/jupyter lab notebooks/"
 
-test: venv
+test: venv lint docs
 	bash scripts/install-test-tools.sh
 	$(BIN)/python -m pytest
+
+test-fast: venv lint
+	$(BIN)/python -m pytest -m "not slow" -q
+
+lint: venv
+	$(BIN)/ruff check storelab tests benchmarks
+	$(BIN)/mypy
+
+docs: venv
+	$(BIN)/python docs/generate.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ def build(dest: Path, chunks: int, snapshots: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from storelab.tables import SCHEMAS, SCHEMA_VERSION
+    from storelab.tables import SCHEMA_VERSION, SCHEMAS
 
     marker = dest / ".complete"
     if marker.exists() and marker.read_text() == f"{chunks} {snapshots}":
@@ -59,11 +58,11 @@ def build(dest: Path, chunks: int, snapshots: int) -> None:
         blob_digests = digests[::CHUNKS_PER_FILE].copy()
         blob_digests[:, 31] ^= 0xFF
         blob_sizes = sizes.reshape(files, CHUNKS_PER_FILE).sum(axis=1, dtype=np.uint64)
-        offsets = np.concatenate([np.zeros((files, 1), np.uint64), np.cumsum(sizes.reshape(files, CHUNKS_PER_FILE), axis=1, dtype=np.uint64)[:, :-1]], axis=1).ravel()
-        fixed32 = pa.binary(32)
+        ends = np.cumsum(sizes.reshape(files, CHUNKS_PER_FILE), axis=1, dtype=np.uint64)
+        offsets = np.concatenate([np.zeros((files, 1), np.uint64), ends[:, :-1]], axis=1).ravel()
 
         def digest_array(rows: np.ndarray) -> pa.Array:
-            return pa.FixedSizeBinaryArray.from_buffers(fixed32, len(rows), [None, pa.py_buffer(rows.tobytes())])
+            return pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(rows), [None, pa.py_buffer(rows.tobytes())])
 
         chunk_table = pa.table(
             {
@@ -105,7 +104,7 @@ def build(dest: Path, chunks: int, snapshots: int) -> None:
         root = node_table.column("digest")[0].as_py()
         directory_table = pa.table(
             {
-                "snapshot_id": [sid], "digest": pa.array([root], fixed32), "encoded_size": pa.array([files * 80], pa.uint32()),
+                "snapshot_id": [sid], "digest": pa.array([root], pa.binary(32)), "encoded_size": pa.array([files * 80], pa.uint32()),
                 "directory_entries": pa.array([0], pa.uint32()), "file_entries": pa.array([files], pa.uint32()),
                 "symlink_entries": pa.array([0], pa.uint32()), "size": pa.array([2 * files], pa.uint64()),
                 "file_bytes": pa.array([int(blob_sizes.sum())], pa.uint64()),

@@ -17,13 +17,12 @@ import mmap
 import os
 import statistics
 import sys
-import time
 from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import add_corpus_arguments, build_corpus, warm  # noqa: E402
-from ingest import compile_storelab, ensure_tools, timed  # noqa: E402
+from corpus import add_corpus_arguments, build_corpus
+from ingest import compile_storelab, ensure_tools, timed
 
 REPO = Path(__file__).resolve().parents[1]
 MIN, AVG, MAX = 128 * 1024, 256 * 1024, 512 * 1024

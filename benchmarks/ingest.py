@@ -25,7 +25,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import add_corpus_arguments, baseline_checkout, baseline_env, build_corpus, warm  # noqa: E402
+from corpus import (
+    add_corpus_arguments,
+    baseline_checkout,
+    baseline_env,
+    build_corpus,
+    warm,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 STORELAB = [sys.executable, "-m", "storelab"]  # as the `storelab` command starts

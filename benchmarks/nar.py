@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import baseline_checkout, baseline_env, build_corpus  # noqa: E402
+from corpus import baseline_checkout, baseline_env, build_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 STORELAB = [sys.executable, "-m", "storelab"]  # as the `storelab` command starts
@@ -75,7 +75,8 @@ def main() -> None:
     size = nar.stat().st_size
     work = Path(tempfile.mkdtemp(prefix="storelab-narbench-"))
     store = work / "store"
-    subprocess.run([*STORELAB, "ingest-nar", str(nar), "-o", str(work / "stored"), "-q", "--zstd-level", "0", "--store", f"file://{store}", "-l", "bench"], check=True, cwd=REPO)
+    stored = [*STORELAB, "ingest-nar", str(nar), "-o", str(work / "stored"), "-q", "--zstd-level", "0", "--store", f"file://{store}", "-l", "bench"]
+    subprocess.run(stored, check=True, cwd=REPO)
     out = work / "rendered.nar"
 
     def fresh() -> None:
@@ -84,8 +85,10 @@ def main() -> None:
     cases: list[tuple[str, list[str], object, dict[str, str] | None]] = [
         ("sha256sum", ["sha256sum", str(nar)], None, None),
         ("b3sum", ["b3sum", str(nar)], None, None),
-        ("storelab ingest-nar (sha256 + BLAKE3 + fastcdc2020, zstd off)", [*STORELAB, "ingest-nar", str(nar), "-o", str(work / "ds"), "-q", "--zstd-level", "0"], fresh, None),
-        ("storelab render-nar (file:// store, to stdout)", [*STORELAB, "render-nar", str(work / "stored"), "bench", "--store", f"file://{store}", "-o", "-"], None, None),
+        ("storelab ingest-nar (sha256 + BLAKE3 + fastcdc2020, zstd off)",
+         [*STORELAB, "ingest-nar", str(nar), "-o", str(work / "ds"), "-q", "--zstd-level", "0"], fresh, None),
+        ("storelab render-nar (file:// store, to stdout)",
+         [*STORELAB, "render-nar", str(work / "stored"), "bench", "--store", f"file://{store}", "-o", "-"], None, None),
     ]
     if args.baseline:
         old = baseline_env(baseline_checkout(REPO, args.baseline))

@@ -175,7 +175,7 @@ def main() -> None:
         compare(args, many, out, show)
 
 
-def compare(args: argparse.Namespace, many: Path, out: Path, show) -> None:  # noqa: ANN001
+def compare(args: argparse.Namespace, many: Path, out: Path, show) -> None:
     """Plain local ingest against a local Dask cluster of 2 workers on the tree ``many``, taking turns."""
     big = many.name == "big"
     what = f"one {args.big_gb} GB file" if big else "1M small files"

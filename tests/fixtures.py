@@ -9,6 +9,7 @@ from pathlib import Path
 import blake3
 
 from storelab.castore import EMPTY_BLOB_DIGEST, Directory, FileNode, SymlinkNode
+from storelab.testing.trees import build_tree
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = Path(os.environ.get("STORELAB_VECTORS", REPO / "tests" / "vectors"))
@@ -53,3 +54,19 @@ def make_complicated_tree(root: Path) -> Path:
     (root / ".keep").write_bytes(b"")
     (root / "aa").symlink_to("/nix/store/somewhereelse")
     return root
+
+
+NAR_FILES = sorted(k for k in json.loads(NAR_VECTORS.read_text()) if k.endswith(".nar"))
+"""The vendored NARs written by Nix, by name."""
+
+
+def oracle_trees(tmp_path: Path) -> list[Path]:
+    """Trees to compare with `nix-store --dump`: a made one, and real ones where present."""
+    build_tree(
+        tmp_path / "mixed",
+        {b"bin": {b"tool": ("x", b"#!/bin/sh\necho hi\n")}, b"empty": {}, b"link": ("link", b"bin/tool"), b"big": os.urandom(700_000), b"e": b""},
+    )
+    real = [Path(p) for p in ("/usr/share/doc/bash", "/usr/lib/python3/dist-packages/debian", "/etc/ssl") if Path(p).is_dir()]
+    return [tmp_path / "mixed", *real]
+
+

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import socket
 import subprocess
-import threading
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -138,10 +139,8 @@ class TcpProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def stop(self) -> None:
         """Refuse new connections and cut the open ones, as a dead server would."""
@@ -151,8 +150,6 @@ class TcpProxy:
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for s in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()

@@ -17,10 +17,14 @@ from storelab.analysis import (
     chunker_comparison,
     dedup_summary,
     refcount_histogram,
-    snapshot_summary,
     sharing,
+    snapshot_summary,
 )
-from storelab.analysis.whatif import PLACEHOLDER, normalize_store_paths, what_if_normalized
+from storelab.analysis.whatif import (
+    PLACEHOLDER,
+    normalize_store_paths,
+    what_if_normalized,
+)
 from storelab.chunking import default_spec
 from storelab.cli import main
 from storelab.ingest import IngestOptions, ingest_dir, sweep_dir
@@ -116,7 +120,7 @@ def test_sweep_reads_once_and_compares_by_hand(tmp_path: Path, monkeypatch: pyte
     opened: list[bytes] = []
     real_open = blobs.os.open
 
-    def counting_open(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def counting_open(path, *args, **kwargs):
         opened.append(path if isinstance(path, bytes) else str(path).encode())
         return real_open(path, *args, **kwargs)
 
@@ -207,6 +211,7 @@ def test_what_if_cli_and_ingest_option(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["what-if", str(tmp_path / "ds2")]) == 2
 
 
+@pytest.mark.slow
 def test_report_html_is_complete_and_offline(two_versions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r" / "report.html"
     assert main(["report", str(two_versions), "-o", str(out)]) == 0
@@ -220,6 +225,7 @@ def test_report_html_is_complete_and_offline(two_versions: Path, tmp_path: Path,
     assert "storelab report" in text and "v1" in text and "v2" in text and "0.1.0" in text
 
 
+@pytest.mark.slow
 def test_report_markdown_with_pngs_beside(two_versions: Path, tmp_path: Path) -> None:
     out = build_report(two_versions, tmp_path / "md" / "study.md", "md", command=["storelab", "report", "x"])
     text = out.read_text()

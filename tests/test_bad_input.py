@@ -206,7 +206,7 @@ class _FullDisk:
     """A file that accepts ``room`` bytes, then fails as a full disk does."""
 
     def __init__(self, path: Path, room: int) -> None:
-        self._file = open(path, "wb")
+        self._file = open(path, "wb")  # noqa: SIM115 — closed by close(), as the file it stands in for
         self._room = room
 
     def write(self, data) -> int:
@@ -232,6 +232,7 @@ def test_full_disk_injected(dataset_with_one_snapshot: Path, tmp_path: Path, mon
     assert_only_first_snapshot(dataset_with_one_snapshot)
 
 
+@pytest.mark.slow
 def test_full_disk_real_tmpfs(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
@@ -253,6 +254,7 @@ def test_full_disk_real_tmpfs(tmp_path: Path) -> None:
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_ctrl_c_halfway_commits_nothing(dataset_with_one_snapshot: Path, tmp_path: Path) -> None:
     build_tree(tmp_path / "t", {f"f{i}".encode(): os.urandom(50_000) for i in range(400)})
     # Slow the run down where the parent process reports progress, so the signal lands mid-way.
@@ -320,6 +322,7 @@ def test_errors_from_library_are_storelab_errors(tmp_path: Path) -> None:
     assert issubclass(OutputError, Exception)
 
 
+@pytest.mark.slow
 def test_outputs_never_write_through_a_planted_symlink(tmp_path: Path) -> None:
     """A symlink planted where a temporary would go is never written through: temporaries
     are fresh names made with O_EXCL beside the output (storelab.outputs)."""
@@ -359,7 +362,7 @@ def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch: pytest.MonkeyPa
 
     real_import = builtins.__import__
 
-    def interrupted(name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def interrupted(name, *args, **kwargs):
         if name == "storelab.cli":
             raise KeyboardInterrupt
         return real_import(name, *args, **kwargs)

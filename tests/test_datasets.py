@@ -72,11 +72,14 @@ def test_cli_list_and_unpack(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def _network_or_skip(error: Exception) -> None:
     text = str(error).lower()
-    if any(word in text for word in ("temporary failure", "name resolution", "network is unreachable", "connection", "timed out", "could not resolve", "failed to fetch", "unable to fetch")):
+    offline = ("temporary failure", "name resolution", "network is unreachable", "connection", "timed out", "could not resolve", "failed to fetch",
+               "unable to fetch")  # fmt: skip
+    if any(word in text for word in offline):
         pytest.skip(f"the package registry is not reachable from here: {error}")
     raise error
 
 
+@pytest.mark.slow
 def test_fetch_pypi_series(tmp_path: Path) -> None:
     from storelab.datasets import fetch_corpus
     from storelab.errors import InputError
@@ -95,6 +98,7 @@ def test_fetch_pypi_series(tmp_path: Path) -> None:
         assert item["fetched_with"].startswith("pip download")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None, reason="needs Debian's apt-get and dpkg-deb")
 def test_fetch_debian_packages(tmp_path: Path) -> None:
     from storelab.datasets import fetch_corpus

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 distributed = pytest.importorskip("distributed")
@@ -23,7 +22,7 @@ from storelab.nar import dump_path  # noqa: E402
 from storelab.tables import Dataset  # noqa: E402
 from tests.helpers import build_tree, table_rows  # noqa: E402
 
-
+pytestmark = pytest.mark.slow  # a cluster, an S3 server or a kernel per test: make test-fast leaves them out
 
 @pytest.fixture(scope="module")
 def client():
@@ -150,7 +149,7 @@ def test_cluster_ingest_into_object_storage_with_a_store(client, s3_server, s3_u
     """Tasks PUT their parts straight into an s3:// dataset and their blobs into an s3://
     store; the driver writes the directory closure and commits: the rows equal a local
     ingest's, and the store verifies and holds every blob."""
-    from storelab.stores.base import open_store
+    from storelab.stores.snix import open_store
     from storelab.stores.verify import verify_store
 
     client.run(_set_environment, s3_server.environment())  # the workers were started before the fixture
@@ -198,7 +197,7 @@ def test_cluster_nars_into_object_storage(client, s3_server, s3_url, tmp_path: P
         ingest_nar(nar, tmp_path / "local", None, IngestOptions(zstd_level=3, workers=0))
     assert table_rows(dataset, ignore=STORE_COLUMNS) == table_rows(tmp_path / "local", ignore=STORE_COLUMNS)
     assert not _objects_under(Dataset.open(dataset), "_staging/")
-    from storelab.stores.base import open_store
+    from storelab.stores.snix import open_store
     from storelab.stores.verify import verify_store
 
     assert verify_store(open_store(s3_url, create=False)).directory_closures == len(results)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import json
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     most = 0
     lock = threading.Lock()
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         with _Handler.lock:
             _Handler.active += 1
             _Handler.most = max(_Handler.most, _Handler.active)
@@ -103,7 +102,7 @@ def test_temporary_copies_go_once_consumed(http_root) -> None:
     root, base = http_root
     _nars(root, 3)
     seen = []
-    for source, local in fetch_sources([f"{base}/n{i}.nar" for i in range(3)], concurrency=2):
+    for _source, local in fetch_sources([f"{base}/n{i}.nar" for i in range(3)], concurrency=2):
         assert local.exists()
         seen.append(local)
     assert [p.name for p in seen] == ["n0.nar", "n1.nar", "n2.nar"]

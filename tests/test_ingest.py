@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from pathlib import Path
 
 import blake3
@@ -16,13 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storelab.castore import Directory, DirectoryNode, FileNode, SymlinkNode
-from storelab.chunking import ChunkerSpec, default_spec
+from storelab.chunking import default_spec
 from storelab.ingest import IngestOptions, ingest_dir
 from storelab.tables import Dataset
+from storelab.testing.trees import SMALL_CHUNKS, trees
 from tests.fixtures import DIRECTORY_COMPLICATED, make_complicated_tree
 from tests.helpers import build_tree, flatten, snapshot_rows
-
-SMALL_CHUNKS = ChunkerSpec("fastcdc2020", 64, 256, 1024, 1)
 
 
 def test_complicated_tree_has_snix_root_digest(tmp_path: Path) -> None:
@@ -40,19 +38,7 @@ def test_single_file_root(tmp_path: Path) -> None:
     assert result.label == "hello"
 
 
-name_bytes = st.binary(min_size=1, max_size=10).filter(
-    lambda n: b"/" not in n and b"\0" not in n and n not in (b".", b"..")
-)
-file_value = st.one_of(
-    st.binary(max_size=3000),
-    st.tuples(st.just("x"), st.binary(max_size=3000)),
-    st.tuples(st.just("link"), st.binary(min_size=1, max_size=60).filter(lambda t: b"\0" not in t)),
-)
-trees = st.recursive(
-    st.dictionaries(name_bytes, file_value, max_size=5),
-    lambda children: st.dictionaries(name_bytes, st.one_of(file_value, children), max_size=5),
-    max_leaves=25,
-).filter(lambda d: isinstance(d, dict))
+
 
 
 def _expected_digests(spec: dict) -> tuple[bytes, int]:
@@ -198,7 +184,7 @@ def test_compressed_sizes_are_measured_once_per_dataset(tmp_path: Path, monkeypa
     calls: list[int] = []
     real = blobs.zstd_stream
 
-    def counting(compressor, data):  # noqa: ANN001, ANN202
+    def counting(compressor, data):
         calls.append(len(data))
         return real(compressor, data)
 

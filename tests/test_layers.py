@@ -12,7 +12,14 @@ import pytest
 from storelab.cli import main
 from storelab.datasets.debian_closures import build_closures, parse_index
 from storelab.errors import ConfigError, InputError
-from storelab.layers import ClosureGraph, StorePath, load_graph, parse_graph, plan_layers, simulate_pulls
+from storelab.layers import (
+    ClosureGraph,
+    StorePath,
+    load_graph,
+    parse_graph,
+    plan_layers,
+    simulate_pulls,
+)
 from storelab.layers.plan import layer_identity
 from tests.helpers import snapshot_rows
 
@@ -31,7 +38,7 @@ def graph(nodes: dict[str, tuple[int, list[str]]], tops: list[str] | None = None
     )
 
 
-def members(plan) -> list[set[str]]:  # noqa: ANN001
+def members(plan) -> list[set[str]]:
     return [{m[len(S) + 33 :] for m in layer.members} for layer in plan.layers if layer.kind == "paths"]
 
 
@@ -247,6 +254,7 @@ def test_debian_closures_from_an_index() -> None:
     assert popularity[packages["libc6"].store_path.split("-", 1)[1]] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("apt-cache") is None, reason="apt-cache (Debian's package index) is not on this machine")
 def test_fetch_debian_closures_for_real(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["datasets", "fetch", "debian-closures", "--to", str(tmp_path / "deb")]) == 0
@@ -268,8 +276,9 @@ def test_fetch_debian_closures_for_real(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def _nar_with_narinfo(folder: Path, name: str, content: bytes, refs: list[str]) -> tuple[Path, Path]:
-    from storelab.nar import nar_bytes_of_file, nix_base32
     import hashlib
+
+    from storelab.nar import nar_bytes_of_file, nix_base32
 
     nar = nar_bytes_of_file(content)
     path = folder / f"{name}.nar"

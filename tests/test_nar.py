@@ -5,10 +5,10 @@ from __future__ import annotations
 import bz2
 import hashlib
 import io
-import re
 import lzma
 import os
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,14 +21,20 @@ from hypothesis import strategies as st
 from storelab.cli import main
 from storelab.ingest import IngestOptions, ingest_dir
 from storelab.ingest.nar_source import ingest_nar
-from storelab.nar import NarError, dump_path, nar_bytes_of_file, nar_string, nix_base32, read_nar
+from storelab.nar import (
+    NarError,
+    dump_path,
+    nar_bytes_of_file,
+    nar_string,
+    nix_base32,
+    read_nar,
+)
 from storelab.tables import Dataset
-from tests.fixtures import NAR_VECTORS, VECTORS, load_json, make_complicated_tree
+from storelab.testing.trees import SMALL_CHUNKS, trees
+from tests.fixtures import NAR_FILES, NAR_VECTORS, VECTORS, load_json, make_complicated_tree, oracle_trees
 from tests.helpers import build_tree, snapshot_rows
-from tests.test_ingest import SMALL_CHUNKS, trees
 
 NARS = load_json(NAR_VECTORS)
-NAR_FILES = sorted(k for k in NARS if k.endswith(".nar"))
 S = nar_string
 
 
@@ -144,6 +150,7 @@ def test_every_truncation_is_refused() -> None:
                     pass
 
 
+@pytest.mark.slow
 @given(spec=trees)
 def test_tree_and_its_nar_are_one_thing(tmp_path_factory: pytest.TempPathFactory, spec: dict) -> None:
     base = tmp_path_factory.mktemp("n")
@@ -221,19 +228,10 @@ def test_nix_base32_matches_nix_hash() -> None:
     assert nix_base32(digest) == done.stdout.strip()
 
 
-def _oracle_trees(tmp_path: Path) -> list[Path]:
-    build_tree(
-        tmp_path / "mixed",
-        {b"bin": {b"tool": ("x", b"#!/bin/sh\necho hi\n")}, b"empty": {}, b"link": ("link", b"bin/tool"), b"big": os.urandom(700_000), b"e": b""},
-    )
-    real = [Path(p) for p in ("/usr/share/doc/bash", "/usr/lib/python3/dist-packages/debian", "/etc/ssl") if Path(p).is_dir()]
-    return [tmp_path / "mixed", *real]
-
-
 def test_writer_equals_nix_store_dump(tmp_path: Path) -> None:
     if shutil.which("nix-store") is None:
         pytest.skip("nix-store (Debian's nix-bin) is not installed; `make test` installs it where apt can")
-    for tree in _oracle_trees(tmp_path):
+    for tree in oracle_trees(tmp_path):
         nix = subprocess.run(["nix-store", "--dump", str(tree)], capture_output=True, check=True).stdout
         assert b"".join(dump_path(tree)) == nix, tree
         (tmp_path / "oracle.nar").write_bytes(nix)
@@ -277,6 +275,7 @@ def test_nar_cut_inside_a_large_file_fails_cleanly(tmp_path: Path) -> None:
     assert Dataset.open(tmp_path / "ds").snapshot_ids() == []
 
 
+@pytest.mark.slow
 def test_nar_with_a_large_file_is_ingested_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tracemalloc
 

@@ -21,9 +21,11 @@ from storelab.ingest.nar_source import ingest_nar
 from storelab.nar import dump_path
 from storelab.tables import Dataset
 from storelab.tables import storage as storage_module
-from storelab.tables.storage import ObjectStorage
+from storelab.tables.storage import DatasetStorage, ObjectStorage
+from storelab.testing.datasets import DatasetStorageTests
 from tests.helpers import build_tree, table_rows
 
+pytestmark = pytest.mark.slow  # a cluster, an S3 server or a kernel per test: make test-fast leaves them out
 
 @pytest.fixture
 def s3_dataset(s3_url: str) -> str:
@@ -151,3 +153,10 @@ def test_a_removal_takes_the_commit_object_first(s3_dataset: str, tmp_path: Path
     assert deletions[0] == [f"snapshots/{gone.snapshot_id}.parquet"]  # cut short after this, only invisible files remain
     assert ds.snapshot_ids() == [kept.snapshot_id]
     assert not [key for key in _keys(ds) if gone.snapshot_id in key]
+
+
+class TestObjectDatasetStorage(DatasetStorageTests):
+    def make_storage(self, tmp_path: Path, request: pytest.FixtureRequest) -> DatasetStorage:
+        url = request.getfixturevalue("s3_url")
+        request.getfixturevalue("monkeypatch").setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        return ObjectStorage(url.rsplit("/", 1)[0] + "/ds")

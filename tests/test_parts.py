@@ -19,7 +19,8 @@ from storelab.ingest.nar_source import ingest_nar, ingest_nars
 from storelab.nar import dump_path
 from storelab.tables import Dataset
 from storelab.tables import dataset as dataset_module
-from storelab.tables.storage import FolderStorage, ObjectStorage
+from storelab.tables.storage import DatasetStorage, FolderStorage, ObjectStorage
+from storelab.testing.datasets import DatasetStorageTests
 from tests.helpers import build_tree, table_rows
 
 OPTIONS = IngestOptions(zstd_level=3, workers=0)
@@ -86,10 +87,10 @@ def _three_snapshots(tmp_path: Path) -> list[str]:
     return [ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS).snapshot_id for i in range(3)]
 
 
-def _crash_when(monkeypatch: pytest.MonkeyPatch, method: str, predicate) -> None:  # noqa: ANN001
+def _crash_when(monkeypatch: pytest.MonkeyPatch, method: str, predicate) -> None:
     real = getattr(FolderStorage, method)
 
-    def failing(self, *args):  # noqa: ANN001, ANN202
+    def failing(self, *args):
         if predicate(*args):
             raise OutputError(f"{self.location}: simulated crash in {method}{args}")
         return real(self, *args)
@@ -222,6 +223,7 @@ def test_an_old_dataset_is_refused_with_one_line(tmp_path: Path, capsys: pytest.
         Dataset.open(tmp_path / "old")
 
 
+@pytest.mark.slow
 def test_parts_compaction_and_removal_in_object_storage(s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dataset_module, "BATCH_SNAPSHOTS", 2)
     dataset = s3_url.rsplit("/", 1)[0] + "/parts"
@@ -348,3 +350,8 @@ def test_a_truncated_or_foreign_table_file_is_named(tmp_path: Path, capsys: pyte
     assert main(["stats", str(tmp_path / "ds")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(blobs) in err[0] and "not a blobs table" in err[0]
+
+
+class TestFolderDatasetStorage(DatasetStorageTests):
+    def make_storage(self, tmp_path: Path, request: pytest.FixtureRequest) -> DatasetStorage:
+        return FolderStorage(tmp_path / "ds")

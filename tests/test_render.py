@@ -19,11 +19,17 @@ from storelab.ingest import IngestOptions, ingest_dir
 from storelab.ingest.nar_source import ingest_nar
 from storelab.nar import dump_path
 from storelab.nar.render import castore_from_snapshot, nar_layout, open_nar
-from storelab.stores import ChunkMeta, SnixStore, StoreError, decode_index, encode_index, open_backend
-from tests.fixtures import VECTORS
+from storelab.stores import (
+    ChunkMeta,
+    SnixStore,
+    StoreError,
+    decode_index,
+    encode_index,
+    open_backend,
+)
+from storelab.testing.trees import SMALL_CHUNKS, trees
+from tests.fixtures import NAR_FILES, VECTORS, oracle_trees
 from tests.helpers import build_tree, snapshot_rows
-from tests.test_ingest import SMALL_CHUNKS, trees
-from tests.test_nar import NAR_FILES, _oracle_trees
 
 
 @pytest.mark.parametrize("name", NAR_FILES)
@@ -34,6 +40,7 @@ def test_vector_nars_render_back_identical(name: str, tmp_path: Path) -> None:
     assert (tmp_path / "out.nar").read_bytes() == (VECTORS / "nar" / name).read_bytes()
 
 
+@pytest.mark.slow
 @given(spec=trees)
 def test_tree_nar_ingest_render_is_the_identity(tmp_path_factory: pytest.TempPathFactory, spec: dict) -> None:
     base = tmp_path_factory.mktemp("r")
@@ -66,7 +73,7 @@ def test_parallel_directory_ingest_with_store_renders_nix_store_dump(tmp_path: P
 def test_render_equals_nix_store_dump(tmp_path: Path) -> None:
     if shutil.which("nix-store") is None:
         pytest.skip("nix-store (Debian's nix-bin) is not installed; `make test` installs it where apt can")
-    for i, tree in enumerate(_oracle_trees(tmp_path)):
+    for i, tree in enumerate(oracle_trees(tmp_path)):
         store = tmp_path / f"store{i}"
         result = ingest_dir(tree, tmp_path / f"ds{i}", "t", IngestOptions(workers=0, zstd_level=0, store=str(store)))
         root, directories = castore_from_snapshot(tmp_path / f"ds{i}", result.snapshot_id)

@@ -101,6 +101,7 @@ def test_bench_upload_writes_table_parquet_and_plot(tmp_path: Path, capsys: pyte
     assert main(["bench-upload", str(tmp_path / "nope"), "--rtt", "1ms"]) == 1
 
 
+@pytest.mark.slow
 def test_s3_store_from_the_command_line(s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path / "t", files=5)
     bucket = s3_server.new_bucket()

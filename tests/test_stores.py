@@ -4,23 +4,18 @@ against a dict, the background uploader, verification, and faults."""
 from __future__ import annotations
 
 import random
-import struct
 import threading
 import time
 from pathlib import Path
 
-import blake3
 import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from storelab.castore import Directory, DirectoryNode, FileNode
-from storelab.chunking import default_spec
+from storelab.castore import Directory
 from storelab.ingest import IngestOptions, ingest_dir
 from storelab.nar import dump_path
-from storelab.nar.render import castore_from_snapshot, open_nar
 from storelab.stores import (
     ChunkMeta,
     CountingBackend,
@@ -30,211 +25,45 @@ from storelab.stores import (
     RetryingBackend,
     SnixStore,
     StoreError,
-    TransientStoreError,
     Uploader,
     UploadOptions,
-    decode_index,
     object_key,
     open_backend,
 )
 from storelab.stores.uploader import PendingChunk
 from storelab.stores.verify import verify_store
 from storelab.tables import Dataset
+from storelab.testing.stores import StoreTests, digest_of
 from tests.helpers import build_tree
 
-BACKENDS = ["file", "memory", "latency", "s3"]
+# -- conformance: every backend passes storelab.testing's suite -------------------------------
 
 
-def _backend_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if kind == "file":
-        return f"file://{tmp_path}/store"
-    if kind == "s3":
-        return request.getfixturevalue("s3_url")
-    return "memory://"
+class TestFileStore(StoreTests):
+    def make_store(self, tmp_path: Path, request: pytest.FixtureRequest) -> SnixStore:
+        return SnixStore.open(f"file://{tmp_path}/store")
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> SnixStore:
-    url = _backend_url(request.param, tmp_path, request)
-    if request.param == "latency":
-        return SnixStore(CountingBackend(LatencyBackend(ObstoreBackend(url), LinkProfile(rtt=0.001))))
-    return SnixStore.open(url)
+class TestMemoryStore(StoreTests):
+    def make_store(self, tmp_path: Path, request: pytest.FixtureRequest) -> SnixStore:
+        return SnixStore.open("memory://")
 
 
-def digest_of(data: bytes) -> bytes:
-    return blake3.blake3(data).digest()
+class TestStoreBehindASlowLink(StoreTests):
+    def make_store(self, tmp_path: Path, request: pytest.FixtureRequest) -> SnixStore:
+        return SnixStore(CountingBackend(LatencyBackend(ObstoreBackend("memory://"), LinkProfile(rtt=0.001))))
 
 
-# -- conformance: every backend ------------------------------------------------------------
+@pytest.mark.slow
+class TestS3Store(StoreTests):
+    state_machine_settings = settings(max_examples=8, stateful_step_count=12, deadline=None)
 
+    def make_store(self, tmp_path: Path, request: pytest.FixtureRequest) -> SnixStore:
+        server = request.getfixturevalue("s3_server")
+        for key, value in server.environment().items():
+            request.getfixturevalue("monkeypatch").setenv(key, value)
+        return SnixStore.open(f"s3://{server.new_bucket()}/store")
 
-def test_chunk_round_trip_and_layout(store: SnixStore) -> None:
-    data = b"chunk " * 1000
-    digest = digest_of(data)
-    assert not store.has_chunk(digest)
-    stored = store.put_chunk(digest, data)
-    assert store.has_chunk(digest)
-    raw = store.backend.get(object_key("chunks", digest))
-    assert len(raw) == stored < len(data)
-    # zstd level 3, no content size in the frame header, as snix's streaming encoder writes
-    assert zstandard.get_frame_parameters(raw).content_size == zstandard.CONTENTSIZE_UNKNOWN
-    stream = zstandard.ZstdCompressor(level=3).compressobj()  # snix: a streaming encoder, never told the size
-    assert raw == stream.compress(data) + stream.flush()
-    assert store.read_chunk(digest, len(data)) == data
-
-
-def test_existing_objects_are_checked_not_rewritten(store: SnixStore) -> None:
-    data = b"twice"
-    digest = digest_of(data)
-    store.put_chunk(digest, data)
-    store.put_index(digest, [ChunkMeta(digest, len(data))])
-    before = store.ops
-    assert store.put_chunk(digest, data) > 0
-    store.put_index(digest, [ChunkMeta(digest, len(data))])
-    delta = store.ops - before
-    assert (delta.head_count, delta.put_count) == (2, 0)
-
-
-def test_blob_index_is_snix_stat_blob_response(store: SnixStore) -> None:
-    a, b = b"a" * 10, b"b" * 20
-    da, db = digest_of(a), digest_of(b)
-    store.put_chunk(da, a)
-    store.put_chunk(db, b)
-    blob = digest_of(a + b)
-    store.put_index(blob, [ChunkMeta(da, 10), ChunkMeta(db, 20)])
-    raw = store.backend.get(object_key("blobs", blob))
-    # StatBlobResponse{chunks = 2: ChunkMeta{digest = 1, size = 2}}, byte by byte
-    assert raw == b"".join(b"\x12\x24\x0a\x20" + d + b"\x10" + bytes([n]) for d, n in ((da, 10), (db, 20)))
-    assert decode_index(raw) == store.chunks(blob, 30) == [ChunkMeta(da, 10), ChunkMeta(db, 20)]
-    with pytest.raises(StoreError, match="does not add up"):
-        store.chunks(blob, 31)
-
-
-def test_single_chunk_and_empty_blobs_have_empty_indexes(store: SnixStore) -> None:
-    data = b"one chunk"
-    digest = digest_of(data)
-    store.put_chunk(digest, data)
-    store.put_index(digest, [ChunkMeta(digest, len(data))])
-    empty = digest_of(b"")
-    store.put_index(empty, [])
-    assert store.backend.get(object_key("blobs", digest)) == b""
-    assert store.backend.get(object_key("blobs", empty)) == b""
-    assert store.chunks(digest, len(data)) == [ChunkMeta(digest, len(data))]
-    assert store.chunks(empty, 0) == []
-    assert not store.has_chunk(empty)  # the empty blob has no chunk object
-
-
-def test_reads_check_digests_and_refuse_bombs(store: SnixStore) -> None:
-    data = b"x" * 1000
-    digest = digest_of(data)
-    key = object_key("chunks", digest)
-    store.backend.put(key, zstandard.ZstdCompressor().compress(b"y" * 1000))
-    with pytest.raises(StoreError, match="does not match its digest"):
-        store.read_chunk(digest, 1000)
-    store.backend.put(key, zstandard.ZstdCompressor().compress(bytes(50_000_000)))  # a zstd bomb
-    with pytest.raises(StoreError, match="corrupt"):
-        store.read_chunk(digest, 1000)
-    with pytest.raises(StoreError, match="not in the store"):
-        store.read_chunk(digest_of(b"missing"), 7)
-
-
-def test_directory_closures_root_to_leaves(store: SnixStore) -> None:
-    leaf = Directory(files=(FileNode(b"f", digest_of(b""), 0),))
-    middle = Directory(directories=(DirectoryNode(b"leaf", leaf.digest, leaf.size),))
-    root = Directory(directories=(DirectoryNode(b"a", middle.digest, middle.size), DirectoryNode(b"b", leaf.digest, leaf.size)))
-    store.put_directories(root.digest, [root.encoded, middle.encoded, leaf.encoded])
-    assert store.get_directories(root.digest) == [root.encoded, middle.encoded, leaf.encoded]
-    raw = zstandard.ZstdDecompressor().decompress(store.backend.get(object_key("dirs", root.digest)), max_output_size=1 << 20)
-    assert raw[:4] == struct.pack(">I", len(root.encoded))  # u32 big-endian length prefixes
-    store.backend.put(object_key("dirs", leaf.digest), zstandard.ZstdCompressor().compress(struct.pack(">I", 2) + b"\x0a\x00"))
-    with pytest.raises(StoreError, match="does not start with its root"):
-        store.get_directories(leaf.digest)
-
-
-def test_verify_finds_missing_and_corrupt_objects(store: SnixStore) -> None:
-    a, b = b"a" * 100, b"b" * 200
-    da, db = digest_of(a), digest_of(b)
-    store.put_chunk(da, a)
-    store.put_chunk(db, b)
-    blob = digest_of(a + b)
-    store.put_index(blob, [ChunkMeta(da, 100), ChunkMeta(db, 200)])
-    store.put_index(da, [])
-    file_dir = Directory(files=(FileNode(b"a", da, 100), FileNode(b"ab", blob, 300)))
-    store.put_directories(file_dir.digest, [file_dir.encoded])
-    report = verify_store(store)
-    assert report.ok, report.problems
-    assert (report.chunks, report.blobs, report.directory_closures, report.directories) == (2, 2, 1, 1)
-    # damage: one chunk's bytes swapped, one blob index pointing at a chunk that is not there
-    store.backend.put(object_key("chunks", db), store.compress(b"c" * 200))
-    lost = digest_of(b"lost")
-    store.put_index(digest_of(b"x" + b"lost"), [ChunkMeta(da, 100), ChunkMeta(lost, 4)])
-    ghost = Directory(files=(FileNode(b"g", digest_of(b"ghost"), 5),))
-    store.put_directories(ghost.digest, [ghost.encoded])
-    problems = {(p.kind, p.key.split("/")[0], p.detail.split(" ")[0]) for p in verify_store(store).problems}
-    assert ("corrupt", "chunks", "holds") in problems
-    assert ("missing", "blobs", "chunk") in problems  # the blob over the corrupt chunk, and the lost one
-    assert ("missing", "dirs", "blob") in problems
-
-
-def test_ingest_with_store_renders_the_same_nar(store: SnixStore, tmp_path: Path) -> None:
-    data = random.Random(1).randbytes(700_000)
-    build_tree(tmp_path / "tree", {b"big": data, b"small": b"hello", b"d": {b"same": b"hello", b"link": ("link", b"../big")}})
-    options = IngestOptions(workers=0, zstd_level=3, store=store, chunker=default_spec(avg_size=64 * 1024))
-    result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", options)
-    assert result.store_ops is not None and result.store_ops.put_count > 0
-    report = verify_store(store)
-    assert report.ok, report.problems
-    assert report.directory_closures == 1 and report.directories == 2
-    root, directories = castore_from_snapshot(tmp_path / "ds", result.snapshot_id)
-    assert open_nar(root, directories, store).read() == b"".join(dump_path(tmp_path / "tree"))
-    assert store.get_directories(root.digest)[0] == directories[root.digest].encoded
-
-
-# -- the store against a dict --------------------------------------------------------------
-
-
-class StoreMatchesDict(RuleBasedStateMachine):
-    """Whatever is put, a memory store answers exactly as a dict of what was put would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store = SnixStore.open("memory://")
-        self.chunks: dict[bytes, bytes] = {}
-        self.blobs: dict[bytes, list[ChunkMeta]] = {}
-
-    @rule(data=st.binary(max_size=300))
-    def put_chunk(self, data: bytes) -> None:
-        digest = digest_of(data)
-        self.store.put_chunk(digest, data)
-        self.chunks[digest] = data
-
-    @rule(picks=st.lists(st.integers(0, 50), min_size=0, max_size=4))
-    def put_blob(self, picks: list[int]) -> None:
-        stored = sorted(self.chunks)
-        parts = [self.chunks[stored[i % len(stored)]] for i in picks] if stored else []
-        digest = digest_of(b"".join(parts))
-        metas = [ChunkMeta(digest_of(p), len(p)) for p in parts]
-        if len(metas) == 1:
-            return  # a one-chunk blob lives under its own digest: covered by put_chunk
-        self.store.put_index(digest, metas)
-        self.blobs.setdefault(digest, metas if len(metas) >= 2 else [])
-
-    @rule(data=st.binary(max_size=50))
-    def ask_for_anything(self, data: bytes) -> None:
-        digest = digest_of(data)
-        assert self.store.has_chunk(digest) == (digest in self.chunks)
-        assert self.store.has_blob(digest) == (digest in self.blobs)
-
-    @invariant()
-    def everything_reads_back(self) -> None:
-        for digest, data in self.chunks.items():
-            assert self.store.read_chunk(digest, len(data)) == data
-        for digest, metas in self.blobs.items():
-            size = sum(m.size for m in metas)
-            assert self.store.chunks(digest, size) == metas
-
-
-TestStoreMatchesDict = StoreMatchesDict.TestCase
 
 
 # -- the background uploader ---------------------------------------------------------------
@@ -257,7 +86,7 @@ class GateBackend:
     def get(self, key: str) -> bytes:
         return self.inner.get(key)
 
-    def list(self, prefix: str):  # noqa: ANN201
+    def list(self, prefix: str):
         return self.inner.list(prefix)
 
     def put(self, key: str, data: bytes) -> None:
@@ -360,6 +189,7 @@ def test_a_dead_link_fails_cleanly_and_commits_nothing(tmp_path: Path) -> None:
     assert Dataset.open(tmp_path / "ds").snapshot_ids() == []
 
 
+@pytest.mark.slow
 def test_killed_s3_server_then_rerun_completes_without_rewrites(s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.s3server import TcpProxy
 
@@ -455,7 +285,8 @@ def test_chunk_objects_against_the_zstd_command(tmp_path: Path) -> None:
     from storelab.stores.snix import zstd_stream
 
     rng = random.Random(3)
-    inputs = [b"", b"x", rng.randbytes(70_000), bytes(300_000), b"abc" * 100_000, Path("/etc/services").read_bytes() if Path("/etc/services").exists() else b"s" * 9]
+    real = Path("/etc/services").read_bytes() if Path("/etc/services").exists() else b"s" * 9
+    inputs = [b"", b"x", rng.randbytes(70_000), bytes(300_000), b"abc" * 100_000, real]
     same_library = _zstd_cli_version() == zstandard.ZSTD_VERSION
     for data in inputs:
         ours = zstd_stream(zstandard.ZstdCompressor(level=3), data)
@@ -472,9 +303,7 @@ def test_chunk_objects_against_the_zstd_command(tmp_path: Path) -> None:
 def _closure_labels(tmp_path: Path, spec: dict, names: dict[str, dict]) -> list[str]:
     """Ingest ``spec`` into a memory store; name each directory of the stored closure by
     which of ``names`` (subtree specs) it encodes."""
-    from storelab.castore import Directory
     from storelab.ingest import IngestOptions, ingest_dir
-
     from tests.helpers import build_tree
 
     store = SnixStore.open("memory://")
@@ -505,7 +334,6 @@ def test_a_store_failure_while_a_large_nar_file_is_hashed_is_an_error_not_a_hang
     error is raised, instead of the reader waiting for ever to hand it more pieces."""
     from storelab.ingest import IngestOptions
     from storelab.ingest.nar_source import ingest_nar
-    from storelab.nar import dump_path
     from storelab.tables import Dataset
     from tests.helpers import build_tree
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
@@ -30,7 +30,7 @@ def values_for(type_: pa.DataType) -> st.SearchStrategy:
     if pa.types.is_floating(type_):
         return st.one_of(st.none(), st.floats(allow_nan=False))
     if pa.types.is_timestamp(type_):
-        return st.one_of(st.none(), st.datetimes(min_value=datetime(1971, 1, 1), timezones=st.just(timezone.utc)))
+        return st.one_of(st.none(), st.datetimes(min_value=datetime(1971, 1, 1), timezones=st.just(UTC)))
     if pa.types.is_list(type_):
         item = type_.value_type
         if pa.types.is_struct(item):

@@ -3,7 +3,12 @@ DuckDB over the Parquet files (out of core), and plotting helpers in
 :mod:`storelab.analysis.plots` that draw those frames."""
 
 from storelab.analysis.attribution import attribution, sharing
-from storelab.analysis.chunks import chunk_size_distribution, chunk_size_stats, chunker_comparison, refcount_histogram
+from storelab.analysis.chunks import (
+    chunk_size_distribution,
+    chunk_size_stats,
+    chunker_comparison,
+    refcount_histogram,
+)
 from storelab.analysis.cost import Prices, cost_model, measured_requests
 from storelab.analysis.db import connect
 from storelab.analysis.dedup import LEVELS, dedup_summary, snapshot_summary

@@ -40,7 +40,7 @@ def new_axes(ax: Axes | None = None, size: tuple[float, float] = (7.0, 4.2)) -> 
     return Figure(figsize=size, layout="constrained").add_subplot()
 
 
-def bytes_formatter():  # noqa: ANN201 - a matplotlib Formatter
+def bytes_formatter():
     """Tick labels as KiB / MiB / GiB."""
     from matplotlib.ticker import FuncFormatter
 
@@ -74,15 +74,16 @@ def plot_upload_speedup(grid: pd.DataFrame, ax: Axes | None = None) -> Axes:
 class _BinaryLocator:
     """Ticks at round binary sizes (1, 2, 5, 10, 20, 50… KiB/MiB/GiB) on a linear byte axis."""
 
-    def __new__(cls):  # noqa: ANN204 - builds a matplotlib Locator subclass lazily
+    def __new__(cls):
         from matplotlib.ticker import Locator
 
         class BinaryLocator(Locator):
-            def __call__(self):  # noqa: ANN204
+            def __call__(self):
+                assert self.axis is not None  # matplotlib sets it before asking for ticks
                 low, high = self.axis.get_view_interval()
                 return self.tick_values(low, high)
 
-            def tick_values(self, vmin: float, vmax: float):  # noqa: ANN201
+            def tick_values(self, vmin: float, vmax: float):
                 import numpy as np
 
                 top = max(abs(vmin), abs(vmax), 1.0)
@@ -97,7 +98,7 @@ class _BinaryLocator:
         return BinaryLocator()
 
 
-def _bytes_axis(axis, log: bool = False) -> None:  # noqa: ANN001 - a matplotlib Axis
+def _bytes_axis(axis, log: bool = False) -> None:
     """Byte tick labels; on a log axis, ticks at powers of two (thinned to about ten)."""
     from matplotlib.ticker import LogLocator
 

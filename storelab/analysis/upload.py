@@ -17,7 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from storelab.chunking import ChunkerSpec, default_spec
-from storelab.stores import CountingBackend, LatencyBackend, LinkProfile, ObstoreBackend, RetryingBackend, SnixStore
+from storelab.stores import (
+    CountingBackend,
+    LatencyBackend,
+    LinkProfile,
+    ObstoreBackend,
+    RetryingBackend,
+    SnixStore,
+)
 from storelab.stores.uploader import UploadOptions
 
 __all__ = ["upload_grid", "upload_run", "write_upload_outputs", "UPLOAD_COLUMNS"]

@@ -71,7 +71,11 @@ def what_if_normalized(
     with tempfile.TemporaryDirectory(prefix="storelab-whatif-") as scratch:
         target = Path(out) if out is not None else Path(scratch) / "normalized"
         for label, kind, source, chunkings in snaps:
-            specs = [ChunkerSpec(c["chunker"], int(c["chunk_min_size"]), int(c["chunk_avg_size"]), int(c["chunk_max_size"]), int(c["chunk_normalization"]), int(c["chunk_seed"] or 0)) for c in chunkings]
+            specs = [
+                ChunkerSpec(c["chunker"], int(c["chunk_min_size"]), int(c["chunk_avg_size"]), int(c["chunk_max_size"]),
+                            int(c["chunk_normalization"]), int(c["chunk_seed"] or 0))
+                for c in chunkings
+            ]  # fmt: skip
             level = int(chunkings[0]["zstd_level"])
             options = IngestOptions(specs[0], level, workers, progress=progress, rewrite=normalize_store_paths)
             if kind == "nar":

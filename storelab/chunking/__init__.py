@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from storelab.chunking.base import Chunker, ChunkerSpec
 from storelab.chunking.fastcdc2016 import FastCDC2016
 from storelab.chunking.fastcdc2020 import FastCDC2020
@@ -27,7 +29,7 @@ __all__ = [
     "make_chunker",
 ]
 
-CHUNKERS = {"fastcdc2020": FastCDC2020, "fastcdc2016": FastCDC2016, "fixed": FixedSize}
+CHUNKERS: dict[str, Callable[[ChunkerSpec], Chunker]] = {"fastcdc2020": FastCDC2020, "fastcdc2016": FastCDC2016, "fixed": FixedSize}
 DEFAULT_AVG_SIZE = 256 * 1024
 """snix's average chunk size."""
 

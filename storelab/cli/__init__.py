@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         error_line("storelab: interrupted")
         return 130
-    except Exception as error:  # noqa: BLE001 — the promise is: no traceback for users
+    except Exception as error:
         if debug:
             raise
         error_line(f"storelab: internal error: {type(error).__name__}: {error} (set STORELAB_DEBUG=1 for the traceback)")

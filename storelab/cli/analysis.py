@@ -9,8 +9,20 @@ from typing import Any
 import click
 
 from storelab.cli.base import JSON, SectionedCommand, option
-from storelab.cli.output import bar, escape, factors, fmt_pct, fmt_ratio, fmt_size, jsonable, out, print_json, table
+from storelab.cli.output import (
+    bar,
+    escape,
+    factors,
+    fmt_pct,
+    fmt_ratio,
+    fmt_size,
+    jsonable,
+    out,
+    print_json,
+    table,
+)
 from storelab.units import format_bytes
+
 
 @click.command("stats", cls=SectionedCommand)
 @click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
@@ -26,7 +38,7 @@ from storelab.units import format_bytes
 @option("--storage-price", type=click.FloatRange(min=0), default=0.023, panel="Cost model", help="$ per GiB-month stored (S3 Standard).")
 @option("--months", type=click.FloatRange(min=0), default=1.0, panel="Cost model", help="Months the objects are kept.")
 def stats_command(
-    dataset: str, snapshot: tuple[str, ...] | list[str] | None, last: int, as_json: bool, cost: bool, put_price: float,
+    dataset: str, snapshot: tuple[str, ...], last: int, as_json: bool, cost: bool, put_price: float,
     get_price: float, storage_price: float, months: float,
 ) -> None:  # fmt: skip
     """Dedup figures at every level (NAR, blob, chunk per chunking, directory): overall and per snapshot.
@@ -49,14 +61,14 @@ def stats_command(
     object, a HEAD before each write, GETs to restore every snapshot once, and the stored
     bytes for --months; with the requests each --store ingest really made beside it.
     """
-    snapshot = list(snapshot) or None  # click gives a tuple
+    snapshots = list(snapshot) or None  # click gives a tuple
     from storelab.analysis import dedup_summary, snapshot_summary
 
     if cost:
-        _print_cost(dataset, snapshot, as_json, put_price, get_price, storage_price, months)
+        _print_cost(dataset, snapshots, as_json, put_price, get_price, storage_price, months)
         return
-    overall = dedup_summary(dataset, snapshot)
-    per = snapshot_summary(dataset, snapshot)
+    overall = dedup_summary(dataset, snapshots)
+    per = snapshot_summary(dataset, snapshots)
     warnings = overall.attrs.get("warnings", [])
     if as_json:
         print_json(
@@ -86,7 +98,7 @@ def stats_command(
         _print_chunkings(chunk_rows)
     for warning in warnings:
         out().print(f"[yellow]note:[/] {escape(warning)}")
-    shown = per if snapshot or not last else per[per["seq"] >= sorted(per["seq"].unique())[-last:][0]]
+    shown = per if snapshots or not last else per[per["seq"] >= sorted(per["seq"].unique())[-last:][0]]
     more = "" if len(shown) == len(per) else f"; the last {last} of {count:,} (--last 0 for all)"
     snaps = table(title=f"per snapshot, in creation order; new = not in any earlier snapshot{more}", title_justify="left")
     for col in ("snapshot", "level", "logical", "unique", "new", "new stored", "hit rate bytes / objects", "dedup"):
@@ -178,7 +190,7 @@ def _print_cost(
 @option("--output", "-o", default="report.html", help="Report file (report.html, or report.md with --format md).")
 @option("--format", "fmt", default="html", help="html (one self-contained file) or md (Markdown, PNGs beside it).")
 @option("--snapshot", "-s", multiple=True, help="Only these snapshots (id or label); repeatable.")
-def report_command(dataset: str, output: str, fmt: str, snapshot: tuple[str, ...] | list[str] | None) -> None:
+def report_command(dataset: str, output: str, fmt: str, snapshot: tuple[str, ...]) -> None:
     """Write every analysis of a dataset, figures embedded, into one report.
 
     The HTML file needs no network: figures are embedded PNGs, styles inline, no scripts.
@@ -187,9 +199,9 @@ def report_command(dataset: str, output: str, fmt: str, snapshot: tuple[str, ...
     \b
     Example: storelab report study/ -o study.html
     """
-    snapshot = list(snapshot) or None  # click gives a tuple
+    snapshots = list(snapshot) or None  # click gives a tuple
     from storelab.report import build_report
 
     command = ["storelab", *sys.argv[1:]] if sys.argv and "report" in sys.argv else None
-    path = build_report(dataset, output, fmt, command, snapshot)
+    path = build_report(dataset, output, fmt, command, snapshots)
     out().print(f"report → {path}", highlight=False)

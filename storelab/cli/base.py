@@ -116,7 +116,7 @@ def options(*decorators: Decorator) -> Decorator:
     return apply
 
 
-def json_option(help: str) -> Decorator:  # noqa: A002 — click's own name
+def json_option(help: str) -> Decorator:
     """The ``--json`` flag (passed as ``as_json``)."""
     return option("--json", JSON, is_flag=True, help=help)
 

@@ -9,6 +9,7 @@ import click
 from storelab.cli.base import JSON, SectionedCommand, option
 from storelab.cli.output import emit, escape, fmt_size, out
 
+
 @click.command("snapshots", cls=SectionedCommand)
 @click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
 @option("--remove", multiple=True, metavar="ID|LABEL",

@@ -8,6 +8,7 @@ from storelab.cli.base import SectionedGroup, option
 from storelab.cli.output import out
 from storelab.units import format_bytes
 
+
 @click.group("datasets", cls=SectionedGroup)
 def datasets_app() -> None:
     """Real corpora to study: the ones shipped in datasets/ (checked against their manifests) and ones fetched from PyPI and Debian."""

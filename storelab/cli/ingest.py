@@ -25,9 +25,19 @@ from storelab.cli.options import (
     store_target,
     upload_options,
 )
-from storelab.cli.output import emit, escape, fmt_pct, fmt_ratio, fmt_size, node_json, out, print_json
+from storelab.cli.output import (
+    emit,
+    escape,
+    fmt_pct,
+    fmt_ratio,
+    fmt_size,
+    node_json,
+    out,
+    print_json,
+)
 from storelab.errors import ConfigError
 from storelab.units import format_bytes, parse_size
+
 
 @click.command("ingest-dir", cls=SectionedCommand)
 @click.argument("path", metavar="PATH", help="Directory tree (or single file) to ingest.")
@@ -133,19 +143,19 @@ def ingest_nar_command(
     from storelab.ingest.nar_source import ingest_nar
     from storelab.ingest.progress import wants_progress
 
-    nars = [*(nars or []), *(read_source_list(from_list) if from_list else [])]
-    if not nars:
+    sources = [*nars, *(read_source_list(from_list) if from_list else [])]
+    if not sources:
         raise ConfigError("name at least one NAR (or --from-list FILE)")
-    if label and len(nars) > 1:
+    if label and len(sources) > 1:
         raise ConfigError("--label names one snapshot; give one NAR with it")
-    if narinfo and (len(nars) > 1 or scheduler):
+    if narinfo and (len(sources) > 1 or scheduler):
         raise ConfigError("--narinfo describes one NAR; give one NAR with it (and no --scheduler)")
     from storelab.nar.narinfo import load_narinfo
 
     info = load_narinfo(narinfo) if narinfo else None
     spec = chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
     upload = upload_options(upload_concurrency, upload_threshold, upload_buffer)
-    many = len(nars) > 1
+    many = len(sources) > 1
     options = IngestOptions(
         spec, zstd_level, 0, False, wants_progress(quiet) and not many, store=store_target(store), upload=upload,
         rewrite=rewrite_for(normalize_store_paths), nar_compression=nar_codecs(nar_compression, "zstd"),
@@ -154,10 +164,10 @@ def ingest_nar_command(
         from storelab.ingest.distributed import cluster, ingest_nars_on_cluster
 
         with cluster(scheduler, workers) as client:
-            ingest_nars_on_cluster(client, nars, out_, label, options, lambda r: print_result(r, out_, quiet, as_json))
+            ingest_nars_on_cluster(client, sources, out_, label, options, lambda r: print_result(r, out_, quiet, as_json))
         return
     if not many:
-        for source, local in fetch_sources(nars, fetch_concurrency):
+        for source, local in fetch_sources(sources, fetch_concurrency):
             result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None, narinfo=info)
             print_result(result, out_, quiet, as_json)
         return
@@ -165,14 +175,14 @@ def ingest_nar_command(
     from storelab.ingest.progress import CountProgress
 
     started = time.perf_counter()
-    with CountProgress("ingest-nar", wants_progress(quiet), len(nars), "NARs") as bar:
+    with CountProgress("ingest-nar", wants_progress(quiet), len(sources), "NARs") as bar:
 
         def done(result: Any) -> None:
             bar.advance(1, result.label)
             if as_json or not bar.enabled:
                 print_result(result, out_, quiet, as_json)
 
-        results = ingest_nars(fetch_sources(nars, fetch_concurrency), out_, options, done)
+        results = ingest_nars(fetch_sources(sources, fetch_concurrency), out_, options, done)
     if bar.enabled and not as_json:
         wall = time.perf_counter() - started
         nar_bytes = sum(r.file_bytes for r in results)

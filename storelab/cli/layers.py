@@ -11,6 +11,7 @@ from storelab.cli.output import fmt_pct, fmt_size, jsonable, out, print_json, ta
 from storelab.errors import ConfigError
 from storelab.units import format_bytes
 
+
 @click.group("layers", cls=SectionedGroup)
 def layers_app() -> None:
     """Container layer study: group an image's store paths into layers and simulate pulls through a layer cache."""
@@ -54,8 +55,8 @@ def layers_plan_command(closure: str, algorithm: str, budget: int, popularity: s
     plan = plan_layers(graph, algorithm, budget, _popularity(popularity))
     if as_json:
         layers = [
-            {"identity": l.identity, "kind": l.kind, "nar_size": l.nar_size, "rating": l.rating, "members": list(l.members)}
-            for l in plan.layers
+            {"identity": layer.identity, "kind": layer.kind, "nar_size": layer.nar_size, "rating": layer.rating, "members": list(layer.members)}
+            for layer in plan.layers
         ]
         print_json({"image": plan.image, "algorithm": algorithm, "budget": budget, "nar_size": plan.nar_size, "layers": layers})
         return
@@ -68,7 +69,8 @@ def layers_plan_command(closure: str, algorithm: str, budget: int, popularity: s
     for number, layer in enumerate(plan.layers):
         names = [path_name(m) for m in layer.members] or ["(the image's symlink farm)"]
         members = ", ".join(names[:4]) + (f", … {len(names) - 4} more" if len(names) > 4 else "")
-        shown.add_row(str(number), str(len(layer.members)), fmt_size(layer.nar_size), f"{layer.rating:,}" if layer.rating else "–", layer.identity[:12], members)
+        rating = f"{layer.rating:,}" if layer.rating else "–"
+        shown.add_row(str(number), str(len(layer.members)), fmt_size(layer.nar_size), rating, layer.identity[:12], members)
     out().print(shown)
 
 
@@ -81,7 +83,7 @@ def layers_plan_command(closure: str, algorithm: str, budget: int, popularity: s
 @option("--root", multiple=True, help="With a DATASET of NARs: an image's top-level store path or label; repeat, in pull order.")
 @option("--json", JSON, is_flag=True, help="Print the table as JSON.")
 def layers_simulate_command(
-    images: str, algorithm: str, budget: int, popularity: str | None, out_dir: str | None, root: tuple[str, ...] | list[str] | None,
+    images: str, algorithm: str, budget: int, popularity: str | None, out_dir: str | None, root: tuple[str, ...],
     as_json: bool,
 ) -> None:  # fmt: skip
     """Pull a sequence of images through a registry's layer cache, for each algorithm.
@@ -96,7 +98,7 @@ def layers_simulate_command(
     \b
     Example: storelab datasets fetch debian-closures && storelab layers simulate build/datasets/debian-closures
     """
-    root = list(root) or None  # click gives a tuple
+    roots = list(root) or None  # click gives a tuple
     from storelab.layers import ALGORITHMS, load_images, simulate_pulls
 
     algorithms = [a.strip() for a in algorithm.split(",") if a.strip()]
@@ -106,7 +108,7 @@ def layers_simulate_command(
     from storelab.layers import graphs_from_dataset
     from storelab.tables.layout import may_hold_dataset
 
-    graphs = graphs_from_dataset(images, root) if may_hold_dataset(images) else load_images(images)
+    graphs = graphs_from_dataset(images, roots) if may_hold_dataset(images) else load_images(images)
     default_pop = Path(images) / "popularity.json"
     pop_file = popularity or (str(default_pop) if default_pop.exists() else None)
     pulls = simulate_pulls(graphs, algorithms, budget, _popularity(pop_file))

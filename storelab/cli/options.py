@@ -122,10 +122,10 @@ def chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | N
 
 def store_target(url: str | None) -> str | BlobStore | None:
     """``--store``, opened now so a bad URL fails before any work (see
-    :func:`storelab.stores.base.store_target`)."""
+    `storelab.stores.snix.store_target`)."""
     if url is None:
         return None
-    from storelab.stores.base import store_target as target
+    from storelab.stores.snix import store_target as target
 
     return target(url)
 

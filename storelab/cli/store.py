@@ -15,6 +15,7 @@ from storelab.cli.output import jsonable, out, print_json, table
 from storelab.errors import ConfigError, StorelabError
 from storelab.units import format_bytes, parse_size
 
+
 @click.group("store", cls=SectionedGroup)
 def store_app() -> None:
     """Look after a store written with --store."""

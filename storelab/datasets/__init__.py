@@ -5,7 +5,14 @@ sha256; unpacking checks every sha256 first, so a study always runs on the same 
 """
 
 from storelab.datasets.fetch import FETCHABLE, fetch_corpus
-from storelab.datasets.sample import SampleFile, SampleManifest, default_datasets_dir, list_samples, load_manifest, unpack_sample
+from storelab.datasets.sample import (
+    SampleFile,
+    SampleManifest,
+    default_datasets_dir,
+    list_samples,
+    load_manifest,
+    unpack_sample,
+)
 
 __all__ = [
     "FETCHABLE",

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from storelab.errors import InputError, OutputError
@@ -140,8 +140,8 @@ def build_closures(
     resolve = _resolver(packages)
     edges: dict[str, list[str]] = {}
     for name, package in packages.items():
-        deps = {resolve(alts) for alts in package.depends}
-        edges[name] = sorted(d for d in deps if d is not None and d != name)
+        resolved = {resolve(alts) for alts in package.depends}
+        edges[name] = sorted(d for d in resolved if d is not None and d != name)
     popularity: dict[str, int] = {}
     for deps in edges.values():
         for dep in deps:
@@ -226,7 +226,7 @@ def fetch_debian_closures(to: str | os.PathLike[str], images: Sequence[str] = DE
             "name": "debian-closures",
             "kind": "closures",
             "description": "Dependency closures of common Debian packages as image closure graphs (Nix exportReferencesGraph format)",
-            "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "made_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "made_with": "apt-cache dumpavail (Depends + Pre-Depends, highest versions)",
             "packages_in_index": len(packages),
             "index_sha256": hashlib.sha256(index.encode()).hexdigest(),

@@ -13,6 +13,7 @@ file, its size, its sha256 and the command that fetched it, then unpacks archive
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -132,10 +133,11 @@ def fetch_pypi_series(
         for version in versions:
             command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", *_WHEEL_TARGET,
                        "--dest", str(folder), f"{project}=={version}"]  # fmt: skip
-            wheels = _fetched(folder, "*.whl", lambda: _run(command, "pypi-series"), f"{project.replace('-', '_')}-{version}-*.whl")
+            wheels = _fetched(folder, "*.whl", functools.partial(_run, command, "pypi-series"), f"{project.replace('-', '_')}-{version}-*.whl")
             if not wheels:
                 raise InputError(f"pypi-series: pip fetched no wheel for {project}=={version}")
-            files.append(_entry(wheels[0], f"{project}-{version}", f"pip download --no-deps --only-binary=:all: {' '.join(_WHEEL_TARGET)} {project}=={version}"))
+            how = f"pip download --no-deps --only-binary=:all: {' '.join(_WHEEL_TARGET)} {project}=={version}"
+            files.append(_entry(wheels[0], f"{project}-{version}", how))
             report(f"{project}-{version}", len(versions))
         return files
 
@@ -167,7 +169,7 @@ def fetch_debian_packages(
         for package in packages:
             for version in _apt_versions(package):
                 command = ["apt-get", "download", f"{package}={version}"]
-                debs = _fetched(folder, "*.deb", lambda: _run(command, "debian-packages", cwd=folder), f"{package}_*.deb")
+                debs = _fetched(folder, "*.deb", functools.partial(_run, command, "debian-packages", cwd=folder), f"{package}_*.deb")
                 fetched = [d for d in debs if _deb_version(d) == version] or debs
                 if not fetched:
                     raise InputError(f"debian-packages: apt-get fetched nothing for {package}={version}")
@@ -203,7 +205,10 @@ def _debian(to: Path, args: Sequence[str], report: Report) -> list[Path]:
 
 FETCHABLE: dict[str, tuple[str, Callable[[Path, Sequence[str], Report], list[Path]]]] = {
     "pypi-series": ("consecutive releases of a PyPI project's wheel, unpacked (default: numpy 1.26.0–1.26.4)", _pypi),
-    "debian-packages": ("every version Debian's index offers of some packages, unpacked (default: libssl3, libpython3.11-stdlib, libc6, perl-modules-5.36)", _debian),
+    "debian-packages": (
+        "every version Debian's index offers of some packages, unpacked (default: libssl3, libpython3.11-stdlib, libc6, perl-modules-5.36)",
+        _debian,
+    ),
     "debian-closures": ("image closure graphs from Debian's package index (apt-cache), for `storelab layers`", _debian_closures),
 }
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-
-from array import array
 
 from storelab.ingest.batch import BlobBatch
 from storelab.tables.arrow import column

@@ -230,6 +230,10 @@ class SnapshotSession:
             self._early.clear()
         return self._recorder
 
+    def prepare(self) -> None:
+        """:meth:`open`, for a source's hook that runs while its workers hash."""
+        self.open()
+
     @property
     def snapshot_id(self) -> str:
         """The snapshot's id (opens the snapshot)."""

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 
 from storelab.chunking import ChunkerSpec, make_chunker
 from storelab.errors import ConfigError, InputError, Interrupted
-from storelab.ingest.core import HashedBatch, IngestEvent, Listed, Skipped, SnapshotSession, SourceFacts, StoreRequests
+from storelab.ingest.core import (
+    HashedBatch,
+    IngestEvent,
+    Listed,
+    Skipped,
+    SnapshotSession,
+    SourceFacts,
+    StoreRequests,
+)
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
 from storelab.ingest.tree import Tree, open_tree
@@ -112,7 +120,7 @@ def _ingest(
             base = label or Path(os.path.abspath(source)).name or str(source)
             with SnapshotSession(open_writer, where, specs, tree.entries, options, store, started, os.fsencode(source)) as session:
                 with ByteProgress("ingest", options.progress, scanning=True) as bar:
-                    session.consume(tree_events(tree, pool, bar, on_started=session.open))
+                    session.consume(tree_events(tree, pool, bar, on_started=session.prepare))
                 nar = measure_tree_nar(tree.root, options.nar_compression)
                 return session.commit(SourceFacts("directory", os.path.abspath(tree.root), base, nar))
     except KeyboardInterrupt:
@@ -132,7 +140,7 @@ def _prior_knowledge(dataset: str | os.PathLike[str] | Dataset, zstd_level: int)
     return prior_knowledge(dataset, zstd_level)
 
 
-def tree_events(tree: Tree, pool: HashPool, bar: ByteProgress, on_started: Callable[[], object]) -> Iterator[IngestEvent]:
+def tree_events(tree: Tree, pool: HashPool, bar: ByteProgress, on_started: Callable[[], None]) -> Iterator[IngestEvent]:
     """A directory tree as ingest events: the walk's listings and skipped paths, and the
     blobs ``pool`` hashes (``on_started`` once the first files are being hashed)."""
     entries = tree.entries

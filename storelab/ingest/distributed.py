@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,15 @@ from storelab.chunking import ChunkerSpec, make_chunker
 from storelab.errors import ConfigError, StorelabError
 from storelab.ingest.batch import BlobBatch
 from storelab.ingest.columns import blob_columns, chunk_columns
-from storelab.ingest.core import IngestEvent, Listed, Skipped, SnapshotSession, SourceFacts, Staged, StoreRequests
+from storelab.ingest.core import (
+    IngestEvent,
+    Listed,
+    Skipped,
+    SnapshotSession,
+    SourceFacts,
+    Staged,
+    StoreRequests,
+)
 from storelab.ingest.directory_source import measure_tree_nar, refuse_self_ingest
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
 from storelab.ingest.tree import Tree, open_tree
@@ -99,10 +107,8 @@ def cluster(scheduler: str, workers: int | None = None) -> Iterator[StartingClie
     try:
         yield starting
     finally:
-        try:
+        with suppress(StorelabError):
             starting.get()
-        except StorelabError:
-            pass
         starting.close()
         for thing in reversed(made):
             thing.close()
@@ -140,7 +146,7 @@ def _hash_partition(
     from array import array
 
     from storelab.ingest.workers import hash_batches, make_hashers
-    from storelab.stores.base import open_store
+    from storelab.stores.snix import open_store
     from storelab.stores.uploader import UploadOptions
 
     raw_indices, raw_paths = packed
@@ -175,7 +181,9 @@ def _hash_partition(
 
 
 def _part_table(table: str, columns: dict[str, pa.Array], constants: dict[str, Any]) -> pa.Table:
-    from storelab.tables.dataset import table_from_columns  # the writer's own column rules
+    from storelab.tables.dataset import (
+        table_from_columns,  # the writer's own column rules
+    )
 
     return table_from_columns(SCHEMAS[table], columns, constants)
 
@@ -297,7 +305,7 @@ def cluster_events(tree: Tree, tasks: _HashingTasks, on_partition: Callable[[int
             outcome = future.result()
         except StorelabError:
             raise
-        except Exception as err:  # a task failed for good (retries spent)
+        except Exception as err:  # noqa: BLE001 — a task failed for good (retries spent), whatever it raised
             raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
         waiting[outcome[0].part] = outcome
         if outcome[0].store_ops:
@@ -324,7 +332,7 @@ def _cluster_store(options: IngestOptions) -> tuple[BlobStore | None, str | None
         return None, None
     store = ingest_store(options)
     assert store is not None
-    if not getattr(store, "shareable", True) or store.url.startswith("memory://"):
+    if not store.shareable or store.url.startswith("memory://"):
         raise ConfigError(f"{store.url}: a store in this process's memory cannot be written by cluster workers; use file:// (shared) or s3://")
     return store, store.url
 
@@ -379,9 +387,8 @@ def ingest_nars_on_cluster(
 
     from distributed import as_completed
 
-    from storelab.tables import new_snapshot_id
-
     from storelab.ingest.fetch import is_remote
+    from storelab.tables import new_snapshot_id
 
     _, store_url = _cluster_store(options)  # each task writes its NAR's objects to the store itself
     if store_url is not None:
@@ -409,7 +416,7 @@ def ingest_nars_on_cluster(
                 result = future.result()
             except StorelabError:
                 raise
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 — a task failed for good (retries spent), whatever it raised
                 raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
             ds.commit_staged(result.snapshot_id)
             results.append(result)

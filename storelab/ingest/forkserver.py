@@ -21,7 +21,7 @@ def context() -> ForkServerContext:
     """The multiprocessing context worker pools use."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
-    return ctx  # type: ignore[return-value]
+    return ctx
 
 
 def start_in_background() -> None:

@@ -18,18 +18,32 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
 from storelab.chunking import make_chunker
 from storelab.errors import InputError, InputNotFoundError, Interrupted, StorelabError
 from storelab.ingest.blobs import BlobHasher, BlobInfo
-from storelab.ingest.core import Hashed, IngestEvent, Listed, SnapshotSession, SourceFacts
+from storelab.ingest.core import (
+    Hashed,
+    IngestEvent,
+    Listed,
+    SnapshotSession,
+    SourceFacts,
+)
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
 from storelab.ingest.tree import TreeEntry
-from storelab.nar import NarDirectoryEnd, NarDirectoryStart, NarEnd, NarFile, NarSymlink, nix_base32, read_nar
+from storelab.nar import (
+    NarDirectoryEnd,
+    NarDirectoryStart,
+    NarEnd,
+    NarFile,
+    NarSymlink,
+    nix_base32,
+    read_nar,
+)
 from storelab.nar.compressed import CompressedNarSizes
 from storelab.nar.narinfo import NarInfo
 from storelab.stores.base import BlobStore
@@ -121,13 +135,13 @@ class _HashingRaw(io.RawIOBase):
         super().close()
 
 
-def open_nar_source(source: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
+def open_nar_source(source: str | os.PathLike[str]) -> tuple[Any, str]:
     """Open a NAR file (``-`` = standard input), decompressing xz, zstd or bzip2 on the fly.
 
     Returns the stream of NAR bytes and the name of the compression found (``none`` if none).
     """
     if str(source) == "-":
-        raw: BinaryIO = io.BufferedReader(sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer)  # type: ignore[arg-type]
+        raw: Any = io.BufferedReader(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer))
     else:
         try:
             raw = open(source, "rb")  # noqa: SIM115 — the caller closes the returned stream
@@ -139,10 +153,10 @@ def open_nar_source(source: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
     for magic, kind in _MAGICS:
         if head.startswith(magic):
             if kind == "xz":
-                return lzma.LZMAFile(raw), kind  # type: ignore[return-value]
+                return lzma.LZMAFile(raw), kind
             if kind == "bzip2":
-                return bz2.BZ2File(raw), kind  # type: ignore[return-value]
-            return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), kind  # type: ignore[return-value]
+                return bz2.BZ2File(raw), kind
+            return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), kind
     return raw, "none"
 
 
@@ -231,7 +245,7 @@ def ingest_nars(
                 ds = ds or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
                 batch = ds.begin_batch()
             origin = name if str(name) != str(local) else None
-            result = _ingest_one(local, batch.begin_snapshot, ds.location, None, options, known, store, origin, None, started)
+            result = _ingest_one(local, batch.begin_snapshot, batch.dataset.location, None, options, known, store, origin, None, started)
             results.append(result)
             if on_result is not None:
                 on_result(result)

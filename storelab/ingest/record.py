@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING
 import blake3
 
 from storelab.castore import DirectoryNode, FileNode, Node, SymlinkNode
-from storelab.castore.nodes import encode_directory_node, encode_file_node, encode_symlink_node
+from storelab.castore.nodes import (
+    encode_directory_node,
+    encode_file_node,
+    encode_symlink_node,
+)
 from storelab.castore.protobuf import bytes_field
 from storelab.chunking import ChunkerSpec
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder

@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from storelab.castore import Node
+from storelab.castore import DirectoryNode, Node
 from storelab.chunking import ChunkerSpec, default_spec
 from storelab.ingest.record import RecordedTree, SnapshotRecorder, root_fields
 from storelab.ingest.tree import Skipped
 from storelab.stores.backends import StoreOps
-from storelab.stores.base import BlobStore, open_store
+from storelab.stores.base import BlobStore
+from storelab.stores.snix import open_store
 from storelab.stores.uploader import UploadOptions
 
 if TYPE_CHECKING:
@@ -134,16 +135,17 @@ def ingest_store(options: IngestOptions) -> BlobStore | None:
 
 
 def store_closure(
-    store: BlobStore | None, recorded: RecordedTree, recorder: SnapshotRecorder, ops_before: StoreOps, worker_ops: StoreOps = StoreOps()
+    store: BlobStore | None, recorded: RecordedTree, recorder: SnapshotRecorder, ops_before: StoreOps, worker_ops: StoreOps | None = None
 ) -> StoreOps | None:
     """With a store: write the root's directory closure (the last object of an ingest) and
     return every request the ingest made."""
     if store is None:
         return None
     closure = recorder.directory_closure()
-    if closure:
+    if closure:  # only a directory root has one
+        assert isinstance(recorded.root, DirectoryNode)
         store.put_directories(recorded.root.digest, closure)
-    return worker_ops + (store.ops - ops_before)  # type: ignore[attr-defined]
+    return (worker_ops or StoreOps()) + (store.ops - ops_before)
 
 
 def store_fields(store: BlobStore | None, ops: StoreOps | None) -> dict[str, Any]:
@@ -195,7 +197,7 @@ def snapshot_row(
         "wall_seconds": wall_seconds,
         "storelab_version": __version__,
         "schema_version": SCHEMA_VERSION,
-        "created_at": datetime.now(timezone.utc),
+        "created_at": datetime.now(UTC),
     }
 
 

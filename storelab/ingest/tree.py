@@ -9,11 +9,11 @@ castore cannot hold (FIFOs, sockets, devices) and anything unreadable is skipped
 from __future__ import annotations
 
 import errno
-from operator import attrgetter
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Literal
 

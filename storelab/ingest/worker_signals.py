@@ -8,10 +8,11 @@ Any other importer (a test collector, a curious user) is left alone.
 
 import signal
 import sys
+from types import FrameType
 
 
 def _in_fork_server() -> bool:
-    frame = sys._getframe()
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         code = frame.f_code
         if code.co_name == "main" and code.co_filename.endswith("multiprocessing/forkserver.py"):

@@ -9,12 +9,13 @@ be shared). ``workers=0`` runs everything in the calling process (tests, debuggi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
-from array import array
 import os
 import signal
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -94,10 +95,8 @@ def _init_worker(
 ) -> None:
     # Ctrl-C is the parent's to handle; workers would otherwise print their own tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with contextlib.suppress(OSError):  # not allowed here (a sandbox): equal priority is only slower
         os.nice(WORKER_NICENESS)
-    except OSError:  # not allowed here (a sandbox): equal priority is only slower
-        pass
     _hashers[:] = make_hashers(specs, zstd_level, known_sizes, store, upload, rewrite)
 
 
@@ -212,7 +211,7 @@ class HashPool:
         self.zstd_level = zstd_level
         self.known_sizes = known_sizes if known_sizes is not None else {}
         self.workers = default_workers() if workers is None else workers
-        if store is not None and not getattr(store, "shareable", True):
+        if store is not None and not store.shareable:
             self.workers = 0  # a store that lives in this process (memory://, a simulated link)
         self._pool: ProcessPoolExecutor | None = None
         self._booting: threading.Thread | None = None
@@ -286,17 +285,18 @@ class HashPool:
                         hasher.uploader.close()
             return
         pool = self._start()
+        assert first is not None and second is not None
         queue = itertools.chain((first, second), queue)
         pending: dict[Future[list[BlobBatch]], Sequence[FileJob]] = {}
         exhausted = False
         window = self.workers * 4
         while True:
             while not exhausted and len(pending) < window:
-                batch = next(queue, None)
-                if batch is None:
+                waiting = next(queue, None)
+                if waiting is None:
                     exhausted = True
                 else:
-                    pending[pool.submit(_run_packed, _pack(batch))] = batch
+                    pending[pool.submit(_run_packed, _pack(waiting))] = waiting
             if on_started is not None:
                 on_started()
                 on_started = None

@@ -136,17 +136,18 @@ def popularity_layers(graph: ClosureGraph, budget: int, popularity: Mapping[str,
         if path not in reachable:
             dag.add_edge(root, path)
     idom = nx.immediate_dominators(dag, root)
-    dominated: dict[object, list[str]] = {}
+    dominated: dict[object, list[str]] = {}  # the root is a sentinel, the rest store paths
     for node, parent in idom.items():
         if node != root:
-            dominated.setdefault(parent, []).append(node)  # type: ignore[arg-type]
+            dominated.setdefault(parent, []).append(str(node))
     layers: list[Layer] = []
     for head in dominated.get(root, []):
-        members, todo = [], [head]
+        members: list[str] = []
+        todo = [head]
         while todo:
-            node = todo.pop()
-            members.append(node)
-            todo.extend(dominated.get(node, []))
+            member = todo.pop()
+            members.append(member)
+            todo.extend(dominated.get(member, []))
         rating = pop[head] * sum(graph.closure_size(m) for m in members)
         layers.append(Layer.of(members, graph, rating))
     layers.sort(key=lambda layer: (layer.rating, layer.members))

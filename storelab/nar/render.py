@@ -7,8 +7,6 @@ chunks) that the requested range covers.
 
 from __future__ import annotations
 
-import blake3
-
 import io
 import os
 import struct
@@ -16,6 +14,8 @@ from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
+
+import blake3
 
 from storelab.castore import Directory, DirectoryNode, FileNode, Node, SymlinkNode
 from storelab.errors import DatasetError
@@ -80,7 +80,8 @@ def nar_layout(root: Node, directories: Mapping[bytes, Directory]) -> NarLayout:
             if directory is None:
                 raise DatasetError(f"directory {node.digest.hex()} is missing from the castore description")
             literal.append(_S[b"directory"])
-            children = sorted([*directory.directories, *directory.files, *directory.symlinks], key=lambda n: n.name)
+            entries: list[Node] = [*directory.directories, *directory.files, *directory.symlinks]
+            children = sorted(entries, key=lambda n: n.name)
             stack.append(("literal", _S[b")"]))
             for child in reversed(children):
                 stack.append(("literal", _S[b")"]))
@@ -232,9 +233,9 @@ def castore_from_snapshot(dataset: str | os.PathLike[str], snapshot: str) -> tup
         # any row that does not belong
         kids = sorted(children.get(path, []), key=_name)
         directory = Directory.trusted(
-            tuple(n for n in kids if type(n) is DirectoryNode),  # type: ignore[misc]
-            tuple(n for n in kids if type(n) is FileNode),  # type: ignore[misc]
-            tuple(n for n in kids if type(n) is SymlinkNode),  # type: ignore[misc]
+            tuple(n for n in kids if isinstance(n, DirectoryNode)),
+            tuple(n for n in kids if isinstance(n, FileNode)),
+            tuple(n for n in kids if isinstance(n, SymlinkNode)),
         )
         if directory.digest != digest or directory.size != size:
             raise DatasetError(f"snapshot {snapshot!r}: directory {path!r} does not rebuild to its recorded digest")

@@ -23,7 +23,11 @@ def nar_string(data: bytes) -> bytes:
     return struct.pack("<Q", len(data)) + data + bytes((-len(data)) % 8)
 
 
-TOKENS = {t: nar_string(t) for t in (b"nix-archive-1", b"(", b")", b"type", b"regular", b"executable", b"", b"contents", b"symlink", b"target", b"directory", b"entry", b"name", b"node")}
+TOKENS = {
+    t: nar_string(t)
+    for t in (b"nix-archive-1", b"(", b")", b"type", b"regular", b"executable", b"", b"contents", b"symlink", b"target", b"directory",
+              b"entry", b"name", b"node")
+}  # fmt: skip
 """The NAR grammar's fixed strings, encoded."""
 _S = TOKENS
 

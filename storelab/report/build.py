@@ -13,9 +13,9 @@ import io
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -46,7 +46,7 @@ class Section:
     title: str
     text: str = ""
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
-    figures: list[tuple[str, object]] = field(default_factory=list)
+    figures: Sequence[tuple[str, object]] = field(default_factory=list)
     """(name, matplotlib Figure)."""
 
 
@@ -68,7 +68,7 @@ def _last_snapshots(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return kept, f" The table shows the last {TABLE_SNAPSHOTS} of {len(seqs):,} snapshots (`storelab stats --json` lists all)."
 
 
-def _show(frame: pd.DataFrame, formats: dict[str, Callable[[object], str]]) -> pd.DataFrame:
+def _show(frame: pd.DataFrame, formats: Mapping[str, Callable[[object], str]]) -> pd.DataFrame:
     shown = frame.copy()
     for column, fmt in formats.items():
         if column in shown.columns:
@@ -261,7 +261,7 @@ def build_report(
     target = Path(output)
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
     sections = report_sections(ds, snapshots)
-    made = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    made = datetime.now(UTC).isoformat(timespec="seconds")
     cmd = shlex.join(command) if command else shlex.join(["storelab", "report", ds.location, "-o", str(target)])
     meta = [("dataset", ds.location), ("storelab", __version__), ("command", cmd), ("made", made), ("python", sys.version.split()[0])]
     try:

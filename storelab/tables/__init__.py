@@ -23,7 +23,12 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from storelab.tables.dataset import Dataset, PartWriter, SnapshotWriter, new_snapshot_id
+    from storelab.tables.dataset import (
+        Dataset,
+        PartWriter,
+        SnapshotWriter,
+        new_snapshot_id,
+    )
     from storelab.tables.schema import SCHEMA_VERSION, SCHEMAS, TABLES
 
 

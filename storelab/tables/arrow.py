@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any
 
@@ -77,12 +77,12 @@ def column(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
     if pa.types.is_integer(type_):
         codes = _INT_CODES if pa.types.is_signed_integer(type_) else _UINT_CODES
         validity, nulls = _validity(values)
-        data = array(codes[type_.bit_width], [0 if v is None else v for v in values])
-        return pa.Array.from_buffers(type_, n, [validity, pa.py_buffer(data)], null_count=nulls)
+        ints = array(codes[type_.bit_width], [0 if v is None else v for v in values])
+        return pa.Array.from_buffers(type_, n, [validity, pa.py_buffer(ints)], null_count=nulls)
     if pa.types.is_floating(type_) and type_.bit_width == 64:
         validity, nulls = _validity(values)
-        data = array("d", [0.0 if v is None else v for v in values])
-        return pa.Array.from_buffers(type_, n, [validity, pa.py_buffer(data)], null_count=nulls)
+        floats = array("d", [0.0 if v is None else v for v in values])
+        return pa.Array.from_buffers(type_, n, [validity, pa.py_buffer(floats)], null_count=nulls)
     if pa.types.is_timestamp(type_) and type_.unit == "us":
         micros = [None if v is None else _micros(v) for v in values]
         return column(micros, pa.int64()).view(type_)
@@ -103,6 +103,6 @@ def column(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
 
 def _micros(moment: datetime) -> int:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,4 +1,5 @@
-"""Every table's Parquet schema, in one place. The README documents each column.
+"""Every table's Parquet schema and what each column means, in one place (the docs' table
+reference is generated from here).
 
 Digests are ``fixed_size_binary(32)``; paths, names and symlink targets are ``binary``
 because file names need not be UTF-8.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["SCHEMA_VERSION", "SCHEMAS", "TABLES", "DIGEST", "NODE_KINDS"]
+__all__ = ["COLUMN_DOCS", "SCHEMA_VERSION", "SCHEMAS", "TABLES", "TABLE_DOCS", "DIGEST", "NODE_KINDS"]
 
 SCHEMA_VERSION = 3
 """Bumped whenever a column is added, removed or changes meaning. Version 3 made chunkings a
@@ -135,3 +136,94 @@ SCHEMAS: dict[str, pa.Schema] = {
     "directories": DIRECTORIES,
 }
 TABLES = tuple(SCHEMAS)
+
+
+TABLE_DOCS: dict[str, str] = {
+ 'snapshots': "One row per snapshot (a tree or a NAR). A part's `snapshots` file is its commit: "
+              "a snapshot exists once a `snapshots` file holding its row does.",
+ 'chunkings': 'One row per snapshot and chunking it was recorded under (chunker, sizes, zstd level).',
+ 'nodes': "Every path of every snapshot: files, directories and symlinks, with castore's digests.",
+ 'blobs': 'Each distinct blob (file content) of a snapshot, once per chunking.',
+ 'chunks': 'Each chunk of each distinct blob of a snapshot, per chunking, in order.',
+ 'directories': 'Each distinct castore Directory object of a snapshot.'}
+"""What one row of each table is (the docs' table reference is generated from these)."""
+
+COLUMN_DOCS: dict[str, dict[str, str]] = {'snapshots': {'snapshot_id': '`20261129T154137-1a2b3c4d`: UTC creation time and a random suffix',
+               'label': "the label given (or the folder's / file's name); a label used already is warned about",
+               'source_kind': '`directory` or `nar`',
+               'source': 'absolute path of what was ingested (`stdin` for a NAR read from standard input)',
+               'root_kind': 'castore root node: `directory`, `file` (a single-file snapshot) or `symlink`',
+               'root_digest': "BLAKE3 of the root `Directory` (or of the root file's bytes) — equal to snix's",
+               'root_size': "the root directory's castore size (see below), or the root file's length",
+               'root_executable': 'root file only',
+               'root_symlink_target': 'root symlink only',
+               'nar_size': "the NAR's length: for NAR snapshots the (decompressed) NAR read; for trees computed while ingesting (what `nix-store "
+                           '--dump` would write; tested against it)',
+               'nar_sha256': "NAR snapshots: the NAR's sha256; null for directory trees",
+               'nar_hash': "NAR snapshots: `sha256:` + the sha256 in Nix's base-32, as `.narinfo` files write `NarHash`",
+               'nar_zstd_size': 'the NAR compressed whole with zstd -3 (a `.nar.zst`), measured with `--nar-compression zstd` (the default for '
+                                '`ingest-nar`); else null',
+               'nar_xz_size': "the NAR compressed whole with xz -6 (a `.nar.xz`, cache.nixos.org's format), with `--nar-compression xz`; else null",
+               'nar_trailing_bytes': "NAR snapshots: bytes after the NAR's closing `)`, which Nix ignores and so does storelab (not in the size or "
+                                     'hashes); null for trees',
+               'store_path': 'NAR snapshots ingested with `--narinfo`: the store path and the store paths it refers to',
+               'references': 'NAR snapshots ingested with `--narinfo`: the store path and the store paths it refers to',
+               'store': 'the `--store` URL written to; null without one',
+               'store_put_count': 'PUT requests the ingest made and their payload bytes',
+               'store_put_bytes': 'PUT requests the ingest made and their payload bytes',
+               'store_get_count': 'existence checks (HEAD) and reads (GET) it made',
+               'store_head_count': 'existence checks (HEAD) and reads (GET) it made',
+               'store_retry_count': 'requests retried after a transient failure',
+               'file_count': 'nodes of each kind (the root included)',
+               'directory_count': 'nodes of each kind (the root included)',
+               'symlink_count': 'nodes of each kind (the root included)',
+               'file_bytes': 'sum of all file sizes (every occurrence)',
+               'blob_count': 'distinct blobs',
+               'skipped_count': 'paths left out',
+               'skipped': 'each path left out (relative to the root) and why',
+               'wall_seconds': 'ingest wall time',
+               'storelab_version': 'version that wrote the snapshot',
+               'schema_version': 'table schema version (3)',
+               'created_at': 'when the snapshot was finished; snapshots are ordered by it'},
+ 'chunkings': {'snapshot_id': 'the snapshot',
+               'chunker_id': 'e.g. `fastcdc2020/min=128KiB,avg=256KiB,max=512KiB,nc=1`; names the rows of `blobs` and `chunks` cut this way',
+               'chunker': '`fastcdc2020`, `fastcdc2016` or `fixed`',
+               'chunk_min_size': 'chunker sizes in bytes',
+               'chunk_avg_size': 'chunker sizes in bytes',
+               'chunk_max_size': 'chunker sizes in bytes',
+               'chunk_normalization': 'FastCDC 2020 normalisation level (0 for the others)',
+               'chunk_seed': 'FastCDC 2020 gear-table seed (0 = unseeded, as snix)',
+               'zstd_level': "level the chunks' compressed sizes were measured at; 0 = not measured",
+               'chunk_count': "chunk rows (chunks of the snapshot's distinct blobs) under this chunking"},
+ 'nodes': {'snapshot_id': 'owning snapshot',
+           'path': 'path relative to the root, `/`-separated; `b""` is the root',
+           'kind': '`file`, `directory` or `symlink`',
+           'size': 'file: length in bytes; directory: castore size (below); symlink: null',
+           'executable': 'file: owner-execute bit (the only mode bit castore keeps); else null',
+           'digest': 'file: blob digest; directory: `Directory` digest; symlink: null',
+           'symlink_target': 'symlink: its target exactly as `readlink` gives it; else null'},
+ 'blobs': {'snapshot_id': 'owning snapshot',
+           'chunker_id': 'the chunking the per-chunk columns below belong to (a blob appears once per chunking of its snapshot)',
+           'digest': "BLAKE3 of the blob's bytes",
+           'size': 'bytes',
+           'chunk_count': 'chunks it was cut into (0 for the empty blob)',
+           'compressed_size': "sum of its chunks' zstd sizes; null when not measured",
+           'index_size': 'bytes of the blob index object snix writes (`StatBlobResponse` of its chunks); 0 below two chunks'},
+ 'chunks': {'snapshot_id': 'owning snapshot',
+            'chunker_id': 'the chunking that cut it (as in `chunkings`)',
+            'blob_digest': 'the blob it belongs to',
+            'index': 'position in the blob, from 0',
+            'offset': 'byte offset in the blob',
+            'size': 'bytes',
+            'digest': "BLAKE3 of the chunk's bytes (equal to the blob digest for a single-chunk blob)",
+            'compressed_size': "zstd size at the chunking's level (frame without content-size header, as snix's streaming encoder writes); null when "
+                               'not measured'},
+ 'directories': {'snapshot_id': 'owning snapshot',
+                 'digest': 'BLAKE3 of the canonical encoding',
+                 'encoded_size': 'bytes of the canonical protobuf encoding (the object snix stores)',
+                 'directory_entries': 'entries of each kind',
+                 'file_entries': 'entries of each kind',
+                 'symlink_entries': 'entries of each kind',
+                 'size': 'castore size: 2 × entries + Σ child directory sizes (see below)',
+                 'file_bytes': 'total bytes of all files below it'}}
+"""What each column means, table by table; a test holds every column of :data:`SCHEMAS` documented here."""

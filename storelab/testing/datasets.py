@@ -1,0 +1,85 @@
+"""The conformance suite every dataset storage passes (:class:`~storelab.tables.storage.DatasetStorage`:
+a local folder, an object store).
+
+A backend's test module subclasses :class:`DatasetStorageTests` and says how to make a fresh,
+empty storage::
+
+    class TestFolderStorage(DatasetStorageTests):
+        def make_storage(self, tmp_path, request):
+            return FolderStorage(tmp_path / "ds")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storelab.errors import DatasetError
+from storelab.tables.storage import DatasetStorage
+
+__all__ = ["DatasetStorageTests"]
+
+
+class DatasetStorageTests:
+    """What every dataset storage must do: whole-file publishing, listing one level, deleting
+    idempotently, local copies for readers, staging areas for writers."""
+
+    def make_storage(self, tmp_path: Path, request: pytest.FixtureRequest) -> DatasetStorage:
+        """A fresh, empty storage of the backend under test."""
+        raise NotImplementedError
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path, request: pytest.FixtureRequest) -> DatasetStorage:
+        return self.make_storage(tmp_path, request)
+
+    @staticmethod
+    def _publish(storage: DatasetStorage, tmp_path: Path, key: str, data: bytes) -> None:
+        local = tmp_path / f"local-{abs(hash((key, data)))}"
+        local.write_bytes(data)
+        storage.publish(local, key)
+
+    def test_a_missing_file_reads_as_none(self, storage: DatasetStorage) -> None:
+        assert storage.read("nodes/nothing.parquet") is None
+        assert storage.list("nodes") == []
+
+    def test_published_files_read_back_whole_and_replace(self, storage: DatasetStorage, tmp_path: Path) -> None:
+        self._publish(storage, tmp_path, "nodes/a.parquet", b"first")
+        assert storage.read("nodes/a.parquet") == b"first"
+        self._publish(storage, tmp_path, "nodes/a.parquet", b"second, longer")
+        assert storage.read("nodes/a.parquet") == b"second, longer"
+
+    def test_list_is_one_level_sorted(self, storage: DatasetStorage, tmp_path: Path) -> None:
+        for key in ("nodes/b.parquet", "nodes/a.parquet", "nodes/deeper/c.parquet", "blobs/x.parquet"):
+            self._publish(storage, tmp_path, key, key.encode())
+        assert [f.key for f in storage.list("nodes")] == ["nodes/a.parquet", "nodes/b.parquet"]
+
+    def test_delete_is_idempotent(self, storage: DatasetStorage, tmp_path: Path) -> None:
+        self._publish(storage, tmp_path, "nodes/a.parquet", b"a")
+        storage.delete(["nodes/a.parquet", "nodes/never.parquet"])
+        storage.delete(["nodes/a.parquet"])
+        assert storage.read("nodes/a.parquet") is None and storage.list("nodes") == []
+
+    def test_local_path_holds_the_bytes(self, storage: DatasetStorage, tmp_path: Path) -> None:
+        self._publish(storage, tmp_path, "nodes/a.parquet", b"local")
+        path, temporary = storage.local_path("nodes/a.parquet")
+        try:
+            assert path.read_bytes() == b"local"
+        finally:
+            if temporary:
+                path.unlink()
+        with pytest.raises(DatasetError):
+            storage.local_path("nodes/gone.parquet")
+
+    def test_staging_areas_are_local_and_dropped(self, storage: DatasetStorage) -> None:
+        folder = storage.staging("part-1", None)
+        assert folder.is_dir()
+        (folder / "nodes.parquet").write_bytes(b"x")
+        assert storage.writer_alive("part-1", None)
+        storage.drop_staging("part-1", folder)
+        assert not folder.exists()
+
+    def test_the_index_lives_locally(self, storage: DatasetStorage) -> None:
+        path = storage.index_path("dataset-id")
+        assert isinstance(path, Path)
+        path.parent.mkdir(parents=True, exist_ok=True)
