@@ -83,3 +83,14 @@ def test_only_names_and_ids_are_dictionary_encoded(tmp_path) -> None:
     dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
     assert dictionary & set(encodings["snapshot_id"]) and dictionary & set(encodings["kind"])
     assert not dictionary & set(encodings["path"]) and not dictionary & set(encodings["digest"])
+
+
+def test_every_column_is_documented_beside_its_schema() -> None:
+    """The docs' table reference is generated from COLUMN_DOCS: no column may lack a meaning,
+    and no meaning may outlive its column."""
+    from storelab.tables.schema import COLUMN_DOCS, SCHEMAS, TABLE_DOCS
+
+    assert set(COLUMN_DOCS) == set(SCHEMAS) == set(TABLE_DOCS)
+    for table, schema in SCHEMAS.items():
+        assert list(COLUMN_DOCS[table]) == schema.names, table
+        assert all(meaning.strip() for meaning in COLUMN_DOCS[table].values()), table
