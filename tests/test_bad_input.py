@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import shutil
 import signal
 import socket
@@ -374,3 +375,38 @@ def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch: pytest.MonkeyPa
     monkeypatch.undo()
     assert exit_.value.code == 130
     assert_one_line_error(capsys.readouterr().err, "storelab: interrupted")
+
+
+def _session_processes(sid: int) -> list[str]:
+    listing = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if line.split() and line.split()[1] == str(sid)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_ingest_leaves_no_process_and_no_snapshot(tmp_path: Path, how: signal.Signals) -> None:
+    """kill -9 (or SIGTERM to the command alone) while workers hash: the fork server, the
+    workers and the resource tracker all end within seconds, and the dataset gains nothing."""
+    rng = random.Random(7)
+    build_tree(tmp_path / "tree", {f"f{i:03}".encode(): rng.randbytes(150_000) for i in range(400)})
+    build_tree(tmp_path / "first", {b"a": b"a"})
+    assert run_cli("ingest-dir", str(tmp_path / "first"), "-o", str(tmp_path / "ds"), "-q").returncode == 0
+    command = subprocess.Popen(
+        [sys.executable, "-m", "storelab", "ingest-dir", str(tmp_path / "tree"), "-o", str(tmp_path / "ds"), "-q", "--zstd-level", "19", "-j", "2"],
+        cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    sid = command.pid
+    deadline = time.monotonic() + 60
+    while len(_session_processes(sid)) < 4 and command.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the command, its fork server, the resource tracker and the workers
+    assert command.poll() is None, "the ingest ended before it could be killed: make the tree bigger"
+    time.sleep(0.5)  # the workers are hashing
+    os.kill(command.pid, how)
+    command.wait()
+    deadline = time.monotonic() + 10
+    while _session_processes(sid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _session_processes(sid) == []
+    assert [r["label"] for r in snapshot_rows(tmp_path / "ds", "snapshots")] == ["first"]  # readers see what was committed
+    assert run_cli("ingest-dir", str(tmp_path / "first"), "-o", str(tmp_path / "ds"), "-q", "-l", "again").returncode == 0
+    assert not (tmp_path / "ds" / "_staging").exists()  # the next writer cleared the dead one's staging

@@ -27,6 +27,7 @@ from storelab.errors import StorelabError
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobHasher, hash_file_once
 from storelab.ingest.tree import describe_os_error
+from storelab.ingest.worker_signals import die_with
 from storelab.stores.base import BlobStore
 from storelab.stores.uploader import UploadOptions, make_uploader
 
@@ -92,9 +93,11 @@ def _init_worker(
     store: BlobStore | None,
     upload: UploadOptions,
     rewrite: Callable[[bytes], bytes] | None,
+    command: int,
 ) -> None:
     # Ctrl-C is the parent's to handle; workers would otherwise print their own tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with(command)  # a killed command leaves no worker writing on behind it
     with contextlib.suppress(OSError):  # not allowed here (a sandbox): equal priority is only slower
         os.nice(WORKER_NICENESS)
     _hashers[:] = make_hashers(specs, zstd_level, known_sizes, store, upload, rewrite)
@@ -227,7 +230,7 @@ class HashPool:
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite),
+                initargs=(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite, os.getpid()),
             )
             # Booting the fork server takes a moment; let it happen beside the caller's scan.
             self._booting = threading.Thread(target=self._boot, args=(self._pool,), daemon=True)
