@@ -410,3 +410,49 @@ def test_a_killed_ingest_leaves_no_process_and_no_snapshot(tmp_path: Path, how: 
     assert [r["label"] for r in snapshot_rows(tmp_path / "ds", "snapshots")] == ["first"]  # readers see what was committed
     assert run_cli("ingest-dir", str(tmp_path / "first"), "-o", str(tmp_path / "ds"), "-q", "-l", "again").returncode == 0
     assert not (tmp_path / "ds" / "_staging").exists()  # the next writer cleared the dead one's staging
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_a_file_truncated_while_hashed_is_skipped_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sweep: bool) -> None:
+    """The file shrinks after its first window was read: a short read, so the file is skipped
+    as changed (a memory map would have died of SIGBUS)."""
+    from storelab.chunking import default_spec
+    from storelab.ingest import blobs, sweep_dir
+
+    big = random.Random(3).randbytes(3 * blobs.READ_BUFFER if not sweep else blobs.WHOLE_READ + blobs.READ_BUFFER)
+    build_tree(tmp_path / "tree", {b"big": big, b"small": b"small"})
+    real = blobs._pread_exactly
+    calls = []
+
+    def then_truncate(fd: int, into: memoryview, offset: int) -> None:
+        real(fd, into, offset)
+        if not calls:
+            os.truncate(tmp_path / "tree" / "big", 1000)
+        calls.append(offset)
+
+    monkeypatch.setattr(blobs, "_pread_exactly", then_truncate)
+    warnings: list[str] = []
+    options = IngestOptions(workers=0, zstd_level=0, warn=warnings.append)
+    if sweep:
+        result = sweep_dir(tmp_path / "tree", tmp_path / "ds", [default_spec("fixed", 65536), default_spec()], "t", options)
+    else:
+        result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", options)
+    assert [(s.path, s.reason) for s in result.skipped] == [(b"big", "changed while being read")]
+    assert any("big: changed while being read" in w for w in warnings)
+    assert result.files == 1
+
+
+@pytest.mark.slow
+def test_a_file_truncated_under_the_workers_is_no_crash(tmp_path: Path) -> None:
+    """With worker processes, a file truncated while they read it: exit 0, no 'worker died'."""
+    import threading
+
+    path = tmp_path / "tree" / "big"
+    build_tree(tmp_path / "tree", {b"big": random.Random(5).randbytes(80_000_000), b"other": b"x"})
+    timer = threading.Timer(1.5, lambda: os.truncate(path, 5))  # zstd -19 of random data: seconds per window
+    timer.start()
+    done = run_cli("ingest-dir", str(tmp_path / "tree"), "-o", str(tmp_path / "ds"), "-j", "2", "-q", "--zstd-level", "19")
+    timer.join()
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "worker process died" not in done.stderr
+    assert "big: changed while being read" in done.stderr  # it was cut mid-read, and skipped

@@ -7,7 +7,7 @@ import random
 
 import pyfastcdc
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storelab.chunking import ChunkerSpec, default_spec, make_chunker
@@ -163,3 +163,34 @@ def test_blob_hasher_file_and_memory_agree_across_read_buffers(spec: ChunkerSpec
     from_memory = hasher.hash_bytes(data)
     assert from_file == from_memory
     assert list(from_file.chunk_sizes) == make_chunker(spec).split(memoryview(data), eof=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    size=st.integers(0, 600_000),
+    window=st.sampled_from([4096, 65536, 100_000]),
+    name=st.sampled_from(["fastcdc2020", "fastcdc2016", "fixed"]),
+)
+def test_files_read_in_windows_cut_as_the_whole_buffer(tmp_path_factory: pytest.TempPathFactory, size: int, window: int, name: str) -> None:
+    """A file read window by window into one buffer (the uncut tail carried over) gives the
+    digests, cuts and sizes of the same bytes cut whole in memory; so do several chunkers fed
+    the same windows at once (a sweep)."""
+    from storelab.ingest import blobs
+    from storelab.ingest.blobs import hash_file_once
+
+    data = random.Random(size).randbytes(size)
+    path = tmp_path_factory.mktemp("w") / "f"
+    path.write_bytes(data)
+    spec = default_spec(name, 16384)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(blobs, "READ_BUFFER", window)
+        patch.setattr(blobs, "WHOLE_READ", 0)
+        from_file = BlobHasher(make_chunker(spec), 3).hash_file(path)
+        swept = hash_file_once([BlobHasher(make_chunker(spec), 3), BlobHasher(make_chunker(default_spec("fixed", 4096)), 0)], path)
+    in_memory = BlobHasher(make_chunker(spec), 3).hash_bytes(data)
+    for got in (from_file, swept[0]):
+        assert (got.digest, got.size, got.chunk_digests, list(got.chunk_sizes)) == (
+            in_memory.digest, in_memory.size, in_memory.chunk_digests, list(in_memory.chunk_sizes),
+        )  # fmt: skip
+        assert list(got.chunk_compressed or []) == list(in_memory.chunk_compressed or [])
+    assert swept[1].digest == in_memory.digest and sum(swept[1].chunk_sizes) == size

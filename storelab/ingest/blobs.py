@@ -2,13 +2,13 @@
 chunks (each with its own BLAKE3 digest) and each new chunk's zstd-compressed size.
 
 This is the per-byte hot path. Every byte is touched by C/Rust code (BLAKE3, the chunker,
-zstd) straight from a memory map of the file; Python only moves views around.
+zstd) from one reused read buffer (small files from one read call); Python only moves views
+around.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import stat
 from array import array
@@ -35,10 +35,6 @@ PARALLEL_HASH_FROM = 64 * 1024 * 1024
 
 # Never follow a symlink swapped in since the scan, never block on a FIFO.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-# Fault the window in with one call rather than one page fault at a time.
-_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-
 
 class FileChangedError(OSError):
     """The file changed size or was modified while it was being read."""
@@ -170,23 +166,10 @@ class BlobHasher:
         if size <= self._single_chunk_max or self.rewrite is not None:
             data = b"".join(pieces)
             return self.hash_bytes(self.rewrite(data) if self.rewrite is not None else data)
-        self._begin(size)
-        whole = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
-        digests = bytearray()
-        sizes = array("Q")
-        compressed = array("Q") if self._zstd else None
-        pending = bytearray()
-        total = 0
-        window = READ_BUFFER + self.chunker.lookahead
+        cut = _StreamCut(self, size)
         for piece in pieces:
-            whole.update(piece)
-            total += len(piece)
-            pending += piece
-            if len(pending) >= window:
-                step = self._cut_into(pending, False, digests, sizes, compressed)
-                del pending[:step]
-        self._cut_into(pending, True, digests, sizes, compressed)
-        return self._finish(BlobInfo(whole.digest(), total, bytes(digests), sizes, compressed))
+            cut.feed(piece)
+        return cut.finish()
 
     def _cut_into(self, data: bytearray, eof: bool, digests: bytearray, sizes: array, compressed: array | None) -> int:
         with memoryview(data) as view:
@@ -224,7 +207,7 @@ class BlobHasher:
                 if info.size != size:
                     raise FileChangedError(0, "changed while being read")
                 return info
-            return self._hash_mapped(fd, size)
+            return self._hash_read(fd, size)
 
     def hash_file_into(self, path: bytes | str, index: int, builder: BlobBatchBuilder) -> None:
         """:meth:`hash_file` straight into a batch: the per-file path of a tree of many small
@@ -245,7 +228,7 @@ class BlobHasher:
                 # the chunk's compressed size, each distinct chunk measured once (None: not measuring)
                 measured = self._chunk(digest, data) if size else (0 if self._zstd is not None else None)
             else:
-                info = self._hash_mapped(fd, size)
+                info = self._hash_read(fd, size)
             after = os.fstat(fd)
         finally:
             os.close(fd)
@@ -255,54 +238,96 @@ class BlobHasher:
         else:
             builder.add(index, info)
 
-    def _hash_mapped(self, fd: int, size: int) -> BlobInfo:
-        """Hash and chunk a large file through windows of a memory map.
+    def _hash_read(self, fd: int, size: int) -> BlobInfo:
+        """Hash and chunk a large file read in windows of READ_BUFFER bytes (plus the chunker's
+        lookahead) into one buffer, the uncut tail of each window carried to the front.
 
-        Mapping saves the copy a read makes; windows of READ_BUFFER bytes (plus the chunker's
-        lookahead) keep the mapped, resident part of a huge file small.
+        ``pread``, not a memory map: a file truncated while it is read gives a short read
+        (:class:`FileChangedError`), where a map would give SIGBUS and kill the process.
         """
         self._begin(size)
         whole = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
         digests = bytearray()
         sizes = array("Q")
         compressed = array("Q") if self._zstd else None
+        buffer = bytearray(min(size, READ_BUFFER + self.chunker.lookahead))
+        view = memoryview(buffer)
         consumed = 0  # bytes of the file already cut into chunks
-        hashed = 0  # bytes of the file already fed to the whole-file hash
-        lookahead = self.chunker.lookahead
-        while consumed < size:
-            start = consumed - consumed % mmap.ALLOCATIONGRANULARITY
-            end = min(size, consumed + READ_BUFFER + lookahead)
-            try:
-                mapped = mmap.mmap(fd, end - start, flags=_MAP_FLAGS, prot=mmap.PROT_READ, offset=start)
-            except ValueError:  # the file shrank under us
-                raise FileChangedError(0, "changed while being read") from None
-            view = memoryview(mapped)
-            try:
-                whole.update(view[hashed - start : end - start])
-                hashed = end
-                d, s, c = self._cut(view[consumed - start :], eof=end == size)
+        held = 0  # bytes at the front of the buffer read but not yet cut (the file from `consumed` on)
+        try:
+            while consumed < size:
+                end = min(size, consumed + len(buffer))
+                _pread_exactly(fd, view[held : end - consumed], consumed + held)
+                whole.update(view[held : end - consumed])
+                d, s, c = self._cut(view[: end - consumed], eof=end == size)
                 digests += d
                 sizes.extend(s)
                 if compressed is not None and c is not None:
                     compressed.extend(c)
                 step = sum(s)
-            except BaseException:
-                # the error (a failed store write, say) may hold views of the map in its
-                # traceback: releasing would raise BufferError over it; the map goes with them
-                with contextlib.suppress(BufferError):
-                    view.release()
-                    mapped.close()
-                raise
-            view.release()
-            mapped.close()
-            if step == 0 and end < size:
-                raise AssertionError("chunker made no progress on a full window")
-            consumed += step
+                if step == 0 and end < size:
+                    raise AssertionError("chunker made no progress on a full window")
+                held = end - consumed - step
+                buffer[:held] = buffer[step : step + held]  # the uncut tail starts the next window
+                consumed += step
+        finally:
+            with contextlib.suppress(BufferError):  # an error's traceback may still hold a view
+                view.release()
         return self._finish(BlobInfo(whole.digest(), size, bytes(digests), sizes, compressed))
 
 
+class _StreamCut:
+    """One blob hashed and cut as its bytes arrive, piece by piece: memory holds at most one
+    window plus the chunker's lookahead, whatever the blob's size."""
+
+    def __init__(self, hasher: BlobHasher, size: int) -> None:
+        hasher._begin(size)
+        self.hasher = hasher
+        self.whole = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= PARALLEL_HASH_FROM else 1)
+        self.digests = bytearray()
+        self.sizes = array("Q")
+        self.compressed: array | None = array("Q") if hasher._zstd else None
+        self.pending = bytearray()
+        self.total = 0
+        self.window = READ_BUFFER + hasher.chunker.lookahead
+
+    def feed(self, piece: bytes | memoryview) -> None:
+        self.whole.update(piece)
+        self.total += len(piece)
+        self.pending += piece
+        if len(self.pending) >= self.window:
+            step = self.hasher._cut_into(self.pending, False, self.digests, self.sizes, self.compressed)
+            del self.pending[:step]
+
+    def finish(self) -> BlobInfo:
+        self.hasher._cut_into(self.pending, True, self.digests, self.sizes, self.compressed)
+        info = BlobInfo(self.whole.digest(), self.total, bytes(self.digests), self.sizes, self.compressed)
+        return self.hasher._finish(info)
+
+
+def _pread_exactly(fd: int, into: memoryview, offset: int) -> None:
+    """Fill ``into`` from the file at ``offset``; a file that ends sooner changed while read."""
+    done = 0
+    while done < len(into):
+        n = os.preadv(fd, [into[done:]], offset + done)
+        if n == 0:
+            raise FileChangedError(0, "changed while being read")
+        done += n
+
+
+def _windows(fd: int, size: int) -> Iterator[memoryview]:
+    """The file's ``size`` bytes in windows of READ_BUFFER (each valid until the next)."""
+    buffer = memoryview(bytearray(min(size, READ_BUFFER)))
+    offset = 0
+    while offset < size:
+        window = buffer[: min(len(buffer), size - offset)]
+        _pread_exactly(fd, window, offset)
+        yield window
+        offset += len(window)
+
+
 WHOLE_READ = 64 * 1024 * 1024
-"""Files up to this size are read into memory once for several hashers; larger ones mapped."""
+"""Files up to this size are read into memory once for several hashers; larger ones in windows."""
 
 
 def hash_file_once(hashers: Sequence[BlobHasher], path: bytes | str) -> list[BlobInfo]:
@@ -315,8 +340,11 @@ def hash_file_once(hashers: Sequence[BlobHasher], path: bytes | str) -> list[Blo
         if size <= WHOLE_READ or rewrite is not None:
             data = _read_exactly(fd, size)
             return [hasher.hash_bytes(rewrite(data) if rewrite else data) for hasher in hashers]
-        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped, memoryview(mapped) as view:
-            return [hasher.hash_bytes(view) for hasher in hashers]
+        cuts = [_StreamCut(hasher, size) for hasher in hashers]
+        for window in _windows(fd, size):  # read once, cut by every chunker
+            for cut in cuts:
+                cut.feed(window)
+        return [cut.finish() for cut in cuts]
 
 
 @contextmanager
