@@ -129,8 +129,12 @@ def main() -> None:
     for name, seconds in results.items():
         print(f"| {name:<56} | {seconds:7.2f} | {mb / seconds:7.0f} |")
     print()
+    peers = [n for n in results if not n.startswith("storelab")]
     for mine in [n for n in results if n.startswith("storelab ")]:
-        for peer in [n for n in results if not n.startswith("storelab ")]:
+        before = mine.replace("storelab", f"storelab@{args.baseline}", 1) if args.baseline else None
+        if before in results:
+            print(f"{mine} ÷ the same at {args.baseline}: {results[before] / results[mine]:.2f}× the throughput")
+        for peer in peers:
             print(f"{mine} ÷ {peer.split(' (')[0]}: {results[peer] / results[mine]:.2f}× the throughput")
 
 

@@ -119,7 +119,10 @@ def main() -> None:
     print(f"|{'-' * 64}|{'-' * 9}|{'-' * 9}|")
     for name, seconds in results.items():
         print(f"| {name:<62} | {seconds:7.2f} | {mb / seconds:7.0f} |")
-    ingest = next((v for k, v in results.items() if "ingest-nar" in k), None)
+    ingest = next((v for k, v in results.items() if k.startswith("storelab ingest-nar")), None)
+    before = next((v for k, v in results.items() if k.startswith("storelab@")), None)
+    if ingest and before:
+        print(f"\ningest-nar ÷ the same at {args.baseline}: {before / ingest:.2f}× the throughput")
     if ingest and "sha256sum" in results:
         print(f"\ningest-nar ÷ sha256sum: {results['sha256sum'] / ingest:.2f}× the throughput")
     if ingest and "b3sum" in results:

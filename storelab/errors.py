@@ -11,6 +11,7 @@ command line prints it as it is, without a traceback (exit 1; :class:`ConfigErro
      │    ├── InputNotFoundError    … because it does not exist (also a FileNotFoundError)
      │    └── NarError              … because the NAR breaks Nix's rules (names the byte offset)
      ├── DatasetError               a dataset is not one, is damaged, or is of another version
+     │    └── VanishedError         … a part's file was removed by another writer while being read
      ├── OutputError                writing a dataset or an output file failed (disk full, permissions)
      ├── StoreError                 a store object is missing or corrupt, or a request failed for good
      │    └── TransientStoreError   … a request that may succeed when tried again (network, 5xx)
@@ -34,6 +35,7 @@ __all__ = [
     "InputNotFoundError",
     "NarError",
     "DatasetError",
+    "VanishedError",
     "OutputError",
     "StoreError",
     "TransientStoreError",
@@ -64,6 +66,11 @@ class NarError(InputError):
 
 class DatasetError(StorelabError):
     """A dataset is missing, malformed, damaged, or of an unsupported schema version."""
+
+
+class VanishedError(DatasetError):
+    """A part's file was removed while being read: another writer merged or removed its part.
+    Reading again sees the part that replaced it."""
 
 
 class OutputError(StorelabError):

@@ -38,7 +38,7 @@ PUBLIC = {
         "decode_index", "encode_index", "object_key", "open_backend", "open_store",
     },
     "storelab.errors": {
-        "StorelabError", "InputError", "InputNotFoundError", "NarError", "DatasetError", "OutputError", "StoreError",
+        "StorelabError", "InputError", "InputNotFoundError", "NarError", "DatasetError", "VanishedError", "OutputError", "StoreError",
         "TransientStoreError", "FormatError", "DecodeError", "InvalidNodeError", "ConfigError", "Interrupted",
     },
 }

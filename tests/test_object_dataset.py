@@ -22,7 +22,7 @@ from storelab.nar import dump_path
 from storelab.tables import Dataset
 from storelab.tables import storage as storage_module
 from storelab.tables.storage import DatasetStorage, ObjectStorage
-from storelab.testing.datasets import DatasetStorageTests
+from storelab.testing.datasets import DatasetStorageTests, race_to_create
 from tests.helpers import build_tree, table_rows
 
 pytestmark = pytest.mark.slow  # a cluster, an S3 server or a kernel per test: make test-fast leaves them out
@@ -160,3 +160,11 @@ class TestObjectDatasetStorage(DatasetStorageTests):
         url = request.getfixturevalue("s3_url")
         request.getfixturevalue("monkeypatch").setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
         return ObjectStorage(url.rsplit("/", 1)[0] + "/ds")
+
+
+def test_writers_racing_to_create_an_s3_dataset_all_succeed(s3_url: str, s3_server, tmp_path: Path) -> None:
+    build_tree(tmp_path / "t", {b"f": b"x"})
+    for round_ in range(3):
+        location = s3_url.rsplit("/", 1)[0] + f"/race{round_}"
+        assert race_to_create(location, tmp_path / "t", env={**s3_server.environment(), "XDG_CACHE_HOME": str(tmp_path / "cache")}) == []
+        assert sorted(Dataset.open(location).snapshots().column("label").to_pylist()) == [f"w{i}" for i in range(8)]

@@ -20,8 +20,8 @@ from storelab.nar import dump_path
 from storelab.tables import Dataset
 from storelab.tables import dataset as dataset_module
 from storelab.tables.storage import DatasetStorage, FolderStorage, ObjectStorage
-from storelab.testing.datasets import DatasetStorageTests
-from tests.helpers import build_tree, table_rows
+from storelab.testing.datasets import DatasetStorageTests, race_to_create
+from tests.helpers import build_tree, snapshot_rows, table_rows
 
 OPTIONS = IngestOptions(zstd_level=3, workers=0)
 
@@ -355,3 +355,13 @@ def test_a_truncated_or_foreign_table_file_is_named(tmp_path: Path, capsys: pyte
 class TestFolderDatasetStorage(DatasetStorageTests):
     def make_storage(self, tmp_path: Path, request: pytest.FixtureRequest) -> DatasetStorage:
         return FolderStorage(tmp_path / "ds")
+
+
+@pytest.mark.slow
+def test_writers_racing_to_create_a_dataset_all_succeed(tmp_path: Path) -> None:
+    build_tree(tmp_path / "t", {b"f": b"x"})
+    for round_ in range(4):
+        location = tmp_path / f"ds{round_}"
+        assert race_to_create(str(location), tmp_path / "t") == []
+        assert sorted(r["label"] for r in snapshot_rows(location, "snapshots")) == [f"w{i}" for i in range(8)]
+        assert not (location / "_staging").exists()

@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from storelab.errors import DatasetError, OutputError, StorelabError
+from storelab.errors import DatasetError, OutputError, StorelabError, VanishedError
 from storelab.tables.arrow import column as arrow_column
 from storelab.tables.layout import LOCK, MARKER, is_object_url, may_hold_dataset
 from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
@@ -87,6 +87,10 @@ BATCH_SECONDS = 60.0
 COMPACT_FANOUT = 8
 """This many parts of one tier are merged into one part of the next tier."""
 _DATASET_NAMES = {MARKER, LOCK, STAGING, "_index.sqlite", "_index.sqlite-wal", "_index.sqlite-shm", *TABLES}
+
+
+_RELIST_ATTEMPTS = 5
+"""Listings of the parts taken before giving up, when files keep vanishing under a reader."""
 
 
 def new_snapshot_id() -> str:
@@ -189,22 +193,32 @@ class Dataset:
     # reading -------------------------------------------------------------------------------
 
     def parts(self) -> list[Part]:
-        """Every committed part, replaced ones included, by part id."""
-        found = []
-        for file in self.storage.list("snapshots"):
-            if not _is_table_file(file.key):
+        """Every committed part, replaced ones included, by part id.
+
+        A ``snapshots`` file that vanishes between the listing and the reading belonged to a
+        part another writer replaced and removed: the listing is taken again (it now holds the
+        replacement), so a reader never sees fewer snapshots than were committed."""
+        for _ in range(_RELIST_ATTEMPTS):
+            found = []
+            listed = [f for f in self.storage.list("snapshots") if _is_table_file(f.key)]
+            try:
+                for file in listed:
+                    cached = self._footers.get(file.key)  # a part's files never change: new content, new name
+                    if cached is None:
+                        cached = self._footers[file.key] = self._read_footer(file.key)
+                    found.append(cached)
+            except VanishedError:
                 continue
-            cached = self._footers.get(file.key)  # a part's files never change: new content, new name
-            if cached is None:
-                cached = self._footers[file.key] = self._read_footer(file.key)
-            found.append(cached)
-        return sorted(found, key=lambda p: p.part_id)
+            return sorted(found, key=lambda p: p.part_id)
+        raise DatasetError(f"{self.location}: parts kept vanishing while being listed (another writer compacting?); try again")
 
     def _read_footer(self, key: str) -> Part:
         path, temporary = self.storage.local_path(key)
         try:
             meta = pq.read_metadata(path)
         except (OSError, pa.ArrowInvalid) as err:
+            if not self.storage.exists(key):
+                raise VanishedError(f"{self.storage.url(key)}: vanished while being read") from None
             raise DatasetError(f"{self.storage.url(key)}: not a readable Parquet file ({err})") from None
         finally:
             if temporary:
@@ -296,6 +310,8 @@ class Dataset:
             try:
                 names = set(pq.read_schema(path).names)
             except (OSError, pa.ArrowInvalid) as err:
+                if not path.exists():
+                    raise VanishedError(f"{path}: vanished while being read (another writer merged its part); try again") from None
                 raise DatasetError(f"{path}: not a readable Parquet file ({err}); the dataset is damaged") from None
             if missing := need - names:
                 raise DatasetError(f"{path}: not a {table} table (it has no {', '.join(sorted(missing))}); the dataset is damaged")
@@ -321,6 +337,8 @@ class Dataset:
         try:
             return pq.read_table(path, schema=SCHEMAS[table])
         except (OSError, pa.ArrowInvalid) as err:
+            if not self.storage.exists(key):
+                raise VanishedError(f"{self.storage.url(key)}: vanished while being read") from None
             raise DatasetError(f"{self.storage.url(key)}: not a readable {table} table ({err})") from None
         finally:
             if temporary:
@@ -408,6 +426,8 @@ class Dataset:
         try:
             self.index()
             self.compact(auto=True)
+        except VanishedError:
+            pass  # another writer is merging the same parts: it finishes what this would have done
         except (StorelabError, OSError, sqlite3.Error) as err:
             print(f"storelab: {self.location}: the snapshot is committed, but merging parts failed: {err}", file=sys.stderr)
 
@@ -459,10 +479,16 @@ class Dataset:
             # every part readers do not see stays unseen: replaced ones, losers of a race
             replaces = sorted(ids | (_hidden(committed) & {p.part_id for p in committed}))
             footer = {REPLACES: json.dumps(replaces).encode()}
-            for table in TABLES:
-                keys = [f.key for f in self.storage.list(table) if _is_table_file(f.key) and part_of(f.key) in ids]
-                writer.merge_files(table, keys, drop, metadata=footer if table == "snapshots" else None)
-            new = writer.publish_merged(replaces, still_live=lambda: ids <= {p.part_id for p in self.live_parts()})
+            still_live = lambda: ids <= {p.part_id for p in self.live_parts()}  # noqa: E731
+            try:
+                for table in TABLES:
+                    keys = [f.key for f in self.storage.list(table) if _is_table_file(f.key) and part_of(f.key) in ids]
+                    writer.merge_files(table, keys, drop, metadata=footer if table == "snapshots" else None)
+            except VanishedError:
+                if not still_live():  # another writer merged (and removed) these parts first
+                    return None
+                raise
+            new = writer.publish_merged(replaces, still_live=still_live)
         finally:
             writer.abort()
         self.remove_leftovers()
@@ -738,7 +764,8 @@ class PartWriter:
         but for the snapshots in ``drop``; ``metadata`` goes into the file's footer."""
         buffer = _TableBuffer(table, self.folder / f"merged-{table}.parquet")
         try:
-            for path, temporary in (self.dataset.storage.local_path(key) for key in keys):
+            for key in keys:
+                path, temporary = self.dataset.storage.local_path(key)
                 try:
                     for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
                         data = _conform(pa.Table.from_batches([batch]).replace_schema_metadata(None), buffer.schema)
@@ -746,6 +773,8 @@ class PartWriter:
                             data = data.filter(pc.invert(pc.is_in(data.column("snapshot_id"), value_set=pa.array(sorted(drop)))))
                         buffer.append_table(data)
                 except (OSError, pa.ArrowInvalid, KeyError) as err:
+                    if not self.dataset.storage.exists(key):
+                        raise VanishedError(f"{path}: vanished while being read") from None
                     raise DatasetError(f"{path}: not a readable {table} table ({err})") from None
                 finally:
                     if temporary:

@@ -16,6 +16,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -25,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from storelab.errors import DatasetError, OutputError, StorelabError
+from storelab.errors import DatasetError, OutputError, StorelabError, VanishedError
 from storelab.stores.backends import obstore_errors, open_obstore, s3_client_options
 
 __all__ = ["DatasetStorage", "FolderStorage", "ObjectStorage", "StoredFile", "LEFTOVER_AGE", "describe_os_error"]
@@ -56,6 +57,10 @@ class DatasetStorage(Protocol):
 
     def read(self, key: str) -> bytes | None:
         """The file's bytes; None when there is no such file."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether the file is there now."""
         ...
 
     def local_path(self, key: str) -> tuple[Path, bool]:
@@ -148,10 +153,13 @@ class FolderStorage:
         except OSError as err:
             raise DatasetError(f"{self.root / key}: cannot read: {err.strerror or err}") from None
 
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
     def local_path(self, key: str) -> tuple[Path, bool]:
         path = self.root / key
         if not path.exists():
-            raise DatasetError(f"{path}: vanished while being read")
+            raise VanishedError(f"{path}: vanished while being read")
         return path, False
 
     def list(self, folder: str) -> list[StoredFile]:
@@ -191,12 +199,17 @@ class FolderStorage:
 
     def staging(self, part_id: str, owner: str | None) -> Path:
         folder = self.root / STAGING / part_id
+        # Made under a hidden name with its owner file, then renamed: another writer's clean-up
+        # never sees a staging folder without its owner (and takes it for a dead writer's).
+        building = self.root / STAGING / f"{_BUILDING}{part_id}-{secrets.token_hex(4)}"
         try:
+            building.mkdir(parents=True)
+            (building / "owner").write_text((owner or f"{socket.gethostname()} {os.getpid()}") + "\n")
             if folder.exists():  # an earlier attempt at this very part: start afresh
                 shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-            (folder / "owner").write_text((owner or f"{socket.gethostname()} {os.getpid()}") + "\n")
+            os.rename(building, folder)
         except OSError as err:
+            shutil.rmtree(building, ignore_errors=True)
             raise OutputError(describe_os_error(err, folder)) from None
         return folder
 
@@ -214,6 +227,8 @@ class FolderStorage:
             return []
         dead = []
         for folder in staging.iterdir():
+            if folder.name.startswith(_BUILDING) and not _older_than(folder, LEFTOVER_AGE):
+                continue  # being made by a writer right now
             if not _owner_alive(folder):
                 shutil.rmtree(folder, ignore_errors=True)
                 dead.append(folder.name)
@@ -229,6 +244,17 @@ class FolderStorage:
 
     def index_path(self, dataset_id: str) -> Path:
         return self.root / "_index.sqlite"  # beside the tables: a folder made anew has a new one
+
+
+_BUILDING = ".new-"
+"""Prefix of a staging folder still being made (it has no owner file yet)."""
+
+
+def _older_than(path: Path, age: timedelta) -> bool:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC) < datetime.now(UTC) - age
+    except OSError:
+        return False
 
 
 def _owner_alive(staging_folder: Path) -> bool:
@@ -272,10 +298,20 @@ class ObjectStorage:
         except FileNotFoundError:
             return None
 
+    def exists(self, key: str) -> bool:
+        import obstore
+
+        try:
+            with obstore_errors(self.location, "check", key):
+                obstore.head(self._store, key)
+        except FileNotFoundError:
+            return False
+        return True
+
     def local_path(self, key: str) -> tuple[Path, bool]:
         data = self.read(key)
         if data is None:
-            raise DatasetError(f"{self.location}: {key} vanished while being read")
+            raise VanishedError(f"{self.location}: {key} vanished while being read")
         fd, name = tempfile.mkstemp(prefix="storelab-", suffix=".parquet")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -18,7 +18,7 @@ import pytest
 from storelab.errors import DatasetError
 from storelab.tables.storage import DatasetStorage
 
-__all__ = ["DatasetStorageTests"]
+__all__ = ["DatasetStorageTests", "race_to_create"]
 
 
 class DatasetStorageTests:
@@ -41,11 +41,12 @@ class DatasetStorageTests:
 
     def test_a_missing_file_reads_as_none(self, storage: DatasetStorage) -> None:
         assert storage.read("nodes/nothing.parquet") is None
+        assert not storage.exists("nodes/nothing.parquet")
         assert storage.list("nodes") == []
 
     def test_published_files_read_back_whole_and_replace(self, storage: DatasetStorage, tmp_path: Path) -> None:
         self._publish(storage, tmp_path, "nodes/a.parquet", b"first")
-        assert storage.read("nodes/a.parquet") == b"first"
+        assert storage.read("nodes/a.parquet") == b"first" and storage.exists("nodes/a.parquet")
         self._publish(storage, tmp_path, "nodes/a.parquet", b"second, longer")
         assert storage.read("nodes/a.parquet") == b"second, longer"
 
@@ -83,3 +84,22 @@ class DatasetStorageTests:
         path = storage.index_path("dataset-id")
         assert isinstance(path, Path)
         path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def race_to_create(location: str, tree: Path, writers: int = 8, env: dict[str, str] | None = None) -> list[str]:
+    """``writers`` ``storelab ingest-dir`` processes started at once into a dataset none of them
+    finds: what each printed on stderr, for a test to hold empty (all succeed, none warns)."""
+    import os
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "storelab.cli", "ingest-dir", str(tree), "-o", location, "-q", "-j", "0", "-l", f"w{i}", "--zstd-level", "0"],
+            capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300,
+        )  # fmt: skip
+        return done.stderr if done.returncode == 0 else f"exit {done.returncode}: {done.stderr}"
+
+    with ThreadPoolExecutor(writers) as pool:
+        return [err for err in pool.map(one, range(writers)) if err.strip()]
