@@ -137,3 +137,61 @@ def test_reading_a_store_that_is_not_there_creates_nothing(tmp_path: Path, capsy
     main(["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "-q"])
     assert main(["render-nar", str(tmp_path / "ds"), "t", "--store", f"file://{missing}", "-o", str(tmp_path / "t.nar")]) == 1
     assert not missing.exists() and not (tmp_path / "t.nar").exists()
+
+
+def test_verify_of_a_place_with_no_objects_is_no_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["store", "verify", f"file://{tmp_path}/empty"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no such store" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_verify_of_a_mistyped_s3_prefix_is_no_store(s3_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _tree(tmp_path / "t", 3)
+    assert main(["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "--store", s3_url, "-q"]) == 0
+    assert main(["store", "verify", s3_url]) == 0
+    capsys.readouterr()
+    assert main(["store", "verify", s3_url + "-typo"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no such store" in err
+
+
+def test_verify_bounds_chunks_by_what_the_indexes_say(tmp_path: Path) -> None:
+    """Chunks bigger than --max-chunk-size pass when blob indexes name them with their sizes;
+    a chunk that expands past the size its index records is corrupt."""
+    import blake3
+
+    from storelab.stores import ChunkMeta
+    from storelab.stores.verify import verify_store
+
+    store = SnixStore.open(f"file://{tmp_path}/store")
+    a, b = random.Random(1).randbytes(1_500_000), random.Random(2).randbytes(1_200_000)
+    da, db = blake3.blake3(a).digest(), blake3.blake3(b).digest()
+    store.put_chunk(da, a)
+    store.put_chunk(db, b)
+    store.put_index(blake3.blake3(a + b).digest(), [ChunkMeta(da, len(a)), ChunkMeta(db, len(b))])
+    assert verify_store(store, max_chunk_size=1 << 20).ok
+    c = random.Random(3).randbytes(1_300_000)
+    dc = blake3.blake3(c).digest()
+    store.put_chunk(dc, c)
+    store.put_index(blake3.blake3(b + c).digest(), [ChunkMeta(db, len(b)), ChunkMeta(dc, 1000)])  # lies about c's size
+    problems = verify_store(store, max_chunk_size=1 << 20).problems
+    assert any(p.key == object_key("chunks", dc) and "expands past 1000" in p.detail for p in problems), problems
+
+
+def test_verify_refuses_a_directory_bomb_quickly_and_odd_names_plainly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    store = SnixStore.open(f"file://{tmp_path}/store")
+    bomb = zstandard.ZstdCompressor(level=19).compress(bytes(200_000_000))  # a few KB that would be 200 MB
+    store.backend.put(object_key("dirs", bytes(32)), bomb)
+    store.backend.put("blobs/b3/zzzz/not-a-digest", b"")
+    store.backend.put("dirs/b3/0000/" + "0" * 63 + "g", b"")
+    started = time.perf_counter()
+    assert main(["store", "verify", f"file://{tmp_path}/store", "--json"]) == 1
+    assert time.perf_counter() - started < 20
+    report = json.loads(capsys.readouterr().out)
+    kinds = {(p["key"].split("/")[0], p["kind"]) for p in report["problems"]}
+    assert ("dirs", "corrupt") in kinds and ("blobs", "malformed") in kinds and ("dirs", "malformed") in kinds
+    assert any("expands past" in p["detail"] for p in report["problems"])

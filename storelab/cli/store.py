@@ -23,7 +23,9 @@ def store_app() -> None:
 
 @store_app.command("verify")
 @click.argument("url", metavar="URL", help="Store URL: file:///path, s3://bucket/prefix.")
-@option("--max-chunk-size", default="64MiB", help="Refuse any chunk that decompresses past this (zstd bombs).")
+@option("--max-chunk-size", default="64MiB",
+        help="Refuse a chunk that decompresses past this (zstd bombs); a chunk a blob index names may reach exactly "
+        "its recorded size, and the bound grows to the largest chunk the indexes name.")  # fmt: skip
 @option("--json", JSON, is_flag=True, help="Print the report as JSON.")
 def store_verify_command(url: str, max_chunk_size: str, as_json: bool) -> None:
     """Re-read every object of a store and check it; exit 1 if anything is missing or corrupt.
@@ -31,7 +33,8 @@ def store_verify_command(url: str, max_chunk_size: str, as_json: bool) -> None:
     Every chunk is decompressed (bounded) and its BLAKE3 compared with its name; every blob
     index must name chunks that exist with the recorded sizes and make up the blob; every
     directory closure must start at its root, hold only directories reachable from it, and
-    name only blobs the store has.
+    name only blobs the store has. Every decompression is bounded. A URL under which there is
+    no object at all is refused as no store (a mistyped prefix says so rather than "ok").
 
     \b
     Example: storelab store verify s3://castore/snix

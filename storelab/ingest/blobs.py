@@ -80,6 +80,7 @@ class BlobHasher:
         # shared, not copied: a KnownSizes looks up the dataset's index behind what is measured here
         self.known_sizes: dict[bytes, int] = known_sizes if known_sizes is not None else {}
         self._single_chunk_max = self._largest_single_chunk()
+        self._buffer = bytearray()  # the read window of large files (_hash_read), kept across files
 
     def _largest_single_chunk(self) -> int:
         """Blobs up to this size are one chunk whatever their bytes (no cut is looked for)."""
@@ -238,6 +239,13 @@ class BlobHasher:
         else:
             builder.add(index, info)
 
+    def _window_buffer(self, size: int) -> bytearray:
+        """The read buffer of this hasher, made once (large enough for ``size``), not per file:
+        a fresh one would be zeroed by the allocator for every file first."""
+        if len(self._buffer) < size:
+            self._buffer = bytearray(max(size, min(2 * len(self._buffer), READ_BUFFER + self.chunker.lookahead)))
+        return self._buffer
+
     def _hash_read(self, fd: int, size: int) -> BlobInfo:
         """Hash and chunk a large file read in windows of READ_BUFFER bytes (plus the chunker's
         lookahead) into one buffer, the uncut tail of each window carried to the front.
@@ -250,8 +258,8 @@ class BlobHasher:
         digests = bytearray()
         sizes = array("Q")
         compressed = array("Q") if self._zstd else None
-        buffer = bytearray(min(size, READ_BUFFER + self.chunker.lookahead))
-        view = memoryview(buffer)
+        buffer = self._window_buffer(min(size, READ_BUFFER + self.chunker.lookahead))
+        view = memoryview(buffer)[: len(buffer)]
         consumed = 0  # bytes of the file already cut into chunks
         held = 0  # bytes at the front of the buffer read but not yet cut (the file from `consumed` on)
         try:

@@ -29,11 +29,24 @@ from storelab.stores.backends import (
 )
 from storelab.stores.base import ChunkMeta, decode_index, encode_index
 
-__all__ = ["MAX_DIRECTORY_CLOSURE", "SnixStore", "ZSTD_LEVEL", "object_key", "open_store", "store_target"]
+__all__ = ["MAX_DIRECTORY_CLOSURE", "SnixStore", "ZSTD_LEVEL", "closure_bound", "object_key", "open_store", "store_target"]
 
 ZSTD_LEVEL = 3
 MAX_DIRECTORY_CLOSURE = 1 << 30
 """A directory closure object never decompresses past this many bytes (a bomb is refused)."""
+CLOSURE_EXPANSION = 1000
+"""Directory messages are mostly names and 32-byte digests, which zstd barely shrinks: a
+closure that expands more than this many times its stored size is a bomb, not a tree."""
+_CLOSURE_FLOOR = 16 * 1024 * 1024
+
+
+def closure_bound(stored: int) -> int:
+    """How far a directory closure stored in ``stored`` bytes may expand.
+
+    >>> closure_bound(32 * 1024) // 2**20, closure_bound(10**6) // 2**20, closure_bound(10**9) == MAX_DIRECTORY_CLOSURE
+    (31, 953, True)
+    """
+    return min(MAX_DIRECTORY_CLOSURE, max(_CLOSURE_FLOOR, CLOSURE_EXPANSION * stored))
 _MAX_FRAME = 1024 * 1024 * 1000  # snix's limit on one directory message
 
 
@@ -158,7 +171,8 @@ class SnixStore:
     def get_directories(self, root_digest: bytes) -> list[bytes]:
         """The closure of ``root_digest``, root first; the root's digest is checked."""
         key = object_key("dirs", root_digest)
-        frames = decompress_bounded(self.backend.get(key), MAX_DIRECTORY_CLOSURE, f"{self.url}: {key}")
+        raw = self.backend.get(key)
+        frames = decompress_bounded(raw, closure_bound(len(raw)), f"{self.url}: {key}")
         encoded = split_frames(frames, f"{self.url}: {key}")
         if not encoded or blake3.blake3(encoded[0]).digest() != root_digest:
             raise StoreError(f"{self.url}: {key} does not start with its root directory")

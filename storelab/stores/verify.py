@@ -1,9 +1,13 @@
 """``storelab store verify``: re-read every object of a store and check it.
 
-Every chunk is decompressed (bounded) and its BLAKE3 digest compared with its key; every
+Every chunk is decompressed (bounded: a chunk a blob index names to its recorded size, any
+other to the largest chunk the indexes name or ``max_chunk_size``) and its BLAKE3 digest
+compared with its key; every
 blob index is parsed and each chunk it names must exist with the recorded size; a blob of one
 chunk must have that chunk under its own digest; every directory closure must start with its
-root, hold only directories reachable from it, and name only blobs the store has.
+root, hold only directories reachable from it, and name only blobs the store has (a closure
+may expand to at most :func:`~storelab.stores.snix.closure_bound` of its stored size). A store
+that holds no object at all is no store (a mistyped prefix): :class:`StoreError`.
 """
 
 from __future__ import annotations
@@ -16,13 +20,8 @@ import zstandard
 
 from storelab.castore import EMPTY_BLOB_DIGEST, Directory, InvalidNodeError
 from storelab.stores.backends import StoreError
-from storelab.stores.base import decode_index
-from storelab.stores.snix import (
-    MAX_DIRECTORY_CLOSURE,
-    SnixStore,
-    decompress_bounded,
-    split_frames,
-)
+from storelab.stores.base import ChunkMeta, decode_index
+from storelab.stores.snix import SnixStore, closure_bound, decompress_bounded, object_key, split_frames
 
 __all__ = ["Problem", "VerifyReport", "verify_store"]
 
@@ -88,12 +87,28 @@ def verify_store(
     """
     report = VerifyReport()
     tick = on_object or (lambda: None)
+    indexes: dict[str, list[ChunkMeta] | None] = {}  # blob key → its chunks (None: malformed)
+    for key, _size in store.backend.list("blobs/b3/"):
+        tick()
+        if not _well_named(key, report):
+            continue
+        try:
+            indexes[key] = decode_index(store.backend.get(key))
+        except StoreError as err:
+            indexes[key] = None
+            report.problems.append(Problem(key, "malformed", str(err)))
+    # each chunk an index names may expand to exactly its recorded size; any other to the
+    # largest chunk the indexes name (the store's chunker's), or max_chunk_size if larger
+    expected = {object_key("chunks", c.digest): c.size for chunks in indexes.values() for c in chunks or ()}
+    bound = max(max_chunk_size, max(expected.values(), default=0))
     chunk_sizes: dict[str, int] = {}
     for key, _size in store.backend.list("chunks/b3/"):
         tick()
         report.chunks += 1
+        if not _well_named(key, report):
+            continue
         try:
-            digest, length = _chunk_digests(store, key, max_chunk_size)
+            digest, length = _chunk_digests(store, key, expected.get(key, bound))
         except StoreError as err:
             report.problems.append(Problem(key, "corrupt", str(err)))
             continue
@@ -103,25 +118,34 @@ def verify_store(
         chunk_sizes[key] = length
         report.chunk_bytes += length
     blobs: set[str] = set()
-    for key, _size in store.backend.list("blobs/b3/"):
-        tick()
+    for key, chunks in indexes.items():
         report.blobs += 1
         name = key.rsplit("/", 1)[-1]
         blobs.add(name)
-        _check_index(store, key, name, chunk_sizes, report)
+        if chunks is not None:
+            _check_index(store, key, name, chunks, chunk_sizes, report)
     for key, _size in store.backend.list("dirs/b3/"):
         tick()
         report.directory_closures += 1
+        if not _well_named(key, report):
+            continue
         _check_closure(store, key, blobs, report)
+    if not (report.chunks or report.blobs or report.directory_closures):
+        raise StoreError(f"{store.url}: no such store (it holds no chunks, blobs or directories)")
     return report
 
 
-def _check_index(store: SnixStore, key: str, name: str, chunk_sizes: dict[str, int], report: VerifyReport) -> None:
-    try:
-        chunks = decode_index(store.backend.get(key))
-    except StoreError as err:
-        report.problems.append(Problem(key, "malformed", str(err)))
-        return
+def _well_named(key: str, report: VerifyReport) -> bool:
+    """Whether ``key`` is ``<kind>/b3/<4 hex>/<64 hex>``, as snix names objects; else a problem."""
+    parts = key.split("/")
+    name = parts[-1]
+    ok = len(parts) == 4 and len(name) == 64 and parts[2] == name[:4] and all(c in "0123456789abcdef" for c in name)
+    if not ok:
+        report.problems.append(Problem(key, "malformed", "not named as snix names objects (<kind>/b3/<4 hex>/<BLAKE3 in hex>)"))
+    return ok
+
+
+def _check_index(store: SnixStore, key: str, name: str, chunks: list[ChunkMeta], chunk_sizes: dict[str, int], report: VerifyReport) -> None:
     if not chunks:
         # a blob of at most one chunk: the chunk lives under the blob's own digest
         if bytes.fromhex(name) != EMPTY_BLOB_DIGEST and f"chunks/b3/{name[:4]}/{name}" not in chunk_sizes:
@@ -147,7 +171,8 @@ def _check_index(store: SnixStore, key: str, name: str, chunk_sizes: dict[str, i
 def _check_closure(store: SnixStore, key: str, blobs: set[str], report: VerifyReport) -> None:
     name = key.rsplit("/", 1)[-1]
     try:
-        frames = split_frames(decompress_bounded(store.backend.get(key), MAX_DIRECTORY_CLOSURE, key), key)
+        raw = store.backend.get(key)
+        frames = split_frames(decompress_bounded(raw, closure_bound(len(raw)), key), key)
     except StoreError as err:
         report.problems.append(Problem(key, "corrupt", str(err)))
         return
