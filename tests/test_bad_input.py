@@ -4,6 +4,7 @@ dataset — whatever was committed before stays valid."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import shutil
@@ -456,3 +457,43 @@ def test_a_file_truncated_under_the_workers_is_no_crash(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "worker process died" not in done.stderr
     assert "big: changed while being read" in done.stderr  # it was cut mid-read, and skipped
+
+
+HOSTILE_CLOSURES = {
+    "infinity": b'[{"path": "/nix/store/a-a", "narSize": Infinity, "references": []}]',
+    "nan": b'[{"path": "/nix/store/a-a", "narSize": NaN, "references": []}]',
+    "fraction": b'[{"path": "/nix/store/a-a", "narSize": 10.5, "references": []}]',
+    "string size": b'[{"path": "/nix/store/a-a", "narSize": "10", "references": []}]',
+    "list references": b'[{"path": "/nix/store/a-a", "narSize": 1, "references": [["/nix/store/b-b"]]}]',
+    "number path": b'[{"path": 7, "narSize": 1, "references": []}]',
+    "entry not an object": b'[["/nix/store/a-a", 1]]',
+    "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+    "not UTF-8": b'\xff\xfe[{"path": "a"}]',
+    "dangling reference": b'[{"path": "/nix/store/a-a", "narSize": 1, "references": ["/nix/store/z-z"]}]',
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CLOSURES))
+def test_hostile_closure_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    (tmp_path / "closure.json").write_bytes(HOSTILE_CLOSURES[case])
+    assert main(["layers", "plan", str(tmp_path / "closure.json")]) == 1
+    assert_one_line_error(capsys.readouterr().err, "closure.json")
+
+
+def test_a_reference_loop_plans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Debian's dependencies go round loops (libc6 ↔ libgcc-s1): every closure of the loop is
+    the whole loop, and every algorithm plans it."""
+    loop = [
+        {"path": "/nix/store/a-app", "narSize": 10, "references": ["/nix/store/b-lib"]},
+        {"path": "/nix/store/b-lib", "narSize": 20, "references": ["/nix/store/c-libc"]},
+        {"path": "/nix/store/c-libc", "narSize": 40, "references": ["/nix/store/b-lib"]},
+    ]
+    (tmp_path / "closure.json").write_text(json.dumps(loop))
+    from storelab.layers import load_graph
+
+    graph = load_graph(tmp_path / "closure.json")
+    assert [graph.closure_size(p) for p in ("/nix/store/a-app", "/nix/store/b-lib", "/nix/store/c-libc")] == [70, 60, 60]
+    for algorithm in ("popularity", "size-first", "per-path", "single"):
+        assert main(["layers", "plan", str(tmp_path / "closure.json"), "-a", algorithm, "--json"]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        assert sorted(m for layer in plan["layers"] for m in layer["members"]) == sorted(n["path"] for n in loop)

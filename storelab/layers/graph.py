@@ -45,6 +45,9 @@ class StorePath:
     nar_size: int
     references: tuple[str, ...]
     """Other paths it refers to (self references removed)."""
+    closure_size: int | None = None
+    """The NAR bytes of the path and everything it reaches, where the input says (Nix writes
+    ``closureSize`` into exportReferencesGraph); computed from the graph otherwise."""
 
 
 @dataclass(frozen=True)
@@ -61,19 +64,21 @@ class ClosureGraph:
     name: str = ""
 
     @classmethod
-    def build(cls, nodes: Iterable[StorePath], top_level: Iterable[str] | None = None, name: str = "") -> ClosureGraph:
+    def build(cls, nodes: Iterable[StorePath], top_level: Iterable[str] | None = None, name: str = "", where: str = "") -> ClosureGraph:
+        """The graph of ``nodes``; ``where`` (default: ``name``) is what errors name."""
+        where = where or name or "graph"
         table = {node.path: node for node in nodes}
         for node in table.values():
             for ref in node.references:
                 if ref not in table:
-                    raise InputError(f"{name or 'graph'}: {node.path} refers to {ref}, which is not in the graph")
+                    raise InputError(f"{where}: {node.path} refers to {ref}, which is not in the graph")
         if top_level is None:
             referenced = {ref for node in table.values() for ref in node.references}
             top_level = [p for p in table if p not in referenced]
         tops = tuple(sorted(set(top_level)))
         for path in tops:
             if path not in table:
-                raise InputError(f"{name or 'graph'}: top-level path {path} is not in the graph")
+                raise InputError(f"{where}: top-level path {path} is not in the graph")
         return cls(table, tops, name)
 
     @property
@@ -102,37 +107,157 @@ class ClosureGraph:
 
     @cached_property
     def _closure_sizes(self) -> dict[str, int]:
-        return {p: sum(self.paths[q].nar_size for q in self.closure(p)) for p in self.paths}
+        """Every path's closure size: the input's ``closureSize`` where every path has one;
+        else computed once for all, each closure a bitset built from its references' (taken
+        references first; paths in a dependency loop share one), so a long chain costs n
+        bitset unions, not n walks."""
+        given = {p: node.closure_size for p, node in self.paths.items()}
+        if all(size is not None for size in given.values()):
+            return given  # type: ignore[return-value]
+        components = _components_references_first(self.paths)
+        order = [path for component in components for path in component]
+        position = {path: i for i, path in enumerate(order)}
+        weigh = _ByteWeights([self.paths[p].nar_size for p in order])
+        waiting = {path: len(self.users[path]) for path in order}  # users not yet folded in
+        reach: dict[str, int] = {}
+        result: dict[str, int] = {}
+        for component in components:
+            bits = 0
+            for path in component:
+                bits |= 1 << position[path]
+                for ref in self.paths[path].references:
+                    bits |= reach.get(ref, 0)  # a reference inside the component adds its bit above
+            size = weigh(bits)
+            for path in component:
+                reach[path] = bits
+                result[path] = size
+            for path in component:  # a closure nobody else needs is dropped: a long chain keeps one
+                for ref in set(self.paths[path].references):
+                    waiting[ref] -= 1
+                    if waiting[ref] == 0:
+                        reach.pop(ref, None)
+        return result
 
     def closure_size(self, path: str) -> int:
         return self._closure_sizes[path]
 
 
-def _node(entry: Mapping[str, Any], path: str | None, where: str) -> StorePath:
-    try:
-        path = path or entry["path"]
-        size = int(entry["narSize"])
-        refs = tuple(r for r in entry.get("references", ()) if r != path)
-    except (KeyError, TypeError, ValueError) as err:
-        raise InputError(f"{where}: a graph entry lacks path/narSize/references ({err})") from None
-    if size < 0:
-        raise InputError(f"{where}: {path} has a negative narSize")
-    return StorePath(str(path), size, refs)
+def _node(entry: Any, path: str | None, where: str) -> StorePath:
+    """One graph entry, checked: a string path, a whole non-negative ``narSize``, a list of
+    string references (and, if given, a whole ``closureSize``)."""
+    if not isinstance(entry, Mapping):
+        raise InputError(f"{where}: a graph entry is not an object: {_short(entry)}")
+    path = path if path is not None else entry.get("path")
+    if not isinstance(path, str) or not path:
+        raise InputError(f"{where}: a graph entry has no path (or not a string): {_short(entry)}")
+    size = _whole(entry.get("narSize"), "narSize", path, where)
+    refs = entry.get("references", [])
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise InputError(f"{where}: {path}: references must be a list of store paths, not {_short(refs)}")
+    closure = entry.get("closureSize")
+    closure_size = None if closure is None else _whole(closure, "closureSize", path, where)
+    return StorePath(path, size, tuple(dict.fromkeys(r for r in refs if r != path)), closure_size)
 
 
-def parse_graph(document: Any, name: str) -> ClosureGraph:
-    """A graph from a parsed JSON document in any of the accepted formats."""
+def _whole(value: Any, field: str, path: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{where}: {path}: {field} must be a whole number of bytes, not {_short(value)}")
+    if value < 0:
+        raise InputError(f"{where}: {path} has a negative {field}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _components_references_first(paths: Mapping[str, StorePath]) -> list[list[str]]:
+    """The graph's strongly connected components (paths that reach each other: Debian's
+    dependency loops; Nix's graphs have none), each after every component it reaches —
+    Tarjan's algorithm, without recursion."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    for start in paths:
+        if start in index:
+            continue
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        walk = [(start, iter(paths[start].references))]
+        while walk:
+            node, refs = walk[-1]
+            for ref in refs:
+                if ref not in index:
+                    index[ref] = low[ref] = len(index)
+                    stack.append(ref)
+                    on_stack.add(ref)
+                    walk.append((ref, iter(paths[ref].references)))
+                    break
+                if ref in on_stack:
+                    low[node] = min(low[node], index[ref])
+            else:
+                walk.pop()
+                if walk:
+                    parent = walk[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    components.append(component)
+    return components
+
+
+class _ByteWeights:
+    """The sum of ``sizes[i]`` over the set bits ``i`` of a bitset, eight bits at a time: a
+    table per byte of the bitset gives the weight of each of its 256 values.
+
+    >>> _ByteWeights([1, 2, 4, 8, 16, 32, 64, 128, 1000])(0b100000101)
+    1005
+    """
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        import numpy as np
+
+        self._np = np
+        padded = np.zeros(-(-len(sizes) // 8) * 8, dtype=np.int64)
+        padded[: len(sizes)] = sizes
+        bits = (np.arange(256)[:, None] >> np.arange(8)) & 1  # value → its 8 bits, lowest first
+        self._tables = padded.reshape(-1, 8) @ bits.T  # byte position × byte value → weight
+
+    def __call__(self, bitset: int) -> int:
+        np = self._np
+        data = np.frombuffer(bitset.to_bytes((bitset.bit_length() + 7) // 8, "little"), dtype=np.uint8)
+        return int(self._tables[np.arange(len(data)), data].sum())
+
+
+def parse_graph(document: Any, name: str, where: str = "") -> ClosureGraph:
+    """A graph from a parsed JSON document in any of the accepted formats; errors name
+    ``where`` (default: ``name``)."""
+    where = where or name
     if isinstance(document, list):
-        return ClosureGraph.build((_node(e, None, name) for e in document), None, name)
+        return ClosureGraph.build((_node(e, None, where) for e in document), None, name, where)
     if isinstance(document, dict) and isinstance(document.get("graph"), list):
         exported = document.get("exportReferencesGraph")
         tops: list[str] | None = None
         if isinstance(exported, dict):
-            tops = [p for paths in exported.values() if isinstance(paths, list) for p in paths]
-        return ClosureGraph.build((_node(e, None, name) for e in document["graph"]), tops or None, name)
+            tops = [p for paths in exported.values() if isinstance(paths, list) for p in paths if isinstance(p, str)]
+        return ClosureGraph.build((_node(e, None, where) for e in document["graph"]), tops or None, name, where)
     if isinstance(document, dict) and all(isinstance(v, dict) for v in document.values()) and document:
-        return ClosureGraph.build((_node(v, k, name) for k, v in document.items()), None, name)
-    raise InputError(f"{name}: not a reference graph (expected exportReferencesGraph or `nix path-info --json` output)")
+        return ClosureGraph.build((_node(v, k, where) for k, v in document.items()), None, name, where)
+    raise InputError(f"{where}: not a reference graph (expected exportReferencesGraph or `nix path-info --json` output)")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def load_graph(path: str | os.PathLike[str]) -> ClosureGraph:
@@ -147,10 +272,12 @@ def load_graph(path: str | os.PathLike[str]) -> ClosureGraph:
     except UnicodeDecodeError as err:
         raise InputError(f"{source}: not JSON (not UTF-8 text at byte {err.start})") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as err:
         raise InputError(f"{source}: not JSON ({err})") from None
-    return parse_graph(document, source.stem if source.suffix == ".json" else source.name)
+    except RecursionError:
+        raise InputError(f"{source}: JSON nested too deeply to be a reference graph") from None
+    return parse_graph(document, source.stem if source.suffix == ".json" else source.name, str(source))
 
 
 def graphs_from_dataset(dataset: str | os.PathLike[str], roots: Sequence[str] | None = None) -> list[ClosureGraph]:

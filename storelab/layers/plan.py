@@ -151,10 +151,12 @@ def popularity_layers(graph: ClosureGraph, budget: int, popularity: Mapping[str,
         rating = pop[head] * sum(graph.closure_size(m) for m in members)
         layers.append(Layer.of(members, graph, rating))
     layers.sort(key=lambda layer: (layer.rating, layer.members))
-    while len(layers) > budget:
-        low, next_up = layers[0], layers[1]
-        merged = Layer.of(low.members + next_up.members, graph, low.rating + next_up.rating)
-        layers = [merged, *layers[2:]]
+    if len(layers) > budget:
+        # folding the lowest into the next, over and over, keeping the merged layer first: the
+        # first layer ends as the union of the lowest len − budget + 1, their ratings summed
+        folded = layers[: len(layers) - budget + 1]
+        merged = Layer.of([m for layer in folded for m in layer.members], graph, sum(layer.rating for layer in folded))
+        layers = [merged, *layers[len(folded) :]]
     return layers
 
 
