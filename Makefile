@@ -48,10 +48,12 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 bench: venv
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/nar.py
 	$(BIN)/python benchmarks/upload.py
 	$(BIN)/python benchmarks/analysis.py
+	$(BIN)/python benchmarks/layers.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -497,3 +497,31 @@ def test_a_reference_loop_plans(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert main(["layers", "plan", str(tmp_path / "closure.json"), "-a", algorithm, "--json"]) == 0
         plan = json.loads(capsys.readouterr().out)
         assert sorted(m for layer in plan["layers"] for m in layer["members"]) == sorted(n["path"] for n in loop)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_tree_deeper_than_path_max_is_ingested_whole(tmp_path: Path, workers: int) -> None:
+    """Paths past PATH_MAX (4096 bytes) are listed and read through descriptors (openat), not
+    dropped as 'permission denied'."""
+    import blake3
+
+    os.mkdir(tmp_path / "tree")
+    fd = os.open(tmp_path / "tree", os.O_RDONLY | os.O_DIRECTORY)
+    depth = len(os.fsencode(tmp_path / "tree"))
+    for level in range(20):  # made relative to each directory: the full path is past PATH_MAX
+        name = bytes([0x61 + level % 26]) * 250
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd, depth = inner, depth + 251
+    content = b"at the bottom " * 10_000
+    out = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(out, content)
+    os.close(out)
+    os.close(fd)
+    assert depth > 4096
+    result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "deep", IngestOptions(workers=workers, zstd_level=0))
+    assert result.skipped == () and result.files == 1 and result.directories == 21
+    [blob] = [r for r in snapshot_rows(tmp_path / "ds", "blobs")]
+    assert blob["digest"] == blake3.blake3(content).digest()
+

@@ -20,6 +20,7 @@ import zstandard
 
 from storelab.chunking import Chunker
 from storelab.ingest.batch import BlobBatchBuilder, BlobInfo
+from storelab.ingest.tree import open_deep
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore, ChunkMeta
 from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL
@@ -371,7 +372,7 @@ def stable_file(path: bytes | str) -> Iterator[tuple[int, int]]:
 def _open_regular(path: bytes | str) -> tuple[int, os.stat_result]:
     """Open ``path`` (never following a symlink, never blocking on a FIFO): ``(fd, its stat)``,
     or :class:`FileChangedError` if it is no longer a regular file."""
-    fd = os.open(path, _OPEN_FLAGS)
+    fd = open_deep(os.fsencode(path), _OPEN_FLAGS)  # a path past PATH_MAX is opened piece by piece
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):

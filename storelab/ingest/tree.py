@@ -13,7 +13,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -176,7 +176,7 @@ def scan_tree(root: str | os.PathLike[str]) -> Tree:
     return tree
 
 
-_by_name = attrgetter("name")
+_by_name = itemgetter(0)
 
 
 def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
@@ -187,54 +187,109 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
         rel = entries[dir_index].path
         abs_dir = root + b"/" + rel if rel else root
         try:
-            with os.scandir(abs_dir) as it:
-                children = sorted(it, key=_by_name)
+            # through a descriptor: a tree deeper than PATH_MAX is listed like any other
+            fd = open_deep(abs_dir, _DIRECTORY_FLAGS)
+            try:
+                with os.scandir(fd) as it:  # names come as str (surrogate-escaped): sort and record their bytes
+                    children = sorted(((os.fsencode(e.name), e) for e in it), key=_by_name)
+                yield from _list_children(tree, fd, dir_index, rel, children, stack)
+            finally:
+                os.close(fd)
         except OSError as err:
             # Already listed in its parent: keep it as an empty directory, and say so.
             skipped.append(Skipped(rel, f"{describe_os_error(err)}; recorded as an empty directory"))
             yield Listing(dir_index, [], [])
+
+
+def _list_children(
+    tree: Tree, fd: int, dir_index: int, rel: bytes, children: list[tuple[bytes, os.DirEntry[str]]], stack: list[int]
+) -> Iterator[Listing]:
+    """The listing of one directory (open as ``fd``): its entries appended, its subdirectories
+    pushed onto ``stack``."""
+    entries, skipped = tree.entries, tree.skipped
+    subdirs: list[int] = []
+    files: list[int] = []
+    first_child = len(entries)
+    for name, child in children:
+        path = rel + b"/" + name if rel else name
+        # No name check: a directory listing never holds "", ".", "..", "/" or NUL, and
+        # Linux names are at most 255 bytes — castore's rules hold by construction.
+        # The listing's file types (d_type) say what each entry is; only regular files
+        # need a stat of their own, for their size and execute bit.
+        try:
+            if child.is_file(follow_symlinks=False):
+                st = child.stat(follow_symlinks=False)
+                files.append(len(entries))
+                entries.append(TreeEntry(path, "file", st.st_size, bool(st.st_mode & stat.S_IXUSR), parent=dir_index))
+                continue
+            is_dir = child.is_dir(follow_symlinks=False)
+            is_link = not is_dir and child.is_symlink()
+            mode = 0 if is_dir or is_link else child.stat(follow_symlinks=False).st_mode
+        except OSError as err:
+            skipped.append(Skipped(path, describe_os_error(err)))
             continue
-        subdirs: list[int] = []
-        files: list[int] = []
-        first_child = len(entries)
-        for child in children:
-            name = child.name
-            path = rel + b"/" + name if rel else name
-            # No name check: a directory listing never holds "", ".", "..", "/" or NUL, and
-            # Linux names are at most 255 bytes — castore's rules hold by construction.
-            # The listing's file types (d_type) say what each entry is; only regular files
-            # need a stat of their own, for their size and execute bit.
+        if is_dir:
+            if not os.access(child.name, os.R_OK | os.X_OK, dir_fd=fd, follow_symlinks=False):
+                skipped.append(Skipped(path, "permission denied"))
+                continue
+            subdirs.append(len(entries))
+            entries.append(TreeEntry(path, "directory", parent=dir_index))
+        elif is_link:
             try:
-                if child.is_file(follow_symlinks=False):
-                    st = child.stat(follow_symlinks=False)
-                    files.append(len(entries))
-                    entries.append(TreeEntry(path, "file", st.st_size, bool(st.st_mode & stat.S_IXUSR), parent=dir_index))
-                    continue
-                is_dir = child.is_dir(follow_symlinks=False)
-                is_link = not is_dir and child.is_symlink()
-                mode = 0 if is_dir or is_link else child.stat(follow_symlinks=False).st_mode
+                target = os.fsencode(os.readlink(child.name, dir_fd=fd))
+                validate_target(target)
             except OSError as err:
                 skipped.append(Skipped(path, describe_os_error(err)))
                 continue
-            if is_dir:
-                if not os.access(child.path, os.R_OK | os.X_OK):
-                    skipped.append(Skipped(path, "permission denied"))
-                    continue
-                subdirs.append(len(entries))
-                entries.append(TreeEntry(path, "directory", parent=dir_index))
-            elif is_link:
-                try:
-                    target = os.readlink(child.path)
-                    validate_target(target)
-                except OSError as err:
-                    skipped.append(Skipped(path, describe_os_error(err)))
-                    continue
-                except InvalidNodeError as err:
-                    skipped.append(Skipped(path, str(err)))
-                    continue
-                entries.append(TreeEntry(path, "symlink", target=target, parent=dir_index))
-            else:
-                skipped.append(Skipped(path, f"is a {_special_kind(mode)}; castore holds only files, directories and symlinks"))
-        # pre-order, depth first: push in reverse so the first subdirectory is scanned next
-        stack.extend(reversed(subdirs))
-        yield Listing(dir_index, list(range(first_child, len(entries))), files)
+            except InvalidNodeError as err:
+                skipped.append(Skipped(path, str(err)))
+                continue
+            entries.append(TreeEntry(path, "symlink", target=target, parent=dir_index))
+        else:
+            skipped.append(Skipped(path, f"is a {_special_kind(mode)}; castore holds only files, directories and symlinks"))
+    # pre-order, depth first: push in reverse so the first subdirectory is scanned next
+    stack.extend(reversed(subdirs))
+    yield Listing(dir_index, list(range(first_child, len(entries))), files)
+
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_PATH_PIECE = 2048
+"""Paths longer than this are opened piece by piece (``openat``), each piece shorter than PATH_MAX."""
+
+
+def open_deep(path: bytes, flags: int) -> int:
+    """``os.open(path, flags)`` for a path of any length: past PATH_MAX (4096 bytes on Linux)
+    the directories on the way are opened a few components at a time, each relative to the
+    last, and the final name relative to its directory.
+
+    >>> fd = open_deep(b"/" + b"/".join([b"."] * 3000) + b"/tmp", _DIRECTORY_FLAGS)  # 6,000 bytes long
+    >>> os.path.samestat(os.fstat(fd), os.stat("/tmp")); os.close(fd)
+    True
+    """
+    if len(path) <= _PATH_PIECE:
+        return os.open(path, flags)
+    head, _, last = path.rpartition(b"/")
+    parts = head.split(b"/")
+    directory = os.open(b"/" if path.startswith(b"/") else b".", _DIRECTORY_FLAGS)
+    try:
+        piece: list[bytes] = []
+        for part in parts:
+            if not part:
+                continue
+            if piece and sum(len(p) + 1 for p in piece) + len(part) > _PATH_PIECE:
+                directory = _open_at(directory, b"/".join(piece))
+                piece = []
+            piece.append(part)
+        if piece:
+            directory = _open_at(directory, b"/".join(piece))
+        return os.open(last, flags, dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def _open_at(directory: int, relative: bytes) -> int:
+    """Open ``relative`` below the open ``directory`` as a directory, closing ``directory``."""
+    try:
+        return os.open(relative, _DIRECTORY_FLAGS, dir_fd=directory)
+    finally:
+        os.close(directory)

@@ -122,12 +122,25 @@ class ClosureGraph:
         reach: dict[str, int] = {}
         result: dict[str, int] = {}
         for component in components:
-            bits = 0
+            inside = set(component)
+            own = 0
             for path in component:
-                bits |= 1 << position[path]
-                for ref in self.paths[path].references:
-                    bits |= reach.get(ref, 0)  # a reference inside the component adds its bit above
-            size = weigh(bits)
+                own |= 1 << position[path]
+            outside = {ref for path in component for ref in self.paths[path].references if ref not in inside}
+            if outside:
+                # start from the largest closure below (its size known), add what the others
+                # and the component itself bring that it lacks: usually a few bits, weighed alone
+                base = max(outside, key=result.__getitem__)
+                bits, size = reach[base], result[base]
+                extra = own
+                for ref in outside:
+                    if ref != base:
+                        extra |= reach[ref]
+                new = extra & ~bits
+                bits |= new
+                size += weigh(new)
+            else:
+                bits, size = own, weigh(own)
             for path in component:
                 reach[path] = bits
                 result[path] = size
@@ -236,7 +249,8 @@ class _ByteWeights:
     def __call__(self, bitset: int) -> int:
         np = self._np
         data = np.frombuffer(bitset.to_bytes((bitset.bit_length() + 7) // 8, "little"), dtype=np.uint8)
-        return int(self._tables[np.arange(len(data)), data].sum())
+        set_bytes = np.flatnonzero(data)  # a sparse bitset costs its set bytes, not its length
+        return int(self._tables[set_bytes, data[set_bytes]].sum())
 
 
 def parse_graph(document: Any, name: str, where: str = "") -> ClosureGraph:
