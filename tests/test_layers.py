@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storelab.cli import main
 from storelab.datasets.debian_closures import build_closures, parse_index
@@ -315,3 +317,23 @@ def test_narinfo_must_match_the_nar(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "the narinfo says NarSize" in capsys.readouterr().err
     assert main(["ingest-nar", str(nar), str(nar), "--narinfo", str(info), "-o", str(tmp_path / "ds")]) == 2
     assert main(["layers", "plan", str(tmp_path)]) == 1  # a folder that is no dataset of NARs
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.integers(1, 10**6), min_size=n, max_size=n),
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
+)))  # fmt: skip
+def test_closure_sizes_equal_walking_every_closure(case: tuple[int, list[int], list[tuple[int, int]]]) -> None:
+    """The one-pass closure sizes (bitsets, dependency loops sharing one) equal the sum over
+    each path's closure found by walking it — on random graphs, loops included."""
+    n, sizes, edges = case
+    refs: dict[int, set[int]] = {i: set() for i in range(n)}
+    for a, b in edges:
+        if a != b:
+            refs[a].add(b)
+    name = [f"/nix/store/{i:032d}-p{i}" for i in range(n)]
+    graph = ClosureGraph.build(StorePath(name[i], sizes[i], tuple(name[j] for j in sorted(refs[i]))) for i in range(n))
+    for i in range(n):
+        assert graph.closure_size(name[i]) == sum(graph.paths[p].nar_size for p in graph.closure(name[i]))

@@ -123,24 +123,28 @@ class ClosureGraph:
         result: dict[str, int] = {}
         for component in components:
             inside = set(component)
-            own = 0
+            own_bits = 0
             for path in component:
-                own |= 1 << position[path]
+                own_bits |= 1 << position[path]
+            own_size = sum(self.paths[p].nar_size for p in component)
             outside = {ref for path in component for ref in self.paths[path].references if ref not in inside}
             if outside:
-                # start from the largest closure below (its size known), add what the others
-                # and the component itself bring that it lacks: usually a few bits, weighed alone
+                # start from the largest closure below (its size known); the component adds its
+                # own bytes (nothing below reaches back into it), the other references what the
+                # largest lacks: usually a few paths, weighed alone
                 base = max(outside, key=result.__getitem__)
-                bits, size = reach[base], result[base]
-                extra = own
+                bits, size = reach[base], result[base] + own_size
+                extra = 0
                 for ref in outside:
                     if ref != base:
                         extra |= reach[ref]
                 new = extra & ~bits
-                bits |= new
-                size += weigh(new)
+                if new:
+                    bits |= new
+                    size += weigh(new)
+                bits |= own_bits
             else:
-                bits, size = own, weigh(own)
+                bits, size = own_bits, own_size
             for path in component:
                 reach[path] = bits
                 result[path] = size
@@ -229,6 +233,10 @@ def _components_references_first(paths: Mapping[str, StorePath]) -> list[list[st
     return components
 
 
+_FEW_BITS = 24
+"""Bitsets with at most this many bits set are weighed bit by bit."""
+
+
 class _ByteWeights:
     """The sum of ``sizes[i]`` over the set bits ``i`` of a bitset, eight bits at a time: a
     table per byte of the bitset gives the weight of each of its 256 values.
@@ -245,8 +253,16 @@ class _ByteWeights:
         padded[: len(sizes)] = sizes
         bits = (np.arange(256)[:, None] >> np.arange(8)) & 1  # value → its 8 bits, lowest first
         self._tables = padded.reshape(-1, 8) @ bits.T  # byte position × byte value → weight
+        self._sizes = list(sizes)
 
     def __call__(self, bitset: int) -> int:
+        if bitset.bit_count() <= _FEW_BITS:  # a handful of paths: bit by bit, no array
+            total = 0
+            while bitset:
+                top = bitset.bit_length() - 1
+                total += int(self._sizes[top])
+                bitset ^= 1 << top
+            return total
         np = self._np
         data = np.frombuffer(bitset.to_bytes((bitset.bit_length() + 7) // 8, "little"), dtype=np.uint8)
         set_bytes = np.flatnonzero(data)  # a sparse bitset costs its set bytes, not its length
