@@ -337,3 +337,24 @@ def test_closure_sizes_equal_walking_every_closure(case: tuple[int, list[int], l
     graph = ClosureGraph.build(StorePath(name[i], sizes[i], tuple(name[j] for j in sorted(refs[i]))) for i in range(n))
     for i in range(n):
         assert graph.closure_size(name[i]) == sum(graph.paths[p].nar_size for p in graph.closure(name[i]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 30).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.tuples(st.integers(0, n), st.integers(1, n)), max_size=4 * n))))
+def test_dominators_equal_networkx(case: tuple[int, list[tuple[int, int]]]) -> None:
+    """The popularity algorithm's own dominator tree is networkx's (the tree is unique)."""
+    import networkx as nx
+
+    from storelab.layers.plan import _immediate_dominators, _reverse_postorder
+
+    n, edges = case
+    successors: list[list[int]] = [[] for _ in range(n + 1)]
+    for a, b in edges:
+        if b not in successors[a]:
+            successors[a].append(b)
+    graph = nx.DiGraph()
+    graph.add_node(0)
+    graph.add_edges_from((a, b) for a in range(n + 1) for b in successors[a])
+    expected = {node: parent for node, parent in nx.immediate_dominators(graph, 0).items() if node != 0}
+    ours = {node: parent for node, parent in _immediate_dominators(successors, _reverse_postorder(successors)).items() if node != 0}
+    assert ours == expected  # (networkx versions differ on listing the root itself)

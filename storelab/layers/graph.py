@@ -121,13 +121,16 @@ class ClosureGraph:
         waiting = {path: len(self.users[path]) for path in order}  # users not yet folded in
         reach: dict[str, int] = {}
         result: dict[str, int] = {}
+        paths = self.paths
         for component in components:
-            inside = set(component)
-            own_bits = 0
-            for path in component:
-                own_bits |= 1 << position[path]
-            own_size = sum(self.paths[p].nar_size for p in component)
-            outside = {ref for path in component for ref in self.paths[path].references if ref not in inside}
+            if len(component) == 1:  # nearly every path (a loop is a component of several)
+                node = paths[component[0]]
+                own_bits, own_size, outside = 1 << position[node.path], node.nar_size, node.references
+            else:
+                inside = set(component)
+                own_bits = sum(1 << position[path] for path in component)
+                own_size = sum(paths[p].nar_size for p in component)
+                outside = tuple({ref for path in component for ref in paths[path].references if ref not in inside})
             if outside:
                 # start from the largest closure below (its size known); the component adds its
                 # own bytes (nothing below reaches back into it), the other references what the

@@ -110,54 +110,102 @@ def popularity_layers(graph: ClosureGraph, budget: int, popularity: Mapping[str,
     2. Edges: a synthetic root → each top-level path; each path → its references; root →
        every path whose closure exceeds :data:`BIG_CLOSURE` bytes or whose popularity is at
        least :data:`POPULAR`.
-    3. Dominator tree from the root (networkx); each child of the root becomes a layer with
+    3. Dominator tree from the root; each child of the root becomes a layer with
        everything it dominates; rating = the child's popularity × the sum of its members'
        closure sizes.
     4. Sorted by rating, ascending (ties by member paths); while there are more layers than
        ``budget``, the lowest is folded into the next, and the result keeps the first place
        without re-sorting, as Nixery does.
     """
-    import networkx as nx
-
     popularity = popularity or {}
-    pop = {p: path_popularity(p, popularity) for p in graph.paths}
-    root = ("image root",)  # no store path is a tuple
-    dag = nx.DiGraph()
-    dag.add_node(root)
-    dag.add_nodes_from(graph.paths)
-    for top in graph.top_level:
-        dag.add_edge(root, top)
-    for node in graph.paths.values():
-        dag.add_edges_from((node.path, ref) for ref in node.references)
-        if graph.closure_size(node.path) > BIG_CLOSURE or pop[node.path] >= POPULAR:
-            dag.add_edge(root, node.path)
-    reachable = nx.descendants(dag, root)
-    for path in graph.paths:  # a path nothing leads to would be lost: treat it as top-level
-        if path not in reachable:
-            dag.add_edge(root, path)
-    idom = nx.immediate_dominators(dag, root)
-    dominated: dict[object, list[str]] = {}  # the root is a sentinel, the rest store paths
-    for node, parent in idom.items():
-        if node != root:
-            dominated.setdefault(parent, []).append(str(node))
-    layers: list[Layer] = []
-    for head in dominated.get(root, []):
+    paths = list(graph.paths)
+    pop = {p: path_popularity(p, popularity) for p in paths}
+    number = {p: i + 1 for i, p in enumerate(paths)}  # 0 is the image's root
+    successors: list[list[int]] = [[number[t] for t in graph.top_level]]
+    for path in paths:
+        successors.append([number[ref] for ref in graph.paths[path].references])
+        if graph.closure_size(path) > BIG_CLOSURE or pop[path] >= POPULAR:
+            successors[0].append(number[path])
+    order = _reverse_postorder(successors)
+    if len(order) <= len(paths):  # a path nothing leads to would be lost: treat it as top-level
+        reached = set(order)
+        successors[0].extend(i for i in range(1, len(paths) + 1) if i not in reached)
+        order = _reverse_postorder(successors)
+    idom = _immediate_dominators(successors, order)
+    dominated: dict[int, list[int]] = {}
+    for node in order[1:]:
+        dominated.setdefault(idom[node], []).append(node)
+    candidates: list[tuple[int, tuple[str, ...]]] = []
+    for head in dominated.get(0, []):
         members: list[str] = []
         todo = [head]
         while todo:
             member = todo.pop()
-            members.append(member)
+            members.append(paths[member - 1])
             todo.extend(dominated.get(member, []))
-        rating = pop[head] * sum(graph.closure_size(m) for m in members)
-        layers.append(Layer.of(members, graph, rating))
-    layers.sort(key=lambda layer: (layer.rating, layer.members))
-    if len(layers) > budget:
+        rating = pop[paths[head - 1]] * sum(graph.closure_size(m) for m in members)
+        candidates.append((rating, tuple(sorted(members))))
+    candidates.sort()
+    if len(candidates) > budget:
         # folding the lowest into the next, over and over, keeping the merged layer first: the
         # first layer ends as the union of the lowest len − budget + 1, their ratings summed
-        folded = layers[: len(layers) - budget + 1]
-        merged = Layer.of([m for layer in folded for m in layer.members], graph, sum(layer.rating for layer in folded))
-        layers = [merged, *layers[len(folded) :]]
-    return layers
+        folded = candidates[: len(candidates) - budget + 1]
+        merged = (sum(rating for rating, _ in folded), tuple(m for _, members in folded for m in members))
+        candidates = [merged, *candidates[len(folded) :]]
+    return [Layer.of(members, graph, rating) for rating, members in candidates]
+
+
+def _reverse_postorder(successors: Sequence[Sequence[int]]) -> list[int]:
+    """The nodes reachable from node 0, in reverse postorder of a depth-first walk."""
+    seen = [False] * len(successors)
+    seen[0] = True
+    post: list[int] = []
+    stack = [(0, iter(successors[0]))]
+    while stack:
+        node, children = stack[-1]
+        for child in children:
+            if not seen[child]:
+                seen[child] = True
+                stack.append((child, iter(successors[child])))
+                break
+        else:
+            stack.pop()
+            post.append(node)
+    post.reverse()
+    return post
+
+
+def _immediate_dominators(successors: Sequence[Sequence[int]], order: Sequence[int]) -> dict[int, int]:
+    """Each reachable node's immediate dominator from node 0 (Cooper, Harvey and Kennedy's
+    iterative algorithm, as networkx's; the dominator tree is unique, so any correct algorithm
+    gives Nixery's)."""
+    rank = {node: i for i, node in enumerate(order)}  # reverse postorder: 0 is the root
+    predecessors: dict[int, list[int]] = {node: [] for node in order}
+    for node in order:
+        for child in successors[node]:
+            predecessors[child].append(node)
+    idom = {0: 0}
+
+    def intersect(a: int, b: int) -> int:
+        while a != b:
+            while rank[a] > rank[b]:
+                a = idom[a]
+            while rank[b] > rank[a]:
+                b = idom[b]
+        return a
+
+    changed = True
+    while changed:
+        changed = False
+        for node in order[1:]:
+            new: int | None = None
+            for pred in predecessors[node]:
+                if pred in idom:
+                    new = pred if new is None else intersect(pred, new)
+            if new is not None and idom.get(node) != new:
+                idom[node] = new
+                changed = True
+    return idom
 
 
 def size_first_layers(graph: ClosureGraph, budget: int) -> list[Layer]:
