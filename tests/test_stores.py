@@ -357,3 +357,72 @@ def test_a_store_failure_on_a_mapped_file_is_the_store_error(tmp_path: Path) -> 
     backend.gate.set()
     with pytest.raises(StoreError, match="permission denied"):
         ingest_dir(tmp_path / "t", tmp_path / "ds", "t", IngestOptions(workers=0, store=SnixStore(backend)))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_s3_stopped_while_a_nar_streams_is_an_error_not_a_hang(s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint goes away while a NAR's large file is hashed on the second thread: the
+    store's one line, at once; nothing committed."""
+    from storelab.ingest.nar_source import ingest_nar
+    from tests.s3server import TcpProxy
+
+    proxy = TcpProxy.start(s3_server.port)
+    try:
+        for key, value in (s3_server.environment() | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}).items():
+            monkeypatch.setenv(key, value)
+        url = f"s3://{s3_server.new_bucket()}/store"
+        rng = random.Random(9)
+        build_tree(tmp_path / "tree", {b"big": rng.randbytes(6_000_000), **{f"s{i:02}".encode(): rng.randbytes(3000) for i in range(30)}})
+        (tmp_path / "t.nar").write_bytes(b"".join(dump_path(tmp_path / "tree")))
+        puts = 0
+
+        class StopMidway(CountingBackend):
+            def put(self, key: str, data: bytes) -> None:
+                nonlocal puts
+                puts += 1
+                if puts == 5:
+                    proxy.stop()
+                super().put(key, data)
+
+        store = SnixStore(StopMidway(RetryingBackend(ObstoreBackend(url), attempts=2, backoff=0.01)))
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=url.split("/store")[0]):
+            ingest_nar(tmp_path / "t.nar", tmp_path / "ds", options=IngestOptions(zstd_level=0, store=store))
+        assert time.monotonic() - started < 60
+        assert Dataset.open(tmp_path / "ds").snapshot_ids() == []
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.slow
+def test_s3_stopped_while_workers_ingest_a_tree_is_one_line(s3_server, tmp_path: Path) -> None:
+    """The endpoint goes away while worker processes write a tree's blobs: exit 1 with the
+    store's line, within a bounded time, and no process left behind."""
+    import subprocess
+    import sys
+
+    from tests.fixtures import REPO
+    from tests.s3server import TcpProxy
+
+    proxy = TcpProxy.start(s3_server.port)
+    try:
+        env = {**__import__("os").environ, **s3_server.environment(), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+        url = f"s3://{s3_server.new_bucket()}/store"
+        rng = random.Random(11)
+        build_tree(tmp_path / "tree", {f"f{i:03}".encode(): rng.randbytes(300_000) for i in range(300)})
+        timer = threading.Timer(1.0, proxy.stop)
+        timer.start()
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "storelab", "ingest-dir", str(tmp_path / "tree"), "-o", str(tmp_path / "ds"), "-q", "-j", "2",
+             "--store", url, "--zstd-level", "19"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=110, start_new_session=True,
+        )  # fmt: skip
+        timer.join()
+        assert time.monotonic() - started < 100
+        assert done.returncode == 1, done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in done.stderr and url.split("/store")[0] in lines[0], done.stderr
+    finally:
+        proxy.stop()
