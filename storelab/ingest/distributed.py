@@ -301,12 +301,7 @@ def cluster_events(tree: Tree, tasks: _HashingTasks, on_partition: Callable[[int
     rewrites = []
     next_part = 0
     for future in as_completed(futures):
-        try:
-            outcome = future.result()
-        except StorelabError:
-            raise
-        except Exception as err:  # noqa: BLE001 — a task failed for good (retries spent), whatever it raised
-            raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
+        outcome = _task_result(future)
         waiting[outcome[0].part] = outcome
         if outcome[0].store_ops:
             yield StoreRequests(StoreOps(*outcome[0].store_ops))
@@ -323,6 +318,17 @@ def cluster_events(tree: Tree, tasks: _HashingTasks, on_partition: Callable[[int
             next_part += 1
     for future in rewrites:
         future.result()
+
+
+def _task_result(future: Any) -> Any:
+    """A finished task's value; a task that failed for good (its retries spent) is one line,
+    whatever it raised on the worker."""
+    try:
+        return future.result()
+    except StorelabError:
+        raise
+    except Exception as err:  # noqa: BLE001 — the worker's error, of any kind, becomes the one line
+        raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
 
 
 def _cluster_store(options: IngestOptions) -> tuple[BlobStore | None, str | None]:
@@ -412,12 +418,7 @@ def ingest_nars_on_cluster(
     results: list[IngestResult] = []
     try:
         for future in as_completed(futures):
-            try:
-                result = future.result()
-            except StorelabError:
-                raise
-            except Exception as err:  # noqa: BLE001 — a task failed for good (retries spent), whatever it raised
-                raise StorelabError(f"a cluster task failed: {type(err).__name__}: {err}") from None
+            result = _task_result(future)
             ds.commit_staged(result.snapshot_id)
             results.append(result)
             if on_result:

@@ -334,6 +334,19 @@ def _check_narinfo(info: NarInfo, nar: dict, name: str) -> None:
         raise InputError(f"{name}: the narinfo says NarHash {info.nar_hash}, the NAR hashes to {nar['nar_hash']}")
 
 
+@contextlib.contextmanager
+def _decompression_errors(name: str) -> Iterator[None]:
+    """A NAR that cannot be decompressed is an :class:`~storelab.errors.InputError` naming it."""
+    try:
+        yield
+    except (lzma.LZMAError, EOFError, zstandard.ZstdError) as err:
+        raise InputError(f"{name}: cannot decompress: {err}") from None
+    except OSError as err:
+        if not getattr(err, "errno", None):  # bz2 reports bad data so
+            raise InputError(f"{name}: cannot decompress: {err}") from None
+        raise
+
+
 def nar_events(
     nar: BinaryIO,
     name: str,
@@ -347,27 +360,8 @@ def nar_events(
     files are hashed (and written to ``store``) as their bytes pass; the NAR's size is put in
     ``ended`` when its end is read. A NAR that cannot be decompressed is an
     :class:`~storelab.errors.InputError` naming it."""
-    try:
-        yield from _parse_and_hash(nar, name, entries, options, known, store, ended)
-    except (lzma.LZMAError, EOFError, zstandard.ZstdError) as err:
-        raise InputError(f"{name}: cannot decompress: {err}") from None
-    except OSError as err:
-        if not getattr(err, "errno", None):  # bz2 reports bad data so
-            raise InputError(f"{name}: cannot decompress: {err}") from None
-        raise
-
-
-def _parse_and_hash(
-    nar: BinaryIO,
-    name: str,
-    entries: list[TreeEntry],
-    options: IngestOptions,
-    known: dict[bytes, int],
-    store: BlobStore | None,
-    ended: list[int],
-) -> Iterator[IngestEvent]:
     uploader = make_uploader(store, options.upload)
-    with uploader if uploader is not None else nullcontext():
+    with _decompression_errors(name), uploader if uploader is not None else nullcontext():
         hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader, options.rewrite)
         # Large files are hashed on a second thread while this one goes on parsing: BLAKE3,
         # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
