@@ -194,8 +194,45 @@ def _short(value: Any) -> str:
 
 def _components_references_first(paths: Mapping[str, StorePath]) -> list[list[str]]:
     """The graph's strongly connected components (paths that reach each other: Debian's
-    dependency loops; Nix's graphs have none), each after every component it reaches —
-    Tarjan's algorithm, without recursion."""
+    dependency loops; Nix's graphs have none), each after every component it reaches.
+
+    A graph without loops (every one Nix writes) is one plain depth-first walk, each path a
+    component of its own; a loop found on the way hands over to Tarjan's algorithm."""
+    order = _postorder_if_acyclic(paths)
+    if order is not None:
+        return [[path] for path in order]
+    return _tarjan(paths)
+
+
+def _postorder_if_acyclic(paths: Mapping[str, StorePath]) -> list[str] | None:
+    """Every path after everything it refers to, or None if the references go round a loop."""
+    done: set[str] = set()
+    on_walk: set[str] = set()
+    order: list[str] = []
+    for start in paths:
+        if start in done:
+            continue
+        on_walk.add(start)
+        walk = [(start, iter(paths[start].references))]
+        while walk:
+            node, refs = walk[-1]
+            for ref in refs:
+                if ref in on_walk:
+                    return None
+                if ref not in done:
+                    on_walk.add(ref)
+                    walk.append((ref, iter(paths[ref].references)))
+                    break
+            else:
+                walk.pop()
+                on_walk.discard(node)
+                done.add(node)
+                order.append(node)
+    return order
+
+
+def _tarjan(paths: Mapping[str, StorePath]) -> list[list[str]]:
+    """Tarjan's strongly connected components, without recursion, each after those it reaches."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
