@@ -179,33 +179,38 @@ def _immediate_dominators(successors: Sequence[Sequence[int]], order: Sequence[i
     """Each reachable node's immediate dominator from node 0 (Cooper, Harvey and Kennedy's
     iterative algorithm, as networkx's; the dominator tree is unique, so any correct algorithm
     gives Nixery's)."""
-    rank = {node: i for i, node in enumerate(order)}  # reverse postorder: 0 is the root
-    predecessors: dict[int, list[int]] = {node: [] for node in order}
+    size = len(successors)
+    rank = [0] * size  # reverse-postorder number; 0 is the root
+    for i, node in enumerate(order):
+        rank[node] = i
+    predecessors: list[list[int]] = [[] for _ in range(size)]
     for node in order:
         for child in successors[node]:
             predecessors[child].append(node)
-    idom = {0: 0}
-
-    def intersect(a: int, b: int) -> int:
-        while a != b:
-            while rank[a] > rank[b]:
-                a = idom[a]
-            while rank[b] > rank[a]:
-                b = idom[b]
-        return a
-
+    idom = [-1] * size  # -1: not yet known
+    idom[0] = 0
     changed = True
     while changed:
         changed = False
         for node in order[1:]:
-            new: int | None = None
+            new = -1
             for pred in predecessors[node]:
-                if pred in idom:
-                    new = pred if new is None else intersect(pred, new)
-            if new is not None and idom.get(node) != new:
+                if idom[pred] < 0:
+                    continue
+                if new < 0:
+                    new = pred
+                    continue
+                a, b = pred, new  # the nearest common dominator of the two
+                while a != b:
+                    while rank[a] > rank[b]:
+                        a = idom[a]
+                    while rank[b] > rank[a]:
+                        b = idom[b]
+                new = a
+            if new >= 0 and idom[node] != new:
                 idom[node] = new
                 changed = True
-    return idom
+    return {node: idom[node] for node in order}
 
 
 def size_first_layers(graph: ClosureGraph, budget: int) -> list[Layer]:
