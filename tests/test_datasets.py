@@ -113,3 +113,32 @@ def test_fetch_debian_packages(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "deb" / "manifest.json").read_text())
     assert manifest["name"] == "debian-packages"
     assert [f["fetched_with"].split()[0:2] for f in manifest["files"]] == [["apt-get", "download"]] * len(trees)
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_finds_its_shipped_sample(tmp_path: Path) -> None:
+    """`pip install` of the wheel (not a checkout) puts the corpora under the environment's
+    prefix, where storelab looks when it runs from no checkout: the demo works there too."""
+    import subprocess
+    import sys
+
+    from storelab.datasets.sample import default_datasets_dir
+    from tests.fixtures import REPO
+
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(REPO)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if built.returncode != 0 and any(w in built.stderr.lower() for w in ("connection", "resolve", "network", "temporary failure")):
+        pytest.skip(f"the wheel's build backend could not be fetched: {built.stderr.strip().splitlines()[-1]}")
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp_path / "wheel").glob("storelab-*.whl")
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(tmp_path / "prefix"), str(wheel)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    where = default_datasets_dir(prefix=tmp_path / "prefix", checkout=tmp_path / "no-checkout")
+    assert [m.name for m in list_samples(where)] == [m.name for m in list_samples()]
+    trees = [tree for _, tree in unpack_sample("pypi-sample", tmp_path / "samples", where)]
+    assert len(trees) == 8 and all(Path(tree).is_dir() for tree in trees)

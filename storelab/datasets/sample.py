@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,26 @@ class SampleManifest:
     """``archives`` (unpacked to trees for ingest) or ``closures`` (graphs for ``storelab layers``)."""
 
 
-def default_datasets_dir() -> Path:
-    """``datasets/`` of the source checkout (``STORELAB_DATASETS`` overrides)."""
+INSTALLED_DATASETS = Path("share") / "storelab" / "datasets"
+"""Where a wheel puts the shipped corpora, below the environment's prefix (``pip install``)."""
+
+
+def default_datasets_dir(prefix: str | os.PathLike[str] | None = None, checkout: Path | None = None) -> Path:
+    """Where the shipped corpora are: ``STORELAB_DATASETS`` if set; else ``datasets/`` of the
+    source checkout this package runs from (``checkout``); else the copy an installed wheel put
+    under the environment's prefix (``<prefix>/share/storelab/datasets``), so ``pip install``
+    users have the sample too.
+
+    >>> default_datasets_dir(prefix="/venv", checkout=Path("/nowhere")).as_posix()
+    '/venv/share/storelab/datasets'
+    """
     override = os.environ.get("STORELAB_DATASETS")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "datasets"
+    if override:
+        return Path(override)
+    checkout = checkout if checkout is not None else Path(__file__).resolve().parents[2] / "datasets"
+    if (checkout / "pypi-sample" / "manifest.json").is_file():
+        return checkout
+    return Path(prefix if prefix is not None else sys.prefix) / INSTALLED_DATASETS
 
 
 def list_samples(datasets_dir: Path | None = None) -> list[SampleManifest]:
