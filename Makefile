@@ -3,7 +3,8 @@
 #               write build/demo-report.html
 #   make test   create .venv, install with test extras (and nix-bin where apt can), run the lint and type
 #               gate, build the docs strictly, run the whole suite
-# Also: make test-fast (the gate and the suite without tests marked slow, under a minute),
+# Also: make test-fast (the gate and the suite without tests marked slow, on every core: under a
+#       minute once mypy's cache is warm),
 #       make docs (the site into build/site/, opens from disk), make bench (the benchmarks).
 PYTHON ?= python3
 VENV := .venv
@@ -37,7 +38,7 @@ test: venv lint docs
 	$(BIN)/python -m pytest
 
 test-fast: venv lint
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n auto
 
 lint: venv
 	$(BIN)/ruff check storelab tests benchmarks

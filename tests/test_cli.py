@@ -87,6 +87,7 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("storelab 0.")
 
 
+@pytest.mark.slow
 def test_the_command_starts_its_workers_early_and_ingests(tmp_path: Path) -> None:
     """`python -m storelab` (as the `storelab` script) boots the fork server before its own
     imports; a tree of more than one batch then goes through worker processes."""

@@ -57,6 +57,7 @@ def _expected_digests(spec: dict) -> tuple[bytes, int]:
     return directory.digest, directory.size
 
 
+@pytest.mark.slow
 @given(spec=trees)
 def test_tables_describe_exactly_the_tree(tmp_path_factory: pytest.TempPathFactory, spec: dict) -> None:
     base = tmp_path_factory.mktemp("t")

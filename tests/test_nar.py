@@ -319,6 +319,7 @@ def test_nix_2_34_verdicts(name: str, accepted: bool, needle: str, tmp_path: Pat
         assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 @settings(max_examples=25)
 @given(tail=st.binary(max_size=64) | st.builds(lambda n: b"\0" * n, st.integers(1, 3 << 20)), compress=st.booleans())
 def test_bytes_after_the_nar_are_counted_not_hashed(tail: bytes, compress: bool, tmp_path_factory: pytest.TempPathFactory) -> None:

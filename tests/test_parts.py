@@ -65,6 +65,7 @@ def test_a_bad_nar_in_a_list_keeps_those_before(tmp_path: Path) -> None:
     assert not (tmp_path / "ds" / "_staging").exists()
 
 
+@pytest.mark.slow
 def test_commits_compact_by_tiers_and_lose_nothing(tmp_path: Path) -> None:
     build_tree(tmp_path / "t", {b"a": b"x" * 3000, b"d": {b"b": b"y" * 100}})
     ids = [ingest_dir(tmp_path / "t", tmp_path / "ds", f"s{i}", OPTIONS).snapshot_id for i in range(20)]

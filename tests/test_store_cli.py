@@ -84,6 +84,7 @@ def test_stats_cost_model_matches_what_the_store_saw(tmp_path: Path, capsys: pyt
     assert "costs more to PUT once than to keep" in text and "requests the --store ingests made" in text
 
 
+@pytest.mark.slow
 def test_bench_upload_writes_table_parquet_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _tree(tmp_path / "t", files=12)
     out = tmp_path / "bench"

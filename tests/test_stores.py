@@ -50,6 +50,8 @@ class TestMemoryStore(StoreTests):
 
 
 class TestStoreBehindASlowLink(StoreTests):
+    state_machine_settings = settings(max_examples=8, stateful_step_count=12, deadline=None)  # every request pays the link's delay
+
     def make_store(self, tmp_path: Path, request: pytest.FixtureRequest) -> SnixStore:
         return SnixStore(CountingBackend(LatencyBackend(ObstoreBackend("memory://"), LinkProfile(rtt=0.001))))
 
