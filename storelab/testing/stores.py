@@ -37,12 +37,23 @@ from storelab.stores.snix import SnixStore, object_key
 from storelab.stores.verify import verify_store
 from storelab.testing.trees import build_tree
 
-__all__ = ["StoreTests", "digest_of", "store_matches_dict"]
+__all__ = ["StoreTests", "digest_of", "put_two_chunk_blob", "store_matches_dict"]
 
 
 def digest_of(data: bytes) -> bytes:
     """BLAKE3 of ``data``: what every object is named by."""
     return blake3.blake3(data).digest()
+
+
+def put_two_chunk_blob(store: SnixStore, a: bytes, b: bytes) -> tuple[bytes, bytes, bytes]:
+    """Store the blob ``a + b`` as the two chunks ``a`` and ``b`` and its index; returns the
+    digests of ``a``, ``b`` and the blob."""
+    da, db = digest_of(a), digest_of(b)
+    store.put_chunk(da, a)
+    store.put_chunk(db, b)
+    blob = digest_of(a + b)
+    store.put_index(blob, [ChunkMeta(da, len(a)), ChunkMeta(db, len(b))])
+    return da, db, blob
 
 
 class StoreTests:
@@ -97,12 +108,7 @@ class StoreTests:
 
 
     def test_blob_index_is_snix_stat_blob_response(self, store: SnixStore) -> None:
-        a, b = b"a" * 10, b"b" * 20
-        da, db = digest_of(a), digest_of(b)
-        store.put_chunk(da, a)
-        store.put_chunk(db, b)
-        blob = digest_of(a + b)
-        store.put_index(blob, [ChunkMeta(da, 10), ChunkMeta(db, 20)])
+        da, db, blob = put_two_chunk_blob(store, b"a" * 10, b"b" * 20)
         raw = self.get_raw(store, object_key("blobs", blob))
         # StatBlobResponse{chunks = 2: ChunkMeta{digest = 1, size = 2}}, byte by byte
         assert raw == b"".join(b"\x12\x24\x0a\x20" + d + b"\x10" + bytes([n]) for d, n in ((da, 10), (db, 20)))
@@ -153,12 +159,7 @@ class StoreTests:
 
 
     def test_verify_finds_missing_and_corrupt_objects(self, store: SnixStore) -> None:
-        a, b = b"a" * 100, b"b" * 200
-        da, db = digest_of(a), digest_of(b)
-        store.put_chunk(da, a)
-        store.put_chunk(db, b)
-        blob = digest_of(a + b)
-        store.put_index(blob, [ChunkMeta(da, 100), ChunkMeta(db, 200)])
+        da, db, blob = put_two_chunk_blob(store, b"a" * 100, b"b" * 200)
         store.put_index(da, [])
         file_dir = Directory(files=(FileNode(b"a", da, 100), FileNode(b"ab", blob, 300)))
         store.put_directories(file_dir.digest, [file_dir.encoded])
