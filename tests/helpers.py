@@ -28,3 +28,22 @@ def table_rows(dataset: Path | str, snapshot: str | None = None, ignore: frozens
         rows = ds.read_table(table, ids).to_pylist()
         out[table] = sorted(tuple(sorted((k, str(v)) for k, v in r.items() if k not in skip)) for r in rows)
     return out
+
+
+def session_processes(sid: int) -> list[str]:
+    """The processes still alive in session ``sid`` (a command started with start_new_session):
+    what a killed or failed command left behind."""
+    import subprocess
+
+    listing = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if line.split() and line.split()[1] == str(sid)]
+
+
+def wait_until_gone(sid: int, seconds: float = 10) -> list[str]:
+    """Poll :func:`session_processes` until none is left or ``seconds`` pass; what is left."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (left := session_processes(sid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left

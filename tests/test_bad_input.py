@@ -24,7 +24,7 @@ from storelab.ingest import IngestOptions, ingest_dir
 from storelab.ingest.blobs import BlobHasher
 from storelab.tables import Dataset
 from tests.fixtures import REPO
-from tests.helpers import build_tree, snapshot_rows
+from tests.helpers import build_tree, session_processes, snapshot_rows, wait_until_gone
 
 
 def run_cli(*args: str, prefix: tuple[str, ...] = (), env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -378,11 +378,6 @@ def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch: pytest.MonkeyPa
     assert_one_line_error(capsys.readouterr().err, "storelab: interrupted")
 
 
-def _session_processes(sid: int) -> list[str]:
-    listing = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True).stdout
-    return [line for line in listing.splitlines() if line.split() and line.split()[1] == str(sid)]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_ingest_leaves_no_process_and_no_snapshot(tmp_path: Path, how: signal.Signals) -> None:
@@ -398,16 +393,13 @@ def test_a_killed_ingest_leaves_no_process_and_no_snapshot(tmp_path: Path, how: 
     )  # fmt: skip
     sid = command.pid
     deadline = time.monotonic() + 60
-    while len(_session_processes(sid)) < 4 and command.poll() is None and time.monotonic() < deadline:
+    while len(session_processes(sid)) < 4 and command.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # the command, its fork server, the resource tracker and the workers
     assert command.poll() is None, "the ingest ended before it could be killed: make the tree bigger"
     time.sleep(0.5)  # the workers are hashing
     os.kill(command.pid, how)
     command.wait()
-    deadline = time.monotonic() + 10
-    while _session_processes(sid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _session_processes(sid) == []
+    assert wait_until_gone(sid) == []
     assert [r["label"] for r in snapshot_rows(tmp_path / "ds", "snapshots")] == ["first"]  # readers see what was committed
     assert run_cli("ingest-dir", str(tmp_path / "first"), "-o", str(tmp_path / "ds"), "-q", "-l", "again").returncode == 0
     assert not (tmp_path / "ds" / "_staging").exists()  # the next writer cleared the dead one's staging

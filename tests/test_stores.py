@@ -34,7 +34,7 @@ from storelab.stores.uploader import PendingChunk
 from storelab.stores.verify import verify_store
 from storelab.tables import Dataset
 from storelab.testing.stores import StoreTests, digest_of
-from tests.helpers import build_tree
+from tests.helpers import build_tree, wait_until_gone
 
 # -- conformance: every backend passes storelab.testing's suite -------------------------------
 
@@ -400,7 +400,7 @@ def test_s3_stopped_while_a_nar_streams_is_an_error_not_a_hang(s3_server, tmp_pa
 @pytest.mark.slow
 def test_s3_stopped_while_workers_ingest_a_tree_is_one_line(s3_server, tmp_path: Path) -> None:
     """The endpoint goes away while worker processes write a tree's blobs: exit 1 with the
-    store's line, within a bounded time, and no process left behind."""
+    store's line, within a bounded time, no process left behind, nothing committed."""
     import subprocess
     import sys
 
@@ -416,12 +416,16 @@ def test_s3_stopped_while_workers_ingest_a_tree_is_one_line(s3_server, tmp_path:
         timer = threading.Timer(1.0, proxy.stop)
         timer.start()
         started = time.monotonic()
-        done = subprocess.run(
+        command = subprocess.Popen(
             [sys.executable, "-m", "storelab", "ingest-dir", str(tmp_path / "tree"), "-o", str(tmp_path / "ds"), "-q", "-j", "2",
              "--store", url, "--zstd-level", "19"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=110, start_new_session=True,
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
+        _, stderr = command.communicate(timeout=110)
+        done = subprocess.CompletedProcess(command.args, command.returncode, "", stderr)
         timer.join()
+        assert wait_until_gone(command.pid) == []  # no worker, fork server or tracker left behind
+        assert not (tmp_path / "ds").exists() or Dataset.open(tmp_path / "ds").snapshot_ids() == []
         assert time.monotonic() - started < 100
         assert done.returncode == 1, done.stderr
         lines = [line for line in done.stderr.splitlines() if line.strip()]
