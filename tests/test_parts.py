@@ -366,3 +366,19 @@ def test_writers_racing_to_create_a_dataset_all_succeed(tmp_path: Path) -> None:
         assert race_to_create(str(location), tmp_path / "t") == []
         assert sorted(r["label"] for r in snapshot_rows(location, "snapshots")) == [f"w{i}" for i in range(8)]
         assert not (location / "_staging").exists()
+
+
+def test_a_stray_file_among_the_commits_is_one_line_for_readers_and_writers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Something that is not Parquet dropped into snapshots/ (where commits live): `stats` and an
+    append both refuse with one line naming it (exit 1) — reported, never skipped over — and
+    the committed snapshot stays as it was."""
+    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
+    ingest_dir(tmp_path / "t", tmp_path / "ds", "t", OPTIONS)
+    stray = tmp_path / "ds" / "snapshots" / "stray.parquet"
+    stray.write_bytes(b"not parquet\n")
+    for args in (["stats", str(tmp_path / "ds")], ["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "-j", "0", "-q"]):
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(stray) in err[0] and "Traceback" not in err[0]
+    stray.unlink()
+    assert [r["label"] for r in snapshot_rows(tmp_path / "ds", "snapshots")] == ["t"]
