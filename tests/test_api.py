@@ -12,8 +12,8 @@ PUBLIC = {
         "Node", "SymlinkNode", "blob_digest", "validate_name", "validate_target",
     },
     "storelab.chunking": {
-        "CHUNKERS", "DEFAULT_AVG_SIZE", "Chunker", "ChunkerSpec", "FastCDC2016", "FastCDC2020", "FixedSize",
-        "default_spec", "make_chunker",
+        "CATALOG", "DEFAULT_AVG_SIZE", "PRESETS", "Chunker", "ChunkerInfo", "ChunkerSpec", "FastCDC2016", "FastCDC2020", "FixedSize",
+        "chunk_lengths", "default_spec", "make_chunker", "make_spec", "parse_params", "scaled_spec", "spec_from_id",
     },
     "storelab.ingest": {
         "BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree", "sweep_dir",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storelab.chunking import ChunkerSpec, default_spec, make_chunker
+from storelab.chunking import ChunkerSpec, default_spec, make_chunker, make_spec
 from storelab.errors import ConfigError
 from storelab.ingest.blobs import BlobHasher
 from tests.fixtures import FASTCDC_VECTORS, SEKIEN_JPG, load_json
@@ -102,7 +102,9 @@ def test_sizes_outside_fastcdc_limits_are_config_errors(spec: ChunkerSpec) -> No
 
 
 def test_unknown_chunker() -> None:
-    with pytest.raises(ConfigError, match="unknown chunker"):
+    with pytest.raises(ConfigError, match="unknown chunker 'rabin'; choose one of fastcdc2020, .*zstd-chunked"):
+        make_spec("rabin")
+    with pytest.raises(ConfigError, match="for 'rabin' use make_spec"):
         default_spec("rabin")
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from storelab.analysis.db import connect
 from storelab.analysis.dedup import dedup_summary
-from storelab.chunking import ChunkerSpec
+from storelab.chunking import spec_from_id
 from storelab.errors import InputError
 from storelab.tables import Dataset
 
@@ -58,9 +58,7 @@ def what_if_normalized(
 
     with connect(dataset) as con:
         snaps = con.execute(
-            "SELECT s.label, s.source_kind, s.source, list({'chunker': k.chunker, 'chunk_min_size': k.chunk_min_size, "
-            "'chunk_avg_size': k.chunk_avg_size, 'chunk_max_size': k.chunk_max_size, 'chunk_normalization': k.chunk_normalization, "
-            "'chunk_seed': k.chunk_seed, 'zstd_level': k.zstd_level} ORDER BY k.chunker_id) "
+            "SELECT s.label, s.source_kind, s.source, list({'chunker_id': k.chunker_id, 'zstd_level': k.zstd_level} ORDER BY k.chunker_id) "
             "FROM snapshots s JOIN chunkings k USING (snapshot_id) GROUP BY s.label, s.source_kind, s.source, s.seq ORDER BY s.seq"
         ).fetchall()
     for label, kind, source, _ in snaps:
@@ -71,11 +69,7 @@ def what_if_normalized(
     with tempfile.TemporaryDirectory(prefix="storelab-whatif-") as scratch:
         target = Path(out) if out is not None else Path(scratch) / "normalized"
         for label, kind, source, chunkings in snaps:
-            specs = [
-                ChunkerSpec(c["chunker"], int(c["chunk_min_size"]), int(c["chunk_avg_size"]), int(c["chunk_max_size"]),
-                            int(c["chunk_normalization"]), int(c["chunk_seed"] or 0))
-                for c in chunkings
-            ]  # fmt: skip
+            specs = [spec_from_id(c["chunker_id"]) for c in chunkings]
             level = int(chunkings[0]["zstd_level"])
             options = IngestOptions(specs[0], level, workers, progress=progress, rewrite=normalize_store_paths)
             if kind == "nar":

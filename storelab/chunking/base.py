@@ -5,7 +5,8 @@ bytes not yet cut (what the last call left over, followed by new bytes) and retu
 lengths of the chunks it can already decide; whatever those lengths do not cover is handed
 back on the next call. At end of input (``eof=True``) the lengths cover everything. This
 keeps memory bounded by the read buffer while cutting exactly where an in-memory cut of the
-whole file would.
+whole file would. :meth:`Chunker.begin` comes before the first call for each stream: a chunker
+whose hash runs across its cuts (``zstd-chunked``) forgets the last stream there.
 """
 
 from __future__ import annotations
@@ -39,15 +40,19 @@ class ChunkerSpec:
     normalization: int = 1
     """FastCDC 2020 normalisation level (0–3); ignored by the other chunkers."""
     seed: int = 0
-    """FastCDC 2020 gear-table seed (fastcdc-rs ``with_level_and_seed``): every gear value
-    XORed with it; 0 = unseeded, as snix chunks. Named in the id only when set."""
+    """The gear or buzhash table's seed (fastcdc2020: fastcdc-rs ``with_level_and_seed``; borg:
+    the repository's chunk seed; ncps: kalbasit/fastcdc ``WithSeed``); 0 = unseeded."""
+    params: tuple[tuple[str, int], ...] = ()
+    """The peer chunkers' own parameters, in their tool's words and order (empty for
+    ``fastcdc2020``, ``fastcdc2016`` and ``fixed``, whose sizes say everything). For these the
+    sizes above are derived: what the tables' size columns and the analyses read."""
 
     @property
     def id(self) -> str:
         """A stable, readable identifier; the ``chunker_id`` column of the tables."""
-        def size(n: int) -> str:
-            return format_bytes(n).replace(".0 ", "").replace(" ", "") if n % 1024 == 0 else str(n)
-
+        if self.params:
+            return f"{self.name}/" + ",".join(f"{key}={format_param(key, value)}" for key, value in self.params)
+        size = format_size_param
         if self.name == "fixed":
             return f"fixed/size={size(self.avg_size)}"
         params = f"min={size(self.min_size)},avg={size(self.avg_size)},max={size(self.max_size)}"
@@ -56,6 +61,34 @@ class ChunkerSpec:
             if self.seed:
                 params += f",seed={self.seed}"
         return f"{self.name}/{params}"
+
+
+SIZE_PARAMS = frozenset({"min", "avg", "max", "size", "target", "hole"})
+"""Parameters that are byte sizes: written in the id as 64KiB where they are whole KiB."""
+HEX_PARAMS = frozenset({"pol"})
+"""Parameters written in hexadecimal (restic's polynomial, as ``restic cat config`` shows it)."""
+
+
+def format_size_param(n: int) -> str:
+    """A size as chunker ids write it.
+
+    >>> format_size_param(65536), format_size_param(65535), format_size_param(3 * 1024**2)
+    ('64KiB', '65535', '3MiB')
+    """
+    return format_bytes(n).replace(".0 ", "").replace(" ", "") if n % 1024 == 0 and n else str(n)
+
+
+def format_param(key: str, value: int) -> str:
+    """One parameter's value as chunker ids write it.
+
+    >>> format_param("min", 524288), format_param("pol", 0x3DA3358B4DC173), format_param("window", 4095)
+    ('512KiB', '0x3da3358b4dc173', '4095')
+    """
+    if key in SIZE_PARAMS:
+        return format_size_param(value)
+    if key in HEX_PARAMS:
+        return hex(value)
+    return str(value)
 
 
 @runtime_checkable
@@ -67,6 +100,15 @@ class Chunker(Protocol):
     @property
     def lookahead(self) -> int:
         """Bytes past a chunk's start the chunker may look at to place its cut."""
+        ...
+
+    @property
+    def single_chunk_max(self) -> int:
+        """Streams up to this many bytes are one chunk whatever their bytes (no cut is looked for)."""
+        ...
+
+    def begin(self) -> None:
+        """A new stream starts (its first :meth:`split` call follows)."""
         ...
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:

@@ -31,6 +31,13 @@ class FastCDC2016:
         # the package looks at a window of max(64 KiB, max_size) bytes from each chunk start
         return max(_READ_WINDOW, self.spec.max_size)
 
+    @property
+    def single_chunk_max(self) -> int:
+        return self.spec.min_size
+
+    def begin(self) -> None:
+        pass  # each chunk's cut depends on its own bytes only
+
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         total = len(buf)
         window = self.lookahead

@@ -51,6 +51,13 @@ class FastCDC2020:
     def lookahead(self) -> int:
         return self.spec.max_size
 
+    @property
+    def single_chunk_max(self) -> int:
+        return self.spec.min_size
+
+    def begin(self) -> None:
+        pass  # each chunk's cut depends on its own bytes only
+
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         total = len(buf)
         lengths: list[int] = []

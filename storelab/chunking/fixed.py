@@ -28,6 +28,13 @@ class FixedSize:
     def lookahead(self) -> int:
         return self.spec.avg_size
 
+    @property
+    def single_chunk_max(self) -> int:
+        return self.spec.avg_size
+
+    def begin(self) -> None:
+        pass  # each chunk's cut depends on its own bytes only
+
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         block = self.spec.avg_size
         full, rest = divmod(len(buf), block)

@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest-dir": ("storelab.cli.ingest:ingest_dir_command", "Ingest a directory tree as one snapshot of a dataset."),
     "ingest-nar": ("storelab.cli.ingest:ingest_nar_command", "Ingest NAR archives, one snapshot each, as a binary cache serves them."),
     "sweep": ("storelab.cli.ingest:sweep_command", "Chunk the same tree under every combination of chunker and average size."),
+    "chunkers": (
+        "storelab.cli.chunkers:chunkers_command",
+        "List every chunker: the tool that cuts this way, its default id, the hash its tool names chunks by, and how storelab proves it exact.",
+    ),
     "what-if": ("storelab.cli.ingest:what_if_command", "How much more would dedup if the data were changed before chunking."),
     "stats": (
         "storelab.cli.analysis:stats_command",

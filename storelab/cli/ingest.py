@@ -55,8 +55,8 @@ from storelab.units import format_bytes, parse_size
 @option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
 @option("--json", JSON, is_flag=True, help="Print the new snapshot's summary as JSON.")
 def ingest_dir_command(
-    path: str, out_: str, label: str | None, chunker: str, avg_chunk_size: str, min_chunk_size: str | None,
-    max_chunk_size: str | None, normalization: int, seed: int, zstd_level: int, workers: int | None, strict: bool, follow_root: bool,
+    path: str, out_: str, label: str | None, chunker: str, chunker_params: str | None, avg_chunk_size: str | None, min_chunk_size: str | None,
+    max_chunk_size: str | None, normalization: int | None, seed: int | None, zstd_level: int, workers: int | None, strict: bool, follow_root: bool,
     store: str | None, upload_concurrency: int, upload_threshold: str, upload_buffer: str, nar_compression: str | None,
     normalize_store_paths: bool, scheduler: str | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
@@ -80,7 +80,7 @@ def ingest_dir_command(
     from storelab.ingest import IngestOptions, ingest_dir
     from storelab.ingest.progress import wants_progress
 
-    spec = chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
+    spec = chunker_spec(chunker, chunker_params, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
     upload = upload_options(upload_concurrency, upload_threshold, upload_buffer)
     options = IngestOptions(
         spec, zstd_level, workers, strict, wants_progress(quiet), store=store_target(store), upload=upload,
@@ -116,8 +116,9 @@ def ingest_dir_command(
 @option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
 @option("--json", JSON, is_flag=True, help="Print each new snapshot's summary as JSON.")
 def ingest_nar_command(
-    nars: tuple[str, ...], out_: str, label: str | None, chunker: str, avg_chunk_size: str, min_chunk_size: str | None,
-    max_chunk_size: str | None, normalization: int, seed: int, zstd_level: int, store: str | None, upload_concurrency: int,
+    nars: tuple[str, ...], out_: str, label: str | None, chunker: str, chunker_params: str | None,
+    avg_chunk_size: str | None, min_chunk_size: str | None, max_chunk_size: str | None, normalization: int | None, seed: int | None,
+    zstd_level: int, store: str | None, upload_concurrency: int,
     upload_threshold: str, upload_buffer: str, nar_compression: str | None, normalize_store_paths: bool, from_list: str | None,
     fetch_concurrency: int, narinfo: str | None, scheduler: str | None, workers: int | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
@@ -153,7 +154,7 @@ def ingest_nar_command(
     from storelab.nar.narinfo import load_narinfo
 
     info = load_narinfo(narinfo) if narinfo else None
-    spec = chunker_spec(chunker, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
+    spec = chunker_spec(chunker, chunker_params, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
     upload = upload_options(upload_concurrency, upload_threshold, upload_buffer)
     many = len(sources) > 1
     options = IngestOptions(
@@ -236,9 +237,9 @@ def print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None:
 @click.argument("path", metavar="PATH", help="Directory tree to chunk every way.")
 @option("--out", "-o", "out_", required=True, help="Dataset folder or s3://bucket/prefix; one snapshot, every chunking of it, is added.")
 @option("--chunker", default="fastcdc2020,fastcdc2016,fixed", panel="Chunking",
-         help="Chunkers, comma-separated: fastcdc2020, fastcdc2016, fixed.")
+         help="Chunkers, comma-separated: fastcdc2020, fastcdc2016, fixed, casync, restic, borg, ncps, xet, zstd-chunked (`storelab chunkers`).")
 @option("--avg-chunk-size", default="16KiB,64KiB,256KiB,1MiB", panel="Chunking",
-         help="Average sizes, comma-separated (min = avg/2, max = 2·avg).")
+         help="Average sizes, comma-separated; each chunker's other sizes follow in its tool's ratios (snix: min avg/2, max 2·avg).")
 @option("--label", "-l", default=None, help="Snapshot label; default: the folder's name.")
 @ZSTD_OPTION
 @option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes; default one per core; 0 = none.")
@@ -265,15 +266,15 @@ def sweep_command(
 
         prestart()
     from storelab.analysis import chunker_comparison
-    from storelab.chunking import default_spec
+    from storelab.chunking import make_chunker, scaled_spec
     from storelab.ingest import IngestOptions, sweep_dir
     from storelab.ingest.progress import wants_progress
 
     names = csv_values(chunker, str.strip, "--chunker")
     sizes = csv_values(avg_chunk_size, parse_size, "--avg-chunk-size")
-    specs = [default_spec(name, size) for name in names for size in sizes]
+    specs = [scaled_spec(name, size) for name in names for size in sizes]
     for spec in specs:
-        chunker_spec(spec.name, str(spec.avg_size), None, None, spec.normalization)
+        make_chunker(spec)  # refuse sizes a chunker cannot use before any work
     options = IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet), follow_root=follow_root)
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_dir_on_cluster

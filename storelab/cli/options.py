@@ -40,13 +40,20 @@ ZSTD_OPTION = option(
 )  # fmt: skip
 chunking_options = options(
     option("--chunker", default="fastcdc2020", panel="Chunking",
-           help="fastcdc2020 (what snix uses), fastcdc2016 (what attic uses) or fixed (fixed-size blocks)."),
-    option("--avg-chunk-size", default="256KiB", panel="Chunking", help="Average chunk size (fixed: the block size), e.g. 64KiB."),
-    option("--min-chunk-size", default=None, panel="Chunking", help="Smallest chunk; default avg/2 as snix."),
-    option("--max-chunk-size", default=None, panel="Chunking", help="Largest chunk; default 2×avg as snix."),
-    option("--normalization", type=click.IntRange(0, 3), default=1, panel="Chunking", help="FastCDC 2020 normalisation level."),
-    option("--seed", type=click.IntRange(0, (1 << 64) - 1), default=0, panel="Chunking",
-           help="FastCDC 2020 gear-table seed (fastcdc-rs with_level_and_seed); 0 = unseeded, as snix."),
+           help="fastcdc2020 (snix), fastcdc2016 (attic's algorithm; 'attic' for attic's own sizes), fixed, or a peer's exact "
+           "chunker: casync (also 'desync'), restic, borg, ncps, xet, zstd-chunked. `storelab chunkers` lists them with their parameters."),
+    option("--chunker-params", default=None, metavar="KEY=VALUE,…", panel="Chunking",
+           help="The chunker's own parameters over its tool's defaults, e.g. borg: min_exp=10,max_exp=16,mask_bits=12,window=4095; "
+           "restic: pol=0x… (a repository's, from `restic cat config`); casync: min=16KiB,avg=64KiB,max=256KiB."),
+    option("--avg-chunk-size", default=None, panel="Chunking",
+           help="Average chunk size (fixed: the block size), e.g. 64KiB; the other sizes follow in the tool's own ratios "
+           "(snix: min avg/2, max 2·avg). Default: the chunker's own (fastcdc2020: 256KiB)."),
+    option("--min-chunk-size", default=None, panel="Chunking", help="Smallest chunk (chunkers with a min parameter)."),
+    option("--max-chunk-size", default=None, panel="Chunking", help="Largest chunk (chunkers with a max parameter)."),
+    option("--normalization", type=click.IntRange(0, 8), default=None, panel="Chunking",
+           help="FastCDC normalisation level: fastcdc2020 0–3 (default 1), ncps 0–8 (default 2)."),
+    option("--seed", type=click.IntRange(0, (1 << 64) - 1), default=None, panel="Chunking",
+           help="Gear/buzhash table seed (fastcdc2020 as fastcdc-rs with_level_and_seed, borg's chunk seed, ncps); 0 = unseeded."),
     ZSTD_OPTION,
 )  # fmt: skip
 THRESHOLD_OPTION = option(
@@ -104,18 +111,28 @@ def upload_options(concurrency: int, threshold: str, buffer: str) -> UploadOptio
     return UploadOptions(concurrency, parse_size(threshold), parse_size(buffer))
 
 
-def chunker_spec(chunker: str, avg: str, min_size: str | None, max_size: str | None, normalization: int, seed: int = 0) -> ChunkerSpec:
-    """The chunking options as a checked :class:`~storelab.chunking.ChunkerSpec`."""
-    from storelab.chunking import default_spec, make_chunker
+def chunker_spec(
+    chunker: str, params: str | None = None, avg: str | None = None, min_size: str | None = None, max_size: str | None = None,
+    normalization: int | None = None, seed: int | None = None,
+) -> ChunkerSpec:  # fmt: skip
+    """The chunking options as a checked :class:`~storelab.chunking.ChunkerSpec`: ``--chunker-params``
+    over the shorthands (``--avg-chunk-size`` in the tool's ratios, then min, max, normalisation, seed)."""
+    from storelab.chunking import CATALOG, PRESETS, make_chunker, make_spec, parse_params, scaled_spec
 
-    spec = default_spec(
-        chunker,
-        parse_size(avg),
-        parse_size(min_size) if min_size else None,
-        parse_size(max_size) if max_size else None,
-        normalization,
-        seed,
-    )
+    given = parse_params(params)
+    family = PRESETS[chunker][0] if chunker in PRESETS else chunker
+    known = CATALOG[family].parameters if family in CATALOG else ()
+    shorthands: dict[str, int | str] = {}
+    for flag, key, value in (
+        ("--min-chunk-size", "min", min_size), ("--max-chunk-size", "max", max_size), ("--normalization", "nc", normalization), ("--seed", "seed", seed),
+    ):  # fmt: skip
+        if value is None or (key == "seed" and value == 0 and key not in known):
+            continue
+        if family in CATALOG and key not in known:
+            raise ConfigError(f"{flag} does not apply to {family} (its parameters: {', '.join(known)}); give them with --chunker-params")
+        shorthands[key] = value
+    merged = {**shorthands, **given}
+    spec = scaled_spec(chunker, parse_size(avg), merged) if avg is not None else make_spec(chunker, merged)
     make_chunker(spec)
     return spec
 

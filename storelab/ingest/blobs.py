@@ -85,11 +85,12 @@ class BlobHasher:
 
     def _largest_single_chunk(self) -> int:
         """Blobs up to this size are one chunk whatever their bytes (no cut is looked for)."""
-        spec = self.chunker.spec
-        return spec.avg_size if spec.name == "fixed" else spec.min_size
+        return self.chunker.single_chunk_max
 
     def _begin(self, size: int) -> None:
-        """A blob starts: small ones are held for the background uploader, if there is one."""
+        """A blob starts: the chunker forgets the last one; small blobs are held for the
+        background uploader, if there is one."""
+        self.chunker.begin()
         uploader = self.uploader
         self._pending = [] if uploader is not None and size < uploader.options.threshold else None
 
@@ -275,7 +276,12 @@ class BlobHasher:
                     compressed.extend(c)
                 step = sum(s)
                 if step == 0 and end < size:
-                    raise AssertionError("chunker made no progress on a full window")
+                    # a chunk longer than the window (a chunker with no maximum): widen it
+                    wider = bytearray(min(size - consumed, 2 * len(buffer)))
+                    wider[: end - consumed] = view[: end - consumed]
+                    view.release()
+                    buffer = self._buffer = wider
+                    view = memoryview(buffer)
                 held = end - consumed - step
                 buffer[:held] = buffer[step : step + held]  # the uncut tail starts the next window
                 consumed += step
@@ -307,6 +313,8 @@ class _StreamCut:
         if len(self.pending) >= self.window:
             step = self.hasher._cut_into(self.pending, False, self.digests, self.sizes, self.compressed)
             del self.pending[:step]
+            if step == 0:  # a chunk longer than the window (no maximum): look again at twice the bytes
+                self.window = 2 * len(self.pending)
 
     def finish(self) -> BlobInfo:
         self.hasher._cut_into(self.pending, True, self.digests, self.sizes, self.compressed)
