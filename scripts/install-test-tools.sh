@@ -7,6 +7,10 @@ command -v nix-store >/dev/null 2>&1 || need+=(nix-bin)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v ps >/dev/null 2>&1 || need+=(procps)
+# the peer chunkers' oracles: casync make, restic backup, borg create and borg's own borg.chunker
+command -v casync >/dev/null 2>&1 || need+=(casync)
+command -v restic >/dev/null 2>&1 || need+=(restic)
+{ command -v borg >/dev/null 2>&1 && /usr/bin/python3 -c "import borg.chunker" >/dev/null 2>&1; } || need+=(borgbackup)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]} (test oracles) with apt-get"

@@ -67,6 +67,10 @@ def test_chunker_options_reach_the_tables(tmp_path: Path, capsys: pytest.Capture
         (["--chunker", "rabin"], "unknown chunker"),
         (["--avg-chunk-size", "64KiB", "--min-chunk-size", "128KiB"], "min ≤ avg ≤ max"),
         (["--zstd-level", "99"], "--zstd-level"),
+        (["--chunker", "borg", "--min-chunk-size", "64KiB"], "--min-chunk-size does not apply to borg (its parameters: min_exp"),
+        (["--chunker", "borg", "--chunker-params", "mask_bits"], "chunker parameters are key=value"),
+        (["--chunker", "restic", "--chunker-params", "polynomial=0x3DA3358B4DC173"], "restic has no parameter 'polynomial'"),
+        (["--chunker", "xet", "--avg-chunk-size", "100KiB"], "power of two"),
     ],
 )
 def test_bad_options_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
@@ -76,6 +80,37 @@ def test_bad_options_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not (tmp_path / "ds").exists()
+
+
+def test_peer_chunkers_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--chunker with --chunker-params (over the shorthands) names the chunking in the tables."""
+    build_tree(tmp_path / "t", {b"a": bytes(range(256)) * 2000, b"b": b"small"})
+    args = ["ingest-dir", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "-q", "--json"]
+    assert main([*args, "--chunker", "borg", "--chunker-params", "min_exp=10,max_exp=16,mask_bits=12", "-l", "borg"]) == 0
+    assert main([*args, "--chunker", "casync", "--avg-chunk-size", "16KiB", "--max-chunk-size", "32KiB", "-l", "casync"]) == 0
+    assert main([*args, "--chunker", "attic", "-l", "attic"]) == 0
+    capsys.readouterr()
+    assert main(["stats", str(tmp_path / "ds"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    ids = {r["chunker_id"] for r in report["overall"] if r["level"] == "chunk"}
+    assert ids == {
+        "borg/min_exp=10,max_exp=16,mask_bits=12,window=4095,seed=0",
+        "casync/min=4KiB,avg=16KiB,max=32KiB",
+        "fastcdc2016/min=16KiB,avg=64KiB,max=256KiB",
+    }
+    assert main(["chunkers"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("casync", "restic", "borg", "ncps", "xet", "zstd-chunked", "SHA-512/256"):
+        assert name in listing
+
+
+def test_a_sweep_takes_peer_chunkers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_tree(tmp_path / "t", {b"a": bytes(range(256)) * 4000})
+    args = ["sweep", str(tmp_path / "t"), "-o", str(tmp_path / "ds"), "-j", "0", "-q", "--json"]
+    assert main([*args, "--chunker", "restic,borg,xet,zstd-chunked", "--avg-chunk-size", "16KiB,64KiB"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["chunker"], r["avg_size"]) for r in rows} >= {("borg", 16384), ("xet", 65536), ("zstd-chunked", 16384)}
+    assert len(rows) == 8
 
 
 def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:

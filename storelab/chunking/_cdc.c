@@ -397,28 +397,12 @@ static PyObject *xet(PyObject *self, PyObject *args) {
 
 #define ROLLSUM_WINDOW 64
 #define ROLLSUM_OFFSET 31
+#define ROLLSUM_S1 (ROLLSUM_WINDOW * ROLLSUM_OFFSET)
+#define ROLLSUM_S2 (ROLLSUM_WINDOW * (ROLLSUM_WINDOW - 1) * ROLLSUM_OFFSET)
 
-typedef struct {
-    uint32_t s1, s2;
-    uint8_t window[ROLLSUM_WINDOW];
-    unsigned at;
-} RollSum;
-
-static void rollsum_init(RollSum *rs) {
-    rs->s1 = ROLLSUM_WINDOW * ROLLSUM_OFFSET;
-    rs->s2 = ROLLSUM_WINDOW * (ROLLSUM_WINDOW - 1) * ROLLSUM_OFFSET;
-    memset(rs->window, 0, sizeof rs->window);
-    rs->at = 0;
-}
-
-static inline void rollsum_roll(RollSum *rs, uint8_t b) {
-    uint32_t drop = rs->window[rs->at];
-    rs->s1 = rs->s1 + b - drop;
-    rs->s2 += rs->s1 - (uint32_t)ROLLSUM_WINDOW * (drop + ROLLSUM_OFFSET);
-    rs->window[rs->at] = b;
-    rs->at = (rs->at + 1) & (ROLLSUM_WINDOW - 1);
-}
-
+/* The state is a function of the last 64 bytes only (zeros before the file's start): the byte
+   leaving the window at position i is the buffer's own byte i - 64, or, for the first 64
+   positions, the window the caller's history leaves (oldest first). */
 static PyObject *zstd_chunked(PyObject *self, PyObject *args) {
     Py_buffer buf, history;
     unsigned int bits;
@@ -432,48 +416,71 @@ static PyObject *zstd_chunked(PyObject *self, PyObject *args) {
     const uint8_t *p = buf.buf;
     Py_ssize_t n = buf.len;
     uint32_t mask = bits >= 32 ? UINT32_MAX : ((UINT32_C(1) << bits) - 1);
-    RollSum rs;
-    rollsum_init(&rs);
-    /* the bytes before this buffer (at most the last 64 count) set the starting state */
-    const uint8_t *h = history.buf;
-    for (Py_ssize_t k = history.len > ROLLSUM_WINDOW ? history.len - ROLLSUM_WINDOW : 0; k < history.len; k++)
-        rollsum_roll(&rs, h[k]);
+    uint8_t start_window[ROLLSUM_WINDOW] = {0};
+    uint32_t s1 = ROLLSUM_S1, s2 = ROLLSUM_S2;
+    {
+        const uint8_t *h = history.buf;
+        Py_ssize_t from = history.len > ROLLSUM_WINDOW ? history.len - ROLLSUM_WINDOW : 0;
+        Py_ssize_t kept = history.len - from;
+        memcpy(start_window + ROLLSUM_WINDOW - kept, h + from, (size_t)kept);
+        uint8_t zeros[ROLLSUM_WINDOW] = {0};
+        for (int k = 0; k < ROLLSUM_WINDOW; k++) { /* roll the window in, over zeros */
+            uint32_t drop = zeros[k], add = start_window[k];
+            s1 = s1 + add - drop;
+            s2 += s1 - (uint32_t)ROLLSUM_WINDOW * (drop + ROLLSUM_OFFSET);
+        }
+    }
+#define DROP(i) ((i) >= ROLLSUM_WINDOW ? p[(i) - ROLLSUM_WINDOW] : start_window[(i)])
+#define ROLL(i, b)                                                                     \
+    do {                                                                               \
+        uint32_t drop_ = DROP(i);                                                      \
+        s1 = s1 + (b) - drop_;                                                         \
+        s2 += s1 - (uint32_t)ROLLSUM_WINDOW * (drop_ + ROLLSUM_OFFSET);                \
+    } while (0)
     Py_ssize_t start = 0, i = 0;
     while (i < n && !failed) {
-        if (p[i] == 0) {
-            Py_ssize_t j = i;
-            while (j < n && p[j] == 0)
-                j++;
-            if (j == n && !eof)
-                break; /* the run may go on: hole or not is undecided */
-            if (j - i >= hole) {
-                if (i > start && lengths_push(&out, i - start) < 0)
+        uint8_t b = p[i];
+        if (b != 0) {
+            ROLL(i, b);
+            if ((s2 & mask) == mask) {
+                if (lengths_push(&out, i + 1 - start) < 0)
                     failed = 1;
-                if (lengths_push(&out, j - i) < 0)
-                    failed = 1;
-                for (Py_ssize_t k = 0; k < ROLLSUM_WINDOW && k < j - i; k++)
-                    rollsum_roll(&rs, 0); /* more zeros leave the state as it is */
-                start = i = j;
-                continue;
+                start = i + 1;
             }
-            for (; i < j; i++) { /* a short run: ordinary bytes */
-                rollsum_roll(&rs, 0);
-                if ((rs.s2 & mask) == mask) {
-                    if (lengths_push(&out, i + 1 - start) < 0)
-                        failed = 1;
-                    start = i + 1;
-                }
-            }
+            i++;
             continue;
         }
-        rollsum_roll(&rs, p[i]);
-        if ((rs.s2 & mask) == mask) {
-            if (lengths_push(&out, i + 1 - start) < 0)
+        Py_ssize_t j = i;
+        while (j < n && p[j] == 0)
+            j++;
+        if (j == n && !eof)
+            break; /* the run may go on: hole or not is undecided */
+        if (j - i >= hole) {
+            if (i > start && lengths_push(&out, i - start) < 0)
                 failed = 1;
-            start = i + 1;
+            if (lengths_push(&out, j - i) < 0)
+                failed = 1;
+            if (j - i >= ROLLSUM_WINDOW) { /* a window of zeros: the fresh state */
+                s1 = ROLLSUM_S1;
+                s2 = ROLLSUM_S2;
+            } else {
+                for (Py_ssize_t k = i; k < j; k++)
+                    ROLL(k, 0);
+            }
+            start = i = j;
+            continue;
         }
-        i++;
+        for (; i < j; i++) { /* a short run: ordinary bytes */
+            ROLL(i, 0);
+            if ((s2 & mask) == mask) {
+                if (lengths_push(&out, i + 1 - start) < 0)
+                    failed = 1;
+                start = i + 1;
+            }
+        }
     }
+#undef ROLL
+#undef DROP
     if (eof && !failed && start < n && lengths_push(&out, n - start) < 0)
         failed = 1;
     Py_END_ALLOW_THREADS

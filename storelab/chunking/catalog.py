@@ -194,9 +194,12 @@ def _value(key: str, value: int | str) -> int:
     if isinstance(value, int):
         return value
     text = value.strip()
-    try:
-        if key in SIZE_PARAMS:
+    if key in SIZE_PARAMS:
+        try:
             return parse_size(text)
+        except (ValueError, ConfigError):
+            raise ConfigError(f"chunker parameter {key}: not a byte size: {value!r} (try 4096, 64KiB, 1MiB)") from None
+    try:
         return int(text, 16) if key in HEX_PARAMS or text.lower().startswith("0x") else int(text)
     except ValueError:
         raise ConfigError(f"chunker parameter {key}: not a number: {value!r}") from None
