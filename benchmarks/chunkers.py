@@ -65,22 +65,23 @@ def tool_commands(corpus: Path, scratch: Path) -> dict[str, tuple[list[str], dic
         command = ["casync", "make", f"--store={scratch / 'casync' / 'store'}", str(scratch / "casync" / "corpus.caidx"), str(corpus)]
         tools["casync make"] = (command, dict(os.environ), fresh_casync)
     if shutil.which("restic"):
-        env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(scratch / "restic"), "RESTIC_CACHE_DIR": str(scratch / "restic-cache")}
+        restic_env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(scratch / "restic"),
+                      "RESTIC_CACHE_DIR": str(scratch / "restic-cache")}  # fmt: skip
 
         def fresh_restic() -> None:
             shutil.rmtree(scratch / "restic", ignore_errors=True)
-            subprocess.run(["restic", "init", "-q"], env=env, check=True, capture_output=True)
+            subprocess.run(["restic", "init", "-q"], env=restic_env, check=True, capture_output=True)
 
-        tools["restic backup"] = (["restic", "backup", "-q", str(corpus)], env, fresh_restic)
+        tools["restic backup"] = (["restic", "backup", "-q", str(corpus)], restic_env, fresh_restic)
     if shutil.which("borg"):
-        env = {**os.environ, "BORG_REPO": str(scratch / "borg"), "BORG_BASE_DIR": str(scratch / "borg-base"),
-               "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}  # fmt: skip
+        borg_env = {**os.environ, "BORG_REPO": str(scratch / "borg"), "BORG_BASE_DIR": str(scratch / "borg-base"),
+                    "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}  # fmt: skip
 
         def fresh_borg() -> None:
             shutil.rmtree(scratch / "borg", ignore_errors=True)
-            subprocess.run(["borg", "init", "-e", "none"], env=env, check=True, capture_output=True)
+            subprocess.run(["borg", "init", "-e", "none"], env=borg_env, check=True, capture_output=True)
 
-        tools["borg create"] = (["borg", "create", "--compression", "none", "::a", str(corpus)], env, fresh_borg)
+        tools["borg create"] = (["borg", "create", "--compression", "none", "::a", str(corpus)], borg_env, fresh_borg)
     return tools
 
 

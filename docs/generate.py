@@ -2,7 +2,9 @@
 
 - ``docs/reference/cli.md``: every command's ``--help``, as ``storelab`` prints it;
 - ``docs/reference/tables.md``: every table's columns, types and meanings, from
-  :mod:`storelab.tables.schema`.
+  :mod:`storelab.tables.schema`;
+- ``docs/reference/chunkers.md``: every chunker's tool, default id, identity hash, source and
+  proof, from :data:`storelab.chunking.CATALOG`.
 
 Run by ``make docs`` (and so by ``make test``) before ``mkdocs build``:
 
@@ -72,6 +74,31 @@ def tables_reference() -> str:
     return "".join(parts).rstrip() + "\n"
 
 
+def chunkers_reference() -> str:
+    from storelab.chunking import CATALOG, PRESETS, make_spec
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        HEADER,
+        "# Chunker reference\n\n",
+        "Every chunker `--chunker` takes, from `storelab.chunking.CATALOG` (also `storelab chunkers`). "
+        "Parameters go in `--chunker-params` with the keys of the default id; a key not given keeps the "
+        "tool's default. The rules and how each is checked: [Chunkers](../guide/chunkers.md).\n\n",
+        "| chunker | tool | default id | names chunks by | rule read in | proven against |\n",
+        "|---|---|---|---|---|---|\n",
+    ]
+    for name, info in CATALOG.items():
+        lines.append(
+            f"| `{name}` | {cell(info.tool)} | `{make_spec(name).id}` | {cell(info.identity_hash)} | {cell(info.source)} | {cell(info.proven)} |\n"
+        )
+    lines.append("\nPresets (other names for a chunker at a tool's settings):\n\n| name | is |\n|---|---|\n")
+    for name in PRESETS:
+        lines.append(f"| `{name}` | `{make_spec(name).id}` |\n")
+    return "".join(lines)
+
+
 def write(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -83,6 +110,7 @@ def main() -> None:
     (DOCS / "reference").mkdir(exist_ok=True)
     write(DOCS / "reference" / "cli.md", cli_reference())
     write(DOCS / "reference" / "tables.md", tables_reference())
+    write(DOCS / "reference" / "chunkers.md", chunkers_reference())
 
 
 if __name__ == "__main__":

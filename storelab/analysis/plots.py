@@ -112,11 +112,15 @@ def level_label(row: pd.Series) -> str:
 
     >>> level_label(pd.Series({"level": "chunk", "chunker_id": "fixed/size=16KiB", "zstd_level": 3}))
     'chunk fixed/size=16KiB'
+    >>> level_label(pd.Series({"level": "chunk", "chunker_id": "borg/min_exp=19,max_exp=23,mask_bits=21,window=4095,seed=0"}))
+    'chunk borg/mask_bits=21'
     """
     if row["level"] != "chunk" or not isinstance(row.get("chunker_id"), str):
         return str(row["level"])
     chunker, _, params = row["chunker_id"].partition("/")
-    shown = ",".join(p for p in params.split(",") if p.startswith(("avg=", "size=", "seed=")))
+    # the parameter that sets each chunker's average (and a seed, which changes every cut)
+    averages = ("avg=", "size=", "target=", "mask_bits=", "avg_bits=", "bits=")
+    shown = ",".join(p for p in params.split(",") if p.startswith(averages) or (p.startswith("seed=") and p != "seed=0")) or params
     zstd = row.get("zstd_level")
     extra = f", zstd {zstd}" if zstd not in (None, 3) and zstd == zstd else ""
     return f"chunk {chunker}/{shown}{extra}"
