@@ -116,7 +116,9 @@ def chunker_comparison(dataset: str | os.PathLike[str] | Dataset, snapshots: Seq
             WITH occ AS (
                 SELECT b.chunker_id, sum(n.size) AS logical_bytes, sum(b.chunk_count) AS logical_chunks
                 FROM nodes n JOIN blobs b ON n.snapshot_id = b.snapshot_id AND n.digest = b.digest
-                WHERE n.kind = 'file' GROUP BY ALL
+                WHERE n.kind = 'file' AND b.chunker_id NOT LIKE '%@%' GROUP BY ALL
+                UNION ALL  -- a stream chunking: each snapshot's one stream
+                SELECT chunker_id, sum(size), sum(chunk_count) FROM blobs WHERE chunker_id LIKE '%@%' GROUP BY ALL
             ),
             uniq AS (
                 SELECT chunker_id, sum(size) AS unique_bytes, count(*) AS unique_chunks,
@@ -127,13 +129,14 @@ def chunker_comparison(dataset: str | os.PathLike[str] | Dataset, snapshots: Seq
             ),
             idx AS (
                 SELECT chunker_id, sum(index_size) AS index_bytes, count(*) FILTER (WHERE index_size > 0) AS index_objects
-                FROM (SELECT chunker_id, digest, any_value(index_size) AS index_size FROM blobs GROUP BY ALL)
+                FROM (SELECT chunker_id, digest, any_value(index_size) AS index_size FROM blobs WHERE chunker_id NOT LIKE '%@%' GROUP BY ALL)
                 GROUP BY ALL
             ),
             kinds AS (
-                SELECT chunker_id, any_value(chunker) AS chunker, any_value(chunk_avg_size) AS avg_size,
+                SELECT chunker_id, any_value(chunker) || coalesce('@' || nullif(split_part(chunker_id, '@', 2), ''), '') AS chunker,
+                       any_value(chunk_avg_size) AS avg_size,
                        string_agg(DISTINCT zstd_level::VARCHAR, ',') AS zstd_level, count(DISTINCT snapshot_id) AS snapshots
-                FROM chunkings GROUP BY ALL
+                FROM chunkings GROUP BY chunker_id
             )
             SELECT k.chunker_id, k.chunker, k.avg_size, k.zstd_level, k.snapshots,
                    coalesce(o.logical_bytes, 0) AS logical_bytes, coalesce(o.logical_chunks, 0) AS logical_chunks,

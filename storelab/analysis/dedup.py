@@ -134,14 +134,22 @@ def _levels(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> list[_Level]
         )
     for chunker_id, zstd_level, ids in chunkings:
         cid = sql_list([chunker_id], "()")[1:-1]
+        if "@" in chunker_id:  # a stream chunking: each snapshot's one stream, whole (no per-file index objects)
+            occurrences = f"SELECT snapshot_id, sum(size) AS bytes, sum(chunk_count) AS objects FROM blobs WHERE chunker_id = {cid} GROUP BY ALL"
+            metadata = None
+        else:
+            occurrences = (
+                "SELECT n.snapshot_id, sum(n.size) AS bytes, sum(b.chunk_count) AS objects FROM nodes n "
+                f"JOIN blobs b ON n.snapshot_id = b.snapshot_id AND n.digest = b.digest AND b.chunker_id = {cid} "
+                "WHERE n.kind = 'file' GROUP BY ALL"
+            )
+            metadata = f"SELECT snapshot_id, digest, index_size AS size FROM blobs WHERE chunker_id = {cid} AND index_size > 0"
         levels.append(
             _Level(
                 "chunk",
                 f"SELECT snapshot_id, digest, size, compressed_size AS compressed FROM chunks WHERE chunker_id = {cid}",
-                "SELECT n.snapshot_id, sum(n.size) AS bytes, sum(b.chunk_count) AS objects FROM nodes n "
-                f"JOIN blobs b ON n.snapshot_id = b.snapshot_id AND n.digest = b.digest AND b.chunker_id = {cid} "
-                "WHERE n.kind = 'file' GROUP BY ALL",
-                f"SELECT snapshot_id, digest, index_size AS size FROM blobs WHERE chunker_id = {cid} AND index_size > 0",
+                occurrences,
+                metadata,
                 chunker_id,
                 zstd_level,
                 tuple(ids),
@@ -166,10 +174,11 @@ def _levels(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> list[_Level]
 
 
 def _reference_chunking(con: duckdb.DuckDBPyConnection, total: int, warnings: list[str]) -> str | None:
-    """The chunking whose per-blob compressed sizes stand for the blob level: the first one
-    every chosen snapshot was recorded under, at one zstd level."""
+    """The chunking whose per-blob compressed sizes stand for the blob level: the first per-file
+    one (stream chunkings have no per-file blobs) every chosen snapshot was recorded under, at
+    one zstd level."""
     rows = con.execute(
-        "SELECT chunker_id, count(DISTINCT zstd_level) FROM chunkings GROUP BY chunker_id "
+        "SELECT chunker_id, count(DISTINCT zstd_level) FROM chunkings WHERE chunker_id NOT LIKE '%@%' GROUP BY chunker_id "
         "HAVING count(DISTINCT snapshot_id) = ? ORDER BY min(seq), chunker_id",
         [total],
     ).fetchall()

@@ -69,7 +69,8 @@ def what_if_normalized(
     with tempfile.TemporaryDirectory(prefix="storelab-whatif-") as scratch:
         target = Path(out) if out is not None else Path(scratch) / "normalized"
         for label, kind, source, chunkings in snaps:
-            specs = [spec_from_id(c["chunker_id"]) for c in chunkings]
+            # the per-file chunkings only: the rewrite works file by file, not on a stream
+            specs = [spec for spec in map(spec_from_id, (c["chunker_id"] for c in chunkings)) if not spec.is_stream]
             level = int(chunkings[0]["zstd_level"])
             options = IngestOptions(specs[0], level, workers, progress=progress, rewrite=normalize_store_paths)
             if kind == "nar":

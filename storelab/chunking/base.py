@@ -16,7 +16,12 @@ from typing import Protocol, runtime_checkable
 
 from storelab.units import format_bytes
 
-__all__ = ["ChunkerSpec", "Chunker"]
+__all__ = ["SCOPES", "ChunkerSpec", "Chunker"]
+
+SCOPES = ("file", "nar", "files-by-name", "files-by-size")
+"""What a chunking cuts: each file's blob on its own (``file``, as snix, restic and borg do), or
+one stream per snapshot: its NAR (``nar``, as attic, nix-casync and ncps chunk), or its files'
+bytes concatenated in name order (``files-by-name``) or by size (``files-by-size``, then by path)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,8 @@ class ChunkerSpec:
     'fastcdc2020/min=128KiB,avg=256KiB,max=512KiB,nc=1'
     >>> ChunkerSpec("fastcdc2020", 4096, 16384, 65535, seed=666).id
     'fastcdc2020/min=4KiB,avg=16KiB,max=65535,nc=1,seed=666'
+    >>> ChunkerSpec("fastcdc2016", 16384, 65536, 262144, 0, scope="nar").id
+    'fastcdc2016/min=16KiB,avg=64KiB,max=256KiB@nar'
     """
 
     name: str
@@ -46,10 +53,23 @@ class ChunkerSpec:
     """The peer chunkers' own parameters, in their tool's words and order (empty for
     ``fastcdc2020``, ``fastcdc2016`` and ``fixed``, whose sizes say everything). For these the
     sizes above are derived: what the tables' size columns and the analyses read."""
+    scope: str = "file"
+    """What is cut (one of :data:`SCOPES`); the id ends in ``@scope`` unless it is ``file``.
+    A stream chunking's one "blob" per snapshot is the stream (its digest BLAKE3 of the
+    stream), its chunks' offsets are offsets into it."""
 
     @property
     def id(self) -> str:
         """A stable, readable identifier; the ``chunker_id`` column of the tables."""
+        return self._cut_id if self.scope == "file" else f"{self._cut_id}@{self.scope}"
+
+    @property
+    def is_stream(self) -> bool:
+        """Whether this chunking cuts one stream per snapshot rather than each file."""
+        return self.scope != "file"
+
+    @property
+    def _cut_id(self) -> str:
         if self.params:
             return f"{self.name}/" + ",".join(f"{key}={format_param(key, value)}" for key, value in self.params)
         size = format_size_param

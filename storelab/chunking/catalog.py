@@ -19,9 +19,9 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from storelab.chunking.base import HEX_PARAMS, SIZE_PARAMS, Chunker, ChunkerSpec
+from storelab.chunking.base import HEX_PARAMS, SCOPES, SIZE_PARAMS, Chunker, ChunkerSpec
 from storelab.chunking.borg import BORG_DEFAULTS, BorgChunker, borg_scaled, borg_spec
 from storelab.chunking.casync import CASYNC_DEFAULTS, CasyncChunker, casync_scaled, casync_spec
 from storelab.chunking.fastcdc2016 import FastCDC2016
@@ -224,9 +224,13 @@ def scaled_spec(name: str, avg: int, params: Mapping[str, int | str] | None = No
 
     >>> scaled_spec("borg", 64 * 1024).id
     'borg/min_exp=14,max_exp=18,mask_bits=16,window=4095,seed=0'
+    >>> scaled_spec("casync@nar", 64 * 1024).id
+    'casync/min=16KiB,avg=64KiB,max=256KiB@nar'
     """
-    info, _ = _resolve(name)
-    return make_spec(name, {**info.scaled(avg), **(params or {})})
+    base, at, scope = name.partition("@")
+    info, _ = _resolve(base)
+    spec = make_spec(base, {**info.scaled(avg), **(params or {})})
+    return spec_from_id(f"{spec.id}@{scope}") if at else spec
 
 
 def parse_params(text: str | None) -> dict[str, str]:
@@ -243,21 +247,29 @@ def parse_params(text: str | None) -> dict[str, str]:
 
 
 def spec_from_id(chunker_id: str) -> ChunkerSpec:
-    """The spec a ``chunker_id`` (as the tables record it) names.
+    """The spec a ``chunker_id`` (as the tables record it) names; parameters left out take
+    their defaults, and ``@scope`` makes a stream chunking (see :data:`~storelab.chunking.base.SCOPES`).
 
     >>> spec_from_id("fastcdc2020/min=4KiB,avg=16KiB,max=65535,nc=1,seed=666").seed
     666
     >>> spec_from_id("fixed/size=64KiB").avg_size
     65536
+    >>> spec_from_id("attic@nar").id
+    'fastcdc2016/min=16KiB,avg=64KiB,max=256KiB@nar'
     """
-    name, _, text = chunker_id.partition("/")
-    params = parse_params(text)
-    if name == "fastcdc2020" and "nc" not in params:
-        raise ConfigError(f"not a chunker id: {chunker_id!r}")
-    return make_spec(name, params)
+    text, at, scope = chunker_id.partition("@")
+    name, _, params = text.partition("/")
+    spec = make_spec(name.strip(), parse_params(params))
+    if not at:
+        return spec
+    if scope not in SCOPES:
+        raise ConfigError(f"{chunker_id!r}: unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    return replace(spec, scope=scope)
 
 
 def make_chunker(spec: ChunkerSpec) -> Chunker:
     """Build the chunker a spec names; raises :class:`ConfigError` for parameters it cannot use."""
     info, _ = _resolve(spec.name)
-    return info.factory(spec)
+    chunker = info.factory(replace(spec, scope="file"))
+    chunker.spec = spec  # the chunker cuts the same whatever it is given to cut
+    return chunker

@@ -23,6 +23,7 @@ from storelab.cli.options import (
     rewrite_for,
     store_options,
     store_target,
+    stream_specs,
     upload_options,
 )
 from storelab.cli.output import (
@@ -56,7 +57,8 @@ from storelab.units import format_bytes, parse_size
 @option("--json", JSON, is_flag=True, help="Print the new snapshot's summary as JSON.")
 def ingest_dir_command(
     path: str, out_: str, label: str | None, chunker: str, chunker_params: str | None, avg_chunk_size: str | None, min_chunk_size: str | None,
-    max_chunk_size: str | None, normalization: int | None, seed: int | None, zstd_level: int, workers: int | None, strict: bool, follow_root: bool,
+    max_chunk_size: str | None, normalization: int | None, seed: int | None, stream_chunking: tuple[str, ...], zstd_level: int,
+    workers: int | None, strict: bool, follow_root: bool,
     store: str | None, upload_concurrency: int, upload_threshold: str, upload_buffer: str, nar_compression: str | None,
     normalize_store_paths: bool, scheduler: str | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
@@ -85,6 +87,7 @@ def ingest_dir_command(
     options = IngestOptions(
         spec, zstd_level, workers, strict, wants_progress(quiet), store=store_target(store), upload=upload,
         rewrite=rewrite_for(normalize_store_paths), nar_compression=nar_codecs(nar_compression, "none"), follow_root=follow_root,
+        streams=stream_specs(stream_chunking),
     )  # fmt: skip
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
@@ -118,7 +121,7 @@ def ingest_dir_command(
 def ingest_nar_command(
     nars: tuple[str, ...], out_: str, label: str | None, chunker: str, chunker_params: str | None,
     avg_chunk_size: str | None, min_chunk_size: str | None, max_chunk_size: str | None, normalization: int | None, seed: int | None,
-    zstd_level: int, store: str | None, upload_concurrency: int,
+    stream_chunking: tuple[str, ...], zstd_level: int, store: str | None, upload_concurrency: int,
     upload_threshold: str, upload_buffer: str, nar_compression: str | None, normalize_store_paths: bool, from_list: str | None,
     fetch_concurrency: int, narinfo: str | None, scheduler: str | None, workers: int | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
@@ -160,6 +163,7 @@ def ingest_nar_command(
     options = IngestOptions(
         spec, zstd_level, 0, False, wants_progress(quiet) and not many, store=store_target(store), upload=upload,
         rewrite=rewrite_for(normalize_store_paths), nar_compression=nar_codecs(nar_compression, "zstd"),
+        streams=stream_specs(stream_chunking),
     )  # fmt: skip
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_nars_on_cluster
@@ -275,14 +279,18 @@ def sweep_command(
     specs = [scaled_spec(name, size) for name in names for size in sizes]
     for spec in specs:
         make_chunker(spec)  # refuse sizes a chunker cannot use before any work
-    options = IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet), follow_root=follow_root)
+    files = [spec for spec in specs if not spec.is_stream]
+    if not files:
+        raise ConfigError("--chunker: a sweep needs at least one per-file chunker beside its @scope ones")
+    streams = tuple(spec for spec in specs if spec.is_stream)
+    options = IngestOptions(zstd_level=zstd_level, workers=workers, progress=wants_progress(quiet), follow_root=follow_root, streams=streams)
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
 
         with cluster(scheduler, workers) as client:
-            result = ingest_dir_on_cluster(client, path, out_, label, options, specs)
+            result = ingest_dir_on_cluster(client, path, out_, label, options, files)
     else:
-        result = sweep_dir(path, out_, specs, label, options)
+        result = sweep_dir(path, out_, files, label, options)
     comparison = chunker_comparison(out_, [result.snapshot_id])
     emit(
         comparison, as_json, f"{path}: {len(specs)} chunkings of snapshot {result.snapshot_id} → {out_}",

@@ -31,6 +31,7 @@ __all__ = [
     "rewrite_for",
     "store_options",
     "store_target",
+    "stream_specs",
     "upload_options",
 ]
 
@@ -54,6 +55,10 @@ chunking_options = options(
            help="FastCDC normalisation level: fastcdc2020 0–3 (default 1), ncps 0–8 (default 2)."),
     option("--seed", type=click.IntRange(0, (1 << 64) - 1), default=None, panel="Chunking",
            help="Gear/buzhash table seed (fastcdc2020 as fastcdc-rs with_level_and_seed, borg's chunk seed, ncps); 0 = unseeded."),
+    option("--stream-chunking", "stream_chunking", multiple=True, metavar="CHUNKER[/K=V,…]@SCOPE", panel="Chunking",
+           help="Also cut one stream per snapshot, whole (repeatable): @nar its NAR, as attic (attic@nar), nix-casync "
+           "(casync@nar) and ncps (ncps@nar) do; @files-by-name / @files-by-size its files concatenated (trees only). "
+           "Recorded as chunkings of their own, ids ending in @SCOPE."),
     ZSTD_OPTION,
 )  # fmt: skip
 THRESHOLD_OPTION = option(
@@ -135,6 +140,20 @@ def chunker_spec(
     spec = scaled_spec(chunker, parse_size(avg), merged) if avg is not None else make_spec(chunker, merged)
     make_chunker(spec)
     return spec
+
+
+def stream_specs(texts: tuple[str, ...]) -> tuple[ChunkerSpec, ...]:
+    """``--stream-chunking`` values as specs (each must name its scope)."""
+    from storelab.chunking import make_chunker, spec_from_id
+
+    specs = []
+    for text in texts:
+        if "@" not in text:
+            raise ConfigError(f"--stream-chunking {text}: name what is cut: {text}@nar, {text}@files-by-name or {text}@files-by-size")
+        spec = spec_from_id(text)
+        make_chunker(spec)
+        specs.append(spec)
+    return tuple(specs)
 
 
 def store_target(url: str | None) -> str | BlobStore | None:

@@ -29,7 +29,9 @@ events
       to the snapshot;
     - :class:`Skipped` — a path left out (unreadable, special, vanished), with the file entry
       it was, if it was one; under ``strict`` the ingest fails on it;
-    - :class:`StoreRequests` — requests another process made to the store for this snapshot.
+    - :class:`StoreRequests` — requests another process made to the store for this snapshot;
+    - :class:`StreamHashed` — the one "blob" of a stream chunking (the snapshot's NAR, or its
+      files concatenated), cut whole; once per stream chunking, before the commit.
 
     Every file entry gets exactly one of Hashed, a row of HashedBatch/Staged, or a Skipped
     naming its index. A source may call :meth:`SnapshotSession.open` early (its workers are
@@ -84,6 +86,7 @@ __all__ = [
     "SourceFacts",
     "Staged",
     "StoreRequests",
+    "StreamHashed",
 ]
 
 MAX_WARNINGS = 20
@@ -143,7 +146,15 @@ class StoreRequests:
     ops: StoreOps
 
 
-IngestEvent = Listed | Hashed | HashedBatch | Staged | Skipped | StoreRequests
+@dataclass(frozen=True, slots=True)
+class StreamHashed:
+    """The stream of stream chunking ``chunking`` (an index into the session's specs), cut whole."""
+
+    chunking: int
+    blob: BlobInfo
+
+
+IngestEvent = Listed | Hashed | HashedBatch | Staged | Skipped | StoreRequests | StreamHashed
 """What a source produces (see the module's input contract)."""
 
 
@@ -276,6 +287,8 @@ class SnapshotSession:
                 self._staged(recorder, event)  # type: ignore[arg-type]
             elif isinstance(event, Skipped):
                 self._skip(SkippedPath(event.path, event.reason), event.index)
+            elif isinstance(event, StreamHashed):
+                recorder.add_stream(event.chunking, event.blob)  # type: ignore[union-attr]
             else:
                 self._worker_ops += event.ops
 

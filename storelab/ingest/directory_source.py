@@ -23,6 +23,7 @@ from storelab.ingest.core import (
 )
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
+from storelab.ingest.streams import StreamCutters, check_stream_specs, concatenated_streams
 from storelab.ingest.tree import Tree, open_tree
 from storelab.ingest.workers import FileJob, HashPool, batch_jobs
 from storelab.stores.backends import StoreOps
@@ -102,6 +103,9 @@ def _ingest(
 ) -> IngestResult:
     for spec in specs:
         make_chunker(spec)  # reject bad sizes before any work
+    check_stream_specs(options.streams, "directory")
+    if len({spec.id for spec in [*specs, *options.streams]}) != len(specs) + len(options.streams):
+        raise ConfigError("the same chunking is named twice")
     started = time.perf_counter()
     source = Path(path)
     refuse_self_ingest(source, dataset)
@@ -118,10 +122,16 @@ def _ingest(
         with HashPool(specs, options.zstd_level, known, options.workers, store, options.upload, options.rewrite) as pool:
             tree = open_tree(source, options.follow_root)  # before touching the dataset: a bad source leaves no trace
             base = label or Path(os.path.abspath(source)).name or str(source)
-            with SnapshotSession(open_writer, where, specs, tree.entries, options, store, started, os.fsencode(source)) as session:
+            all_specs = [*specs, *options.streams]
+            with SnapshotSession(open_writer, where, all_specs, tree.entries, options, store, started, os.fsencode(source)) as session:
                 with ByteProgress("ingest", options.progress, scanning=True) as bar:
                     session.consume(tree_events(tree, pool, bar, on_started=session.prepare))
-                nar = measure_tree_nar(tree.root, options.nar_compression)
+                streams = [(len(specs) + k, spec) for k, spec in enumerate(options.streams)]
+                nar_cuts = StreamCutters([(k, spec) for k, spec in streams if spec.scope == "nar"], options.zstd_level, known)
+                nar = measure_tree_nar(tree.root, options.nar_compression, nar_cuts)
+                session.consume(nar_cuts.finish() if nar_cuts else [])
+                left_out = {item.path for item in session.skipped}
+                session.consume(concatenated_streams(tree.entries, tree.absolute, streams, options.zstd_level, known, left_out))
                 return session.commit(SourceFacts("directory", os.path.abspath(tree.root), base, nar))
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
@@ -174,16 +184,21 @@ def tree_events(tree: Tree, pool: HashPool, bar: ByteProgress, on_started: Calla
     yield from listed  # a tree with no file to hash: the scan ran to its end without a batch
 
 
-def measure_tree_nar(source: Path, codecs: Sequence[str]) -> dict[str, int]:
-    """The tree's NAR compressed as a binary cache would store it (its files read once more)."""
-    if not codecs:
+def measure_tree_nar(source: Path, codecs: Sequence[str], cutters: StreamCutters | None = None) -> dict[str, int]:
+    """The tree's NAR compressed as a binary cache would store it, and cut whole by ``cutters``
+    (its files read once more, for both at once)."""
+    if not codecs and not cutters:
         return {}
     from storelab.nar import dump_path
     from storelab.nar.compressed import CompressedNarSizes
 
-    sizes = CompressedNarSizes(codecs)
+    sizes = CompressedNarSizes(codecs) if codecs else None
     try:
-        sizes.feed(dump_path(source))
+        for piece in dump_path(source):
+            if sizes is not None:
+                sizes.update(piece)
+            if cutters:
+                cutters.feed(piece)
     except OSError as err:
-        raise InputError(f"{source}: cannot read it again to compress its NAR: {err.strerror or err}") from None
-    return sizes.finish()
+        raise InputError(f"{source}: cannot read it again for its NAR: {err.strerror or err}") from None
+    return sizes.finish() if sizes is not None else {}

@@ -226,6 +226,8 @@ def ingest_dir_on_cluster(
     """
     for spec in specs:
         make_chunker(spec)
+    if options.streams:
+        raise ConfigError("stream chunkings of a tree are cut in this process; leave out --scheduler (or --stream-chunking)")
     store, store_url = _cluster_store(options)
     if store is not None and len(specs) > 1:
         raise ConfigError("a sweep writes no store")

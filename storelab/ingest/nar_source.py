@@ -34,6 +34,7 @@ from storelab.ingest.core import (
 )
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
+from storelab.ingest.streams import StreamCutters, check_stream_specs
 from storelab.ingest.tree import TreeEntry
 from storelab.nar import (
     NarDirectoryEnd,
@@ -75,10 +76,11 @@ class _HashingRaw(io.RawIOBase):
     (the parser asks for no byte past the end, and the buffer refills only when emptied).
     """
 
-    def __init__(self, stream: BinaryIO, codecs: Sequence[str] = ()) -> None:
+    def __init__(self, stream: BinaryIO, codecs: Sequence[str] = (), cutters: StreamCutters | None = None) -> None:
         self._stream = stream
         self._sha256 = hashlib.sha256()
         self._compressed = CompressedNarSizes(codecs) if codecs else None
+        self._cutters = cutters or None  # the NAR's stream chunkings, cut on the hashing thread
         self.size = 0
         self._last = b""
         self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
@@ -89,6 +91,8 @@ class _HashingRaw(io.RawIOBase):
         self._sha256.update(block)
         if self._compressed is not None:
             self._compressed.update(block)
+        if self._cutters is not None:
+            self._cutters.feed(block)
 
     def _hash_blocks(self) -> None:
         held = b""
@@ -192,6 +196,7 @@ def ingest_nar(
     """
     options = options or IngestOptions()
     make_chunker(options.chunker)
+    check_stream_specs(options.streams, "nar")
     started = time.perf_counter()
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
@@ -233,6 +238,7 @@ def ingest_nars(
     """
     options = options or IngestOptions()
     make_chunker(options.chunker)
+    check_stream_specs(options.streams, "nar")
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
     results: list[IngestResult] = []
@@ -285,15 +291,17 @@ def _ingest_one(
     name = origin or ("stdin" if str(source) == "-" else str(source))
     label = label or ("stdin" if name == "stdin" else name.rstrip("/").rsplit("/", 1)[-1])
     entries: list[TreeEntry] = []
-    with SnapshotSession(open_writer, where, [options.chunker], entries, options, store, started) as session:
+    with SnapshotSession(open_writer, where, [options.chunker, *options.streams], entries, options, store, started) as session:
         session.open()  # the dataset exists (created if new) whatever the NAR holds
         stream, _compression = open_nar_source(source)
-        counted = _HashingRaw(stream, options.nar_compression)
+        cutters = StreamCutters([(1 + k, spec) for k, spec in enumerate(options.streams)], options.zstd_level, known)
+        counted = _HashingRaw(stream, options.nar_compression, cutters)
         buffered = io.BufferedReader(counted, buffer_size=1 << 20)
         try:
             ended: list[int] = []  # the NAR's size, once its end is read
             session.consume(nar_events(buffered, name, entries, options, known, store, ended))
             digest, following = counted.finish(ended[0])
+            session.consume(cutters.finish())
             nar = {"nar_size": ended[0], "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest), "nar_trailing_bytes": following}
             nar |= counted.compressed_sizes()
             if following:

@@ -86,6 +86,8 @@ class SnapshotRecorder:
         self.directory_messages: dict[bytes, tuple[bytes, tuple[bytes, ...]]] | None = {} if keep_directories else None
         self.snapshot_id = writer.snapshot_id
         self.chunker_ids = [spec.id for spec in specs]
+        self._file_chunkings = [k for k, spec in enumerate(specs) if not spec.is_stream]
+        """The specs per-file batches come in for (stream chunkings get :meth:`add_stream`)."""
         self.entries = entries
         self._seen: set[bytes] = set()
         self.chunk_rows = [0] * len(specs)
@@ -134,12 +136,28 @@ class SnapshotRecorder:
             self.skip(index)
         keep = np.array(fresh, dtype=bool)
         if keep.any():
-            for i, (batch, chunker_id) in enumerate(zip(batches, self.chunker_ids, strict=True)):
-                constants = {"snapshot_id": self.snapshot_id, "chunker_id": chunker_id}
+            for batch, i in zip(batches, self._file_chunkings, strict=True):
+                constants = {"snapshot_id": self.snapshot_id, "chunker_id": self.chunker_ids[i]}
                 self.writer.append_columns("blobs", blob_columns(batch, keep), constants)
                 chunks = chunk_columns(batch, keep)
                 self.chunk_rows[i] += len(chunks["digest"])
                 self.writer.append_columns("chunks", chunks, constants)
+
+    def add_stream(self, chunking: int, info: BlobInfo) -> None:
+        """Record the stream of stream chunking ``chunking``: its one blob row and its chunks."""
+        import numpy as np
+
+        from storelab.ingest.columns import blob_columns, chunk_columns
+
+        builder = BlobBatchBuilder()
+        builder.add(0, info)
+        batch = builder.build()
+        keep = np.ones(1, dtype=bool)
+        constants = {"snapshot_id": self.snapshot_id, "chunker_id": self.chunker_ids[chunking]}
+        self.writer.append_columns("blobs", blob_columns(batch, keep), constants)
+        chunks = chunk_columns(batch, keep)
+        self.chunk_rows[chunking] += len(chunks["digest"])
+        self.writer.append_columns("chunks", chunks, constants)
 
     def add_files(self, indices: Sequence[int], digests: bytes, sizes: Sequence[int]) -> list[bool]:
         """Record file entries — their nodes, not their blob rows (:meth:`add_batch` writes

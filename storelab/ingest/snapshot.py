@@ -65,6 +65,11 @@ class IngestOptions:
     """Also measure the snapshot's NAR as a binary cache stores it: ``"zstd"`` (zstd -3,
     ``.nar.zst``) and/or ``"xz"`` (xz -6, ``.nar.xz``). A NAR source is compressed as it
     streams past; a tree's NAR is rendered from its files after the ingest (a second read)."""
+    streams: tuple[ChunkerSpec, ...] = ()
+    """Stream chunkings besides the per-file one (specs whose scope is not ``file``: the
+    snapshot's NAR cut whole as attic, nix-casync and ncps cut it, or its files' bytes
+    concatenated by name or size). A NAR source is cut as it streams past; a tree's NAR is
+    rendered from its files after the ingest, and concatenations read them again."""
 
 
 @dataclass(frozen=True, slots=True)

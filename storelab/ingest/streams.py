@@ -1,0 +1,96 @@
+"""Stream chunkings: one stream per snapshot cut whole, beside the per-file chunking.
+
+attic, nix-casync and ncps chunk a store path's NAR as one stream (so chunks cross file
+boundaries and include NAR framing); studies of chunking compare that with per-file chunking
+and with the files concatenated in other orders. A stream chunking is a
+:class:`~storelab.chunking.ChunkerSpec` whose ``scope`` is ``nar``, ``files-by-name`` or
+``files-by-size``; its snapshot gets one blob row (the stream: BLAKE3 digest, size) and the
+stream's chunk rows, with offsets into the stream.
+
+>>> from storelab.chunking import spec_from_id
+>>> cutters = StreamCutters([(1, spec_from_id("fixed/size=4KiB@nar"))], zstd_level=0)
+>>> cutters.feed(bytes(10_000))
+>>> [(event.chunking, list(event.blob.chunk_sizes)) for event in cutters.finish()]
+[(1, [4096, 4096, 1808])]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+
+from storelab.chunking import ChunkerSpec, make_chunker
+from storelab.errors import ConfigError, InputError
+from storelab.ingest.blobs import BlobHasher, _StreamCut
+from storelab.ingest.core import StreamHashed
+from storelab.ingest.tree import TreeEntry
+
+__all__ = ["StreamCutters", "check_stream_specs", "concatenated_streams"]
+
+_LARGE = 1 << 40  # a stream's size is not known up front: hash it as a large blob (BLAKE3 on every core)
+
+
+def check_stream_specs(specs: Sequence[ChunkerSpec], source_kind: str) -> None:
+    """Refuse stream chunkings a source cannot give (a NAR has no file order but its own)."""
+    for spec in specs:
+        if not spec.is_stream:
+            raise ConfigError(f"{spec.id}: a stream chunking needs a scope (…@nar, …@files-by-name, …@files-by-size)")
+        make_chunker(spec)
+        if source_kind == "nar" and spec.scope != "nar":
+            raise ConfigError(f"{spec.id}: a NAR is cut as one stream only as it is (@nar); @{spec.scope} needs a tree (ingest-dir)")
+
+
+class StreamCutters:
+    """One stream cut under several stream chunkings at once, fed piece by piece.
+
+    ``specs`` pairs each stream chunking with its index among the snapshot's specs; memory
+    holds one read window plus each chunker's lookahead per chunking.
+    """
+
+    def __init__(self, specs: Sequence[tuple[int, ChunkerSpec]], zstd_level: int, known: dict[bytes, int] | None = None) -> None:
+        self._cuts = [(k, _StreamCut(BlobHasher(make_chunker(spec), zstd_level, known), _LARGE)) for k, spec in specs]
+
+    def __bool__(self) -> bool:
+        return bool(self._cuts)
+
+    def feed(self, piece: bytes | memoryview) -> None:
+        for _, cut in self._cuts:
+            cut.feed(piece)
+
+    def finish(self) -> list[StreamHashed]:
+        """One event per stream chunking: its stream's blob, cut whole."""
+        return [StreamHashed(k, cut.finish()) for k, cut in self._cuts]
+
+
+def _file_order(entries: Sequence[TreeEntry], scope: str, left_out: set[bytes]) -> list[int]:
+    files = [i for i, entry in enumerate(entries) if entry.kind == "file" and entry.path not in left_out]
+    if scope == "files-by-size":
+        files.sort(key=lambda i: (entries[i].size, entries[i].path))
+    return files
+
+
+def concatenated_streams(
+    entries: Sequence[TreeEntry], absolute: Callable[[TreeEntry], bytes], specs: Sequence[tuple[int, ChunkerSpec]],
+    zstd_level: int, known: dict[bytes, int] | None = None, left_out: Iterable[bytes] = (),
+) -> list[StreamHashed]:  # fmt: skip
+    """A tree's files concatenated by name (the NAR's order) or by size, read again after its
+    ingest and cut under the ``files-by-*`` chunkings in ``specs`` (the files the snapshot
+    left out, ``left_out`` by path, stay out). A file that cannot be read again is an
+    :class:`InputError` naming it: the stream would not be the snapshot's."""
+    events: list[StreamHashed] = []
+    skipped = set(left_out)
+    for scope in ("files-by-name", "files-by-size"):
+        scoped = [(k, spec) for k, spec in specs if spec.scope == scope]
+        if not scoped:
+            continue
+        cutters = StreamCutters(scoped, zstd_level, known)
+        for index in _file_order(entries, scope, skipped):
+            path = absolute(entries[index])
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    while piece := f.read(1 << 20):
+                        cutters.feed(piece)
+            except OSError as err:
+                raise InputError(f"{os.fsdecode(path)}: cannot read it again for the {scope} stream: {err.strerror or err}") from None
+        events += cutters.finish()
+    return events
