@@ -12,10 +12,10 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.slow  # a cluster, an S3 server or a kernel per test: make test-fast leaves them out
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-FIGURES = {"01-dedup-ratios": 4, "02-chunk-sizes": 3, "03-async-upload": 2, "04-layers": 3}
+FIGURES = {"01-dedup-ratios": 4, "02-chunk-sizes": 3, "03-async-upload": 2, "04-layers": 3, "05-store-models": 2}
 
 
-def test_the_four_notebooks_are_there() -> None:
+def test_the_five_notebooks_are_there() -> None:
     assert [p.stem for p in NOTEBOOKS] == sorted(FIGURES)
 
 

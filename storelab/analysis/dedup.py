@@ -65,7 +65,7 @@ FIGURE_COLUMNS = [
     "hit_rate_objects",
 ]
 
-_NAR_KEY = "md5(concat_ws('|', root_kind, root_executable, hex(root_digest), hex(root_symlink_target)))"
+NAR_KEY = "md5(concat_ws('|', root_kind, root_executable, hex(root_digest), hex(root_symlink_target)))"
 """A NAR is the same NAR when its root is the same castore node (same tree, same bytes)."""
 
 
@@ -91,7 +91,7 @@ def _levels(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> list[_Level]
     levels = [
         _Level(
             "nar",
-            f"SELECT snapshot_id, {_NAR_KEY} AS digest, nar_size AS size, NULL::UBIGINT AS compressed FROM snapshots",
+            f"SELECT snapshot_id, {NAR_KEY} AS digest, nar_size AS size, NULL::UBIGINT AS compressed FROM snapshots",
             "SELECT snapshot_id, nar_size AS bytes, 1 AS objects FROM snapshots",
         )
     ]
@@ -103,7 +103,7 @@ def _levels(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> list[_Level]
             levels.append(
                 _Level(
                     level,
-                    f"SELECT snapshot_id, {_NAR_KEY} AS digest, nar_size AS size, {column} AS compressed "
+                    f"SELECT snapshot_id, {NAR_KEY} AS digest, nar_size AS size, {column} AS compressed "
                     f"FROM snapshots WHERE {column} IS NOT NULL",
                     f"SELECT snapshot_id, nar_size AS bytes, 1 AS objects FROM snapshots WHERE {column} IS NOT NULL",
                 )

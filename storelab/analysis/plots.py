@@ -27,6 +27,7 @@ __all__ = [
     "plot_new_bytes",
     "plot_refcounts",
     "plot_sharing",
+    "plot_store_models",
     "plot_upload_speedup",
 ]
 
@@ -304,5 +305,38 @@ def plot_layer_pulls(pulls: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("bytes pulled so far")
     ax.set_title("Layer cache: cumulative bytes pulled per layering algorithm")
     ax.legend()
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_store_models(comparison: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Stored bytes against objects, one point per store model
+    (:func:`storelab.models.compare_models`), the Pareto front (fewer bytes in fewer objects)
+    joined and its models marked; models the dataset cannot price are left out."""
+    ax = new_axes(ax, (7.5, 4.6))
+    shown = comparison[comparison["missing"].isna()].copy()
+    shown["objects"] = shown["objects"].astype(float)
+    shown["stored_bytes"] = shown["stored_bytes"].astype(float)
+    labels: dict[tuple[float, float], list[str]] = {}  # models on (almost) the same point share one label
+    for row in shown.itertuples():
+        front = bool(row.pareto)
+        ax.scatter(row.objects, row.stored_bytes, marker="o" if front else "x", s=40, color="C3" if front else "C0", zorder=3)
+        near = next((p for p in labels if abs(p[0] - row.objects) <= 0.02 * p[0] and abs(p[1] - row.stored_bytes) <= 0.01 * p[1]), None)
+        labels.setdefault(near or (row.objects, row.stored_bytes), []).append(str(row.model))
+    for (x, y), names in labels.items():
+        ax.annotate(", ".join(names), (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    front = shown[shown["pareto"].astype(bool)].sort_values("objects")
+    if len(front) > 1:
+        ax.plot(front["objects"], front["stored_bytes"], color="C3", linewidth=1, linestyle="--", label="Pareto front")
+        ax.legend(loc="upper right", fontsize=8)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda _value, _pos: ""))
+    _bytes_axis(ax.yaxis)
+    ax.set_xlabel("objects in the store (PUT requests)")
+    ax.set_ylabel("stored bytes")
+    ax.set_title("what each system would store (o: on the Pareto front)")
     ax.grid(True, alpha=0.3)
     return ax

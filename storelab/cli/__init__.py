@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "storelab.cli.analysis:stats_command",
         "Dedup figures at every level (NAR, blob, chunk per chunking, directory): overall and per snapshot.",
     ),
+    "compare": (
+        "storelab.cli.models:compare_command",
+        "What snix, attic, nix-casync, ncps, restic, borg and a plain binary cache would each store for the same snapshots.",
+    ),
     "report": ("storelab.cli.analysis:report_command", "Write every analysis of a dataset, figures embedded, into one report."),
     "snapshots": ("storelab.cli.dataset:snapshots_command", "List the snapshots of a dataset, or remove some."),
     "compact": ("storelab.cli.dataset:compact_command", "Merge every part of a dataset into one (fewer, larger files for queries)."),

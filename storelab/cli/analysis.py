@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from storelab.cli.base import JSON, SectionedCommand, option
+from storelab.cli.options import price_options
 from storelab.cli.output import (
     bar,
     escape,
@@ -33,10 +34,7 @@ from storelab.units import format_bytes
          help="Per-snapshot rows: the last N snapshots (0 = every one); --snapshot shows those asked for.")
 @option("--json", JSON, is_flag=True, help="Print the same figures as JSON (every snapshot).")
 @option("--cost", is_flag=True, panel="Cost model", help="Also price the store: requests and storage per chunker.")
-@option("--put-price", type=click.FloatRange(min=0), default=0.005, panel="Cost model", help="$ per 1,000 PUT requests (S3 Standard).")
-@option("--get-price", type=click.FloatRange(min=0), default=0.0004, panel="Cost model", help="$ per 1,000 GET/HEAD requests (S3 Standard).")
-@option("--storage-price", type=click.FloatRange(min=0), default=0.023, panel="Cost model", help="$ per GiB-month stored (S3 Standard).")
-@option("--months", type=click.FloatRange(min=0), default=1.0, panel="Cost model", help="Months the objects are kept.")
+@price_options
 def stats_command(
     dataset: str, snapshot: tuple[str, ...], last: int, as_json: bool, cost: bool, put_price: float,
     get_price: float, storage_price: float, months: float,

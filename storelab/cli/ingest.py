@@ -12,6 +12,7 @@ import click
 
 from storelab.cli.base import JSON, SectionedCommand, option
 from storelab.cli.options import (
+    MODELS_OPTION,
     NAR_COMPRESSION_OPTION,
     NORMALIZE_OPTION,
     SCHEDULER_OPTION,
@@ -25,6 +26,7 @@ from storelab.cli.options import (
     store_target,
     stream_specs,
     upload_options,
+    with_models,
 )
 from storelab.cli.output import (
     emit,
@@ -51,6 +53,7 @@ from storelab.units import format_bytes, parse_size
          help="PATH is a symlink: ingest what it points to (default: a symlink node, as nix-store --dump writes it).")
 @store_options
 @NAR_COMPRESSION_OPTION
+@MODELS_OPTION
 @NORMALIZE_OPTION
 @SCHEDULER_OPTION
 @option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
@@ -60,7 +63,7 @@ def ingest_dir_command(
     max_chunk_size: str | None, normalization: int | None, seed: int | None, stream_chunking: tuple[str, ...], zstd_level: int,
     workers: int | None, strict: bool, follow_root: bool,
     store: str | None, upload_concurrency: int, upload_threshold: str, upload_buffer: str, nar_compression: str | None,
-    normalize_store_paths: bool, scheduler: str | None, quiet: bool, as_json: bool,
+    models: str | None, normalize_store_paths: bool, scheduler: str | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Ingest a directory tree as one snapshot of a dataset.
 
@@ -89,6 +92,7 @@ def ingest_dir_command(
         rewrite=rewrite_for(normalize_store_paths), nar_compression=nar_codecs(nar_compression, "none"), follow_root=follow_root,
         streams=stream_specs(stream_chunking),
     )  # fmt: skip
+    options = with_models(options, models)
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_dir_on_cluster
 
@@ -107,6 +111,7 @@ def ingest_dir_command(
 @chunking_options
 @store_options
 @NAR_COMPRESSION_OPTION
+@MODELS_OPTION
 @NORMALIZE_OPTION
 @option("--from-list", default=None, panel="Sources", help="A file naming NARs (paths or URLs), one a line; # comments.")
 @option("--fetch-concurrency", type=click.IntRange(min=1), default=4, panel="Sources",
@@ -122,7 +127,8 @@ def ingest_nar_command(
     nars: tuple[str, ...], out_: str, label: str | None, chunker: str, chunker_params: str | None,
     avg_chunk_size: str | None, min_chunk_size: str | None, max_chunk_size: str | None, normalization: int | None, seed: int | None,
     stream_chunking: tuple[str, ...], zstd_level: int, store: str | None, upload_concurrency: int,
-    upload_threshold: str, upload_buffer: str, nar_compression: str | None, normalize_store_paths: bool, from_list: str | None,
+    upload_threshold: str, upload_buffer: str, nar_compression: str | None, models: str | None, normalize_store_paths: bool,
+    from_list: str | None,
     fetch_concurrency: int, narinfo: str | None, scheduler: str | None, workers: int | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Ingest NAR archives, one snapshot each, as a binary cache serves them.
@@ -165,6 +171,7 @@ def ingest_nar_command(
         rewrite=rewrite_for(normalize_store_paths), nar_compression=nar_codecs(nar_compression, "zstd"),
         streams=stream_specs(stream_chunking),
     )  # fmt: skip
+    options = with_models(options, models)
     if scheduler is not None:
         from storelab.ingest.distributed import cluster, ingest_nars_on_cluster
 

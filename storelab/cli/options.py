@@ -16,6 +16,7 @@ from storelab.units import parse_size
 
 if TYPE_CHECKING:
     from storelab.chunking import ChunkerSpec
+    from storelab.ingest import IngestOptions
     from storelab.stores.base import BlobStore
     from storelab.stores.uploader import UploadOptions
 
@@ -30,8 +31,11 @@ __all__ = [
     "nar_codecs",
     "rewrite_for",
     "store_options",
+    "MODELS_OPTION",
+    "price_options",
     "store_target",
     "stream_specs",
+    "with_models",
     "upload_options",
 ]
 
@@ -60,6 +64,17 @@ chunking_options = options(
            "(casync@nar) and ncps (ncps@nar) do; @files-by-name / @files-by-size its files concatenated (trees only). "
            "Recorded as chunkings of their own, ids ending in @SCOPE."),
     ZSTD_OPTION,
+)  # fmt: skip
+price_options = options(
+    option("--put-price", type=click.FloatRange(min=0), default=0.005, panel="Cost model", help="$ per 1,000 PUT requests (S3 Standard)."),
+    option("--get-price", type=click.FloatRange(min=0), default=0.0004, panel="Cost model", help="$ per 1,000 GET/HEAD requests (S3 Standard)."),
+    option("--storage-price", type=click.FloatRange(min=0), default=0.023, panel="Cost model", help="$ per GiB-month stored (S3 Standard)."),
+    option("--months", type=click.FloatRange(min=0), default=1.0, panel="Cost model", help="Months the objects are kept."),
+)  # fmt: skip
+MODELS_OPTION = option(
+    "--models", default=None, metavar="NAME,…", panel="Chunking",
+    help="Also record what `storelab compare` needs for these store models (all: every one): their per-file and stream "
+    "chunkings and the compressed NAR sizes. Models: nix-cache-xz, nix-cache-zstd, snix, attic, nix-casync, ncps, restic, borg.",
 )  # fmt: skip
 THRESHOLD_OPTION = option(
     "--upload-threshold", default="1MiB", panel="Store", help="Blobs below this go up in the background; larger ones inline."
@@ -154,6 +169,26 @@ def stream_specs(texts: tuple[str, ...]) -> tuple[ChunkerSpec, ...]:
         make_chunker(spec)
         specs.append(spec)
     return tuple(specs)
+
+
+def with_models(options: IngestOptions, models: str | None) -> IngestOptions:
+    """``options`` plus what ``--models`` needs recorded (chunkings the options have already stay once)."""
+    if not models:
+        return options
+    from dataclasses import replace
+
+    from storelab.models import MODELS, model_chunkings
+
+    names = list(MODELS) if models.strip() == "all" else csv_values(models, str.strip, "--models")
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise ConfigError(f"--models: unknown store model {unknown[0]!r}; choose from {', '.join(MODELS)} (or all)")
+    files, streams, codecs = model_chunkings(names)
+    have = {spec.id for spec in (options.chunker, *options.also, *options.streams)}
+    also = options.also + tuple(spec for spec in files if spec.id not in have)
+    more_streams = options.streams + tuple(spec for spec in streams if spec.id not in have)
+    codecs_all = tuple(dict.fromkeys((*options.nar_compression, *codecs)))
+    return replace(options, also=also, streams=more_streams, nar_compression=codecs_all)
 
 
 def store_target(url: str | None) -> str | BlobStore | None:

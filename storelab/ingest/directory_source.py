@@ -51,7 +51,7 @@ def ingest_dir(
     (1, 12, 2)
     """
     options = options or IngestOptions()
-    return _ingest(path, dataset, label, options, [options.chunker])
+    return _ingest(path, dataset, label, options, [options.chunker, *options.also])
 
 
 def sweep_dir(

@@ -23,10 +23,12 @@ from typing import Any, BinaryIO
 import zstandard
 
 from storelab.chunking import make_chunker
-from storelab.errors import InputError, InputNotFoundError, Interrupted, StorelabError
-from storelab.ingest.blobs import BlobHasher, BlobInfo
+from storelab.errors import ConfigError, InputError, InputNotFoundError, Interrupted, StorelabError
+from storelab.ingest.batch import BlobBatchBuilder
+from storelab.ingest.blobs import BlobHasher, BlobInfo, _StreamCut
 from storelab.ingest.core import (
     Hashed,
+    HashedBatch,
     IngestEvent,
     Listed,
     SnapshotSession,
@@ -52,7 +54,7 @@ from storelab.stores.uploader import make_uploader
 from storelab.tables import Dataset, PartWriter, SnapshotWriter
 from storelab.tables.known import prior_knowledge
 
-__all__ = ["ingest_nar", "ingest_nars", "nar_events", "open_nar_source"]
+__all__ = ["check_chunkings", "ingest_nar", "ingest_nars", "nar_events", "nar_events_every_chunking", "open_nar_source"]
 
 _THREAD_FROM = 1 << 20
 """Files from this size on are hashed on the second thread."""
@@ -195,8 +197,7 @@ def ingest_nar(
     ('5ca7815adcb484e9', 'hello.nar')
     """
     options = options or IngestOptions()
-    make_chunker(options.chunker)
-    check_stream_specs(options.streams, "nar")
+    check_chunkings(options)
     started = time.perf_counter()
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
@@ -237,8 +238,7 @@ def ingest_nars(
     ['0.nar', '1.nar', '2.nar']
     """
     options = options or IngestOptions()
-    make_chunker(options.chunker)
-    check_stream_specs(options.streams, "nar")
+    check_chunkings(options)
     existing, known = prior_knowledge(dataset, options.zstd_level)
     store = ingest_store(options)
     results: list[IngestResult] = []
@@ -291,15 +291,17 @@ def _ingest_one(
     name = origin or ("stdin" if str(source) == "-" else str(source))
     label = label or ("stdin" if name == "stdin" else name.rstrip("/").rsplit("/", 1)[-1])
     entries: list[TreeEntry] = []
-    with SnapshotSession(open_writer, where, [options.chunker, *options.streams], entries, options, store, started) as session:
+    files = [options.chunker, *options.also]
+    with SnapshotSession(open_writer, where, [*files, *options.streams], entries, options, store, started) as session:
         session.open()  # the dataset exists (created if new) whatever the NAR holds
         stream, _compression = open_nar_source(source)
-        cutters = StreamCutters([(1 + k, spec) for k, spec in enumerate(options.streams)], options.zstd_level, known)
+        cutters = StreamCutters([(len(files) + k, spec) for k, spec in enumerate(options.streams)], options.zstd_level, known)
         counted = _HashingRaw(stream, options.nar_compression, cutters)
         buffered = io.BufferedReader(counted, buffer_size=1 << 20)
         try:
             ended: list[int] = []  # the NAR's size, once its end is read
-            session.consume(nar_events(buffered, name, entries, options, known, store, ended))
+            events = nar_events if not options.also else nar_events_every_chunking
+            session.consume(events(buffered, name, entries, options, known, store, ended))
             digest, following = counted.finish(ended[0])
             session.consume(cutters.finish())
             nar = {"nar_size": ended[0], "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest), "nar_trailing_bytes": following}
@@ -317,6 +319,89 @@ def _ingest_one(
         finally:
             counted.close()  # stops the hashing thread, whatever happened
             stream.close()
+
+
+def check_chunkings(options: IngestOptions) -> None:
+    """Refuse, before any work, chunkings a NAR ingest cannot make."""
+    files = [options.chunker, *options.also]
+    for spec in files:
+        make_chunker(spec)
+        if spec.is_stream:
+            raise ConfigError(f"{spec.id}: a stream chunking goes in streams (--stream-chunking), not among the per-file ones")
+    check_stream_specs(options.streams, "nar")
+    if len({spec.id for spec in [*files, *options.streams]}) != len(files) + len(options.streams):
+        raise ConfigError("the same chunking is named twice")
+
+
+_BATCH_FILES = 512
+"""Files per batch when a NAR is cut under several chunkings."""
+
+
+def nar_events_every_chunking(
+    nar: BinaryIO,
+    name: str,
+    entries: list[TreeEntry],
+    options: IngestOptions,
+    known: dict[bytes, int],
+    store: BlobStore | None,
+    ended: list[int],
+) -> Iterator[IngestEvent]:
+    """:func:`nar_events` for several per-file chunkings (``options.chunker`` and
+    ``options.also``): each file is cut under every one as its bytes pass (on this thread),
+    the blobs reported in batches, one per chunking. Only the first chunking writes to ``store``."""
+    uploader = make_uploader(store, options.upload)
+    with _decompression_errors(name), uploader if uploader is not None else nullcontext():
+        specs = [options.chunker, *options.also]
+        hashers = [
+            BlobHasher(make_chunker(spec), options.zstd_level, known, store if k == 0 else None, uploader if k == 0 else None, options.rewrite)
+            for k, spec in enumerate(specs)
+        ]  # fmt: skip
+        builders = [BlobBatchBuilder() for _ in specs]
+        open_dirs: list[tuple[int, list[int]]] = []
+
+        def flush() -> Iterator[IngestEvent]:
+            if len(builders[0]):
+                yield HashedBatch([builder.build() for builder in builders])
+                builders[:] = [BlobBatchBuilder() for _ in specs]
+
+        with ByteProgress(f"ingest {name.rsplit('/', 1)[-1]}", options.progress) as bar:
+            for event in read_nar(nar, name):
+                index = len(entries)
+                parent = open_dirs[-1][0] if open_dirs else -1
+                if open_dirs and not isinstance(event, NarDirectoryEnd):
+                    open_dirs[-1][1].append(index)
+                if isinstance(event, NarFile):
+                    entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
+                    for builder, info in zip(builders, _cut_every_way(hashers, event.size, event.pieces), strict=True):
+                        builder.add(index, info)
+                    bar.advance(1, event.size)
+                    if len(builders[0]) >= _BATCH_FILES:
+                        yield from flush()
+                elif isinstance(event, NarSymlink):
+                    entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
+                elif isinstance(event, NarDirectoryStart):
+                    entries.append(TreeEntry(event.path, "directory", parent=parent))
+                    open_dirs.append((index, []))
+                elif isinstance(event, NarEnd):
+                    ended.append(event.size)
+                else:
+                    directory, children = open_dirs.pop()
+                    yield Listed(directory, children)
+            yield from flush()
+            hashers[0].drain()
+
+
+def _cut_every_way(hashers: Sequence[BlobHasher], size: int, pieces: Iterable[bytes]) -> list[BlobInfo]:
+    """One file's blob under each hasher's chunking, its bytes read once (a small file held
+    whole, a large one fed piece by piece to every cut)."""
+    if size < _THREAD_FROM or any(h.rewrite is not None for h in hashers):
+        data = b"".join(pieces)
+        return [hasher.hash_bytes(hasher.rewrite(data) if hasher.rewrite is not None else data) for hasher in hashers]
+    cuts = [_StreamCut(hasher, size) for hasher in hashers]
+    for piece in pieces:
+        for cut in cuts:
+            cut.feed(piece)
+    return [cut.finish() for cut in cuts]
 
 
 def _feed(pieces: queue.Queue[bytes | None], piece: bytes | None, hashing: Future[BlobInfo]) -> None:

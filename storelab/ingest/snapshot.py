@@ -65,6 +65,10 @@ class IngestOptions:
     """Also measure the snapshot's NAR as a binary cache stores it: ``"zstd"`` (zstd -3,
     ``.nar.zst``) and/or ``"xz"`` (xz -6, ``.nar.xz``). A NAR source is compressed as it
     streams past; a tree's NAR is rendered from its files after the ingest (a second read)."""
+    also: tuple[ChunkerSpec, ...] = ()
+    """More per-file chunkings beside ``chunker``: every file cut under each too, read once
+    (what ``sweep`` does for a tree; for NARs, what comparing store models needs). Only
+    ``chunker``'s chunks go to the store."""
     streams: tuple[ChunkerSpec, ...] = ()
     """Stream chunkings besides the per-file one (specs whose scope is not ``file``: the
     snapshot's NAR cut whole as attic, nix-casync and ncps cut it, or its files' bytes

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from storelab.errors import InputError, InputNotFoundError
 
-__all__ = ["NarInfo", "parse_narinfo", "load_narinfo"]
+__all__ = ["NarInfo", "parse_narinfo", "load_narinfo", "render_narinfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +59,32 @@ def load_narinfo(path: str | os.PathLike[str]) -> NarInfo:
         raise InputNotFoundError(f"{source}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{source}: cannot read: {err}") from None
+
+
+def render_narinfo(
+    store_path: str, references: tuple[str, ...] | list[str], compression: str, file_size: int, nar_size: int,
+    file_hash: str = "0" * 52, nar_hash: str = "0" * 52, signature: str | None = "cache.nixos.org-1:" + "A" * 86 + "==",
+) -> str:  # fmt: skip
+    """A ``.narinfo`` as a Nix binary cache serves it (the fields ``nix copy --to file://``
+    writes, plus one signature; no ``Deriver``: a NAR does not tell it). Hashes are nix-base32
+    sha256 (52 characters); where a snapshot does not know one, a placeholder of that length
+    keeps the size exact.
+
+    >>> text = render_narinfo("/nix/store/" + "a" * 32 + "-hello-2.12", ["/nix/store/" + "b" * 32 + "-glibc"], "xz", 100, 200)
+    >>> text.splitlines()[2:5], len(text)
+    (['Compression: xz', 'FileHash: sha256:0000000000000000000000000000000000000000000000000000', 'FileSize: 100'], 480)
+    """
+    suffix = {"xz": ".nar.xz", "zstd": ".nar.zst", "none": ".nar", "bzip2": ".nar.bz2"}[compression]
+    lines = [
+        f"StorePath: {store_path}",
+        f"URL: nar/{file_hash}{suffix}",
+        f"Compression: {compression}",
+        f"FileHash: sha256:{file_hash}",
+        f"FileSize: {file_size}",
+        f"NarHash: sha256:{nar_hash}",
+        f"NarSize: {nar_size}",
+        "References: " + " ".join(ref.rsplit("/", 1)[-1] for ref in references),
+    ]
+    if signature:
+        lines.append(f"Sig: {signature}")
+    return "\n".join(lines) + "\n"

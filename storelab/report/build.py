@@ -217,6 +217,30 @@ def report_sections(dataset: str | os.PathLike[str] | Dataset, snapshots: Sequen
             [("cost model", _show(cost, fmt | money))],
         )
     )
+
+    from storelab.models import compare_models
+
+    models = compare_models(dataset, snapshots=snapshots)
+    priced = models[models["missing"].isna()]
+    lacking = "; ".join(f"{row.model} needs {row.missing}" for row in models.itertuples() if isinstance(row.missing, str))
+    text = (
+        "What each system would store for these snapshots (see the Store models docs page for each recipe): stored bytes "
+        "with the formats' overheads, objects (= PUT requests), GETs to restore every snapshot once, the metadata-adjusted "
+        "savings with 64 bytes per chunk reference; ● marks the Pareto front of fewer bytes in fewer objects."
+    )
+    if lacking:
+        text += f" Not priced (ingest with --models to add them): {lacking}."
+    columns = ["model", "stored_bytes", "objects", "restore_gets", "first_bytes", "later_added_median", "dedup_ratio",
+               "compression_ratio", "savings", "adjusted_savings", "total_cost", "pareto"]  # fmt: skip
+    shown_models = priced[columns].assign(pareto=priced["pareto"].map(lambda front: "●" if front else ""))
+    model_fmt = fmt | {"first_bytes": _fmt_bytes, "later_added_median": _fmt_bytes, "savings": _fmt_share, "adjusted_savings": _fmt_share,
+                       "total_cost": lambda v: f"${float(v):.4f}"}  # fmt: skip
+    model_figures = []
+    if len(priced) > 1:
+        from storelab.analysis.plots import plot_store_models
+
+        model_figures.append(("store-models", plot_store_models(models).figure))
+    sections.append(Section("Store models", text, [("store models", _show(shown_models, model_fmt))], model_figures))
     return sections
 
 
