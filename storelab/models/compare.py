@@ -189,14 +189,15 @@ def pareto_front(frame: pd.DataFrame, x: str = "objects", y: str = "stored_bytes
 
 
 def compare_models(
-    dataset: str | os.PathLike[str] | Dataset, models: Sequence[str] | None = None, prices: Prices | None = None,
+    dataset: str | os.PathLike[str] | Dataset, models: Sequence[str | StoreModel] | None = None, prices: Prices | None = None,
     chunk_metadata: int = 64, snapshots: Sequence[str] | None = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """One row per model (:data:`~storelab.models.MODELS`; all by default), columns
-    :data:`COMPARE_COLUMNS`. A model the dataset cannot give figures for has them empty and
-    ``missing`` saying what ingest would add them."""
-    names = list(models) if models else list(MODELS)
-    unknown = [name for name in names if name not in MODELS]
+    """One row per model (names from :data:`~storelab.models.MODELS`, or models of one's own,
+    e.g. restic with a repository's polynomial; all by default), columns :data:`COMPARE_COLUMNS`.
+    A model the dataset cannot give figures for has them empty and ``missing`` saying what
+    ingest would add them."""
+    chosen = list(models) if models else list(MODELS)
+    unknown = [name for name in chosen if isinstance(name, str) and name not in MODELS]
     if unknown:
         raise ConfigError(f"unknown store model {unknown[0]!r}; choose from {', '.join(MODELS)}")
     prices = prices or Prices()
@@ -204,8 +205,9 @@ def compare_models(
     with connect(dataset, snapshots) as con:
         snaps = _snapshots(con)
         chunkings = dict(con.execute("SELECT chunker_id, count(DISTINCT snapshot_id) FROM chunkings GROUP BY ALL").fetchall())
-        for name in names:
-            model = MODELS[name]
+        for choice in chosen:
+            model = MODELS[choice] if isinstance(choice, str) else choice
+            name = model.name
             row: dict = {"model": name, "system": model.system, "granularity": model.granularity, "chunker_id": model.chunker_id,
                          "snapshots": len(snaps), "missing": _missing(model, snaps, chunkings)}  # fmt: skip
             if row["missing"] is None:
