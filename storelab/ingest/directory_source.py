@@ -128,8 +128,11 @@ def _ingest(
                     session.consume(tree_events(tree, pool, bar, on_started=session.prepare))
                 streams = [(len(specs) + k, spec) for k, spec in enumerate(options.streams)]
                 nar_cuts = StreamCutters([(k, spec) for k, spec in streams if spec.scope == "nar"], options.zstd_level, known)
-                nar = measure_tree_nar(tree.root, options.nar_compression, nar_cuts)
-                session.consume(nar_cuts.finish() if nar_cuts else [])
+                try:
+                    nar = measure_tree_nar(tree.root, options.nar_compression, nar_cuts)
+                    session.consume(nar_cuts.finish() if nar_cuts else [])
+                finally:
+                    nar_cuts.close()
                 left_out = {item.path for item in session.skipped}
                 session.consume(concatenated_streams(tree.entries, tree.absolute, streams, options.zstd_level, known, left_out))
                 return session.commit(SourceFacts("directory", os.path.abspath(tree.root), base, nar))

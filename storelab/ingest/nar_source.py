@@ -25,7 +25,7 @@ import zstandard
 from storelab.chunking import make_chunker
 from storelab.errors import ConfigError, InputError, InputNotFoundError, Interrupted, StorelabError
 from storelab.ingest.batch import BlobBatchBuilder
-from storelab.ingest.blobs import BlobHasher, BlobInfo, _StreamCut
+from storelab.ingest.blobs import BlobHasher, BlobInfo
 from storelab.ingest.core import (
     Hashed,
     HashedBatch,
@@ -318,6 +318,7 @@ def _ingest_one(
             return session.commit(SourceFacts("nar", location, label, nar), stage_only)
         finally:
             counted.close()  # stops the hashing thread, whatever happened
+            cutters.close()
             stream.close()
 
 
@@ -335,6 +336,8 @@ def check_chunkings(options: IngestOptions) -> None:
 
 _BATCH_FILES = 512
 """Files per batch when a NAR is cut under several chunkings."""
+_PARALLEL_FROM = 64 * 1024
+"""Files from this size on are cut under several chunkings at once, one thread each."""
 
 
 def nar_events_every_chunking(
@@ -364,7 +367,7 @@ def nar_events_every_chunking(
                 yield HashedBatch([builder.build() for builder in builders])
                 builders[:] = [BlobBatchBuilder() for _ in specs]
 
-        with ByteProgress(f"ingest {name.rsplit('/', 1)[-1]}", options.progress) as bar:
+        with ThreadPoolExecutor(len(specs)) as pool, ByteProgress(f"ingest {name.rsplit('/', 1)[-1]}", options.progress) as bar:
             for event in read_nar(nar, name):
                 index = len(entries)
                 parent = open_dirs[-1][0] if open_dirs else -1
@@ -372,7 +375,7 @@ def nar_events_every_chunking(
                     open_dirs[-1][1].append(index)
                 if isinstance(event, NarFile):
                     entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
-                    for builder, info in zip(builders, _cut_every_way(hashers, event.size, event.pieces), strict=True):
+                    for builder, info in zip(builders, _cut_every_way(hashers, event.size, event.pieces, pool), strict=True):
                         builder.add(index, info)
                     bar.advance(1, event.size)
                     if len(builders[0]) >= _BATCH_FILES:
@@ -391,17 +394,29 @@ def nar_events_every_chunking(
             hashers[0].drain()
 
 
-def _cut_every_way(hashers: Sequence[BlobHasher], size: int, pieces: Iterable[bytes]) -> list[BlobInfo]:
-    """One file's blob under each hasher's chunking, its bytes read once (a small file held
-    whole, a large one fed piece by piece to every cut)."""
-    if size < _THREAD_FROM or any(h.rewrite is not None for h in hashers):
+def _cut_every_way(hashers: Sequence[BlobHasher], size: int, pieces: Iterable[bytes], pool: ThreadPoolExecutor) -> list[BlobInfo]:
+    """One file's blob under each hasher's chunking, its bytes read once: a small file held
+    whole and cut here; a larger one cut under every chunking at once on ``pool``'s threads
+    (chunking, BLAKE3 and zstd let go of the GIL), fed piece by piece when it is large."""
+    if size < _PARALLEL_FROM or any(h.rewrite is not None for h in hashers):
         data = b"".join(pieces)
-        return [hasher.hash_bytes(hasher.rewrite(data) if hasher.rewrite is not None else data) for hasher in hashers]
-    cuts = [_StreamCut(hasher, size) for hasher in hashers]
-    for piece in pieces:
-        for cut in cuts:
-            cut.feed(piece)
-    return [cut.finish() for cut in cuts]
+        if size < _PARALLEL_FROM:
+            return [hasher.hash_bytes(hasher.rewrite(data) if hasher.rewrite is not None else data) for hasher in hashers]
+        return list(pool.map(lambda h: h.hash_bytes(h.rewrite(data) if h.rewrite is not None else data), hashers))
+    if size < _THREAD_FROM:
+        data = b"".join(pieces)
+        return list(pool.map(lambda h: h.hash_bytes(data), hashers))
+    feeds: list[queue.Queue[bytes | None]] = [queue.Queue(maxsize=8) for _ in hashers]
+    futures = [pool.submit(hasher.hash_pieces, size, iter(feed.get, None)) for hasher, feed in zip(hashers, feeds)]
+    try:
+        for piece in pieces:
+            for feed, future in zip(feeds, futures):
+                _feed(feed, piece, future)
+    finally:
+        for feed in feeds:
+            with contextlib.suppress(queue.Full):
+                feed.put(None, timeout=1)
+    return [future.result() for future in futures]
 
 
 def _feed(pieces: queue.Queue[bytes | None], piece: bytes | None, hashing: Future[BlobInfo]) -> None:

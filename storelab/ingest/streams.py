@@ -17,6 +17,8 @@ stream's chunk rows, with offsets into the stream.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Sequence
 
 from storelab.chunking import ChunkerSpec, make_chunker
@@ -27,6 +29,8 @@ from storelab.ingest.tree import TreeEntry
 
 __all__ = ["StreamCutters", "check_stream_specs", "concatenated_streams"]
 
+_IN_FLIGHT = 8
+"""Pieces queued per chunking's thread."""
 _LARGE = 1 << 40  # a stream's size is not known up front: hash it as a large blob (BLAKE3 on every core)
 
 
@@ -43,22 +47,49 @@ def check_stream_specs(specs: Sequence[ChunkerSpec], source_kind: str) -> None:
 class StreamCutters:
     """One stream cut under several stream chunkings at once, fed piece by piece.
 
-    ``specs`` pairs each stream chunking with its index among the snapshot's specs; memory
-    holds one read window plus each chunker's lookahead per chunking.
+    ``specs`` pairs each stream chunking with its index among the snapshot's specs. Each
+    chunking is cut on a thread of its own (chunking, BLAKE3 and zstd let go of the GIL), so
+    several chunkings of one NAR use every core; memory holds, per chunking, one read window,
+    the chunker's lookahead and a few pieces in flight.
     """
 
     def __init__(self, specs: Sequence[tuple[int, ChunkerSpec]], zstd_level: int, known: dict[bytes, int] | None = None) -> None:
         self._cuts = [(k, _StreamCut(BlobHasher(make_chunker(spec), zstd_level, known), _LARGE)) for k, spec in specs]
+        self._queues: list[queue.Queue[bytes | None]] = [queue.Queue(maxsize=_IN_FLIGHT) for _ in self._cuts]
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._run, args=(cut, q), daemon=True) for (_, cut), q in zip(self._cuts, self._queues)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, cut: _StreamCut, pieces: queue.Queue[bytes | None]) -> None:
+        try:
+            while (piece := pieces.get()) is not None:
+                cut.feed(piece)
+        except BaseException as err:  # noqa: BLE001 — handed to the feeding thread by finish()
+            self._errors.append(err)
+            while pieces.get() is not None:  # keep taking pieces, so the feeder never blocks
+                pass
 
     def __bool__(self) -> bool:
         return bool(self._cuts)
 
     def feed(self, piece: bytes | memoryview) -> None:
-        for _, cut in self._cuts:
-            cut.feed(piece)
+        block = bytes(piece)  # one immutable copy, shared by every chunking's thread
+        for pieces in self._queues:
+            pieces.put(block)
+
+    def close(self) -> None:
+        """Stop the threads (after :meth:`finish`, or when the ingest failed)."""
+        for pieces, thread in zip(self._queues, self._threads):
+            if thread.is_alive():
+                pieces.put(None)
+                thread.join()
 
     def finish(self) -> list[StreamHashed]:
         """One event per stream chunking: its stream's blob, cut whole."""
+        self.close()
+        if self._errors:
+            raise self._errors[0]
         return [StreamHashed(k, cut.finish()) for k, cut in self._cuts]
 
 
@@ -84,13 +115,16 @@ def concatenated_streams(
         if not scoped:
             continue
         cutters = StreamCutters(scoped, zstd_level, known)
-        for index in _file_order(entries, scope, skipped):
-            path = absolute(entries[index])
-            try:
-                with open(path, "rb", buffering=0) as f:
-                    while piece := f.read(1 << 20):
-                        cutters.feed(piece)
-            except OSError as err:
-                raise InputError(f"{os.fsdecode(path)}: cannot read it again for the {scope} stream: {err.strerror or err}") from None
-        events += cutters.finish()
+        try:
+            for index in _file_order(entries, scope, skipped):
+                path = absolute(entries[index])
+                try:
+                    with open(path, "rb", buffering=0) as f:
+                        while piece := f.read(1 << 20):
+                            cutters.feed(piece)
+                except OSError as err:
+                    raise InputError(f"{os.fsdecode(path)}: cannot read it again for the {scope} stream: {err.strerror or err}") from None
+            events += cutters.finish()
+        finally:
+            cutters.close()
     return events
