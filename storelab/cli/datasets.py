@@ -46,27 +46,37 @@ def datasets_unpack_command(name: str, to: str) -> None:
 
 
 @datasets_app.command("fetch")
-@click.argument("name", metavar="NAME", help="pypi-series, debian-packages or debian-closures.")
+@click.argument("name", metavar="NAME", help="pypi-series, debian-packages, debian-closures or debian-cache.")
 @click.argument("args", nargs=-1, metavar="[ARGS]…",
            help="pypi-series: PROJECT [VERSION…]; debian-packages: PACKAGE…; debian-closures: PACKAGE…")
 @option("--to", default=None, help="Folder to write into; default build/datasets/NAME.")
-def datasets_fetch_command(name: str, args: tuple[str, ...], to: str | None) -> None:
+@option("--small", is_flag=True, help="debian-cache: the small slice (88 store paths, 40 MB), for CI and trying things.")
+def datasets_fetch_command(name: str, args: tuple[str, ...], to: str | None, small: bool) -> None:
     """Prepare a real corpus no one here wrote, with a manifest (sizes, sha256, the fetching command).
 
     pypi-series: consecutive releases of a wheel through `pip download` (default numpy
     1.26.0–1.26.4), unpacked to one tree each. debian-packages: every version Debian's index
     offers of some packages through `apt-get download`, unpacked with `dpkg-deb -x`.
     debian-closures: closures of python3, perl, gcc, git, postgresql, nginx, curl and vim
-    from the package index (nothing installed), for `storelab layers`.
-    Prints the trees (or the closures' folder), one a line.
+    from the package index (nothing installed), for `storelab layers`. debian-cache: a Nix
+    binary cache slice (.nar.xz, .nar.zst, .narinfo, narinfos.txt) of pinned Debian package
+    pairs (datasets/debian-cache/pins.json; every .deb checked against it).
+    Prints the trees (or the closures' or the cache's folder), one a line.
 
     \b
     Example: for t in $(storelab datasets fetch pypi-series rich 13.7.0 13.7.1); do storelab ingest-dir $t -o study/; done
+             storelab datasets fetch debian-cache --small --to slice/
+             storelab ingest-nar --from-list slice/narinfos.txt -o cache/ --models all
     """
     from storelab.datasets import fetch_corpus
+    from storelab.errors import ConfigError
     from storelab.ingest.progress import CountProgress, wants_progress
 
+    if small and name != "debian-cache":
+        raise ConfigError("--small is debian-cache's option")
+    args = (*args, "--small") if small else args
+    target = to or f"build/datasets/{name}{'-small' if small else ''}"
     with CountProgress(f"fetch {name}", wants_progress(False), None, "files") as bar:
-        paths = fetch_corpus(name, to or f"build/datasets/{name}", args or (), lambda label, total: bar.advance(1, label, total))
+        paths = fetch_corpus(name, target, args or (), lambda label, total: bar.advance(1, label, total))
     for path in paths:
         print(path)

@@ -5,6 +5,7 @@ its worker processes, started first) overlap those imports."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -38,7 +39,7 @@ from storelab.cli.output import (
     out,
     print_json,
 )
-from storelab.errors import ConfigError
+from storelab.errors import ConfigError, InputError
 from storelab.units import format_bytes, parse_size
 
 
@@ -117,7 +118,8 @@ def ingest_dir_command(
 @option("--fetch-concurrency", type=click.IntRange(min=1), default=4, panel="Sources",
          help="URLs fetched ahead at once (each into a temporary file).")
 @option("--narinfo", default=None, panel="Sources",
-         help="The NAR's .narinfo: records its store path and references, checks NarSize and NarHash (one NAR).")
+         help="The NAR's .narinfo: records its store path and references, checks NarSize and NarHash. For many NARs, "
+         "a binary cache's folder: each NAR's narinfo is the one whose URL names its file.")
 @SCHEDULER_OPTION
 @option("--workers", "-j", type=click.IntRange(min=1), default=None, panel="Cluster",
          help="With --scheduler local: worker processes of the local cluster.")
@@ -158,11 +160,9 @@ def ingest_nar_command(
         raise ConfigError("name at least one NAR (or --from-list FILE)")
     if label and len(sources) > 1:
         raise ConfigError("--label names one snapshot; give one NAR with it")
-    if narinfo and (len(sources) > 1 or scheduler):
-        raise ConfigError("--narinfo describes one NAR; give one NAR with it (and no --scheduler)")
-    from storelab.nar.narinfo import load_narinfo
-
-    info = load_narinfo(narinfo) if narinfo else None
+    if narinfo and scheduler:
+        raise ConfigError("--narinfo is read here; leave out --scheduler")
+    sources, infos = narinfo_sources(sources, narinfo)
     spec = chunker_spec(chunker, chunker_params, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
     upload = upload_options(upload_concurrency, upload_threshold, upload_buffer)
     many = len(sources) > 1
@@ -180,7 +180,7 @@ def ingest_nar_command(
         return
     if not many:
         for source, local in fetch_sources(sources, fetch_concurrency):
-            result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None, narinfo=info)
+            result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None, narinfo=infos[0])
             print_result(result, out_, quiet, as_json)
         return
     from storelab.ingest.nar_source import ingest_nars
@@ -194,7 +194,8 @@ def ingest_nar_command(
             if as_json or not bar.enabled:
                 print_result(result, out_, quiet, as_json)
 
-        results = ingest_nars(fetch_sources(sources, fetch_concurrency), out_, options, done)
+        fetched = ((name, local, info) for (name, local), info in zip(fetch_sources(sources, fetch_concurrency), infos))
+        results = ingest_nars(fetched, out_, options, done)
     if bar.enabled and not as_json:
         wall = time.perf_counter() - started
         nar_bytes = sum(r.file_bytes for r in results)
@@ -203,6 +204,41 @@ def ingest_nar_command(
             f"({len(results) / wall if wall else 0:.0f} NARs/s)",
             highlight=False,
         )
+
+
+def narinfo_sources(sources: list[str], narinfo: str | None) -> tuple[list[str], list[Any]]:
+    """The NARs to read and each one's narinfo (None: none): a source that is a local
+    ``.narinfo`` stands for the NAR its URL names, beside it (a binary cache's layout);
+    ``--narinfo FILE`` describes the one NAR; ``--narinfo DIR`` a cache folder, whose narinfo
+    naming each NAR's file is that NAR's."""
+    from pathlib import Path
+
+    from storelab.ingest.fetch import is_remote
+    from storelab.nar.narinfo import load_narinfo, narinfos_by_nar
+
+    if narinfo and not os.path.isdir(narinfo) and len(sources) > 1:
+        raise ConfigError("--narinfo FILE describes one NAR; for many, give the binary cache's folder, or list the .narinfo files")
+    cache = None
+    nars: list[str] = []
+    infos: list[Any] = []
+    for source in sources:
+        if source.endswith(".narinfo") and not is_remote(source):
+            info = load_narinfo(source)
+            if not info.url:
+                raise InputError(f"{source}: no URL line (which NAR does it describe?)")
+            nars.append(str(Path(source).parent / info.url))
+            infos.append(info)
+        elif narinfo and os.path.isdir(narinfo):
+            cache = cache if cache is not None else narinfos_by_nar(narinfo)
+            name = source.rsplit("/", 1)[-1]
+            if name not in cache:
+                raise InputError(f"{source}: no .narinfo in {narinfo} names it (or more than one does: list the .narinfo files instead)")
+            nars.append(source)
+            infos.append(cache[name])
+        else:
+            nars.append(source)
+            infos.append(load_narinfo(narinfo) if narinfo else None)
+    return nars, infos
 
 
 def print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None:

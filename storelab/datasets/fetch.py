@@ -8,7 +8,8 @@ file, its size, its sha256 and the command that fetched it, then unpacks archive
   (default: five numpy 1.26 releases for CPython 3.11 on manylinux x86_64);
 - ``debian-packages``: every version Debian's index offers of a few packages, through
   ``apt-get download``, unpacked with ``dpkg-deb -x``;
-- ``debian-closures``: image closure graphs from the package index (for ``storelab layers``).
+- ``debian-closures``: image closure graphs from the package index (for ``storelab layers``);
+- ``debian-cache``: a binary-cache slice of pinned Debian package pairs (:mod:`~storelab.datasets.debian_cache`).
 """
 
 from __future__ import annotations
@@ -192,6 +193,15 @@ def _debian_closures(to: Path, _args: Sequence[str], report: Report) -> list[Pat
     return [fetch_debian_closures(to, *([_args] if _args else []))]
 
 
+def _debian_cache(to: Path, args: Sequence[str], report: Report) -> list[Path]:
+    from storelab.datasets.debian_cache import fetch_debian_cache
+
+    unknown = [a for a in args if a != "--small"]
+    if unknown:
+        raise ConfigError(f"debian-cache takes no arguments (got {' '.join(unknown)}); --small for the small slice")
+    return [fetch_debian_cache(to, small="--small" in args, report=report)]
+
+
 def _pypi(to: Path, args: Sequence[str], report: Report) -> list[Path]:
     if not args:
         return fetch_pypi_series(to, report=report)
@@ -210,6 +220,11 @@ FETCHABLE: dict[str, tuple[str, Callable[[Path, Sequence[str], Report], list[Pat
         _debian,
     ),
     "debian-closures": ("image closure graphs from Debian's package index (apt-cache), for `storelab layers`", _debian_closures),
+    "debian-cache": (
+        "a Nix binary cache slice (.nar.xz, .nar.zst, .narinfo) of pinned Debian package pairs, bookworm and bookworm-security: "
+        "1,310 store paths, 2.2 GB (--small: 88, 40 MB)",
+        _debian_cache,
+    ),
 }
 
 

@@ -213,7 +213,7 @@ def ingest_nar(
 
 
 def ingest_nars(
-    sources: Iterable[tuple[str, str | os.PathLike[str]]],
+    sources: Iterable[tuple[str, str | os.PathLike[str]] | tuple[str, str | os.PathLike[str], NarInfo | None]],
     dataset: str | os.PathLike[str] | Dataset,
     options: IngestOptions | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
@@ -226,7 +226,8 @@ def ingest_nars(
     records: a URL for a fetched copy). The dataset, its index and what has been measured
     are opened once for the whole run, so each NAR costs what its bytes cost, however many
     snapshots the dataset holds. The first NAR that fails stops the run: the snapshots before
-    it are committed, nothing of it is.
+    it are committed, nothing of it is. A source may carry its NAR's narinfo as a third item
+    (see :func:`ingest_nar`).
 
     >>> import tempfile, pathlib
     >>> from storelab.nar import nar_bytes_of_file
@@ -245,13 +246,14 @@ def ingest_nars(
     ds = existing
     batch: PartWriter | None = None
     try:
-        for name, local in sources:
+        for name, local, *described in sources:
             started = time.perf_counter()
             if batch is None:
                 ds = ds or Dataset.open(dataset, create=True)  # type: ignore[arg-type]
                 batch = ds.begin_batch()
             origin = name if str(name) != str(local) else None
-            result = _ingest_one(local, batch.begin_snapshot, batch.dataset.location, None, options, known, store, origin, None, started)
+            info = described[0] if described else None
+            result = _ingest_one(local, batch.begin_snapshot, batch.dataset.location, None, options, known, store, origin, info, started)
             results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -289,14 +291,19 @@ def _ingest_one(
 ) -> IngestResult:
     """Read one NAR into a snapshot and commit it (or stage it)."""
     name = origin or ("stdin" if str(source) == "-" else str(source))
+    if not label and narinfo is not None:
+        label = narinfo.store_path.rsplit("/", 1)[-1].split("-", 1)[-1]  # the store path's name, as Nix shows it
     label = label or ("stdin" if name == "stdin" else name.rstrip("/").rsplit("/", 1)[-1])
     entries: list[TreeEntry] = []
     files = [options.chunker, *options.also]
     with SnapshotSession(open_writer, where, [*files, *options.streams], entries, options, store, started) as session:
         session.open()  # the dataset exists (created if new) whatever the NAR holds
-        stream, _compression = open_nar_source(source)
+        stream, compression = open_nar_source(source)
+        # a .nar.xz (or .nar.zst) read from disk is its own compressed size: it need not be compressed again
+        given = {"xz": "xz", "zstd": "zstd"}.get(compression) if str(source) != "-" and not origin else None
+        codecs = tuple(codec for codec in options.nar_compression if codec != given)
         cutters = StreamCutters([(len(files) + k, spec) for k, spec in enumerate(options.streams)], options.zstd_level, known)
-        counted = _HashingRaw(stream, options.nar_compression, cutters)
+        counted = _HashingRaw(stream, codecs, cutters)
         buffered = io.BufferedReader(counted, buffer_size=1 << 20)
         try:
             ended: list[int] = []  # the NAR's size, once its end is read
@@ -306,6 +313,8 @@ def _ingest_one(
             session.consume(cutters.finish())
             nar = {"nar_size": ended[0], "nar_sha256": digest, "nar_hash": "sha256:" + nix_base32(digest), "nar_trailing_bytes": following}
             nar |= counted.compressed_sizes()
+            if given in options.nar_compression and not following:
+                nar[f"nar_{given}_size"] = os.path.getsize(source)
             if following:
                 session.warn(
                     f"{name}: {following:,} byte(s) after the end of the NAR ignored, as Nix ignores them "

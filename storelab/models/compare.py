@@ -56,7 +56,8 @@ _CAIBX_ITEM = 40
 
 def _snapshots(con: object) -> pd.DataFrame:
     return con.execute(  # type: ignore[attr-defined]
-        f"SELECT snapshot_id, seq, label, coalesce(hex(nar_sha256), {NAR_KEY}) AS nar_key, nar_size, nar_zstd_size, nar_xz_size, "
+        f"SELECT snapshot_id, seq, label, coalesce(hex(nar_sha256), {NAR_KEY}) AS nar_key, coalesce(store_path, hex(nar_sha256), {NAR_KEY}) "
+        "AS path_key, nar_size, nar_zstd_size, nar_xz_size, "
         "store_path, \"references\", root_kind, hex(root_digest) AS root FROM snapshots ORDER BY seq"
     ).df()
 
@@ -88,8 +89,8 @@ def _narinfo_rows(snaps: pd.DataFrame, compression: str, size_column: str | None
         references = list(row.references) if isinstance(row.references, (list, tuple)) or hasattr(row.references, "__len__") else []
         file_size = int(getattr(row, size_column)) if size_column and pd.notna(getattr(row, size_column)) else int(row.nar_size)
         sizes.append(len(render_narinfo(store_path, references, compression, file_size, int(row.nar_size)).encode()))
-    sized = snaps.assign(narinfo_size=sizes)
-    return _rows(sized, "narinfo:", "narinfo_size", "narinfo_size", False)
+    # one .narinfo per store path (two store paths may share one NAR file)
+    return pd.DataFrame({"seq": snaps["seq"], "key": "narinfo:" + snaps["path_key"], "raw": sizes, "stored": sizes, "data": False})
 
 
 def model_objects(con: object, model: StoreModel, snaps: pd.DataFrame) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from storelab.errors import InputError, InputNotFoundError
 
-__all__ = ["NarInfo", "parse_narinfo", "load_narinfo", "render_narinfo"]
+__all__ = ["NarInfo", "parse_narinfo", "load_narinfo", "narinfos_by_nar", "render_narinfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,8 @@ class NarInfo:
     """Full store paths (a narinfo lists base names; the store directory is the store path's)."""
     nar_size: int | None = None
     nar_hash: str | None = None
+    url: str | None = None
+    """Where the cache serves the NAR, relative to the cache (``nar/<hash>.nar.xz``)."""
 
 
 def parse_narinfo(text: str, name: str = "narinfo") -> NarInfo:
@@ -48,7 +50,7 @@ def parse_narinfo(text: str, name: str = "narinfo") -> NarInfo:
         nar_size = int(fields["NarSize"]) if "NarSize" in fields else None
     except ValueError:
         raise InputError(f"{name}: NarSize is not a number") from None
-    return NarInfo(store_path, references, nar_size, fields.get("NarHash"))
+    return NarInfo(store_path, references, nar_size, fields.get("NarHash"), fields.get("URL"))
 
 
 def load_narinfo(path: str | os.PathLike[str]) -> NarInfo:
@@ -59,6 +61,25 @@ def load_narinfo(path: str | os.PathLike[str]) -> NarInfo:
         raise InputNotFoundError(f"{source}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{source}: cannot read: {err}") from None
+
+
+def narinfos_by_nar(folder: str | os.PathLike[str]) -> dict[str, NarInfo]:
+    """Every ``*.narinfo`` of a binary cache's folder, by the file name of the NAR its URL names
+    (a NAR two narinfos name — two store paths with the same contents — is left out: which one
+    is meant cannot be told from the NAR). A narinfo without a URL is an :class:`InputError`."""
+    found: dict[str, NarInfo] = {}
+    twice: set[str] = set()
+    for path in sorted(Path(folder).glob("*.narinfo")):
+        info = load_narinfo(path)
+        if not info.url:
+            raise InputError(f"{path}: no URL line (which NAR does it describe?)")
+        name = info.url.rsplit("/", 1)[-1]
+        if name in found:
+            twice.add(name)
+        found[name] = info
+    if not found:
+        raise InputError(f"{folder}: no .narinfo files")
+    return {name: info for name, info in found.items() if name not in twice}
 
 
 def render_narinfo(

@@ -162,8 +162,9 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {'snapshots': {'snapshot_id': '`2026112
                'nar_sha256': "NAR snapshots: the NAR's sha256; null for directory trees",
                'nar_hash': "NAR snapshots: `sha256:` + the sha256 in Nix's base-32, as `.narinfo` files write `NarHash`",
                'nar_zstd_size': 'the NAR compressed whole with zstd -3 (a `.nar.zst`), measured with `--nar-compression zstd` (the default for '
-                                '`ingest-nar`); else null',
-               'nar_xz_size': "the NAR compressed whole with xz -6 (a `.nar.xz`, cache.nixos.org's format), with `--nar-compression xz`; else null",
+                                '`ingest-nar`); a `.nar.zst` file read from disk gives its own size; else null',
+               'nar_xz_size': "the NAR compressed whole with xz -6 (a `.nar.xz`, cache.nixos.org's format), with `--nar-compression xz` "
+                              "(a `.nar.xz` file read from disk gives its own size); else null",
                'nar_trailing_bytes': "NAR snapshots: bytes after the NAR's closing `)`, which Nix ignores and so does storelab (not in the size or "
                                      'hashes); null for trees',
                'store_path': 'NAR snapshots ingested with `--narinfo`: the store path and the store paths it refers to',

@@ -1,0 +1,149 @@
+"""The debian-cache slice: pinning from Debian's index, and the small slice fetched for real
+(deb.debian.org), checked against its pins, shaped as a Nix binary cache, ingested from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import lzma
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from storelab.analysis.db import connect
+from storelab.cli import main
+from storelab.datasets.debian_cache import fetch_debian_cache, load_pins, pin_slice, store_path_of, write_pins
+from storelab.datasets.sample import default_datasets_dir
+from storelab.errors import InputError
+from storelab.nar import nix_base32
+from storelab.nar.narinfo import load_narinfo
+from storelab.nar.reader import read_nar
+
+MAIN = """Package: liba
+Version: 1.0-1
+Architecture: amd64
+Installed-Size: 100
+Depends: libc6 (>= 2.36), libb | libz
+Filename: pool/main/a/liba/liba_1.0-1_amd64.deb
+Size: 1000
+SHA256: aa
+
+Package: libb
+Version: 2.0-1
+Architecture: all
+Installed-Size: 50
+Filename: pool/main/b/libb/libb_2.0-1_all.deb
+Size: 500
+SHA256: bb
+
+Package: same
+Version: 1
+Architecture: amd64
+Installed-Size: 10
+Filename: pool/main/s/same/same_1_amd64.deb
+Size: 10
+SHA256: ss
+
+Package: linux-image-6
+Version: 1
+Architecture: amd64
+Installed-Size: 10
+Filename: pool/main/l/linux/linux-image-6_1_amd64.deb
+Size: 10
+SHA256: ll
+"""
+SECURITY = (
+    MAIN.replace("1.0-1", "1.0-1+deb12u1")
+    .replace("Version: 2.0-1", "Version: 2.0-1+deb12u1")
+    .replace("Version: 1\nArchitecture: amd64\nInstalled-Size: 10\nFilename: pool/main/l", "Version: 2\nArchitecture: amd64\n"
+             "Installed-Size: 10\nFilename: pool/main/l")
+)
+"""The same index a security update later: liba and libb (and the kernel) updated, ``same`` not."""
+
+
+def test_pinning_takes_pairs_of_versions_from_the_index() -> None:
+    pins = pin_slice(MAIN, SECURITY, target=10**9, small_target=10**9)
+    assert [(p.package, p.version, p.suite) for p in pins] == [
+        ("liba", "1.0-1", "bookworm"), ("liba", "1.0-1+deb12u1", "bookworm-security"),
+        ("libb", "2.0-1", "bookworm"), ("libb", "2.0-1+deb12u1", "bookworm-security"),
+    ]  # fmt: skip  (same version in both suites: no pair; kernels left out)
+    assert pins[0].installed_size == 100 * 1024 and pins[0].filename.endswith("liba_1.0-1_amd64.deb")
+    assert len({store_path_of(p) for p in pins}) == 4
+
+
+def test_the_shipped_pins_are_a_slice_of_the_promised_size() -> None:
+    pins = load_pins(default_datasets_dir() / "debian-cache" / "pins.json")
+    small = [p for p in pins if p.small]
+    assert len(pins) >= 1000 and sum(p.installed_size for p in pins) >= 2_000_000_000
+    assert sum(p.installed_size for p in small) <= 50_000_000 and len(small) >= 50
+    packages = {p.package for p in pins}
+    assert all({"bookworm", "bookworm-security"} == {q.suite for q in pins if q.package == name} for name in list(packages)[:50])
+    assert all(len(p.sha256) == 64 for p in pins)
+
+
+def _reachable() -> bool:
+    try:
+        urllib.request.urlopen("http://deb.debian.org/debian/", timeout=10).close()
+        return True
+    except OSError as err:
+        return "404" in str(err) or "403" in str(err)  # the mirror answered
+
+
+@pytest.fixture(scope="module")
+def small_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb (Debian's dpkg) is not on this machine")
+    if not _reachable():
+        pytest.skip("deb.debian.org cannot be reached from here")
+    return fetch_debian_cache(tmp_path_factory.mktemp("slice"), small=True)
+
+
+@pytest.mark.slow
+def test_the_small_slice_is_a_binary_cache(small_slice: Path) -> None:
+    pins = [p for p in load_pins(default_datasets_dir() / "debian-cache" / "pins.json") if p.small]
+    listed = small_slice.joinpath("narinfos.txt").read_text().split()
+    assert len(listed) == len(pins)
+    total = 0
+    for path, pin in zip(listed, pins):
+        info = load_narinfo(path)
+        assert info.store_path == store_path_of(pin)
+        text = Path(path).read_text()
+        nar = lzma.decompress((small_slice / info.url).read_bytes())  # type: ignore[operator]
+        assert f"NarSize: {len(nar)}\n" in text and f"NarHash: sha256:{nix_base32(hashlib.sha256(nar).digest())}\n" in text
+        xz = (small_slice / info.url).read_bytes()  # type: ignore[operator]
+        assert f"FileSize: {len(xz)}\n" in text and f"FileHash: sha256:{nix_base32(hashlib.sha256(xz).digest())}\n" in text
+        list(read_nar(__import__("io").BytesIO(nar), path))  # a NAR current Nix's rules accept
+        zst = [f for f in (small_slice / "nar").glob("*.nar.zst") if zstandard.ZstdDecompressor().decompress(f.read_bytes()) == nar]
+        assert zst
+        total += len(nar)
+    assert total <= 50_000_000
+
+
+@pytest.mark.slow
+def test_the_small_slice_ingests_from_its_folder(small_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = tmp_path / "ds"
+    assert main(["ingest-nar", "--from-list", str(small_slice / "narinfos.txt"), "-o", str(dataset), "-q", "--models", "snix,attic,nix-cache-xz"]) == 0
+    with connect(dataset) as con:
+        count, paths, references, xz = con.execute(
+            "SELECT count(*), count(store_path), sum(len(\"references\")), count(nar_xz_size) FROM snapshots"
+        ).fetchone()  # type: ignore[misc]
+    pins = [p for p in load_pins(default_datasets_dir() / "debian-cache" / "pins.json") if p.small]
+    assert count == paths == xz == len(pins) and references > 0
+    assert main(["compare", str(dataset), "--models", "snix,attic,nix-cache-xz", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(row["missing"] is None for row in rows)
+
+
+@pytest.mark.slow
+def test_a_download_that_is_not_the_pinned_file_is_refused(small_slice: Path, tmp_path: Path) -> None:
+    pins = load_pins(default_datasets_dir() / "debian-cache" / "pins.json")
+    first = next(p for p in pins if p.small)
+    wrong = tmp_path / "pins.json"
+    write_pins([dataclasses.replace(first, sha256="0" * 64)], wrong)
+    with pytest.raises(InputError, match="is not the pinned file"):
+        fetch_debian_cache(tmp_path / "slice", manifest=wrong)
+    assert not list((tmp_path / "slice" / "debs").glob("*.deb"))
