@@ -147,3 +147,16 @@ def test_a_download_that_is_not_the_pinned_file_is_refused(small_slice: Path, tm
     with pytest.raises(InputError, match="is not the pinned file"):
         fetch_debian_cache(tmp_path / "slice", manifest=wrong)
     assert not list((tmp_path / "slice" / "debs").glob("*.deb"))
+
+
+@pytest.mark.slow
+def test_a_study_takes_the_slice_as_its_corpus(small_slice: Path, tmp_path: Path) -> None:
+    """What the notebooks do with CORPUS = the slice's folder: its NARs, each with its narinfo."""
+    from storelab.datasets.studies import ingest_corpus
+    from storelab.ingest import IngestOptions
+
+    count = ingest_corpus(small_slice, tmp_path / "ds", IngestOptions(zstd_level=0), tmp_path)
+    with connect(tmp_path / "ds") as con:
+        labels = [row[0] for row in con.execute("SELECT label FROM snapshots ORDER BY seq").fetchall()]
+    assert count == len(labels) == len(small_slice.joinpath("narinfos.txt").read_text().split())
+    assert labels[0] == store_path_of(next(p for p in load_pins(default_datasets_dir() / "debian-cache" / "pins.json") if p.small)).split("-", 1)[1]
