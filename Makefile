@@ -52,6 +52,7 @@ bench: venv
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/chunkers.py
+	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/nar.py
 	$(BIN)/python benchmarks/upload.py
 	$(BIN)/python benchmarks/analysis.py
