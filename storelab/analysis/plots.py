@@ -316,7 +316,10 @@ def plot_store_models(comparison: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax = new_axes(ax, (7.5, 4.6))
     shown = comparison[comparison["missing"].isna()].copy()
     shown["objects"] = shown["objects"].astype(float)
-    shown["stored_bytes"] = shown["stored_bytes"].astype(float)
+    # bytes in one readable unit, so the axis gets evenly spaced round ticks over a narrow range
+    top = float(shown["stored_bytes"].max()) if len(shown) else 1.0
+    unit, scale = next(((u, 1024.0**p) for u, p in (("GiB", 3), ("MiB", 2), ("KiB", 1)) if top >= 1024.0**p), ("B", 1.0))
+    shown["stored_bytes"] = shown["stored_bytes"].astype(float) / scale
     labels: dict[tuple[float, float], list[str]] = {}  # models on (almost) the same point share one label
     for row in shown.itertuples():
         front = bool(row.pareto)
@@ -329,14 +332,15 @@ def plot_store_models(comparison: pd.DataFrame, ax: Axes | None = None) -> Axes:
     if len(front) > 1:
         ax.plot(front["objects"], front["stored_bytes"], color="C3", linewidth=1, linestyle="--", label="Pareto front")
         ax.legend(loc="upper right", fontsize=8)
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda _value, _pos: ""))
-    _bytes_axis(ax.yaxis)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}" if top / scale >= 20 else f"{value:,.1f}"))
     ax.set_xlabel("objects in the store (PUT requests)")
-    ax.set_ylabel("stored bytes")
+    ax.set_ylabel(f"stored ({unit})")
     ax.set_title("what each system would store (o: on the Pareto front)")
     ax.grid(True, alpha=0.3)
     return ax
