@@ -1,18 +1,22 @@
 """What comparing every store model costs, beside one plain ``ingest-nar`` of the same NARs.
 
-    .venv/bin/python benchmarks/models.py [--corpus-bytes 2000000000] [--runs 3] [--with-xz]
+    .venv/bin/python benchmarks/models.py [--runs 3]                       # the debian-cache slice
+    .venv/bin/python benchmarks/models.py --usr [--corpus-bytes 2000000000] [--with-xz]
 
-Builds (once) the corpus of real files ``benchmarks/corpus.py`` makes (a sorted walk of /usr),
-packs it into NARs under ``build/bench-nars/`` — one per folder, folders over 64 MB split into
-their entries, so NARs have store-path-like sizes — then times, round by round:
+By default the NARs are the project's pinned binary-cache slice (``storelab datasets fetch
+debian-cache``, fetched into ``build/datasets/debian-cache`` if missing: 1,310 ``.nar.xz``
+with their narinfos, 2.12 GB of NARs). With ``--usr``: the corpus of real files
+``benchmarks/corpus.py`` makes (a sorted walk of /usr), packed into uncompressed NARs under
+``build/bench-nars/`` — one per folder, folders over 64 MB split. Then, round by round:
 
 - ``plain``: ``storelab ingest-nar --from-list`` of every NAR (snix's chunking, zstd sizes of
   chunks and of the NAR: the default);
 - ``models``: the same with ``--models`` (every model's per-file and stream chunkings, each
   distinct chunk's zstd size under each) followed by ``storelab compare``.
 
-The goal is models ≤ 3× plain. ``xz`` (for ``nix-cache-xz``) compresses at ≈ 5 MB/s on one
-core, so it is left out unless ``--with-xz``: its cost is the compressor's, not storelab's.
+The goal is models ≤ 3× plain. On the slice every model is compared (a ``.nar.xz`` is its own
+xz size); on ``--usr`` NARs ``nix-cache-xz`` would have to compress every NAR with xz -6 (a few
+MB/s on one core), so it is left out unless ``--with-xz``.
 """
 
 from __future__ import annotations
@@ -73,20 +77,35 @@ def main() -> None:
     add_corpus_arguments(parser, REPO)
     parser.set_defaults(corpus_bytes=2_000_000_000, runs=3)
     parser.add_argument("--with-xz", action="store_true", help="also measure .nar.xz (nix-cache-xz): xz -6 runs at ≈ 5 MB/s")
+    parser.add_argument("--usr", action="store_true", help="NARs packed from the /usr corpus instead of the debian-cache slice")
     args = parser.parse_args()
-    files, total = build_corpus(args.corpus, args.corpus_bytes)
-    nars = make_nars(args.corpus, REPO / "build" / "bench-nars")
-    nar_bytes = sum(p.stat().st_size for p in nars)
     listing = REPO / "build" / "bench-nars.txt"
-    listing.write_text("".join(f"{p}\n" for p in nars))
-    print(f"corpus: {args.corpus} — {files:,} files, {total / 1e6:,.0f} MB; {len(nars):,} NARs, {nar_bytes / 1e6:,.0f} MB; {args.runs} rounds")
-    models = "all" if args.with_xz else MODELS_WITHOUT_XZ
+    if args.usr:
+        files, total = build_corpus(args.corpus, args.corpus_bytes)
+        nars = make_nars(args.corpus, REPO / "build" / "bench-nars")
+        nar_bytes = sum(p.stat().st_size for p in nars)
+        listing.write_text("".join(f"{p}\n" for p in nars))
+        warm_folder = REPO / "build" / "bench-nars"
+        print(f"corpus: {args.corpus} — {files:,} files, {total / 1e6:,.0f} MB; {len(nars):,} NARs, {nar_bytes / 1e6:,.0f} MB; {args.runs} rounds")
+    else:
+        slice_folder = REPO / "build" / "datasets" / "debian-cache"
+        if not (slice_folder / "narinfos.txt").exists():
+            print("fetching the debian-cache slice (once) …", file=sys.stderr)
+            subprocess.run([*STORELAB, "datasets", "fetch", "debian-cache", "--to", str(slice_folder)], check=True, stdout=subprocess.DEVNULL)
+        listing = slice_folder / "narinfos.txt"
+        from storelab.nar.narinfo import load_narinfo
+
+        infos = [load_narinfo(line) for line in listing.read_text().split()]
+        nar_bytes = sum(info.nar_size or 0 for info in infos)
+        warm_folder = slice_folder / "nar"
+        print(f"corpus: the debian-cache slice — {len(infos):,} store paths, {nar_bytes / 1e6:,.0f} MB of NARs (.nar.xz); {args.runs} rounds")
+    models = "all" if args.with_xz or not args.usr else MODELS_WITHOUT_XZ
     plain, compared = [], []
     scratch = REPO / "build" / "bench-models"
     for _ in range(args.runs):
         for what in ("plain", "models"):
             shutil.rmtree(scratch, ignore_errors=True)
-            warm(REPO / "build" / "bench-nars")
+            warm(warm_folder)
             ingest = [*STORELAB, "ingest-nar", "--from-list", str(listing), "-o", str(scratch), "-q"]
             if what == "plain":
                 plain.append(timed(ingest))
