@@ -166,5 +166,31 @@ def test_a_model_without_its_chunkings_says_what_to_ingest(tmp_path: Path, capsy
 
 
 def test_unknown_models_are_config_errors(corpus: tuple[Path, list[bytes]]) -> None:
-    with pytest.raises(ConfigError, match="unknown store model 'hestia'"):
-        compare_models(corpus[0], ["hestia"])
+    with pytest.raises(ConfigError, match="unknown store model 'zfs'"):
+        compare_models(corpus[0], ["zfs"])
+
+
+def test_hestia_zeroes_references_before_chunking(tmp_path: Path) -> None:
+    """Two store paths whose one file differs only in a store path's hash: snix stores the
+    file twice, hestia (references zeroed, then fastcdc2020 64/256/1024 KiB) once; its blob
+    rows keep the file's own digest, so the files still count as two logical occurrences."""
+    import blake3
+
+    from storelab.analysis.db import connect as connect_db
+
+    body = random.Random(3).randbytes(150_000)
+    hashes = ["0c0njx0wxbvdbcfacnha7d9nsc9wwmcw", "1c0njx0wxbvdbcfacnha7d9nsc9wwmcw"]
+    contents = [body + f"#!/nix/store/{h}-bash-5.2/bin/sh\n".encode() for h in hashes]
+    for number, data in enumerate(contents):
+        build_tree(tmp_path / f"t{number}", {b"script": data})
+        (tmp_path / f"t{number}.nar").write_bytes(b"".join(dump_path(tmp_path / f"t{number}")))
+    files, streams, codecs = model_chunkings(["snix", "hestia"])
+    options = IngestOptions(chunker=files[0], also=tuple(files[1:]), zstd_level=0)
+    ingest_nars([(f"t{n}.nar", tmp_path / f"t{n}.nar") for n in range(2)], tmp_path / "ds", options)
+    frame = compare_models(tmp_path / "ds", ["snix", "hestia"]).set_index("model")
+    assert frame.loc["snix", "unique_bytes"] == 2 * len(contents[0])
+    assert frame.loc["hestia", "unique_bytes"] == len(contents[0])
+    assert frame.loc["hestia", "dedup_ratio"] == pytest.approx(frame.loc["snix", "logical_bytes"] / len(contents[0]))
+    with connect_db(tmp_path / "ds") as con:
+        digests = {row[0] for row in con.execute("SELECT digest FROM blobs WHERE chunker_id LIKE '%@refs-zeroed'").fetchall()}
+    assert digests == {blake3.blake3(data).digest() for data in contents}

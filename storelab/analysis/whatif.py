@@ -9,7 +9,6 @@ a new glibc changes bytes in every file that mentions it, and chunks stop matchi
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -24,19 +23,8 @@ from storelab.tables import Dataset
 
 __all__ = ["normalize_store_paths", "STORE_PATH_HASH", "PLACEHOLDER", "what_if_normalized"]
 
-STORE_PATH_HASH = re.compile(rb"/nix/store/[0123456789abcdfghijklmnpqrsvwxyz]{32}-")
-"""A store path's hash part, in nix-base32 (which has no e, o, t or u)."""
-PLACEHOLDER = b"/nix/store/" + b"e" * 32 + b"-"
-"""Same length as a real one (offsets and sizes do not move), and never a real hash."""
-
-
-def normalize_store_paths(data: bytes | bytearray | memoryview) -> bytes:
-    """``data`` with every ``/nix/store/<hash>-`` replaced by the placeholder.
-
-    >>> normalize_store_paths(b"#!/nix/store/0c0njx0wxbvdbcfacnha7d9nsc9wwmcw-bash-5.2/bin/sh")
-    b'#!/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-bash-5.2/bin/sh'
-    """
-    return STORE_PATH_HASH.sub(PLACEHOLDER, bytes(data))
+# the rule lives with the NAR code (ingest workers use it too); re-exported here
+from storelab.nar.references import PLACEHOLDER, STORE_PATH_HASH, normalize_store_paths
 
 
 def what_if_normalized(
@@ -69,8 +57,9 @@ def what_if_normalized(
     with tempfile.TemporaryDirectory(prefix="storelab-whatif-") as scratch:
         target = Path(out) if out is not None else Path(scratch) / "normalized"
         for label, kind, source, chunkings in snaps:
-            # the per-file chunkings only: the rewrite works file by file, not on a stream
-            specs = [spec for spec in map(spec_from_id, (c["chunker_id"] for c in chunkings)) if not spec.is_stream]
+            # the plain per-file chunkings only: the rewrite works file by file, not on a stream, and
+            # a refs-zeroed chunking is already what the rewrite makes
+            specs = [spec for spec in map(spec_from_id, (c["chunker_id"] for c in chunkings)) if spec.scope == "file"]
             level = int(chunkings[0]["zstd_level"])
             options = IngestOptions(specs[0], level, workers, progress=progress, rewrite=normalize_store_paths)
             if kind == "nar":

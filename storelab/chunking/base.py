@@ -16,12 +16,17 @@ from typing import Protocol, runtime_checkable
 
 from storelab.units import format_bytes
 
-__all__ = ["SCOPES", "ChunkerSpec", "Chunker"]
+__all__ = ["SCOPES", "STREAM_SCOPES", "ChunkerSpec", "Chunker"]
 
-SCOPES = ("file", "nar", "files-by-name", "files-by-size")
-"""What a chunking cuts: each file's blob on its own (``file``, as snix, restic and borg do), or
-one stream per snapshot: its NAR (``nar``, as attic, nix-casync and ncps chunk), or its files'
-bytes concatenated in name order (``files-by-name``) or by size (``files-by-size``, then by path)."""
+STREAM_SCOPES = ("nar", "files-by-name", "files-by-size")
+"""Scopes that cut one stream per snapshot: its NAR (``nar``, as attic, nix-casync and ncps
+chunk), or its files' bytes concatenated in name order (``files-by-name``) or by size
+(``files-by-size``, then by path)."""
+SCOPES = ("file", "refs-zeroed", *STREAM_SCOPES)
+"""What a chunking cuts: each file's blob on its own (``file``, as snix, restic and borg do),
+each file with its store-path references blanked first (``refs-zeroed``, as hestia chunks: the
+blob keeps the file's own digest, its chunks are of the blanked bytes), or a stream
+(:data:`STREAM_SCOPES`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,7 @@ class ChunkerSpec:
     @property
     def is_stream(self) -> bool:
         """Whether this chunking cuts one stream per snapshot rather than each file."""
-        return self.scope != "file"
+        return self.scope in STREAM_SCOPES
 
     @property
     def _cut_id(self) -> str:

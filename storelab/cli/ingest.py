@@ -162,7 +162,7 @@ def ingest_nar_command(
         raise ConfigError("--label names one snapshot; give one NAR with it")
     if narinfo and scheduler:
         raise ConfigError("--narinfo is read here; leave out --scheduler")
-    sources, infos = narinfo_sources(sources, narinfo)
+    sources, infos, labels = narinfo_sources(sources, narinfo)
     spec = chunker_spec(chunker, chunker_params, avg_chunk_size, min_chunk_size, max_chunk_size, normalization, seed)
     upload = upload_options(upload_concurrency, upload_threshold, upload_buffer)
     many = len(sources) > 1
@@ -180,7 +180,7 @@ def ingest_nar_command(
         return
     if not many:
         for source, local in fetch_sources(sources, fetch_concurrency):
-            result = ingest_nar(local, out_, label, options, origin=source if is_remote(source) else None, narinfo=infos[0])
+            result = ingest_nar(local, out_, label or labels[0], options, origin=source if is_remote(source) else None, narinfo=infos[0])
             print_result(result, out_, quiet, as_json)
         return
     from storelab.ingest.nar_source import ingest_nars
@@ -194,7 +194,7 @@ def ingest_nar_command(
             if as_json or not bar.enabled:
                 print_result(result, out_, quiet, as_json)
 
-        fetched = ((name, local, info) for (name, local), info in zip(fetch_sources(sources, fetch_concurrency), infos))
+        fetched = ((name, local, info, named) for (name, local), info, named in zip(fetch_sources(sources, fetch_concurrency), infos, labels))
         results = ingest_nars(fetched, out_, options, done)
     if bar.enabled and not as_json:
         wall = time.perf_counter() - started
@@ -206,11 +206,11 @@ def ingest_nar_command(
         )
 
 
-def narinfo_sources(sources: list[str], narinfo: str | None) -> tuple[list[str], list[Any]]:
-    """The NARs to read and each one's narinfo (None: none): a source that is a local
-    ``.narinfo`` stands for the NAR its URL names, beside it (a binary cache's layout);
-    ``--narinfo FILE`` describes the one NAR; ``--narinfo DIR`` a cache folder, whose narinfo
-    naming each NAR's file is that NAR's."""
+def narinfo_sources(sources: list[str], narinfo: str | None) -> tuple[list[str], list[Any], list[str | None]]:
+    """The NARs to read, each one's narinfo and label (None: none, the file's name): a source
+    that is a local ``.narinfo`` stands for the NAR its URL names, beside it (a binary cache's
+    layout), labelled by its store path's name; ``--narinfo FILE`` describes the one NAR;
+    ``--narinfo DIR`` a cache folder, whose narinfo naming each NAR's file is that NAR's."""
     from pathlib import Path
 
     from storelab.ingest.fetch import is_remote
@@ -221,13 +221,16 @@ def narinfo_sources(sources: list[str], narinfo: str | None) -> tuple[list[str],
     cache = None
     nars: list[str] = []
     infos: list[Any] = []
+    labels: list[str | None] = []
     for source in sources:
+        labels.append(None)
         if source.endswith(".narinfo") and not is_remote(source):
             info = load_narinfo(source)
             if not info.url:
                 raise InputError(f"{source}: no URL line (which NAR does it describe?)")
             nars.append(str(Path(source).parent / info.url))
             infos.append(info)
+            labels[-1] = info.store_path.rsplit("/", 1)[-1].split("-", 1)[-1]  # the store path's name
         elif narinfo and os.path.isdir(narinfo):
             cache = cache if cache is not None else narinfos_by_nar(narinfo)
             name = source.rsplit("/", 1)[-1]
@@ -238,7 +241,7 @@ def narinfo_sources(sources: list[str], narinfo: str | None) -> tuple[list[str],
         else:
             nars.append(source)
             infos.append(load_narinfo(narinfo) if narinfo else None)
-    return nars, infos
+    return nars, infos, labels
 
 
 def print_result(result: Any, out_dir: str, quiet: bool, as_json: bool) -> None:

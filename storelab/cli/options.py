@@ -137,8 +137,9 @@ def chunker_spec(
 ) -> ChunkerSpec:  # fmt: skip
     """The chunking options as a checked :class:`~storelab.chunking.ChunkerSpec`: ``--chunker-params``
     over the shorthands (``--avg-chunk-size`` in the tool's ratios, then min, max, normalisation, seed)."""
-    from storelab.chunking import CATALOG, PRESETS, make_chunker, make_spec, parse_params, scaled_spec
+    from storelab.chunking import CATALOG, PRESETS, make_chunker, make_spec, parse_params, scaled_spec, spec_from_id
 
+    chunker, at, scope = chunker.partition("@")
     given = parse_params(params)
     family = PRESETS[chunker][0] if chunker in PRESETS else chunker
     known = CATALOG[family].parameters if family in CATALOG else ()
@@ -153,6 +154,10 @@ def chunker_spec(
         shorthands[key] = value
     merged = {**shorthands, **given}
     spec = scaled_spec(chunker, parse_size(avg), merged) if avg is not None else make_spec(chunker, merged)
+    if at:
+        spec = spec_from_id(f"{spec.id}@{scope}")
+        if spec.is_stream:
+            raise ConfigError(f"--chunker {chunker}@{scope}: a stream chunking goes in --stream-chunking; --chunker cuts each file")
     make_chunker(spec)
     return spec
 

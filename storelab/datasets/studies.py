@@ -32,7 +32,7 @@ def ingest_corpus(corpus: str | os.PathLike[str], dataset: str | os.PathLike[str
             info = load_narinfo(line)
             if not info.url:
                 raise InputError(f"{line}: no URL line (which NAR does it describe?)")
-            sources.append((line, Path(line).parent / info.url, info))
+            sources.append((line, Path(line).parent / info.url, info, info.store_path.rsplit("/", 1)[-1].split("-", 1)[-1]))
         return len(ingest_nars(sources, dataset, options))
     from storelab.datasets.sample import unpack_sample
 

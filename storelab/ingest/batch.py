@@ -116,7 +116,7 @@ class BlobBatchBuilder:
     def add(self, index: int, info: BlobInfo) -> None:
         count = len(info.chunk_sizes)
         measured = info.chunk_compressed
-        if count <= 1:  # most files: the blob is its one chunk (or has none)
+        if count == 0 or (count == 1 and info.chunk_digests == info.digest):  # most files: the blob is its one chunk (or has none)
             self.add_single(index, info.digest, info.size, sum(measured) if measured is not None else NOT_MEASURED)
             return
         self._indices.append(index)

@@ -14,11 +14,12 @@ import stat
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 
 import blake3
 import zstandard
 
-from storelab.chunking import Chunker
+from storelab.chunking import Chunker, ChunkerSpec
 from storelab.ingest.batch import BlobBatchBuilder, BlobInfo
 from storelab.ingest.tree import open_deep
 from storelab.stores.backends import StoreOps
@@ -36,6 +37,23 @@ PARALLEL_HASH_FROM = 64 * 1024 * 1024
 
 # Never follow a symlink swapped in since the scan, never block on a FIFO.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+def blob_hasher(
+    spec: ChunkerSpec, zstd_level: int = 3, known_sizes: dict[bytes, int] | None = None, store: BlobStore | None = None,
+    uploader: Uploader | None = None, rewrite: Callable[[bytes], bytes] | None = None,
+) -> BlobHasher:  # fmt: skip
+    """The hasher of one per-file chunking: ``spec``'s chunker, and for a ``refs-zeroed`` spec
+    the store-path hashes blanked before chunking (after ``rewrite``, if any), the blob keeping
+    the file's own digest."""
+    from storelab.chunking import make_chunker
+
+    if spec.scope != "refs-zeroed":
+        return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, uploader, rewrite)
+    from storelab.nar.references import normalize_store_paths
+
+    blank = normalize_store_paths if rewrite is None else (lambda data: normalize_store_paths(rewrite(data)))
+    return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, uploader, blank, keep_digest=rewrite is None)
+
 
 class FileChangedError(OSError):
     """The file changed size or was modified while it was being read."""
@@ -63,10 +81,13 @@ class BlobHasher:
         store: BlobStore | None = None,
         uploader: Uploader | None = None,
         rewrite: Callable[[bytes], bytes] | None = None,
+        keep_digest: bool = False,
     ) -> None:
         self.chunker = chunker
         # what-if passes change each blob's bytes before anything is hashed (whole blobs in memory)
         self.rewrite = rewrite
+        # a refs-zeroed chunking: the chunks are of the rewritten bytes, the blob keeps its own digest
+        self.keep_digest = keep_digest
         self.store = store
         self.uploader = uploader if store is not None else None
         # chunks of the blob being hashed, held for a background upload (None: upload inline)
@@ -160,6 +181,13 @@ class BlobHasher:
         digests, sizes, compressed = self._cut(view, eof=True)
         return self._finish(BlobInfo(hasher.digest(), size, bytes(digests), sizes, compressed))
 
+    def _rewritten(self, data: bytes) -> BlobInfo:
+        """The blob of ``data`` after :attr:`rewrite` (none: of ``data``); under ``keep_digest`` named by ``data``'s own digest."""
+        if self.rewrite is None:
+            return self.hash_bytes(data)
+        info = self.hash_bytes(self.rewrite(data))
+        return replace(info, digest=blake3.blake3(data).digest()) if self.keep_digest else info
+
     def hash_pieces(self, size: int, pieces: Iterable[bytes]) -> BlobInfo:
         """Hash and chunk a blob that arrives in pieces (from a NAR stream, a socket…).
 
@@ -168,7 +196,7 @@ class BlobHasher:
         """
         if size <= self._single_chunk_max or self.rewrite is not None:
             data = b"".join(pieces)
-            return self.hash_bytes(self.rewrite(data) if self.rewrite is not None else data)
+            return self._rewritten(data)
         cut = _StreamCut(self, size)
         for piece in pieces:
             cut.feed(piece)
@@ -203,7 +231,7 @@ class BlobHasher:
         """Read a regular file once; raises OSError (or :class:`FileChangedError`)."""
         with stable_file(path) as (fd, size):
             if self.rewrite is not None:
-                return self.hash_bytes(self.rewrite(_read_exactly(fd, size)))
+                return self._rewritten(_read_exactly(fd, size))
             if size <= self._single_chunk_max:
                 # one read() call: a file that grew shows up as one byte too many
                 info = self.hash_bytes(os.read(fd, size + 1))
@@ -352,11 +380,10 @@ def hash_file_once(hashers: Sequence[BlobHasher], path: bytes | str) -> list[Blo
 
     Raises OSError (or :class:`FileChangedError`) as :meth:`BlobHasher.hash_file` does.
     """
-    rewrite = hashers[0].rewrite
     with stable_file(path) as (fd, size):
-        if size <= WHOLE_READ or rewrite is not None:
+        if size <= WHOLE_READ or any(hasher.rewrite is not None for hasher in hashers):
             data = _read_exactly(fd, size)
-            return [hasher.hash_bytes(rewrite(data) if rewrite else data) for hasher in hashers]
+            return [hasher._rewritten(data) for hasher in hashers]  # each with its own rewrite, if any
         cuts = [_StreamCut(hasher, size) for hasher in hashers]
         for window in _windows(fd, size):  # read once, cut by every chunker
             for cut in cuts:

@@ -25,7 +25,7 @@ import zstandard
 from storelab.chunking import make_chunker
 from storelab.errors import ConfigError, InputError, InputNotFoundError, Interrupted, StorelabError
 from storelab.ingest.batch import BlobBatchBuilder
-from storelab.ingest.blobs import BlobHasher, BlobInfo
+from storelab.ingest.blobs import BlobHasher, BlobInfo, blob_hasher
 from storelab.ingest.core import (
     Hashed,
     HashedBatch,
@@ -213,7 +213,7 @@ def ingest_nar(
 
 
 def ingest_nars(
-    sources: Iterable[tuple[str, str | os.PathLike[str]] | tuple[str, str | os.PathLike[str], NarInfo | None]],
+    sources: Iterable[tuple[str, str | os.PathLike[str]] | tuple[str, str | os.PathLike[str], NarInfo | None, str | None]],
     dataset: str | os.PathLike[str] | Dataset,
     options: IngestOptions | None = None,
     on_result: Callable[[IngestResult], None] | None = None,
@@ -226,8 +226,8 @@ def ingest_nars(
     records: a URL for a fetched copy). The dataset, its index and what has been measured
     are opened once for the whole run, so each NAR costs what its bytes cost, however many
     snapshots the dataset holds. The first NAR that fails stops the run: the snapshots before
-    it are committed, nothing of it is. A source may carry its NAR's narinfo as a third item
-    (see :func:`ingest_nar`).
+    it are committed, nothing of it is. A source may carry its NAR's narinfo (see
+    :func:`ingest_nar`) and its label as third and fourth items.
 
     >>> import tempfile, pathlib
     >>> from storelab.nar import nar_bytes_of_file
@@ -253,7 +253,10 @@ def ingest_nars(
                 batch = ds.begin_batch()
             origin = name if str(name) != str(local) else None
             info = described[0] if described else None
-            result = _ingest_one(local, batch.begin_snapshot, batch.dataset.location, None, options, known, store, origin, info, started)
+            label = described[1] if len(described) > 1 else None
+            assert info is None or isinstance(info, NarInfo)
+            assert label is None or isinstance(label, str)
+            result = _ingest_one(local, batch.begin_snapshot, batch.dataset.location, label, options, known, store, origin, info, started)
             results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -291,8 +294,6 @@ def _ingest_one(
 ) -> IngestResult:
     """Read one NAR into a snapshot and commit it (or stage it)."""
     name = origin or ("stdin" if str(source) == "-" else str(source))
-    if not label and narinfo is not None:
-        label = narinfo.store_path.rsplit("/", 1)[-1].split("-", 1)[-1]  # the store path's name, as Nix shows it
     label = label or ("stdin" if name == "stdin" else name.rstrip("/").rsplit("/", 1)[-1])
     entries: list[TreeEntry] = []
     files = [options.chunker, *options.also]
@@ -365,7 +366,7 @@ def nar_events_every_chunking(
     with _decompression_errors(name), uploader if uploader is not None else nullcontext():
         specs = [options.chunker, *options.also]
         hashers = [
-            BlobHasher(make_chunker(spec), options.zstd_level, known, store if k == 0 else None, uploader if k == 0 else None, options.rewrite)
+            blob_hasher(spec, options.zstd_level, known, store if k == 0 else None, uploader if k == 0 else None, options.rewrite)
             for k, spec in enumerate(specs)
         ]  # fmt: skip
         builders = [BlobBatchBuilder() for _ in specs]
@@ -407,14 +408,11 @@ def _cut_every_way(hashers: Sequence[BlobHasher], size: int, pieces: Iterable[by
     """One file's blob under each hasher's chunking, its bytes read once: a small file held
     whole and cut here; a larger one cut under every chunking at once on ``pool``'s threads
     (chunking, BLAKE3 and zstd let go of the GIL), fed piece by piece when it is large."""
-    if size < _PARALLEL_FROM or any(h.rewrite is not None for h in hashers):
+    if size < _THREAD_FROM or any(h.rewrite is not None for h in hashers):
         data = b"".join(pieces)
         if size < _PARALLEL_FROM:
-            return [hasher.hash_bytes(hasher.rewrite(data) if hasher.rewrite is not None else data) for hasher in hashers]
-        return list(pool.map(lambda h: h.hash_bytes(h.rewrite(data) if h.rewrite is not None else data), hashers))
-    if size < _THREAD_FROM:
-        data = b"".join(pieces)
-        return list(pool.map(lambda h: h.hash_bytes(data), hashers))
+            return [hasher._rewritten(data) for hasher in hashers]  # each with its own rewrite, if any
+        return list(pool.map(lambda h: h._rewritten(data), hashers))
     feeds: list[queue.Queue[bytes | None]] = [queue.Queue(maxsize=8) for _ in hashers]
     futures = [pool.submit(hasher.hash_pieces, size, iter(feed.get, None)) for hasher, feed in zip(hashers, feeds)]
     try:
@@ -479,11 +477,11 @@ def nar_events(
     :class:`~storelab.errors.InputError` naming it."""
     uploader = make_uploader(store, options.upload)
     with _decompression_errors(name), uploader if uploader is not None else nullcontext():
-        hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, known, store, uploader, options.rewrite)
+        hasher = blob_hasher(options.chunker, options.zstd_level, known, store, uploader, options.rewrite)
         # Large files are hashed on a second thread while this one goes on parsing: BLAKE3,
         # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
         # thread) and shares what has been measured, the store and the uploader.
-        big_hasher = BlobHasher(make_chunker(options.chunker), options.zstd_level, hasher.known_sizes, store, uploader, options.rewrite)
+        big_hasher = blob_hasher(options.chunker, options.zstd_level, hasher.known_sizes, store, uploader, options.rewrite)
         open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
         in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
         feeding: queue.Queue[bytes | None] | None = None

@@ -22,10 +22,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from types import TracebackType
 
-from storelab.chunking import ChunkerSpec, make_chunker
+from storelab.chunking import ChunkerSpec
 from storelab.errors import StorelabError
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
-from storelab.ingest.blobs import BlobHasher, hash_file_once
+from storelab.ingest.blobs import BlobHasher, blob_hasher, hash_file_once
 from storelab.ingest.tree import describe_os_error
 from storelab.ingest.worker_signals import die_with
 from storelab.stores.base import BlobStore
@@ -67,7 +67,7 @@ def make_hasher(
 ) -> BlobHasher:
     """A hasher writing to ``store``, small blobs through a background uploader unless
     ``upload.concurrency`` is 0."""
-    return BlobHasher(make_chunker(spec), zstd_level, known_sizes, store, make_uploader(store, upload), rewrite)
+    return blob_hasher(spec, zstd_level, known_sizes, store, make_uploader(store, upload), rewrite)
 
 
 def make_hashers(

@@ -2,7 +2,7 @@
 each store for the same snapshots (:data:`MODELS`, :func:`compare_models`).
 
 >>> sorted(MODELS)[:3]
-['attic', 'borg', 'ncps']
+['attic', 'borg', 'hestia']
 """
 
 from __future__ import annotations

@@ -97,6 +97,14 @@ MODELS: dict[str, StoreModel] = {
             "the database rows (see the metadata-adjusted savings)",
         ),
         StoreModel(
+            "hestia", "hestia: per file, store-path references zeroed before chunking, fastcdc2020 64/256/1024 KiB, zstd per chunk",
+            "file", "fastcdc2020/min=64KiB,avg=256KiB,max=1MiB,nc=1@refs-zeroed", "zstd per chunk",
+            "not modelled (its index format is not published); the metadata-adjusted savings charge m bytes per chunk reference",
+            ("the issue's description of hestia: per file, fastcdc2020 64/256/1024 KiB, a forced cut every 16 MiB, references zeroed",),
+            "its forced cut every 16 MiB (never reached: no chunk passes the 1 MiB maximum); the references it must store to "
+            "restore the zeroed hashes",
+        ),
+        StoreModel(
             "restic", "restic: per file, its Rabin chunker (512 KiB–8 MiB, 1 MiB average), zstd, 16 MiB packs", "file",
             "restic/min=512KiB,max=8MiB,avg_bits=20,pol=0x3da3358b4dc173", "zstd per chunk",
             "pack headers (41 bytes per blob, encrypted: + 32 + 4 per pack); each blob encrypted (+ 32 bytes)",
@@ -114,8 +122,7 @@ MODELS: dict[str, StoreModel] = {
         ),
     )
 }
-"""Every model by name (``storelab compare --models``). hestia (per file, references zeroed
-before chunking) is not modelled: its rewrite needs a what-if pass of its own."""
+"""Every model by name (``storelab compare --models``)."""
 
 
 def model_chunkings(names: list[str]) -> tuple[list[ChunkerSpec], list[ChunkerSpec], tuple[str, ...]]:
