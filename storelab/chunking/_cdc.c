@@ -76,6 +76,32 @@ static int get_table(PyObject *obj, Py_buffer *view, Py_ssize_t width, const cha
     return 0;
 }
 
+/* One algorithm's cut: the length of the chunk starting at p (r bytes left), or 0 when
+   undecided until more bytes come. */
+typedef Py_ssize_t (*CutFn)(const uint8_t *p, Py_ssize_t r, const void *ctx, int eof);
+
+/* Every chunk decided in buf, the GIL released while cutting. */
+static PyObject *cut_all(const Py_buffer *buf, CutFn cut, const void *ctx, int eof) {
+    Lengths out = {0};
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *p = buf->buf;
+    Py_ssize_t left = buf->len;
+    while (left > 0) {
+        Py_ssize_t n = cut(p, left, ctx, eof);
+        if (n == 0)
+            break;
+        if (lengths_push(&out, n) < 0) {
+            failed = 1;
+            break;
+        }
+        p += n;
+        left -= n;
+    }
+    Py_END_ALLOW_THREADS
+    return lengths_list(&out, failed);
+}
+
 /* ---- casync (and desync): buzhash over 48 bytes restarted at each chunk, cut when h mod d == d - 1 ---- */
 
 #define CASYNC_WINDOW 48
@@ -86,8 +112,17 @@ static inline uint32_t fastmod_u32(uint32_t n, uint64_t magic, uint32_t d) {
     return (uint32_t)(((__uint128_t)low * d) >> 64);
 }
 
-static Py_ssize_t casync_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_ssize_t avg, Py_ssize_t max, uint32_t d,
-                             const uint32_t *t, int eof) {
+typedef struct {
+    Py_ssize_t min, avg, max;
+    uint32_t d;
+    const uint32_t *t;
+} Casync;
+
+static Py_ssize_t casync_cut(const uint8_t *p, Py_ssize_t r, const void *ctx, int eof) {
+    const Casync *c = ctx;
+    Py_ssize_t min = c->min, avg = c->avg, max = c->max;
+    uint32_t d = c->d;
+    const uint32_t *t = c->t;
     if (min == avg && avg == max) /* casync's fixed-size chunker */
         return r >= max ? max : (eof ? r : 0);
     /* the window fills from the chunk start (or from min - 48 on: earlier bytes cannot matter)
@@ -114,36 +149,22 @@ static Py_ssize_t casync_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_
 
 static PyObject *casync(PyObject *self, PyObject *args) {
     Py_buffer buf, table;
-    Py_ssize_t min, avg, max;
+    Casync c;
     unsigned long d;
     PyObject *table_obj;
     int eof;
-    if (!PyArg_ParseTuple(args, "y*nnnkOp", &buf, &min, &avg, &max, &d, &table_obj, &eof))
+    if (!PyArg_ParseTuple(args, "y*nnnkOp", &buf, &c.min, &c.avg, &c.max, &d, &table_obj, &eof))
         return NULL;
     if (get_table(table_obj, &table, 4, "casync table") < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
-    Lengths out = {0};
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    const uint8_t *p = buf.buf;
-    Py_ssize_t left = buf.len;
-    while (left > 0) {
-        Py_ssize_t n = casync_cut(p, left, min, avg, max, (uint32_t)d, table.buf, eof);
-        if (n == 0)
-            break;
-        if (lengths_push(&out, n) < 0) {
-            failed = 1;
-            break;
-        }
-        p += n;
-        left -= n;
-    }
-    Py_END_ALLOW_THREADS
+    c.d = (uint32_t)d;
+    c.t = table.buf;
+    PyObject *lengths = cut_all(&buf, casync_cut, &c, eof);
     PyBuffer_Release(&table);
     PyBuffer_Release(&buf);
-    return lengths_list(&out, failed);
+    return lengths;
 }
 
 /* ---- restic: Rabin fingerprint of the last 64 bytes, first min - 64 bytes of a chunk skipped ---- */
@@ -156,8 +177,19 @@ static inline uint64_t restic_append(uint64_t digest, uint8_t b, unsigned shift,
     return digest ^ mod[index];
 }
 
-static Py_ssize_t restic_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_ssize_t max, uint64_t mask, unsigned shift,
-                             const uint64_t *out, const uint64_t *mod, int eof) {
+typedef struct {
+    Py_ssize_t min, max;
+    uint64_t mask;
+    unsigned shift;
+    const uint64_t *out, *mod;
+} Restic;
+
+static Py_ssize_t restic_cut(const uint8_t *p, Py_ssize_t r, const void *ctx, int eof) {
+    const Restic *c = ctx;
+    Py_ssize_t min = c->min, max = c->max;
+    uint64_t mask = c->mask;
+    unsigned shift = c->shift;
+    const uint64_t *out = c->out, *mod = c->mod;
     if (r < min)
         return eof ? r : 0;
     /* restic's reset: a window of one 1 byte and 63 zeros, digest H(1); then the 64 bytes before
@@ -182,12 +214,12 @@ static Py_ssize_t restic_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_
 
 static PyObject *restic(PyObject *self, PyObject *args) {
     Py_buffer buf, out_table, mod_table;
-    Py_ssize_t min, max;
+    Restic c;
     unsigned long long mask;
     unsigned int shift;
     PyObject *out_obj, *mod_obj;
     int eof;
-    if (!PyArg_ParseTuple(args, "y*nnKIOOp", &buf, &min, &max, &mask, &shift, &out_obj, &mod_obj, &eof))
+    if (!PyArg_ParseTuple(args, "y*nnKIOOp", &buf, &c.min, &c.max, &mask, &shift, &out_obj, &mod_obj, &eof))
         return NULL;
     if (get_table(out_obj, &out_table, 8, "restic out table") < 0) {
         PyBuffer_Release(&buf);
@@ -198,33 +230,30 @@ static PyObject *restic(PyObject *self, PyObject *args) {
         PyBuffer_Release(&buf);
         return NULL;
     }
-    Lengths lengths = {0};
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    const uint8_t *p = buf.buf;
-    Py_ssize_t left = buf.len;
-    while (left > 0) {
-        Py_ssize_t n = restic_cut(p, left, min, max, (uint64_t)mask, shift, out_table.buf, mod_table.buf, eof);
-        if (n == 0)
-            break;
-        if (lengths_push(&lengths, n) < 0) {
-            failed = 1;
-            break;
-        }
-        p += n;
-        left -= n;
-    }
-    Py_END_ALLOW_THREADS
+    c.mask = (uint64_t)mask;
+    c.shift = shift;
+    c.out = out_table.buf;
+    c.mod = mod_table.buf;
+    PyObject *lengths = cut_all(&buf, restic_cut, &c, eof);
     PyBuffer_Release(&mod_table);
     PyBuffer_Release(&out_table);
     PyBuffer_Release(&buf);
-    return lengths_list(&lengths, failed);
+    return lengths;
 }
 
 /* ---- borg 1.x: seeded buzhash over a `window`-byte window that starts at the cut ---- */
 
-static Py_ssize_t borg_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_ssize_t max, Py_ssize_t window, uint32_t mask,
-                           const uint32_t *t, int eof) {
+typedef struct {
+    Py_ssize_t min, max, window;
+    uint32_t mask;
+    const uint32_t *t;
+} Borg;
+
+static Py_ssize_t borg_cut(const uint8_t *p, Py_ssize_t r, const void *ctx, int eof) {
+    const Borg *c = ctx;
+    Py_ssize_t min = c->min, max = c->max, window = c->window;
+    uint32_t mask = c->mask;
+    const uint32_t *t = c->t;
     /* borg yields the rest whole when fewer than min + window + 1 bytes remain */
     if (r < min + window + 1)
         return eof ? r : 0;
@@ -250,44 +279,39 @@ static Py_ssize_t borg_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_ss
 
 static PyObject *borg(PyObject *self, PyObject *args) {
     Py_buffer buf, table;
-    Py_ssize_t min, max, window;
+    Borg c;
     unsigned long mask;
     PyObject *table_obj;
     int eof;
-    if (!PyArg_ParseTuple(args, "y*nnnkOp", &buf, &min, &max, &window, &mask, &table_obj, &eof))
+    if (!PyArg_ParseTuple(args, "y*nnnkOp", &buf, &c.min, &c.max, &c.window, &mask, &table_obj, &eof))
         return NULL;
     if (get_table(table_obj, &table, 4, "borg table") < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
-    Lengths out = {0};
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    const uint8_t *p = buf.buf;
-    Py_ssize_t left = buf.len;
-    while (left > 0) {
-        Py_ssize_t n = borg_cut(p, left, min, max, window, (uint32_t)mask, table.buf, eof);
-        if (n == 0)
-            break;
-        if (lengths_push(&out, n) < 0) {
-            failed = 1;
-            break;
-        }
-        p += n;
-        left -= n;
-    }
-    Py_END_ALLOW_THREADS
+    c.mask = (uint32_t)mask;
+    c.t = table.buf;
+    PyObject *lengths = cut_all(&buf, borg_cut, &c, eof);
     PyBuffer_Release(&table);
     PyBuffer_Release(&buf);
-    return lengths_list(&out, failed);
+    return lengths;
 }
 
 /* ---- gear hashes: ncps (kalbasit/fastcdc, low-bit masks) and Xet (high-bit mask) ---- */
 
 /* kalbasit/fastcdc: hashing starts at min (earlier bytes skipped), the easier mask up to
    norm_size, the harder one up to max; a cut after the byte whose hash matches. */
-static Py_ssize_t ncps_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_ssize_t norm, Py_ssize_t max, uint64_t mask_s,
-                           uint64_t mask_l, const uint64_t *t, int eof) {
+typedef struct {
+    Py_ssize_t min, norm, max;
+    uint64_t mask_s, mask_l;
+    const uint64_t *t;
+} Ncps;
+
+static Py_ssize_t ncps_cut(const uint8_t *p, Py_ssize_t r, const void *ctx, int eof) {
+    const Ncps *c = ctx;
+    Py_ssize_t min = c->min, norm = c->norm, max = c->max;
+    uint64_t mask_s = c->mask_s, mask_l = c->mask_l;
+    const uint64_t *t = c->t;
     uint64_t fp = 0;
     Py_ssize_t i = min;
     Py_ssize_t end = norm < r ? norm : r;
@@ -309,42 +333,38 @@ static Py_ssize_t ncps_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_ss
 
 static PyObject *ncps(PyObject *self, PyObject *args) {
     Py_buffer buf, table;
-    Py_ssize_t min, norm, max;
+    Ncps c;
     unsigned long long mask_s, mask_l;
     PyObject *table_obj;
     int eof;
-    if (!PyArg_ParseTuple(args, "y*nnnKKOp", &buf, &min, &norm, &max, &mask_s, &mask_l, &table_obj, &eof))
+    if (!PyArg_ParseTuple(args, "y*nnnKKOp", &buf, &c.min, &c.norm, &c.max, &mask_s, &mask_l, &table_obj, &eof))
         return NULL;
     if (get_table(table_obj, &table, 8, "ncps table") < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
-    Lengths out = {0};
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    const uint8_t *p = buf.buf;
-    Py_ssize_t left = buf.len;
-    while (left > 0) {
-        Py_ssize_t n = ncps_cut(p, left, min, norm, max, (uint64_t)mask_s, (uint64_t)mask_l, table.buf, eof);
-        if (n == 0)
-            break;
-        if (lengths_push(&out, n) < 0) {
-            failed = 1;
-            break;
-        }
-        p += n;
-        left -= n;
-    }
-    Py_END_ALLOW_THREADS
+    c.mask_s = (uint64_t)mask_s;
+    c.mask_l = (uint64_t)mask_l;
+    c.t = table.buf;
+    PyObject *lengths = cut_all(&buf, ncps_cut, &c, eof);
     PyBuffer_Release(&table);
     PyBuffer_Release(&buf);
-    return lengths_list(&out, failed);
+    return lengths;
 }
 
 /* Xet: the gear hash restarts at 0 at each chunk, min - 65 bytes skipped; a match before min is
    ignored (the hash has not yet seen 64 bytes of this chunk); cut at max at the latest. */
-static Py_ssize_t xet_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_ssize_t max, uint64_t mask, const uint64_t *t,
-                          int eof) {
+typedef struct {
+    Py_ssize_t min, max;
+    uint64_t mask;
+    const uint64_t *t;
+} Xet;
+
+static Py_ssize_t xet_cut(const uint8_t *p, Py_ssize_t r, const void *ctx, int eof) {
+    const Xet *c = ctx;
+    Py_ssize_t min = c->min, max = c->max;
+    uint64_t mask = c->mask;
+    const uint64_t *t = c->t;
     uint64_t h = 0;
     Py_ssize_t i = min > 65 ? min - 65 : 0;
     Py_ssize_t end = max < r ? max : r;
@@ -360,36 +380,22 @@ static Py_ssize_t xet_cut(const uint8_t *p, Py_ssize_t r, Py_ssize_t min, Py_ssi
 
 static PyObject *xet(PyObject *self, PyObject *args) {
     Py_buffer buf, table;
-    Py_ssize_t min, max;
+    Xet c;
     unsigned long long mask;
     PyObject *table_obj;
     int eof;
-    if (!PyArg_ParseTuple(args, "y*nnKOp", &buf, &min, &max, &mask, &table_obj, &eof))
+    if (!PyArg_ParseTuple(args, "y*nnKOp", &buf, &c.min, &c.max, &mask, &table_obj, &eof))
         return NULL;
     if (get_table(table_obj, &table, 8, "xet table") < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
-    Lengths out = {0};
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    const uint8_t *p = buf.buf;
-    Py_ssize_t left = buf.len;
-    while (left > 0) {
-        Py_ssize_t n = xet_cut(p, left, min, max, (uint64_t)mask, table.buf, eof);
-        if (n == 0)
-            break;
-        if (lengths_push(&out, n) < 0) {
-            failed = 1;
-            break;
-        }
-        p += n;
-        left -= n;
-    }
-    Py_END_ALLOW_THREADS
+    c.mask = (uint64_t)mask;
+    c.t = table.buf;
+    PyObject *lengths = cut_all(&buf, xet_cut, &c, eof);
     PyBuffer_Release(&table);
     PyBuffer_Release(&buf);
-    return lengths_list(&out, failed);
+    return lengths;
 }
 
 /* ---- zstd:chunked (containers/storage): bup's rollsum over 64 bytes, never restarted within a
