@@ -332,6 +332,35 @@ def _ingest_one(
             stream.close()
 
 
+class _NarEntries:
+    """The entries of a NAR as its events pass: appended in pre-order to ``entries``, each with
+    its parent; a directory's listing when it ends; the NAR's size into ``ended`` at its end."""
+
+    def __init__(self, entries: list[TreeEntry], ended: list[int]) -> None:
+        self.entries, self.ended = entries, ended
+        self._open: list[tuple[int, list[int]]] = []  # (entry index, children) of the directories open
+
+    def add(self, event: object) -> Listed | None:
+        """Record ``event``; a directory's :class:`Listed` when it ends (else None)."""
+        index = len(self.entries)
+        parent = self._open[-1][0] if self._open else -1
+        if self._open and not isinstance(event, NarDirectoryEnd):
+            self._open[-1][1].append(index)
+        if isinstance(event, NarFile):
+            self.entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
+        elif isinstance(event, NarSymlink):
+            self.entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
+        elif isinstance(event, NarDirectoryStart):
+            self.entries.append(TreeEntry(event.path, "directory", parent=parent))
+            self._open.append((index, []))
+        elif isinstance(event, NarEnd):
+            self.ended.append(event.size)
+        else:
+            directory, children = self._open.pop()
+            return Listed(directory, children)
+        return None
+
+
 def check_chunkings(options: IngestOptions) -> None:
     """Refuse, before any work, chunkings a NAR ingest cannot make."""
     files = [options.chunker, *options.also]
@@ -370,7 +399,7 @@ def nar_events_every_chunking(
             for k, spec in enumerate(specs)
         ]  # fmt: skip
         builders = [BlobBatchBuilder() for _ in specs]
-        open_dirs: list[tuple[int, list[int]]] = []
+        tree = _NarEntries(entries, ended)
 
         def flush() -> Iterator[IngestEvent]:
             if len(builders[0]):
@@ -379,27 +408,16 @@ def nar_events_every_chunking(
 
         with ThreadPoolExecutor(len(specs)) as pool, ByteProgress(f"ingest {name.rsplit('/', 1)[-1]}", options.progress) as bar:
             for event in read_nar(nar, name):
-                index = len(entries)
-                parent = open_dirs[-1][0] if open_dirs else -1
-                if open_dirs and not isinstance(event, NarDirectoryEnd):
-                    open_dirs[-1][1].append(index)
-                if isinstance(event, NarFile):
-                    entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
+                listed = tree.add(event)
+                if listed is not None:
+                    yield listed
+                elif isinstance(event, NarFile):
+                    index = len(entries) - 1
                     for builder, info in zip(builders, _cut_every_way(hashers, event.size, event.pieces, pool), strict=True):
                         builder.add(index, info)
                     bar.advance(1, event.size)
                     if len(builders[0]) >= _BATCH_FILES:
                         yield from flush()
-                elif isinstance(event, NarSymlink):
-                    entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
-                elif isinstance(event, NarDirectoryStart):
-                    entries.append(TreeEntry(event.path, "directory", parent=parent))
-                    open_dirs.append((index, []))
-                elif isinstance(event, NarEnd):
-                    ended.append(event.size)
-                else:
-                    directory, children = open_dirs.pop()
-                    yield Listed(directory, children)
             yield from flush()
             hashers[0].drain()
 
@@ -482,7 +500,7 @@ def nar_events(
         # FastCDC and zstd run outside the GIL. It has its own hasher (zstd contexts are per
         # thread) and shares what has been measured, the store and the uploader.
         big_hasher = blob_hasher(options.chunker, options.zstd_level, hasher.known_sizes, store, uploader, options.rewrite)
-        open_dirs: list[tuple[int, list[int]]] = []  # (entry index, children)
+        tree = _NarEntries(entries, ended)
         in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
         feeding: queue.Queue[bytes | None] | None = None
 
@@ -494,12 +512,11 @@ def nar_events(
         with ThreadPoolExecutor(1) as pool, ByteProgress(f"ingest {name.rsplit('/', 1)[-1]}", options.progress) as bar:
             try:
                 for event in read_nar(nar, name):
-                    index = len(entries)
-                    parent = open_dirs[-1][0] if open_dirs else -1
-                    if open_dirs and not isinstance(event, NarDirectoryEnd):
-                        open_dirs[-1][1].append(index)
-                    if isinstance(event, NarFile):
-                        entries.append(TreeEntry(event.path, "file", event.size, event.executable, parent=parent))
+                    listed = tree.add(event)
+                    if listed is not None:
+                        yield listed
+                    elif isinstance(event, NarFile):
+                        index = len(entries) - 1
                         if event.size < _THREAD_FROM:
                             yield Hashed(index, hasher.hash_pieces(event.size, event.pieces))
                         else:
@@ -513,16 +530,6 @@ def nar_events(
                         if in_flight:
                             yield from harvest(wait=False)
                         bar.advance(1, event.size)
-                    elif isinstance(event, NarSymlink):
-                        entries.append(TreeEntry(event.path, "symlink", target=event.target, parent=parent))
-                    elif isinstance(event, NarDirectoryStart):
-                        entries.append(TreeEntry(event.path, "directory", parent=parent))
-                        open_dirs.append((index, []))
-                    elif isinstance(event, NarEnd):
-                        ended.append(event.size)
-                    else:
-                        directory, children = open_dirs.pop()
-                        yield Listed(directory, children)
                 yield from harvest(wait=True)
                 hasher.drain()  # every blob is in the store before the snapshot can commit
             except BaseException:
