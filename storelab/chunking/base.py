@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from storelab.units import format_bytes
 
-__all__ = ["SCOPES", "STREAM_SCOPES", "ChunkerSpec", "Chunker"]
+__all__ = ["SCOPES", "STREAM_SCOPES", "ChunkerSpec", "Chunker", "RestartingChunker"]
 
 STREAM_SCOPES = ("nar", "files-by-name", "files-by-size")
 """Scopes that cut one stream per snapshot: its NAR (``nar``, as attic, nix-casync and ncps
@@ -139,3 +139,23 @@ class Chunker(Protocol):
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         """Lengths of the chunks decided in ``buf``; with ``eof`` they sum to ``len(buf)``."""
         ...
+
+
+class RestartingChunker:
+    """What most chunkers share: each chunk's cut depends on its own bytes only (the hash
+    restarts at every cut, so :meth:`begin` has nothing to forget), a cut is decided within
+    ``max_size`` bytes of the chunk's start, and a stream up to ``min_size`` is one chunk.
+    A chunker that differs overrides the property."""
+
+    spec: ChunkerSpec
+
+    @property
+    def lookahead(self) -> int:
+        return self.spec.max_size
+
+    @property
+    def single_chunk_max(self) -> int:
+        return self.spec.min_size
+
+    def begin(self) -> None:
+        pass

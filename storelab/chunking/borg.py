@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from storelab.chunking.base import ChunkerSpec
+from storelab.chunking.base import ChunkerSpec, RestartingChunker
 from storelab.chunking.native import native, table_bytes
 from storelab.chunking.tables import BORG_BUZHASH
 from storelab.errors import ConfigError
@@ -58,7 +58,7 @@ def borg_scaled(avg: int) -> dict[str, int]:
     return {"mask_bits": bits, "min_exp": bits - 2, "max_exp": bits + 2, "window": window}
 
 
-class BorgChunker:
+class BorgChunker(RestartingChunker):
     """borg's cut points, exactly (checked against borg's own ``borg.chunker`` and ``borg create``)."""
 
     def __init__(self, spec: ChunkerSpec) -> None:
@@ -70,16 +70,10 @@ class BorgChunker:
         self._table = table_bytes((v ^ seed for v in BORG_BUZHASH), 4)
         self._cut = native("borg").borg
 
-    @property
-    def lookahead(self) -> int:
-        return self.spec.max_size
 
     @property
     def single_chunk_max(self) -> int:
         return self.spec.min_size + self._window
-
-    def begin(self) -> None:
-        pass  # every chunk's window starts afresh at min
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         s = self.spec

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from storelab.chunking.base import ChunkerSpec
+from storelab.chunking.base import ChunkerSpec, RestartingChunker
 from storelab.chunking.native import native, table_bytes
 from storelab.chunking.tables import CASYNC_BUZHASH
 from storelab.errors import ConfigError
@@ -67,7 +67,7 @@ def casync_scaled(avg: int) -> dict[str, int]:
     return {"avg": avg}
 
 
-class CasyncChunker:
+class CasyncChunker(RestartingChunker):
     """casync's cut points, exactly (checked against ``casync make`` by the test suite)."""
 
     def __init__(self, spec: ChunkerSpec) -> None:
@@ -84,9 +84,6 @@ class CasyncChunker:
         if self.spec.min_size == self.spec.max_size:
             return self.spec.max_size
         return max(self.spec.min_size, _WINDOW)
-
-    def begin(self) -> None:
-        pass  # the window restarts at every cut
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         s = self.spec

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storelab.chunking.base import ChunkerSpec
+from storelab.chunking.base import ChunkerSpec, RestartingChunker
 from storelab.errors import ConfigError
 
 __all__ = ["FastCDC2016"]
@@ -10,7 +10,7 @@ __all__ = ["FastCDC2016"]
 _READ_WINDOW = 64 * 1024
 
 
-class FastCDC2016:
+class FastCDC2016(RestartingChunker):
     """The 2016 ("ronomon") FastCDC; its boundaries differ from v2020 on the same data."""
 
     def __init__(self, spec: ChunkerSpec) -> None:
@@ -31,12 +31,6 @@ class FastCDC2016:
         # the package looks at a window of max(64 KiB, max_size) bytes from each chunk start
         return max(_READ_WINDOW, self.spec.max_size)
 
-    @property
-    def single_chunk_max(self) -> int:
-        return self.spec.min_size
-
-    def begin(self) -> None:
-        pass  # each chunk's cut depends on its own bytes only
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         total = len(buf)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyfastcdc
 
-from storelab.chunking.base import ChunkerSpec
+from storelab.chunking.base import ChunkerSpec, RestartingChunker
 from storelab.errors import ConfigError
 from storelab.units import format_bytes
 
@@ -16,7 +16,7 @@ _AVG_RANGE = (256, 4 * 1024 * 1024)
 _MAX_RANGE = (1024, 16 * 1024 * 1024)
 
 
-class FastCDC2020:
+class FastCDC2020(RestartingChunker):
     """snix's chunker. Reproduces fastcdc-rs ``v2020`` chunk boundaries exactly.
 
     >>> spec = ChunkerSpec("fastcdc2020", 4096, 16384, 65535)
@@ -47,16 +47,7 @@ class FastCDC2020:
         except ValueError as err:
             raise ConfigError(f"fastcdc2020 cannot use {spec.id}: {err}") from None
 
-    @property
-    def lookahead(self) -> int:
-        return self.spec.max_size
 
-    @property
-    def single_chunk_max(self) -> int:
-        return self.spec.min_size
-
-    def begin(self) -> None:
-        pass  # each chunk's cut depends on its own bytes only
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         total = len(buf)

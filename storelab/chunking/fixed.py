@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storelab.chunking.base import ChunkerSpec
+from storelab.chunking.base import ChunkerSpec, RestartingChunker
 from storelab.errors import ConfigError
 
 __all__ = ["FixedSize", "MAX_FIXED_SIZE"]
@@ -12,7 +12,7 @@ MAX_FIXED_SIZE = 64 * 1024 * 1024
 check refuses chunks past 64 MiB by default (``store verify --max-chunk-size``)."""
 
 
-class FixedSize:
+class FixedSize(RestartingChunker):
     """Blocks of ``spec.avg_size`` bytes; the last block of a blob may be shorter.
 
     >>> FixedSize(ChunkerSpec("fixed", 4, 4, 4)).split(memoryview(b"0123456789"), eof=True)
@@ -31,9 +31,6 @@ class FixedSize:
     @property
     def single_chunk_max(self) -> int:
         return self.spec.avg_size
-
-    def begin(self) -> None:
-        pass  # each chunk's cut depends on its own bytes only
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         block = self.spec.avg_size

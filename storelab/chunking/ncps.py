@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from storelab.chunking.base import ChunkerSpec
+from storelab.chunking.base import ChunkerSpec, RestartingChunker
 from storelab.chunking.native import native, table_bytes
 from storelab.chunking.tables import KALBASIT_GEAR
 from storelab.errors import ConfigError
@@ -69,7 +69,7 @@ def ncps_scaled(avg: int) -> dict[str, int]:
     return {"min": max(avg // 4, 1), "avg": avg, "max": avg * 4}
 
 
-class NcpsChunker:
+class NcpsChunker(RestartingChunker):
     """ncps's cut points (kalbasit/fastcdc ported line by line; see the chunkers page for how)."""
 
     def __init__(self, spec: ChunkerSpec) -> None:
@@ -79,16 +79,10 @@ class NcpsChunker:
         self._table = table_bytes((v ^ s.seed for v in KALBASIT_GEAR), 8)
         self._cut = native("ncps").ncps
 
-    @property
-    def lookahead(self) -> int:
-        return self.spec.max_size
 
     @property
     def single_chunk_max(self) -> int:
         return self.spec.min_size + 1
-
-    def begin(self) -> None:
-        pass  # the hash restarts at every cut
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         s = self.spec

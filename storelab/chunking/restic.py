@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
-from storelab.chunking.base import ChunkerSpec
+from storelab.chunking.base import ChunkerSpec, RestartingChunker
 from storelab.chunking.native import native, table_bytes
 from storelab.errors import ConfigError
 from storelab.units import format_bytes
@@ -89,7 +89,7 @@ def restic_scaled(avg: int) -> dict[str, int]:
     return {"avg_bits": avg.bit_length() - 1, "min": avg // 2, "max": avg * 8}
 
 
-class ResticChunker:
+class ResticChunker(RestartingChunker):
     """restic's cut points, exactly (checked against ``restic backup`` by the test suite)."""
 
     def __init__(self, spec: ChunkerSpec) -> None:
@@ -100,16 +100,7 @@ class ResticChunker:
         self._out, self._mod = rabin_tables(params["pol"])
         self._cut = native("restic").restic
 
-    @property
-    def lookahead(self) -> int:
-        return self.spec.max_size
 
-    @property
-    def single_chunk_max(self) -> int:
-        return self.spec.min_size
-
-    def begin(self) -> None:
-        pass  # restic resets its window at every cut
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         s = self.spec

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from storelab.chunking.base import ChunkerSpec
+from storelab.chunking.base import ChunkerSpec, RestartingChunker
 from storelab.chunking.native import native, table_bytes
 from storelab.chunking.tables import XET_GEAR
 from storelab.errors import ConfigError
@@ -57,7 +57,7 @@ def xet_scaled(avg: int) -> dict[str, int]:
     return {"target": avg}
 
 
-class XetChunker:
+class XetChunker(RestartingChunker):
     """Xet's cut points (checked end to end against ``hf_xet.hash_files``)."""
 
     def __init__(self, spec: ChunkerSpec) -> None:
@@ -65,16 +65,7 @@ class XetChunker:
         self._mask = xet_mask(self.spec.avg_size)
         self._cut = native("xet").xet
 
-    @property
-    def lookahead(self) -> int:
-        return self.spec.max_size
 
-    @property
-    def single_chunk_max(self) -> int:
-        return self.spec.min_size
-
-    def begin(self) -> None:
-        pass  # the hash restarts at every cut
 
     def split(self, buf: memoryview, eof: bool) -> list[int]:
         s = self.spec
