@@ -98,6 +98,24 @@ def test_stream_chunkings_count_in_the_dedup_figures(tmp_path: Path) -> None:
     assert comparison.loc[stream_id, "logical_bytes"] == 2 * nar_size
 
 
+def test_a_refs_zeroed_chunking_is_counted_per_file_not_as_a_stream(tmp_path: Path) -> None:
+    """``@refs-zeroed`` cuts each file (its id has an ``@`` like a stream's): logical bytes are
+    every file occurrence's, and its blobs have index objects like any per-file chunking."""
+    build_tree(tmp_path / "t", TREE)
+    plain = spec_from_id("fixed/size=1000")
+    zeroed = spec_from_id("fixed/size=1000@refs-zeroed")
+    for label in ("one", "two"):
+        ingest_dir(tmp_path / "t", tmp_path / "ds", label, IngestOptions(plain, workers=0, zstd_level=0, also=(zeroed,)))
+    comparison = chunker_comparison(tmp_path / "ds").set_index("chunker_id")
+    files = sum(len(v) for v in (TREE[b"b-large"], TREE[b"a-small"], TREE[b"dir"][b"x"]))  # type: ignore[index, arg-type]
+    for chunking in (plain, zeroed):  # no /nix/store path in these files: blanking changes nothing
+        row = comparison.loc[chunking.id]
+        assert row["logical_bytes"] == 2 * files
+        assert row["index_bytes"] == comparison.loc[plain.id, "index_bytes"] > 0
+    summary = dedup_summary(tmp_path / "ds").set_index("chunker_id", drop=False)
+    assert summary.loc[zeroed.id, "logical_bytes"] == 2 * files
+
+
 def test_stream_chunkings_refused_where_they_cannot_be_cut(tmp_path: Path) -> None:
     build_tree(tmp_path / "t", {b"f": b"data"})
     (tmp_path / "t.nar").write_bytes(b"".join(dump_path(tmp_path / "t")))

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from storelab.analysis.db import connect, sql_list
+from storelab.analysis.db import connect, sql_list, stream_chunking_sql
 from storelab.tables import Dataset
 
 __all__ = ["chunk_size_distribution", "chunk_size_stats", "chunker_comparison", "refcount_histogram"]
@@ -112,13 +112,13 @@ def chunker_comparison(dataset: str | os.PathLike[str] | Dataset, snapshots: Seq
     """
     with connect(dataset, snapshots) as con:
         frame = con.execute(
-            """
+            f"""
             WITH occ AS (
                 SELECT b.chunker_id, sum(n.size) AS logical_bytes, sum(b.chunk_count) AS logical_chunks
                 FROM nodes n JOIN blobs b ON n.snapshot_id = b.snapshot_id AND n.digest = b.digest
-                WHERE n.kind = 'file' AND b.chunker_id NOT LIKE '%@%' GROUP BY ALL
+                WHERE n.kind = 'file' AND NOT {stream_chunking_sql("b.chunker_id")} GROUP BY ALL
                 UNION ALL  -- a stream chunking: each snapshot's one stream
-                SELECT chunker_id, sum(size), sum(chunk_count) FROM blobs WHERE chunker_id LIKE '%@%' GROUP BY ALL
+                SELECT chunker_id, sum(size), sum(chunk_count) FROM blobs WHERE {stream_chunking_sql()} GROUP BY ALL
             ),
             uniq AS (
                 SELECT chunker_id, sum(size) AS unique_bytes, count(*) AS unique_chunks,
@@ -129,7 +129,7 @@ def chunker_comparison(dataset: str | os.PathLike[str] | Dataset, snapshots: Seq
             ),
             idx AS (
                 SELECT chunker_id, sum(index_size) AS index_bytes, count(*) FILTER (WHERE index_size > 0) AS index_objects
-                FROM (SELECT chunker_id, digest, any_value(index_size) AS index_size FROM blobs WHERE chunker_id NOT LIKE '%@%' GROUP BY ALL)
+                FROM (SELECT chunker_id, digest, any_value(index_size) AS index_size FROM blobs WHERE NOT {stream_chunking_sql()} GROUP BY ALL)
                 GROUP BY ALL
             ),
             kinds AS (

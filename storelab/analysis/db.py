@@ -23,7 +23,7 @@ import duckdb
 from storelab.errors import DatasetError
 from storelab.tables import TABLES, Dataset
 
-__all__ = ["connect", "as_dataset", "sql_list"]
+__all__ = ["connect", "as_dataset", "sql_list", "is_stream_chunking", "stream_chunking_sql"]
 
 
 def as_dataset(dataset: str | os.PathLike[str] | Dataset) -> Dataset:
@@ -89,6 +89,30 @@ def _sql_type(arrow_type: object) -> str:
     if pa.types.is_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type):
         return "BLOB"
     return "VARCHAR"
+
+
+def is_stream_chunking(chunker_id: str) -> bool:
+    """Whether a recorded ``chunker_id`` cuts one stream per snapshot (its scope is one of
+    :data:`~storelab.chunking.base.STREAM_SCOPES`) rather than each file (``@refs-zeroed`` too
+    cuts each file).
+
+    >>> is_stream_chunking("attic@nar"), is_stream_chunking("fastcdc2020/avg=64KiB@refs-zeroed"), is_stream_chunking("fixed/size=4KiB")
+    (True, False, False)
+    """
+    from storelab.chunking.base import STREAM_SCOPES
+
+    return chunker_id.rpartition("@")[2] in STREAM_SCOPES
+
+
+def stream_chunking_sql(column: str = "chunker_id") -> str:
+    """The SQL condition :func:`is_stream_chunking` is, on ``column``.
+
+    >>> stream_chunking_sql("b.chunker_id")
+    "(b.chunker_id LIKE '%@nar' OR b.chunker_id LIKE '%@files-by-name' OR b.chunker_id LIKE '%@files-by-size')"
+    """
+    from storelab.chunking.base import STREAM_SCOPES
+
+    return "(" + " OR ".join(f"{column} LIKE '%@{scope}'" for scope in STREAM_SCOPES) + ")"
 
 
 def sql_list(values: Sequence[str], brackets: str = "[]") -> str:

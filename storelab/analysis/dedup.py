@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from storelab.analysis.db import connect, sql_list
+from storelab.analysis.db import connect, is_stream_chunking, sql_list
 from storelab.tables import Dataset
 
 __all__ = ["dedup_summary", "snapshot_summary", "LEVELS", "FIGURE_COLUMNS"]
@@ -134,7 +134,7 @@ def _levels(con: duckdb.DuckDBPyConnection, warnings: list[str]) -> list[_Level]
         )
     for chunker_id, zstd_level, ids in chunkings:
         cid = sql_list([chunker_id], "()")[1:-1]
-        if "@" in chunker_id:  # a stream chunking: each snapshot's one stream, whole (no per-file index objects)
+        if is_stream_chunking(chunker_id):  # a stream chunking: each snapshot's one stream, whole (no per-file index objects)
             occurrences = f"SELECT snapshot_id, sum(size) AS bytes, sum(chunk_count) AS objects FROM blobs WHERE chunker_id = {cid} GROUP BY ALL"
             metadata = None
         else:
