@@ -13,9 +13,9 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from storelab.castore import InvalidNodeError, validate_target
 from storelab.errors import InputError, InputNotFoundError
@@ -176,7 +176,7 @@ def scan_tree(root: str | os.PathLike[str]) -> Tree:
     return tree
 
 
-_by_name = itemgetter(0)
+_by_name = attrgetter("name")
 
 
 def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
@@ -186,12 +186,19 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
         dir_index = stack.pop()
         rel = entries[dir_index].path
         abs_dir = root + b"/" + rel if rel else root
+        children: list[os.DirEntry[Any]]
         try:
+            if len(abs_dir) <= _PATH_PIECE:
+                # listed by its bytes path: names come as bytes, nothing to encode or open first
+                with os.scandir(abs_dir) as it:
+                    children = sorted(it, key=_by_name)
+                yield from _list_children(tree, None, dir_index, rel, children, stack)
+                continue
             # through a descriptor: a tree deeper than PATH_MAX is listed like any other
             fd = open_deep(abs_dir, _DIRECTORY_FLAGS)
             try:
-                with os.scandir(fd) as it:  # names come as str (surrogate-escaped): sort and record their bytes
-                    children = sorted(((os.fsencode(e.name), e) for e in it), key=_by_name)
+                with os.scandir(fd) as it:  # names come as str (surrogate-escaped): sorted by their bytes
+                    children = sorted(it, key=_by_encoded_name)
                 yield from _list_children(tree, fd, dir_index, rel, children, stack)
             finally:
                 os.close(fd)
@@ -201,17 +208,25 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
             yield Listing(dir_index, [], [])
 
 
+def _by_encoded_name(entry: os.DirEntry[str]) -> bytes:
+    return os.fsencode(entry.name)
+
+
 def _list_children(
-    tree: Tree, fd: int, dir_index: int, rel: bytes, children: list[tuple[bytes, os.DirEntry[str]]], stack: list[int]
+    tree: Tree, fd: int | None, dir_index: int, rel: bytes, children: list[os.DirEntry[Any]], stack: list[int]
 ) -> Iterator[Listing]:
-    """The listing of one directory (open as ``fd``): its entries appended, its subdirectories
-    pushed onto ``stack``."""
+    """The listing of one directory (open as ``fd``, or listed by its bytes path when ``fd`` is
+    None): its entries appended, its subdirectories pushed onto ``stack``."""
     entries, skipped = tree.entries, tree.skipped
     subdirs: list[int] = []
     files: list[int] = []
     first_child = len(entries)
-    for name, child in children:
-        path = rel + b"/" + name if rel else name
+    prefix = rel + b"/" if rel else b""
+    for child in children:
+        name = child.name if fd is None else os.fsencode(child.name)
+        path = prefix + name
+        # where the entry is for the system calls below: by descriptor, or by its own path
+        at, where = (None, child.path) if fd is None else (fd, child.name)
         # No name check: a directory listing never holds "", ".", "..", "/" or NUL, and
         # Linux names are at most 255 bytes — castore's rules hold by construction.
         # The listing's file types (d_type) say what each entry is; only regular files
@@ -229,14 +244,14 @@ def _list_children(
             skipped.append(Skipped(path, describe_os_error(err)))
             continue
         if is_dir:
-            if not os.access(child.name, os.R_OK | os.X_OK, dir_fd=fd, follow_symlinks=False):
+            if not os.access(where, os.R_OK | os.X_OK, dir_fd=at, follow_symlinks=False):
                 skipped.append(Skipped(path, "permission denied"))
                 continue
             subdirs.append(len(entries))
             entries.append(TreeEntry(path, "directory", parent=dir_index))
         elif is_link:
             try:
-                target = os.fsencode(os.readlink(child.name, dir_fd=fd))
+                target = os.fsencode(os.readlink(where, dir_fd=at))
                 validate_target(target)
             except OSError as err:
                 skipped.append(Skipped(path, describe_os_error(err)))

@@ -335,7 +335,12 @@ class Dataset:
         """One file of ``table``, read against the table's schema."""
         path, temporary = self.storage.local_path(key)
         try:
-            return pq.read_table(path, schema=SCHEMAS[table])
+            # ParquetFile, not pq.read_table: that loads pyarrow.dataset (and with it pandas), half
+            # a second on every ingest's critical path; the dataset API is needed only for a file
+            # written under an older schema, which it reads with the missing columns as nulls.
+            with pq.ParquetFile(path) as parquet:
+                data = parquet.read()
+            return data if data.schema.equals(SCHEMAS[table]) else pq.read_table(path, schema=SCHEMAS[table])
         except (OSError, pa.ArrowInvalid) as err:
             if not self.storage.exists(key):
                 raise VanishedError(f"{self.storage.url(key)}: vanished while being read") from None

@@ -149,7 +149,10 @@ class DatasetIndex:
         keys = [k for k in dataset.table_keys("chunkings") if k.startswith(f"chunkings/{part.part_id}")]
         chunkings = pa.concat_tables(dataset.read_file(k, "chunkings") for k in keys) if keys else None
         sizes: list[tuple[int, bytes, int]] = []
-        if chunkings is not None:
+        # Only chunkings measured at a zstd level have sizes to learn. Checked in Python first:
+        # an Arrow filter with a literal makes pyarrow import pandas (half a second) to see
+        # whether the literal is a pandas object, and a zstd-off ingest needs none of it.
+        if chunkings is not None and any(level for level in chunkings.column("zstd_level").to_pylist()):
             levels = chunkings.select(["snapshot_id", "chunker_id", "zstd_level"]).filter(pc.greater(chunkings.column("zstd_level"), 0))
             for key in [k for k in dataset.table_keys("chunks") if k.startswith(f"chunks/{part.part_id}")] if levels.num_rows else []:
                 chunks = dataset.read_file(key, "chunks").select(["snapshot_id", "chunker_id", "digest", "compressed_size"])
