@@ -57,7 +57,11 @@ def plot_upload_speedup(grid: pd.DataFrame, ax: Axes | None = None) -> Axes:
     concurrent = grid[grid["mode"] == "concurrent"]
     for rtt, runs in concurrent.groupby("rtt_ms", sort=True):
         runs = runs.sort_values("concurrency")
-        ax.plot(runs["concurrency"], runs["speedup"], marker="o", label=f"RTT {rtt:g} ms")
+        if "speedup_low" in runs and int(runs["runs"].max()) > 1:  # repeated: the median, bars from slowest to fastest run
+            spread = [runs["speedup"] - runs["speedup_low"], runs["speedup_high"] - runs["speedup"]]
+            ax.errorbar(runs["concurrency"], runs["speedup"], yerr=spread, marker="o", capsize=3, label=f"RTT {rtt:g} ms")
+        else:
+            ax.plot(runs["concurrency"], runs["speedup"], marker="o", label=f"RTT {rtt:g} ms")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(concurrent["concurrency"].unique()))
@@ -66,7 +70,9 @@ def plot_upload_speedup(grid: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("speedup over sequential upload (×)")
     files = int(grid["files"].iloc[0]) if len(grid) else 0
     size = format_bytes(int(grid["file_bytes"].iloc[0])) if len(grid) else "0 B"
-    ax.set_title(f"Concurrent small-blob upload: {files:,} files, {size}")
+    repeated = int(grid["runs"].max()) if "runs" in grid and len(grid) else 1
+    note = f"; median of {repeated} runs, bars: slowest–fastest" if repeated > 1 else ""
+    ax.set_title(f"Concurrent small-blob upload: {files:,} files, {size}{note}", fontsize=10)
     ax.legend(title="simulated link")
     ax.grid(True, alpha=0.3)
     return ax

@@ -3,12 +3,15 @@
 Each run ingests the same input into a fresh in-memory store behind a simulated link
 (:class:`~storelab.stores.LatencyBackend`), once sequentially (every request waits for the one
 before) and once per concurrency level with tvix's background uploader; wall time, requests
-and the speedup over the sequential run at the same RTT are recorded.
+and the speedup over the sequential run at the same RTT are recorded. Timings are repeated
+(``runs``, taking turns so a machine's drift hits every setting alike): the table keeps the
+median and the fastest and slowest run.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -31,8 +34,11 @@ __all__ = ["upload_grid", "upload_run", "write_upload_outputs", "UPLOAD_COLUMNS"
 
 UPLOAD_COLUMNS = [
     "rtt_ms", "mode", "concurrency", "wall_seconds", "requests", "put_count", "head_count", "put_bytes", "files",
-    "file_bytes", "speedup",
+    "file_bytes", "speedup", "runs", "wall_min", "wall_max", "speedup_low", "speedup_high",
 ]  # fmt: skip
+"""``wall_seconds`` is the median of ``runs`` runs (``wall_min``–``wall_max`` their spread);
+``speedup`` = the sequential run's median at the same RTT ÷ this one's, ``speedup_low``–
+``speedup_high`` the same ratio from the slowest and the fastest run of this setting."""
 
 
 def upload_run(
@@ -77,11 +83,14 @@ def upload_grid(
     max_buffered: int = UploadOptions().max_buffered,
     chunker: ChunkerSpec | None = None,
     on_run: Callable[[dict[str, object]], None] | None = None,
+    runs: int = 1,
 ) -> pd.DataFrame:
-    """Sequential and concurrent uploads of ``source`` at every RTT (seconds) and concurrency.
+    """Sequential and concurrent uploads of ``source`` at every RTT (seconds) and concurrency,
+    each setting timed ``runs`` times (round by round); ``on_run`` sees every single run.
 
-    One row per run (columns :data:`UPLOAD_COLUMNS`); ``speedup`` is the sequential run's wall
-    time at the same RTT over this run's.
+    One row per setting (columns :data:`UPLOAD_COLUMNS`): the median wall time and its spread;
+    ``speedup`` is the sequential median at the same RTT over this setting's. Requests are
+    counted, not timed: every run of a setting makes the same ones.
 
     >>> import tempfile, pathlib
     >>> tree = pathlib.Path(tempfile.mkdtemp())
@@ -90,17 +99,27 @@ def upload_grid(
     >>> list(grid["mode"]), list(grid["put_count"])
     (['sequential', 'concurrent'], [7, 7])
     """
-    rows: list[dict[str, object]] = []
-    for rtt in rtts:
-        link = LinkProfile(rtt=rtt, bandwidth=bandwidth)
-        baseline = None
-        for concurrency in (0, *concurrencies):
-            row = upload_run(source, link, UploadOptions(concurrency, threshold, max_buffered), chunker)
-            baseline = baseline if baseline is not None else float(row["wall_seconds"])  # type: ignore[arg-type]
-            row["speedup"] = baseline / float(row["wall_seconds"])  # type: ignore[arg-type]
-            rows.append(row)
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, not {runs}")
+    settings = [(rtt, concurrency) for rtt in rtts for concurrency in (0, *concurrencies)]
+    walls: dict[tuple[float, int], list[float]] = {setting: [] for setting in settings}
+    last: dict[tuple[float, int], dict[str, object]] = {}
+    for _ in range(runs):  # round by round: every setting once per round
+        for rtt, concurrency in settings:
+            row = upload_run(source, LinkProfile(rtt=rtt, bandwidth=bandwidth), UploadOptions(concurrency, threshold, max_buffered), chunker)
+            walls[(rtt, concurrency)].append(float(row["wall_seconds"]))  # type: ignore[arg-type]
+            last[(rtt, concurrency)] = row
             if on_run:
                 on_run(row)
+    rows: list[dict[str, object]] = []
+    for rtt, concurrency in settings:
+        times = walls[(rtt, concurrency)]
+        sequential = statistics.median(walls[(rtt, 0)])
+        median = statistics.median(times)
+        rows.append({
+            **last[(rtt, concurrency)], "wall_seconds": median, "runs": runs, "wall_min": min(times), "wall_max": max(times),
+            "speedup": sequential / median, "speedup_low": sequential / max(times), "speedup_high": sequential / min(times),
+        })  # fmt: skip
     return pd.DataFrame(rows, columns=UPLOAD_COLUMNS)
 
 

@@ -81,11 +81,13 @@ def store_verify_command(url: str, max_chunk_size: str, as_json: bool) -> None:
 @option("--bandwidth", default=None, help="Link bandwidth per second (e.g. 100MiB); default unlimited.")
 @THRESHOLD_OPTION
 @BUFFER_OPTION
+@option("--runs", type=click.IntRange(1), default=1, show_default=True,
+        help="Time every setting this many times, taking turns; the table keeps the median and the spread.")
 @option("--out", "-o", "out_dir", default="build/bench-upload", help="Folder for upload.parquet and upload.png.")
 @option("--json", JSON, is_flag=True, help="Print the table as JSON.")
 def bench_upload_command(
-    source: str, rtt: str, concurrency: str, bandwidth: str | None, upload_threshold: str, upload_buffer: str, out_dir: str,
-    as_json: bool,
+    source: str, rtt: str, concurrency: str, bandwidth: str | None, upload_threshold: str, upload_buffer: str, runs: int,
+    out_dir: str, as_json: bool,
 ) -> None:  # fmt: skip
     """How much concurrent small-blob upload saves over a slow link.
 
@@ -108,7 +110,7 @@ def bench_upload_command(
     if not os.path.exists(source):
         raise StorelabError(f"{source}: no such file or directory")
     shown = table(title=f"upload of {source} through a simulated link", title_justify="left")
-    for col in ("RTT", "mode", "concurrency", "wall", "requests", "PUT", "HEAD", "speedup"):
+    for col in ("RTT", "mode", "concurrency", "wall (median)", "min–max", "requests", "PUT", "HEAD", "speedup"):
         shown.add_column(col, justify="left" if col == "mode" else "right")
 
     def show(row: dict[str, Any]) -> None:
@@ -119,7 +121,8 @@ def bench_upload_command(
             )
 
     grid = upload_grid(
-        source, rtts, levels, parse_size(bandwidth) if bandwidth else None, parse_size(upload_threshold), parse_size(upload_buffer), on_run=show
+        source, rtts, levels, parse_size(bandwidth) if bandwidth else None, parse_size(upload_threshold), parse_size(upload_buffer), on_run=show,
+        runs=runs,
     )
     write_upload_outputs(grid, out_dir)
     if as_json:
@@ -127,7 +130,8 @@ def bench_upload_command(
         return
     for row in grid.itertuples():
         shown.add_row(
-            f"{row.rtt_ms:g} ms", row.mode, str(row.concurrency or "–"), f"{row.wall_seconds:.2f} s", f"{row.requests:,}",
+            f"{row.rtt_ms:g} ms", row.mode, str(row.concurrency or "–"), f"{row.wall_seconds:.2f} s",
+            f"{row.wall_min:.2f}–{row.wall_max:.2f} s", f"{row.requests:,}",
             f"{row.put_count:,}", f"{row.head_count:,}", f"{row.speedup:.1f}×",
         )  # fmt: skip
     out().print(shown)
