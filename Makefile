@@ -41,7 +41,7 @@ test-fast: venv lint
 	$(BIN)/python -m pytest -m "not slow" -q -n auto
 
 lint: venv
-	$(BIN)/ruff check storelab tests benchmarks
+	$(BIN)/ruff check storelab tests benchmarks scripts
 	$(BIN)/mypy
 
 docs: venv

@@ -8,11 +8,39 @@ the folder of a ``debian-cache`` slice (``storelab datasets fetch debian-cache``
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 from storelab.errors import InputError
 
-__all__ = ["ingest_corpus"]
+__all__ = ["corpus_images", "corpus_tree", "describe_corpus", "ingest_corpus", "is_cache_slice", "package_name"]
+
+_VERSION_START = re.compile(r"^(.+?)-(\d.*)$")
+
+
+def package_name(label: str) -> str:
+    """A snapshot label without its version: everything before the first ``-`` that a digit
+    follows (Nix's rule for splitting a store path's name), the whole label when none does.
+
+    >>> package_name("rich-13.7.0"), package_name("libglib2.0-tests-2.74.6-2+deb12u2"), package_name("7zip-22.01")
+    ('rich', 'libglib2.0-tests', '7zip')
+    >>> package_name("hello")
+    'hello'
+    """
+    match = _VERSION_START.match(label)
+    return match.group(1) if match else label
+
+
+def is_cache_slice(corpus: str | os.PathLike[str]) -> bool:
+    """Whether ``corpus`` is a binary-cache slice's folder (it holds ``narinfos.txt``)."""
+    return (Path(corpus) / "narinfos.txt").is_file()
+
+
+def describe_corpus(corpus: str | os.PathLike[str]) -> str:
+    """How an answer names its corpus: the slice's folder name, or the shipped sample's name."""
+    return f"the binary-cache slice in {Path(corpus).name}/" if is_cache_slice(corpus) else f"the shipped sample {corpus}"
 
 
 def ingest_corpus(corpus: str | os.PathLike[str], dataset: str | os.PathLike[str], options: object, work: str | os.PathLike[str]) -> int:
@@ -40,3 +68,69 @@ def ingest_corpus(corpus: str | os.PathLike[str], dataset: str | os.PathLike[str
     for label, tree in trees:
         ingest_dir(tree, dataset, label, options)
     return len(trees)
+
+
+def corpus_tree(corpus: str | os.PathLike[str], work: str | os.PathLike[str], store_paths: int | None = None) -> Path:
+    """One directory tree of ``corpus`` for a study that ingests a tree: the shipped sample
+    unpacked (every snapshot side by side), or the first ``store_paths`` of a slice's unpacked
+    trees by name (all of them when None), hard-linked into ``work`` (no bytes copied)."""
+    from storelab.datasets.sample import unpack_sample
+
+    if not is_cache_slice(corpus):
+        unpack_sample(str(corpus), Path(work) / "samples")
+        return Path(work) / "samples"
+    trees = Path(corpus) / "trees"
+    if not trees.is_dir():
+        raise InputError(f"{corpus}: no trees/ folder (fetch the slice again: storelab datasets fetch debian-cache)")
+    chosen = sorted(p.name for p in trees.iterdir())[:store_paths]
+    target = Path(work) / f"slice-{len(chosen)}-paths"
+    done = target.with_name(target.name + ".complete")  # beside the tree: a marker inside would be ingested
+    if not done.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        for name in chosen:
+            shutil.copytree(trees / name, target / name, symlinks=True, copy_function=os.link)
+        done.touch()
+    return target
+
+
+def corpus_images(corpus: str | os.PathLike[str], images: int = 8) -> tuple[list[Any], dict[str, int]]:
+    """Container images of ``corpus`` and each store path's popularity, for the layer study.
+
+    A slice's images are closures (by the narinfos' References) of store paths nothing refers
+    to, chosen greedily so the images differ: first the largest closure, then each time the one
+    adding the most bytes no chosen image holds yet, one version per package; popularity
+    counts, for each path, the closures of all top-level paths holding it. Any other corpus is a
+    folder (or a shipped name) of closure graphs with ``popularity.json``, as
+    ``storelab datasets fetch debian-closures`` writes.
+    """
+    from storelab.layers import ClosureGraph, StorePath, load_images, load_popularity, path_name
+    from storelab.nar.narinfo import load_narinfo
+
+    if not is_cache_slice(corpus):
+        folder = Path(corpus)
+        if not folder.is_dir():
+            from storelab.datasets import default_datasets_dir
+
+            folder = default_datasets_dir() / str(corpus)
+        return load_images(folder), load_popularity(folder / "popularity.json")
+    infos = [load_narinfo(line) for line in (Path(corpus) / "narinfos.txt").read_text().split()]
+    nodes = [StorePath(i.store_path, int(i.nar_size or 0), tuple(r for r in i.references if r != i.store_path)) for i in infos]
+    full = ClosureGraph.build(nodes, None, Path(corpus).name)
+    referred = {ref for node in nodes for ref in node.references}
+    tops = [node.path for node in nodes if node.path not in referred]
+    closures = {top: full.closure(top) for top in tops}
+    popularity: dict[str, int] = {}
+    for members in closures.values():
+        for member in members:
+            popularity[path_name(member)] = popularity.get(path_name(member), 0) + 1
+    by_path = {node.path: node for node in nodes}
+    chosen: list[str] = []
+    covered: set[str] = set()
+    candidates = sorted(tops)
+    while len(chosen) < images and candidates:
+        best = max(candidates, key=lambda top: sum(by_path[m].nar_size for m in closures[top] - covered))
+        chosen.append(best)
+        covered |= closures[best]
+        candidates = [top for top in candidates if package_name(path_name(top)) != package_name(path_name(best))]
+    graphs = [ClosureGraph.build([by_path[m] for m in closures[top]], [top], path_name(top)) for top in chosen]
+    return graphs, popularity
