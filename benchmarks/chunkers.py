@@ -1,9 +1,9 @@
 """Every chunker's speed on one core, beside casync, restic and borg on the same bytes.
 
-    .venv/bin/python benchmarks/chunkers.py [--corpus-bytes 1000000000] [--runs 5] [--tools/--no-tools]
+    .venv/bin/python benchmarks/chunkers.py [--runs 5] [--no-tools] [--usr [--corpus-bytes 1000000000] | --corpus DIR]
 
-Builds (once) the corpus of real files ``benchmarks/corpus.py`` makes (a sorted walk of /usr,
-1 GB by default), reads it into memory, then times each chunker cutting every file (at its
+Takes the corpus ``benchmarks/corpus.py`` resolves (the pinned debian-cache slice's trees by
+default; ``--usr``: a sorted walk of this machine's /usr, 1 GB), reads its regular files into memory, then times each chunker cutting every file (at its
 tool's defaults, on the calling thread: one core), round by round, chunkers taking turns.
 Reports the median MB/s with the spread, and the goal (≥ 250 MB/s) met or not.
 
@@ -27,20 +27,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import add_corpus_arguments, build_corpus, warm
+from corpus import add_corpus_arguments, regular_files, resolve_corpus, warm
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_MBPS = 250
 
 
 def load(corpus: Path) -> list[bytes]:
-    files = []
-    for root, dirs, names in os.walk(corpus):
-        dirs.sort()
-        for name in sorted(names):
-            if not name.startswith("."):
-                files.append(Path(root, name).read_bytes())
-    return files
+    return [Path(path).read_bytes() for path in regular_files(corpus) if not os.path.basename(path).startswith(".corpus")]
 
 
 def time_chunker(name: str, files: list[bytes]) -> float:
@@ -94,10 +88,10 @@ def main() -> None:
 
     from storelab.chunking import CATALOG
 
-    file_count, total = build_corpus(args.corpus, args.corpus_bytes)
+    args.corpus, file_count, total, described = resolve_corpus(args, REPO)
     files = load(args.corpus)
     mb = total / 1e6
-    print(f"corpus: {args.corpus} — {file_count:,} files, {mb:,.0f} MB (sorted walk of /usr); {args.runs} rounds; one core")
+    print(f"corpus: {file_count:,} files, {mb:,.0f} MB — {described}; {args.runs} rounds; one core")
     times: dict[str, list[float]] = {name: [] for name in CATALOG}
     for _ in range(args.runs):
         for name in CATALOG:

@@ -1,4 +1,8 @@
-"""Build a benchmark corpus of real files from this machine (reproducible: sorted walk)."""
+"""The benchmarks' corpora. The default is pinned — the same bytes on every machine: the
+unpacked trees of the ``debian-cache`` slice (1,310 store paths of pinned Debian packages,
+``storelab datasets fetch debian-cache``, fetched once into ``build/datasets/debian-cache``).
+``--usr`` instead copies this machine's ``/usr`` in sorted order (the corpus of earlier figures;
+it differs from machine to machine, so its figures cannot be reproduced elsewhere)."""
 
 from __future__ import annotations
 
@@ -64,9 +68,62 @@ def warm(dest: Path) -> None:
 
 def add_corpus_arguments(parser: argparse.ArgumentParser, repo: Path) -> None:
     """The options every corpus benchmark takes: which corpus, how large, how many rounds."""
-    parser.add_argument("--corpus-bytes", type=int, default=1_300_000_000)
-    parser.add_argument("--corpus", type=Path, default=repo / "build" / "bench-corpus")
+    parser.add_argument("--usr", action="store_true", help="this machine's /usr (sorted walk, --corpus-bytes of it), not the slice's trees")
+    parser.add_argument("--corpus-bytes", type=int, default=1_300_000_000, help="with --usr: how much of /usr to copy")
+    parser.add_argument("--corpus", type=Path, default=None, help="a folder to use as it is (default: the slice's trees, or build/bench-corpus with --usr)")
     parser.add_argument("--runs", type=int, default=5)
+
+
+def slice_folder(repo: Path) -> Path:
+    """The ``debian-cache`` slice's folder under build/, fetched (once, ≈ 10 minutes) when missing."""
+    import subprocess
+    import sys
+
+    folder = repo / "build" / "datasets" / "debian-cache"
+    if not (folder / "narinfos.txt").exists():
+        print("fetching the debian-cache slice (once, ≈ 10 minutes) …", file=sys.stderr)
+        command = [sys.executable, "-m", "storelab", "datasets", "fetch", "debian-cache", "--to", str(folder)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=repo)
+    return folder
+
+
+def count_files(root: Path) -> tuple[int, int]:
+    """(regular files, their bytes) under ``root``; symbolic links are not followed."""
+    files = total = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            st = os.lstat(os.path.join(folder, name))
+            if stat.S_ISREG(st.st_mode):
+                files += 1
+                total += st.st_size
+    return files, total
+
+
+def regular_files(root: Path) -> list[str]:
+    """Every regular file under ``root`` (sorted; symbolic links left out: a package's absolute
+    links point into this machine, and a peer given them would read the machine's files)."""
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                found.append(path)
+    return sorted(found)
+
+
+def resolve_corpus(args: argparse.Namespace, repo: Path) -> tuple[Path, int, int, str]:
+    """The corpus the options name: (folder, files, bytes, a description for the table's
+    heading). The default is the pinned slice's unpacked trees."""
+    if args.usr:
+        where = args.corpus or repo / "build" / "bench-corpus"
+        files, total = build_corpus(where, args.corpus_bytes)
+        return where, files, total, f"this machine's /usr, sorted walk ({where})"
+    if args.corpus is not None:
+        files, total = count_files(args.corpus)
+        return args.corpus, files, total, str(args.corpus)
+    where = slice_folder(repo) / "trees"
+    files, total = count_files(where)
+    return where, files, total, "the debian-cache slice's trees (pinned: datasets/debian-cache/pins.json)"
 
 
 def baseline_checkout(repo: Path, rev: str) -> Path:

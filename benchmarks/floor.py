@@ -21,7 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import add_corpus_arguments, build_corpus
+from corpus import add_corpus_arguments, regular_files, resolve_corpus
 from ingest import compile_storelab, ensure_tools, timed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,11 +80,11 @@ def main() -> None:
     if args.floor_only:
         floor(args.floor_only)
         return
-    files, total = build_corpus(args.corpus, args.corpus_bytes)
+    args.corpus, files, total, described = resolve_corpus(args, REPO)
     compile_storelab()
     ensure_tools({"b3sum": "b3sum"})
     listing = REPO / "build" / "bench-floor-files.txt"
-    listing.write_bytes(b"\0".join(os.fsencode(p) for p in sorted(args.corpus.rglob("*")) if p.is_file()))
+    listing.write_bytes(b"\0".join(os.fsencode(p) for p in regular_files(args.corpus)))
     dataset = REPO / "build" / "bench-floor-dataset"
     cases = {
         "floor (walk + BLAKE3 + FastCDC + chunk BLAKE3, no tables)": [sys.executable, __file__, "--floor-only", str(args.corpus)],
@@ -100,7 +100,7 @@ def main() -> None:
     for name, values in times.items():
         print(f"  {name}: {', '.join(f'{t:.2f}' for t in values)} s", file=sys.stderr)
     medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"\ncorpus: {files} files, {total / 1e6:,.0f} MB; median of {args.runs} warm runs; {os.cpu_count()} cores\n")
+    print(f"\ncorpus: {files:,} files, {total / 1e6:,.0f} MB — {described}; median of {args.runs} warm runs; {os.cpu_count()} cores\n")
     print(f"| {'run':<60} | {'wall s':>7} | {'÷ b3sum':>8} |")
     print(f"|{'-' * 62}|{'-' * 9}|{'-' * 10}|")
     b3 = medians["b3sum (all files, default threads)"]

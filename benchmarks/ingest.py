@@ -1,9 +1,10 @@
 """Ingest throughput beside b3sum and restic on the same ≥ 1 GB corpus of real files.
 
-    .venv/bin/python benchmarks/ingest.py [--corpus-bytes 1300000000] [--runs 5] [--baseline REV]
+    .venv/bin/python benchmarks/ingest.py [--runs 5] [--baseline REV] [--usr | --corpus DIR]
 
-Builds (once) a corpus by copying regular files from /usr/lib, /usr/share, /usr/bin and
-/usr/libexec in sorted order into build/bench-corpus, installs b3sum and restic with apt-get
+The corpus is pinned: the unpacked trees of the debian-cache slice (fetched once into
+build/datasets/debian-cache; ``--usr`` copies this machine's /usr instead, as earlier figures
+did). Installs b3sum and restic with apt-get
 when they are missing and we are root, then times each tool on the same corpus with a warm
 page cache (the corpus is read again right before every timed run: this kernel drops idle
 cache after about a minute), tools taking turns round by round. Prints wall-clock medians,
@@ -29,7 +30,8 @@ from corpus import (
     add_corpus_arguments,
     baseline_checkout,
     baseline_env,
-    build_corpus,
+    regular_files,
+    resolve_corpus,
     warm,
 )
 
@@ -69,12 +71,12 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", default=None, help="also time storelab at this git revision")
     args = parser.parse_args()
 
-    files, total = build_corpus(args.corpus, args.corpus_bytes)
+    args.corpus, files, total, described = resolve_corpus(args, REPO)
     compile_storelab()
     have = ensure_tools({"b3sum": "b3sum", "restic": "restic"})
     work = Path(tempfile.mkdtemp(prefix="storelab-bench-"))
     listing = work / "files.txt"
-    listing.write_bytes(b"\0".join(os.fsencode(p) for p in sorted(args.corpus.rglob("*")) if p.is_file()))
+    listing.write_bytes(b"\0".join(os.fsencode(p) for p in regular_files(args.corpus)))
     dataset = work / "dataset"
     restic_repo = work / "restic"
     restic_env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(restic_repo), "RESTIC_CACHE_DIR": str(work / "rcache")}
@@ -123,7 +125,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
     mb = total / 1e6
-    print(f"\ncorpus: {files} files, {mb:,.0f} MB ({args.corpus}); median of {args.runs} warm runs; {os.cpu_count()} cores\n")
+    print(f"\ncorpus: {files:,} files, {mb:,.0f} MB — {described}; median of {args.runs} warm runs; {os.cpu_count()} cores\n")
     print(f"| {'tool':<56} | {'wall s':>7} | {'MB/s':>7} |")
     print(f"|{'-' * 58}|{'-' * 9}|{'-' * 9}|")
     for name, seconds in results.items():

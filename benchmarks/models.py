@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import add_corpus_arguments, build_corpus, warm
+from corpus import add_corpus_arguments, resolve_corpus, slice_folder, warm
 
 REPO = Path(__file__).resolve().parents[1]
 STORELAB = [sys.executable, "-m", "storelab"]
@@ -77,27 +77,23 @@ def main() -> None:
     add_corpus_arguments(parser, REPO)
     parser.set_defaults(corpus_bytes=2_000_000_000, runs=3)
     parser.add_argument("--with-xz", action="store_true", help="also measure .nar.xz (nix-cache-xz): xz -6 runs at ≈ 5 MB/s")
-    parser.add_argument("--usr", action="store_true", help="NARs packed from the /usr corpus instead of the debian-cache slice")
     args = parser.parse_args()
     listing = REPO / "build" / "bench-nars.txt"
     if args.usr:
-        files, total = build_corpus(args.corpus, args.corpus_bytes)
+        args.corpus, files, total, _ = resolve_corpus(args, REPO)
         nars = make_nars(args.corpus, REPO / "build" / "bench-nars")
         nar_bytes = sum(p.stat().st_size for p in nars)
         listing.write_text("".join(f"{p}\n" for p in nars))
         warm_folder = REPO / "build" / "bench-nars"
         print(f"corpus: {args.corpus} — {files:,} files, {total / 1e6:,.0f} MB; {len(nars):,} NARs, {nar_bytes / 1e6:,.0f} MB; {args.runs} rounds")
     else:
-        slice_folder = REPO / "build" / "datasets" / "debian-cache"
-        if not (slice_folder / "narinfos.txt").exists():
-            print("fetching the debian-cache slice (once) …", file=sys.stderr)
-            subprocess.run([*STORELAB, "datasets", "fetch", "debian-cache", "--to", str(slice_folder)], check=True, stdout=subprocess.DEVNULL)
-        listing = slice_folder / "narinfos.txt"
+        folder = slice_folder(REPO)
+        listing = folder / "narinfos.txt"
         from storelab.nar.narinfo import load_narinfo
 
         infos = [load_narinfo(line) for line in listing.read_text().split()]
         nar_bytes = sum(info.nar_size or 0 for info in infos)
-        warm_folder = slice_folder / "nar"
+        warm_folder = folder / "nar"
         print(f"corpus: the debian-cache slice — {len(infos):,} store paths, {nar_bytes / 1e6:,.0f} MB of NARs (.nar.xz); {args.runs} rounds")
     models = "all" if args.with_xz or not args.usr else MODELS_WITHOUT_XZ
     plain, compared = [], []

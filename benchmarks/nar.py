@@ -1,12 +1,14 @@
 """NAR ingest and render throughput beside sha256sum and b3sum on the same NAR.
 
-    .venv/bin/python benchmarks/nar.py [--runs 3] [--baseline REV]
+    .venv/bin/python benchmarks/nar.py [--runs 5] [--baseline REV] [--usr | --corpus DIR]
 
-Makes a NAR of the ingest benchmark's corpus (build/bench-corpus, built by benchmarks/ingest.py's
-corpus builder if missing) with `nix-store --dump` when Nix is installed, or with storelab's own
-writer (byte-identical, tested) otherwise. Then, with a warm page cache and tools taking turns:
-sha256sum and b3sum of the NAR file, `storelab ingest-nar` (parse, sha256 of the NAR, BLAKE3 of
-every blob and chunk; zstd sizes off), and `storelab render-nar` from a file:// store written
+Makes one NAR of the ingest benchmark's corpus (by default the pinned debian-cache slice's
+trees, all 1,310 store paths in one NAR; ``--usr``: this machine's /usr) with `nix-store --dump`
+when Nix is installed, or with storelab's own writer (byte-identical, tested) otherwise. Then,
+with a warm page cache and tools taking turns: sha256sum and b3sum of the NAR file,
+`storelab ingest-nar` (parse, sha256 of the NAR, BLAKE3 of every blob and chunk; zstd sizes
+off, the NAR not compressed), the same with its default whole-NAR zstd -3 (the `.nar.zst` size
+a binary cache would store), and `storelab render-nar` from a file:// store written
 beforehand by `ingest-nar --store`. Prints medians, MB/s and the ratios. ``--baseline REV`` also
 times `storelab ingest-nar` as it was at git revision REV, in the same rounds.
 """
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import baseline_checkout, baseline_env, build_corpus
+from corpus import add_corpus_arguments, baseline_checkout, baseline_env, resolve_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 STORELAB = [sys.executable, "-m", "storelab"]  # as the `storelab` command starts
@@ -65,12 +67,11 @@ def make_nar(corpus: Path, nar: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--corpus", type=Path, default=REPO / "build" / "bench-corpus")
+    add_corpus_arguments(parser, REPO)
     parser.add_argument("--baseline", metavar="REV", default=None, help="also time ingest-nar at this git revision")
     args = parser.parse_args()
-    build_corpus(args.corpus, 1_300_000_000)
-    nar = REPO / "build" / "bench-corpus.nar"
+    args.corpus, _, _, described = resolve_corpus(args, REPO)
+    nar = REPO / "build" / ("bench-corpus.nar" if args.usr else f"bench-{args.corpus.parent.name}-{args.corpus.name}.nar")
     how = make_nar(args.corpus, nar)
     size = nar.stat().st_size
     work = Path(tempfile.mkdtemp(prefix="storelab-narbench-"))
@@ -86,6 +87,8 @@ def main() -> None:
         ("sha256sum", ["sha256sum", str(nar)], None, None),
         ("b3sum", ["b3sum", str(nar)], None, None),
         ("storelab ingest-nar (sha256 + BLAKE3 + fastcdc2020, zstd off)",
+         [*STORELAB, "ingest-nar", str(nar), "-o", str(work / "ds"), "-q", "--zstd-level", "0", "--nar-compression", "none"], fresh, None),
+        ("storelab ingest-nar, its default .nar.zst size (zstd -3 of the NAR) too",
          [*STORELAB, "ingest-nar", str(nar), "-o", str(work / "ds"), "-q", "--zstd-level", "0"], fresh, None),
         ("storelab render-nar (file:// store, to stdout)",
          [*STORELAB, "render-nar", str(work / "stored"), "bench", "--store", f"file://{store}", "-o", "-"], None, None),
@@ -114,12 +117,12 @@ def main() -> None:
     for name, values in times.items():
         print(f"  {name}: {', '.join(f'{t:.2f}' for t in values)} s", file=sys.stderr)
     mb = size / 1e6
-    print(f"\nNAR: {mb:,.0f} MB ({how}); median of {args.runs} warm runs; {os.cpu_count()} cores; rendered NAR identical: {same}\n")
+    print(f"\nNAR: {mb:,.0f} MB ({how}) of {described}; median of {args.runs} warm runs; {os.cpu_count()} cores; rendered NAR identical: {same}\n")
     print(f"| {'tool':<62} | {'wall s':>7} | {'MB/s':>7} |")
     print(f"|{'-' * 64}|{'-' * 9}|{'-' * 9}|")
     for name, seconds in results.items():
         print(f"| {name:<62} | {seconds:7.2f} | {mb / seconds:7.0f} |")
-    ingest = next((v for k, v in results.items() if k.startswith("storelab ingest-nar")), None)
+    ingest = next((v for k, v in results.items() if k.startswith("storelab ingest-nar (")), None)
     before = next((v for k, v in results.items() if k.startswith("storelab@")), None)
     if ingest and before:
         print(f"\ningest-nar ÷ the same at {args.baseline}: {before / ingest:.2f}× the throughput")
