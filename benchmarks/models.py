@@ -91,7 +91,9 @@ def main() -> None:
         listing = folder / "narinfos.txt"
         from storelab.nar.narinfo import load_narinfo
 
-        infos = [load_narinfo(line) for line in listing.read_text().split()]
+        from storelab.ingest.fetch import read_source_list
+
+        infos = [load_narinfo(line) for line in read_source_list(listing)]
         nar_bytes = sum(info.nar_size or 0 for info in infos)
         warm_folder = folder / "nar"
         print(f"corpus: the debian-cache slice — {len(infos):,} store paths, {nar_bytes / 1e6:,.0f} MB of NARs (.nar.xz); {args.runs} rounds")

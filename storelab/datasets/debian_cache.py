@@ -257,5 +257,6 @@ def fetch_debian_cache(
     with concurrent.futures.ProcessPoolExecutor(jobs or os.cpu_count() or 1) as pool:
         narinfos = list(pool.map(_cache_entry, map(str, trees), [store_path_of(p) for p in chosen],
                              [refs[(p.package, p.suite)] for p in chosen], [str(folder)] * len(chosen)))  # fmt: skip
-    (folder / "narinfos.txt").write_text("".join(f"{path}\n" for path in narinfos))
+    # names relative to the folder: `ingest-nar --from-list` reads them relative to the list
+    (folder / "narinfos.txt").write_text("".join(f"{Path(path).name}\n" for path in narinfos))
     return folder

@@ -49,6 +49,7 @@ def ingest_corpus(corpus: str | os.PathLike[str], dataset: str | os.PathLike[str
     ``narinfos.txt`` is a binary-cache slice: its NARs, each with its narinfo; a name is a
     shipped sample, unpacked under ``work`` (its trees)."""
     from storelab.ingest import IngestOptions, ingest_dir
+    from storelab.ingest.fetch import read_source_list
     from storelab.ingest.nar_source import ingest_nars
     from storelab.nar.narinfo import load_narinfo
 
@@ -56,7 +57,7 @@ def ingest_corpus(corpus: str | os.PathLike[str], dataset: str | os.PathLike[str
     listing = Path(corpus) / "narinfos.txt"
     if listing.is_file():
         sources = []
-        for line in listing.read_text().split():
+        for line in read_source_list(listing):
             info = load_narinfo(line)
             if not info.url:
                 raise InputError(f"{line}: no URL line (which NAR does it describe?)")
@@ -113,7 +114,9 @@ def corpus_images(corpus: str | os.PathLike[str], images: int = 8) -> tuple[list
 
             folder = default_datasets_dir() / str(corpus)
         return load_images(folder), load_popularity(folder / "popularity.json")
-    infos = [load_narinfo(line) for line in (Path(corpus) / "narinfos.txt").read_text().split()]
+    from storelab.ingest.fetch import read_source_list
+
+    infos = [load_narinfo(line) for line in read_source_list(Path(corpus) / "narinfos.txt")]
     nodes = [StorePath(i.store_path, int(i.nar_size or 0), tuple(r for r in i.references if r != i.store_path)) for i in infos]
     full = ClosureGraph.build(nodes, None, Path(corpus).name)
     referred = {ref for node in nodes for ref in node.references}

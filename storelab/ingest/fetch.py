@@ -23,12 +23,13 @@ __all__ = ["read_source_list", "fetch_sources", "is_remote"]
 
 
 def read_source_list(path: str | os.PathLike[str]) -> list[str]:
-    """The sources a list file names: one a line; blank lines and ``#`` comments skipped.
+    """The sources a list file names: one a line; blank lines and ``#`` comments skipped. A
+    relative path is relative to the list's own folder (so a list travels with what it names).
 
     >>> import tempfile, pathlib
-    >>> f = pathlib.Path(tempfile.mkdtemp()) / "l.txt"; _ = f.write_text("# cache slice\\na.nar\\n\\n https://c/b.nar.xz \\n")
-    >>> read_source_list(f)
-    ['a.nar', 'https://c/b.nar.xz']
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "l.txt"; _ = f.write_text("# cache slice\\na.nar\\n\\n https://c/b.nar.xz \\n/abs.nar\\n")
+    >>> [s.replace(str(f.parent), "LIST") for s in read_source_list(f)]
+    ['LIST/a.nar', 'https://c/b.nar.xz', '/abs.nar']
     """
     try:
         text = Path(path).read_text()
@@ -36,8 +37,9 @@ def read_source_list(path: str | os.PathLike[str]) -> list[str]:
         raise InputNotFoundError(f"{path}: no such file or directory") from None
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: cannot read the list: {err}") from None
+    folder = Path(path).parent
     sources = [line.strip() for line in text.splitlines()]
-    return [s for s in sources if s and not s.startswith("#")]
+    return [s if is_remote(s) or os.path.isabs(s) else str(folder / s) for s in sources if s and not s.startswith("#")]
 
 
 def is_remote(source: str) -> bool:
