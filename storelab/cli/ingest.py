@@ -114,7 +114,10 @@ def ingest_dir_command(
 @NAR_COMPRESSION_OPTION
 @MODELS_OPTION
 @NORMALIZE_OPTION
-@option("--from-list", default=None, panel="Sources", help="A file naming NARs (paths or URLs), one a line (# comments; a relative path is read from the list's folder).")
+@option(
+    "--from-list", default=None, panel="Sources",
+    help="A file naming NARs (paths or URLs), one a line (# comments; a relative path is read from the list's folder).",
+)  # fmt: skip
 @option("--fetch-concurrency", type=click.IntRange(min=1), default=4, panel="Sources",
          help="URLs fetched ahead at once (each into a temporary file).")
 @option("--narinfo", default=None, panel="Sources",
