@@ -49,7 +49,11 @@ def inject_parameters(notebook: nbformat.NotebookNode, values: dict[str, object]
 
 def commit() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    # what the run depends on: the code and the notebooks (docs being edited meanwhile do not count)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", "storelab", "notebooks", "scripts", "pyproject.toml"],
+        cwd=REPO, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
     return done.stdout.strip() + (" with uncommitted changes" if dirty else "")
 
 
