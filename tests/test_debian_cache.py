@@ -159,8 +159,32 @@ def test_a_study_takes_the_slice_as_its_corpus(small_slice: Path, tmp_path: Path
     from storelab.datasets.studies import ingest_corpus
     from storelab.ingest import IngestOptions
 
-    count = ingest_corpus(small_slice, tmp_path / "ds", IngestOptions(zstd_level=0), tmp_path)
+    count = ingest_corpus(small_slice, tmp_path / "ds", IngestOptions(zstd_level=0, nar_compression=("xz",)), tmp_path)
     with connect(tmp_path / "ds") as con:
         labels = [row[0] for row in con.execute("SELECT label FROM snapshots ORDER BY seq").fetchall()]
+        xz = con.execute("SELECT source, nar_xz_size FROM snapshots ORDER BY seq").fetchall()
+    # each .nar.xz is its own xz size (read from disk, not compressed again)
+    assert all(Path(source).name.endswith(".nar.xz") and size == Path(source).stat().st_size for source, size in xz)
     assert count == len(labels) == len(small_slice.joinpath("narinfos.txt").read_text().split())
     assert labels[0] == store_path_of(next(p for p in load_pins(default_datasets_dir() / "debian-cache" / "pins.json") if p.small)).split("-", 1)[1]
+
+
+@pytest.mark.slow
+def test_a_study_takes_images_and_a_tree_from_the_slice(small_slice: Path, tmp_path: Path) -> None:
+    """Notebook 04's images (closures by the narinfos' References) and 03's tree (store paths hard-linked)."""
+    from storelab.datasets.studies import corpus_images, corpus_tree, package_name
+    from storelab.layers import path_name
+
+    images, popularity = corpus_images(small_slice, 3)
+    assert 1 <= len(images) <= 3
+    assert len({package_name(g.name) for g in images}) == len(images)  # one version per package
+    for graph in images:
+        assert all(ref in graph.paths for node in graph.paths.values() for ref in node.references)  # closed
+        assert all(popularity[path_name(p)] >= 1 for p in graph.paths)
+    assert images[0].total_size == max(g.total_size for g in images)  # the largest closure first
+    tree = corpus_tree(small_slice, tmp_path, 2)
+    names = sorted(p.name for p in (small_slice / "trees").iterdir())[:2]
+    assert sorted(p.name for p in tree.iterdir()) == names
+    some_file = next(p for p in (tree / names[0]).rglob("*") if p.is_file() and not p.is_symlink())
+    original = small_slice / "trees" / some_file.relative_to(tree)
+    assert some_file.stat().st_ino == original.stat().st_ino  # hard-linked, not copied

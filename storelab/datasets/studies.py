@@ -61,7 +61,10 @@ def ingest_corpus(corpus: str | os.PathLike[str], dataset: str | os.PathLike[str
             info = load_narinfo(line)
             if not info.url:
                 raise InputError(f"{line}: no URL line (which NAR does it describe?)")
-            sources.append((line, Path(line).parent / info.url, info, info.store_path.rsplit("/", 1)[-1].split("-", 1)[-1]))
+            nar = Path(line).parent / info.url
+            # named by the NAR file itself (as `ingest-nar` names a narinfo's NAR): a .nar.xz read
+            # from disk then gives its own size as the xz size instead of being compressed again
+            sources.append((str(nar), nar, info, info.store_path.rsplit("/", 1)[-1].split("-", 1)[-1]))
         return len(ingest_nars(sources, dataset, options))
     from storelab.datasets.sample import unpack_sample
 
