@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,6 +46,35 @@ def inject_parameters(notebook: nbformat.NotebookNode, values: dict[str, object]
     cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
     notebook.cells.insert(where + 1, cell)
     return notebook
+
+
+STYLESHEET = "notebook.css"
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
+
+
+def share_styles(html: str) -> tuple[str, str]:
+    """The page with its inline stylesheets replaced by a link to one shared file, and that
+    file's text: every exported notebook carries the same ≈ 1,600 lines of CSS.
+
+    >>> share_styles("<html><head><style>p {}</style></head><body>x</body></html>")
+    ('<html><head><link rel="stylesheet" href="notebook.css"></head><body>x</body></html>', 'p {}')
+    """
+    css = "\n".join(block.strip() for block in _STYLE.findall(html))
+    first = _STYLE.search(html)
+    if first is None:
+        return html, ""
+    linked = html[: first.start()] + f'<link rel="stylesheet" href="{STYLESHEET}">' + _STYLE.sub("", html[first.start() :])
+    return linked, css
+
+
+def write_page(target: Path, html: str) -> None:
+    """Write one published notebook and the shared stylesheet, each whole or not at all."""
+    page, css = share_styles(html)
+    for path, text in ((target.with_name(STYLESHEET), css), (target, page)):
+        if text and not (path.exists() and path.read_text() == text):
+            partial = path.with_suffix(".partial")
+            partial.write_text(text)
+            partial.replace(path)
 
 
 def commit() -> str:
@@ -84,10 +114,7 @@ def publish(path: Path, corpus: Path, work: Path) -> float:
     notebook.cells.insert(0, stamp)
     html, _ = HTMLExporter(template_name="classic").from_notebook_node(notebook)
     OUT.mkdir(parents=True, exist_ok=True)
-    target = OUT / f"{path.stem}.html"
-    partial = target.with_suffix(".partial")
-    partial.write_text(html)
-    partial.replace(target)  # whole or not at all
+    write_page(OUT / f"{path.stem}.html", html)
     return minutes
 
 
