@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
+    "bytes_axis",
     "bytes_formatter",
     "new_axes",
     "plot_attribution",
@@ -105,8 +106,10 @@ class _BinaryLocator:
         return BinaryLocator()
 
 
-def _bytes_axis(axis, log: bool = False) -> None:
-    """Byte tick labels; on a log axis, ticks at powers of two (thinned to about ten)."""
+def bytes_axis(axis, log: bool = False) -> None:
+    """Byte tick labels at round binary sizes (1, 2, 5 … KiB, MiB, GiB); on a log axis
+    (``log=True``), ticks at powers of two, thinned to about ten. For a figure of one's own:
+    ``bytes_axis(ax.yaxis)``."""
     from matplotlib.ticker import LogLocator
 
     axis.set_major_locator(LogLocator(base=2, numticks=10) if log else _BinaryLocator())
@@ -151,7 +154,7 @@ def plot_dedup_levels(summary: pd.DataFrame, ax: Axes | None = None) -> Axes:
             factors += f" · compression {compression:.2f}×"
         ax.annotate(factors, (float(row["logical_bytes"]), y[i] + height), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
     ax.set_yticks(y, labels, fontsize=8)
-    _bytes_axis(ax.xaxis)
+    bytes_axis(ax.xaxis)
     ax.set_xlabel("bytes")
     ax.margins(x=0.25)
     ax.set_title("Dedup at every level: logical, unique and stored bytes")
@@ -187,7 +190,7 @@ def plot_sharing(shares: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax, list(shares["label"]), shares["exclusive_bytes"], shares["shared_bytes"],
         ("exclusive (in no other snapshot)", "shared (with at least one other)"),
     )  # fmt: skip
-    _bytes_axis(ax.yaxis)
+    bytes_axis(ax.yaxis)
     ax.set_ylabel("distinct bytes in the snapshot")
     ax.set_title("What each snapshot has alone, and what it shares")
     ax.legend()
@@ -202,7 +205,7 @@ def plot_new_bytes(per_snapshot: pd.DataFrame, level: str = "blob", ax: Axes | N
     _stacked_per_snapshot(
         ax, list(rows["label"]), rows["new_bytes"], rows["shared_bytes"], ("new (not in any earlier snapshot)", "already stored")
     )
-    _bytes_axis(ax.yaxis)
+    bytes_axis(ax.yaxis)
     ax.set_ylabel(f"distinct {level} bytes")
     ax.set_title(f"What each snapshot adds ({level} level)")
     ax.legend()
@@ -215,7 +218,7 @@ def plot_attribution(groups: pd.DataFrame, ax: Axes | None = None, title: str = 
     rows = groups.iloc[::-1]
     ax.barh(rows["group"], rows["logical_bytes"], label="logical")
     ax.barh(rows["group"], rows["unique_bytes"], label="unique", height=0.5)
-    _bytes_axis(ax.xaxis)
+    bytes_axis(ax.xaxis)
     ax.set_xlabel("bytes")
     ax.set_title(title)
     ax.legend()
@@ -236,7 +239,7 @@ def plot_refcounts(histogram: pd.DataFrame, ax: Axes | None = None, level: str =
         ax.annotate(f"{int(count):,} {level}s", (x[i] - 0.2, float(histogram["unique_bytes"].iloc[i])), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, labels)
     ax.set_yscale("log", base=2)
-    _bytes_axis(ax.yaxis, log=True)
+    bytes_axis(ax.yaxis, log=True)
     ax.set_xlabel("references per object")
     ax.set_ylabel("bytes (log scale)")
     ax.set_title(f"Reference counts of {level}s (as zdb -S)")
@@ -251,7 +254,7 @@ def plot_chunk_size_histogram(distribution: pd.DataFrame, ax: Axes | None = None
         centres = (rows["bin_low"] * rows["bin_high"]) ** 0.5
         ax.step(centres, rows["chunks"], where="mid", label=chunker)
     ax.set_xscale("log", base=2)
-    _bytes_axis(ax.xaxis, log=True)
+    bytes_axis(ax.xaxis, log=True)
     ax.set_xlabel("chunk size (log scale)")
     ax.set_ylabel("distinct chunks")
     ax.set_title("Chunk-size distribution")
@@ -270,7 +273,7 @@ def plot_chunk_size_cdf(distribution: pd.DataFrame, stats: pd.DataFrame | None =
                 if len(spec) and spec[column].iloc[0] == spec[column].iloc[0]:
                     ax.axvline(float(spec[column].iloc[0]), color=line.get_color(), linestyle=style, linewidth=0.8)
     ax.set_xscale("log", base=2)
-    _bytes_axis(ax.xaxis, log=True)
+    bytes_axis(ax.xaxis, log=True)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("chunk size (log scale); dotted min, dashed avg, dash-dot max")
     ax.set_ylabel("share of distinct chunks ≤ size")
@@ -306,7 +309,7 @@ def plot_layer_pulls(pulls: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax.plot(rows["step"], rows["bytes_pulled"].cumsum(), marker="o", label=algorithm)
     images = pulls.drop_duplicates("step").sort_values("step")
     ax.set_xticks(images["step"], images["image"], rotation=30, ha="right")
-    _bytes_axis(ax.yaxis)
+    bytes_axis(ax.yaxis)
     ax.set_xlabel("image pulled, in order")
     ax.set_ylabel("bytes pulled so far")
     ax.set_title("Layer cache: cumulative bytes pulled per layering algorithm")
