@@ -35,8 +35,8 @@ def test_every_notebook_is_published_executed_on_the_slice(path: Path) -> None:
     assert page.is_file(), f"run .venv/bin/python scripts/publish-notebooks.py {path.stem}"
     html = page.read_text()
     assert f"scripts/publish-notebooks.py {path.stem}" in html and "debian-cache" in html
-    assert "**Answer.**" not in html and "<strong>Answer.</strong>" in html  # the answer cell ran and rendered
-    assert "Traceback" not in html and 'class="output_error"' not in html
+    assert "<strong>Answer.</strong>" in html  # the answer cell ran and its Markdown rendered
+    assert "output_error" not in html  # nbconvert's class for a cell that raised
 
 
 def test_parameters_are_injected_after_the_tagged_cell() -> None:
