@@ -177,7 +177,8 @@ def test_a_study_takes_images_and_a_tree_from_the_slice(small_slice: Path, tmp_p
 
     images, popularity = corpus_images(small_slice, 3)
     assert 1 <= len(images) <= 3
-    assert len({package_name(g.name) for g in images}) == len(images)  # one version per package
+    assert len({g.name for g in images}) == len(images)  # one version per package, named by it
+    assert all(package_name(path_name(g.top_level[0])) == g.name for g in images)
     for graph in images:
         assert all(ref in graph.paths for node in graph.paths.values() for ref in node.references)  # closed
         assert all(popularity[path_name(p)] >= 1 for p in graph.paths)

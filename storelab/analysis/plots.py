@@ -106,6 +106,15 @@ class _BinaryLocator:
         return BinaryLocator()
 
 
+def _shortened(label: str, limit: int = 24) -> str:
+    """A tick label short enough to leave room for the plot (long store-path names are cut).
+
+    >>> _shortened("postgresql"), _shortened("libmagick++-6.q16hdri-dev-8_6.9.11.60+dfsg-1.6+deb12u11")
+    ('postgresql', 'libmagick++-6.q16hdri-d…')
+    """
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
 def bytes_axis(axis, log: bool = False) -> None:
     """Byte tick labels at round binary sizes (1, 2, 5 … KiB, MiB, GiB); on a log axis
     (``log=True``), ticks at powers of two, thinned to about ten. For a figure of one's own:
@@ -308,7 +317,7 @@ def plot_layer_pulls(pulls: pd.DataFrame, ax: Axes | None = None) -> Axes:
         rows = rows.sort_values("step")
         ax.plot(rows["step"], rows["bytes_pulled"].cumsum(), marker="o", label=algorithm)
     images = pulls.drop_duplicates("step").sort_values("step")
-    ax.set_xticks(images["step"], images["image"], rotation=30, ha="right")
+    ax.set_xticks(images["step"], [_shortened(name) for name in images["image"]], rotation=30, ha="right")
     bytes_axis(ax.yaxis)
     ax.set_xlabel("image pulled, in order")
     ax.set_ylabel("bytes pulled so far")

@@ -138,5 +138,6 @@ def corpus_images(corpus: str | os.PathLike[str], images: int = 8) -> tuple[list
         chosen.append(best)
         covered |= closures[best]
         candidates = [top for top in candidates if package_name(path_name(top)) != package_name(path_name(best))]
-    graphs = [ClosureGraph.build([by_path[m] for m in closures[top]], [top], path_name(top)) for top in chosen]
+    # named by package (one version each): the store path stays the graph's top-level path
+    graphs = [ClosureGraph.build([by_path[m] for m in closures[top]], [top], package_name(path_name(top))) for top in chosen]
     return graphs, popularity
