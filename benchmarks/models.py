@@ -89,9 +89,8 @@ def main() -> None:
     else:
         folder = slice_folder(REPO)
         listing = folder / "narinfos.txt"
-        from storelab.nar.narinfo import load_narinfo
-
         from storelab.ingest.fetch import read_source_list
+        from storelab.nar.narinfo import load_narinfo
 
         infos = [load_narinfo(line) for line in read_source_list(listing)]
         nar_bytes = sum(info.nar_size or 0 for info in infos)
