@@ -11,9 +11,12 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from storelab.errors import InputError
+
+if TYPE_CHECKING:
+    from storelab.layers import ClosureGraph
 
 __all__ = ["corpus_images", "corpus_tree", "describe_corpus", "ingest_corpus", "is_cache_slice", "package_name"]
 
@@ -97,7 +100,7 @@ def corpus_tree(corpus: str | os.PathLike[str], work: str | os.PathLike[str], st
     return target
 
 
-def corpus_images(corpus: str | os.PathLike[str], images: int = 8) -> tuple[list[Any], dict[str, int]]:
+def corpus_images(corpus: str | os.PathLike[str], images: int = 8) -> tuple[list[ClosureGraph], dict[str, int]]:
     """Container images of ``corpus`` and each store path's popularity, for the layer study.
 
     A slice's images are closures (by the narinfos' References) of store paths nothing refers
