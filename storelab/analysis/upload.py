@@ -30,7 +30,7 @@ from storelab.stores import (
 )
 from storelab.stores.uploader import UploadOptions
 
-__all__ = ["upload_grid", "upload_run", "write_upload_outputs", "UPLOAD_COLUMNS"]
+__all__ = ["timed_row", "upload_grid", "upload_run", "write_upload_outputs", "UPLOAD_COLUMNS"]
 
 UPLOAD_COLUMNS = [
     "rtt_ms", "mode", "concurrency", "wall_seconds", "requests", "put_count", "head_count", "put_bytes", "files",
@@ -74,6 +74,22 @@ def upload_run(
     }
 
 
+def timed_row(row: dict[str, object], times: Sequence[float], sequential: float) -> dict[str, object]:
+    """One setting's row of :data:`UPLOAD_COLUMNS` from its runs: ``row`` (one run's counts)
+    with the median wall time of ``times``, their spread, and the speedups over ``sequential``
+    (the sequential median at the same RTT).
+
+    >>> r = timed_row({"requests": 7}, [2.0, 1.0, 4.0], 8.0)
+    >>> r["wall_seconds"], r["speedup"], r["speedup_low"], r["speedup_high"], r["runs"]
+    (2.0, 4.0, 2.0, 8.0, 3)
+    """
+    median = statistics.median(times)
+    return {
+        **row, "wall_seconds": median, "runs": len(times), "wall_min": min(times), "wall_max": max(times),
+        "speedup": sequential / median, "speedup_low": sequential / max(times), "speedup_high": sequential / min(times),
+    }  # fmt: skip
+
+
 def upload_grid(
     source: str | os.PathLike[str],
     rtts: Sequence[float],
@@ -111,15 +127,7 @@ def upload_grid(
             last[(rtt, concurrency)] = row
             if on_run:
                 on_run(row)
-    rows: list[dict[str, object]] = []
-    for rtt, concurrency in settings:
-        times = walls[(rtt, concurrency)]
-        sequential = statistics.median(walls[(rtt, 0)])
-        median = statistics.median(times)
-        rows.append({
-            **last[(rtt, concurrency)], "wall_seconds": median, "runs": runs, "wall_min": min(times), "wall_max": max(times),
-            "speedup": sequential / median, "speedup_low": sequential / max(times), "speedup_high": sequential / min(times),
-        })  # fmt: skip
+    rows = [timed_row(last[(rtt, c)], walls[(rtt, c)], statistics.median(walls[(rtt, 0)])) for rtt, c in settings]
     return pd.DataFrame(rows, columns=UPLOAD_COLUMNS)
 
 
