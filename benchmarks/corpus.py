@@ -88,15 +88,9 @@ def slice_folder(repo: Path) -> Path:
 
 
 def count_files(root: Path) -> tuple[int, int]:
-    """(regular files, their bytes) under ``root``; symbolic links are not followed."""
-    files = total = 0
-    for folder, _, names in os.walk(root):
-        for name in names:
-            st = os.lstat(os.path.join(folder, name))
-            if stat.S_ISREG(st.st_mode):
-                files += 1
-                total += st.st_size
-    return files, total
+    """(regular files, their bytes) under ``root``: those :func:`regular_files` names."""
+    paths = regular_files(root)
+    return len(paths), sum(os.lstat(path).st_size for path in paths)
 
 
 def regular_files(root: Path) -> list[str]:
