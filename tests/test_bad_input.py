@@ -189,17 +189,17 @@ def test_file_changing_while_read_is_skipped(tmp_path: Path, monkeypatch: pytest
 
 
 def test_file_vanishing_after_scan_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import storelab.ingest.tree as module
+    import storelab.ingest.subtrees as module
 
     build_tree(tmp_path / "t", {b"gone": b"soon", b"stays": b"here"})
-    real_walk = module.Tree.walk
+    real_list = module.list_directory
 
-    def walk_then_delete(tree):
-        found = list(real_walk(tree))  # the scan has seen it...
+    def list_then_delete(tree, root, index, stack):
+        listing = real_list(tree, root, index, stack)  # the scan has seen it...
         os.unlink(tmp_path / "t" / "gone")  # ...then it goes before it is read
-        yield from found
+        return listing
 
-    monkeypatch.setattr(module.Tree, "walk", walk_then_delete)
+    monkeypatch.setattr(module, "list_directory", list_then_delete)
     result = ingest_dir(tmp_path / "t", tmp_path / "ds", "t", IngestOptions(workers=0, warn=lambda m: None))
     assert [(s.path, s.reason) for s in result.skipped] == [(b"gone", "no such file or directory")]
 
@@ -267,8 +267,8 @@ def test_ctrl_c_halfway_commits_nothing(dataset_with_one_snapshot: Path, tmp_pat
         "def slow(self, files, nbytes):\n"
         "    print('progress', flush=True); time.sleep(0.2); real(self, files, nbytes)\n"
         "p.ByteProgress.advance = slow\n"
-        "import storelab.ingest.workers as w\n"
-        "w.BATCH_FILES = 10\n"
+        "import storelab.ingest.hashing as h, storelab.ingest.subtrees as s\n"
+        "h.BATCH_FILES, s.TASK_BYTES = 10, 1 << 16\n"
         "from storelab.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

@@ -119,9 +119,12 @@ def test_second_ingest_appends_a_snapshot(tmp_path: Path) -> None:
 
 
 def test_parallel_and_serial_ingest_write_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storelab.ingest.hashing as hashing
+    import storelab.ingest.subtrees as subtrees
     import storelab.ingest.workers as workers
 
-    monkeypatch.setattr(workers, "BATCH_BYTES", 1 << 20)  # many batches, so the pool really runs
+    monkeypatch.setattr(subtrees, "TASK_BYTES", 1 << 20)  # the root hands most files back…
+    monkeypatch.setattr(hashing, "BATCH_BYTES", 1 << 20)  # …in many batches, so the pool really runs
     spawned: list[int] = []
     real_pool = workers.ProcessPoolExecutor
 
@@ -159,20 +162,32 @@ def test_pool_workers_yield_the_cpu_to_the_recording_process() -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_the_pool_says_once_when_hashing_has_started(tmp_path: Path, workers: int) -> None:
-    """on_started comes once, before the first result: the ingest opens its dataset then,
-    while the first batches are hashed."""
-    from storelab.ingest.workers import FileJob, HashPool
+def test_the_pool_does_the_tasks_added_while_it_runs(tmp_path: Path, workers: int) -> None:
+    """Outcomes hand back work: what the caller adds while taking them is done too, once."""
+    from collections import deque
+
+    from storelab.ingest.hashing import FileJob
+    from storelab.ingest.subtrees import SubtreeResult, SubtreeTask
+    from storelab.ingest.workers import HashPool
 
     for i in range(6):
         (tmp_path / f"f{i}").write_bytes(bytes([i]) * 100)
-    batches = [[FileJob(i, os.fsencode(tmp_path / f"f{i}"), 100)] for i in range(6)]
-    events: list[str] = []
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "g").write_bytes(b"g")
+    tasks: deque = deque([[FileJob(0, os.fsencode(tmp_path / "f0"), 100)]])
+    done: list[str] = []
     with HashPool(default_spec(), zstd_level=0, workers=workers) as pool:
-        for result in pool.run(batches, on_started=lambda: events.append("started")):
-            events.append(f"result {result[0].indices[0]}")
-    assert events[0] == "started" and events.count("started") == 1
-    assert sorted(events[1:]) == [f"result {i}" for i in range(6)]
+        for _task, outcome in pool.run(tasks):
+            if isinstance(outcome, SubtreeResult):
+                done.append(f"subtree {outcome.rows.files.paths}")
+                continue
+            index = outcome[0].indices[0]
+            done.append(f"file {index}")
+            if index == 0:
+                tasks.extend([FileJob(i, os.fsencode(tmp_path / f"f{i}"), 100)] for i in range(1, 6))
+                tasks.append(SubtreeTask(9, b"d", os.fsencode(tmp_path / "d")))
+                pool.dispatch()
+    assert sorted(done) == [f"file {i}" for i in range(6)] + ["subtree [b'd/g']"]
 
 
 def test_compressed_sizes_are_measured_once_per_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,9 +58,11 @@ def test_tree_nar_ingest_render_is_the_identity(tmp_path_factory: pytest.TempPat
 
 
 def test_parallel_directory_ingest_with_store_renders_nix_store_dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import storelab.ingest.workers as workers
+    import storelab.ingest.hashing as hashing
+    import storelab.ingest.subtrees as subtrees
 
-    monkeypatch.setattr(workers, "BATCH_BYTES", 1 << 18)  # several batches: the workers write the store
+    monkeypatch.setattr(subtrees, "TASK_BYTES", 1 << 18)  # the root hands most files back…
+    monkeypatch.setattr(hashing, "BATCH_BYTES", 1 << 18)  # …in several batches: the workers write the store
     rng = random.Random(4)
     build_tree(tmp_path / "tree", {f"f{i}".encode(): rng.randbytes(rng.choice([0, 9, 40_000, 900_000])) for i in range(30)} | {b"l": ("link", b"f1"), b"d": {}})
     store = tmp_path / "store"

@@ -9,11 +9,12 @@ this and should boot fast.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storelab.castore.protobuf import encode_varint
 
-__all__ = ["BlobBatch", "BlobBatchBuilder", "BlobInfo", "index_object_size"]
+__all__ = ["BlobBatch", "BlobBatchBuilder", "BlobInfo", "index_object_size", "merge_batches"]
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
@@ -167,3 +168,29 @@ class BlobBatchBuilder:
         )
         self.clear()
         return batch
+
+
+def merge_batches(batches: Sequence[BlobBatch]) -> BlobBatch:
+    """Several batches of one chunking as one (their files in order; errors and store
+    requests dropped: the caller has taken them already).
+
+    >>> one, two = BlobBatchBuilder(), BlobBatchBuilder()
+    >>> one.add_single(0, b"a" * 32, 1, -1); two.add_single(5, b"b" * 32, 2, -1)
+    >>> merged = merge_batches([one.build(), two.build()])
+    >>> list(merged.indices), list(merged.sizes), len(merged.chunk_digests)
+    ([0, 5], [1, 2], 64)
+    """
+    if len(batches) == 1:
+        return batches[0]
+    merged = BlobBatchBuilder()
+    for batch in batches:
+        merged._indices.extend(batch.indices)
+        merged._digests += batch.digests
+        merged._sizes.extend(batch.sizes)
+        merged._counts.extend(batch.chunk_counts)
+        merged._compressed.extend(batch.compressed)
+        merged._index_sizes.extend(batch.index_sizes)
+        merged._chunk_digests += batch.chunk_digests
+        merged._chunk_sizes.extend(batch.chunk_sizes)
+        merged._chunk_compressed.extend(batch.chunk_compressed)
+    return merged.build()

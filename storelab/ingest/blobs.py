@@ -252,12 +252,17 @@ class BlobHasher:
             size = before.st_size
             info = None
             if size <= self._single_chunk_max:
-                data = os.read(fd, size + 1)  # one call: a file that grew shows one byte too many
-                if len(data) != size:
-                    raise FileChangedError(0, "changed while being read")
-                digest = blake3.blake3(data).digest()
-                # the chunk's compressed size, each distinct chunk measured once (None: not measuring)
-                measured = self._chunk(digest, data) if size else (0 if self._zstd is not None else None)
+                # read into this hasher's one buffer (a fresh bytes object per file costs
+                # an allocation and its page faults), in one call: a file that grew shows
+                # one byte too many
+                with memoryview(self._window_buffer(size + 1)) as view:
+                    data = view[: os.readv(fd, [view[: size + 1]])]
+                    if len(data) != size:
+                        raise FileChangedError(0, "changed while being read")
+                    digest = blake3.blake3(data).digest()
+                    # the chunk's compressed size, each distinct chunk measured once (None: not measuring)
+                    measured = self._chunk(digest, data) if size else (0 if self._zstd is not None else None)
+                    data.release()
             else:
                 info = self._hash_read(fd, size)
             after = os.fstat(fd)

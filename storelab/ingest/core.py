@@ -24,6 +24,9 @@ events
     - :class:`Hashed` — one file's blob (sources of one chunking, hashing in this process);
     - :class:`HashedBatch` — many files' blobs, one :class:`~storelab.ingest.batch.BlobBatch`
       per chunking in the order of the specs; the batch's errors are skipped files;
+    - :class:`Assembled` — entries below some listed directories, done by another process
+      whole (:mod:`~storelab.ingest.subtrees`): their rows, the paths left out among them,
+      and the entries of ``entries`` they make final, which get no other event;
     - :class:`Staged` — files whose blob and chunk rows another process wrote already (a
       cluster task): the core writes their nodes and counts the chunk rows of the blobs new
       to the snapshot;
@@ -34,7 +37,7 @@ events
       files concatenated), cut whole; once per stream chunking, before the commit.
 
     Every file entry gets exactly one of Hashed, a row of HashedBatch/Staged, or a Skipped
-    naming its index. A source may call :meth:`SnapshotSession.open` early (its workers are
+    naming its index (or is made final by an Assembled). A source may call :meth:`SnapshotSession.open` early (its workers are
     busy, so opening the dataset costs nothing); otherwise the core opens it at the first
     blob result, so a source that fails early leaves no trace in the dataset.
 
@@ -57,7 +60,7 @@ from storelab.chunking import ChunkerSpec
 from storelab.errors import InputError, Interrupted, OutputError
 from storelab.ingest.batch import BlobBatch
 from storelab.ingest.blobs import BlobInfo
-from storelab.ingest.record import RecordedTree, SnapshotRecorder
+from storelab.ingest.record import Child, RecordedTree, SnapshotRecorder
 from storelab.ingest.snapshot import (
     IngestOptions,
     IngestResult,
@@ -73,9 +76,11 @@ from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
 
 if TYPE_CHECKING:
+    from storelab.ingest.subtrees import AssembledRows
     from storelab.tables import SnapshotWriter
 
 __all__ = [
+    "Assembled",
     "Hashed",
     "HashedBatch",
     "IngestEvent",
@@ -118,6 +123,16 @@ class HashedBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Assembled:
+    """Entries another process listed, hashed and assembled (a worker's subtree): their rows,
+    the paths it left out, and ``finals`` — the entries here it makes final (entry index,
+    final child)."""
+
+    rows: AssembledRows
+    finals: Sequence[tuple[int, Child]]
+
+
+@dataclass(frozen=True, slots=True)
 class Staged:
     """Files whose blob and chunk rows are written already (by a cluster task).
 
@@ -154,7 +169,7 @@ class StreamHashed:
     blob: BlobInfo
 
 
-IngestEvent = Listed | Hashed | HashedBatch | Staged | Skipped | StoreRequests | StreamHashed
+IngestEvent = Listed | Hashed | HashedBatch | Assembled | Staged | Skipped | StoreRequests | StreamHashed
 """What a source produces (see the module's input contract)."""
 
 
@@ -241,10 +256,6 @@ class SnapshotSession:
             self._early.clear()
         return self._recorder
 
-    def prepare(self) -> None:
-        """:meth:`open`, for a source's hook that runs while its workers hash."""
-        self.open()
-
     @property
     def snapshot_id(self) -> str:
         """The snapshot's id (opens the snapshot)."""
@@ -283,6 +294,12 @@ class SnapshotSession:
                 for index, reason in event.batches[0].errors:
                     self._skip(SkippedPath(self.entries[index].path, reason), None)  # add_batches leaves them out
                 recorder.add_batches(event.batches)  # type: ignore[union-attr]
+            elif isinstance(event, Assembled):
+                for path, reason in event.rows.skipped:
+                    self._skip(SkippedPath(path, reason), None)  # the assembler left them out
+                for ops in event.rows.store_ops:
+                    self._worker_ops += StoreOps(*ops)
+                recorder.add_assembled(event.rows, event.finals)  # type: ignore[union-attr]
             elif isinstance(event, Staged):
                 self._staged(recorder, event)  # type: ignore[arg-type]
             elif isinstance(event, Skipped):

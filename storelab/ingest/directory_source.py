@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,19 +14,21 @@ from typing import TYPE_CHECKING
 from storelab.chunking import ChunkerSpec, make_chunker
 from storelab.errors import ConfigError, InputError, Interrupted
 from storelab.ingest.core import (
+    Assembled,
     HashedBatch,
     IngestEvent,
     Listed,
-    Skipped,
     SnapshotSession,
     SourceFacts,
     StoreRequests,
 )
+from storelab.ingest.hashing import FileJob, batch_jobs
 from storelab.ingest.progress import ByteProgress
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
 from storelab.ingest.streams import StreamCutters, check_stream_specs, concatenated_streams
-from storelab.ingest.tree import Tree, open_tree
-from storelab.ingest.workers import FileJob, HashPool, batch_jobs
+from storelab.ingest.subtrees import SubtreeResult, SubtreeTask
+from storelab.ingest.tree import Tree, TreeEntry, open_tree
+from storelab.ingest.workers import HashPool, Task
 from storelab.stores.backends import StoreOps
 from storelab.tables.layout import is_object_url, may_hold_dataset
 
@@ -124,8 +127,9 @@ def _ingest(
             base = label or Path(os.path.abspath(source)).name or str(source)
             all_specs = [*specs, *options.streams]
             with SnapshotSession(open_writer, where, all_specs, tree.entries, options, store, started, os.fsencode(source)) as session:
+                files: list[tuple[bytes, int]] | None = [] if options.streams else None
                 with ByteProgress("ingest", options.progress, scanning=True) as bar:
-                    session.consume(tree_events(tree, pool, bar, on_started=session.prepare))
+                    session.consume(tree_events(tree, pool, bar, files))
                 streams = [(len(specs) + k, spec) for k, spec in enumerate(options.streams)]
                 nar_cuts = StreamCutters([(k, spec) for k, spec in streams if spec.scope == "nar"], options.zstd_level, known)
                 try:
@@ -133,8 +137,7 @@ def _ingest(
                     session.consume(nar_cuts.finish() if nar_cuts else [])
                 finally:
                     nar_cuts.close()
-                left_out = {item.path for item in session.skipped}
-                session.consume(concatenated_streams(tree.entries, tree.absolute, streams, options.zstd_level, known, left_out))
+                session.consume(concatenated_streams(files or [], tree.root_bytes, streams, options.zstd_level, known))
                 return session.commit(SourceFacts("directory", os.path.abspath(tree.root), base, nar))
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; nothing was added to {where}") from None
@@ -153,38 +156,70 @@ def _prior_knowledge(dataset: str | os.PathLike[str] | Dataset, zstd_level: int)
     return prior_knowledge(dataset, zstd_level)
 
 
-def tree_events(tree: Tree, pool: HashPool, bar: ByteProgress, on_started: Callable[[], None]) -> Iterator[IngestEvent]:
-    """A directory tree as ingest events: the walk's listings and skipped paths, and the
-    blobs ``pool`` hashes (``on_started`` once the first files are being hashed)."""
+def tree_events(tree: Tree, pool: HashPool, bar: ByteProgress, files: list[tuple[bytes, int]] | None = None) -> Iterator[IngestEvent]:
+    """A tree (as :func:`open_tree` left it) as ingest events: the workers list, hash and
+    assemble its subtrees (:mod:`~storelab.ingest.subtrees`); directories they hand back
+    open are completed here. ``files``, if given, gets the path and size of every file
+    recorded."""
     entries = tree.entries
-    reported = 0
-    listed: list[IngestEvent] = []  # events found while the pool asks for more files
-
-    def scan_events() -> Iterator[IngestEvent]:
-        nonlocal reported
-        for item in tree.skipped[reported:]:
-            yield Skipped(item.path, item.reason)
-        reported = len(tree.skipped)
-
-    def jobs() -> Iterator[FileJob]:
-        for listing in tree.walk():
-            listed.extend(scan_events())
-            if listing.directory is not None:
-                listed.append(Listed(listing.directory, listing.children))
-            found = [FileJob(i, tree.absolute(entries[i]), entries[i].size) for i in listing.files]
-            bar.grow(len(found), sum(job.size for job in found))
-            yield from found
-        listed.extend(scan_events())
-        bar.scan_done()
-
-    for batches in pool.run(batch_jobs(jobs()), bar.advance, on_started=on_started):
-        yield from listed
-        listed.clear()
-        yield HashedBatch(batches)
-        for batch in batches:
+    root = entries[0]
+    tasks: deque[Task] = deque()
+    walking = 0  # subtrees handed out, not yet back: the scan is done when none is left
+    if root.kind == "file":
+        tasks.append([FileJob(0, tree.absolute(root), root.size)])
+        bar.grow(1, root.size)
+    elif root.kind == "directory":
+        tasks.append(SubtreeTask(0, b"", tree.absolute(root)))
+        walking = 1
+    for task, outcome in pool.run(tasks):
+        if isinstance(outcome, SubtreeResult):
+            waiting = len(tasks)
+            events = _subtree_events(outcome, entries, tasks, bar)  # entries and tasks first…
+            walking += sum(isinstance(tasks[k], SubtreeTask) for k in range(waiting, len(tasks))) - 1
+            pool.dispatch()  # …so the workers start on them while the events are recorded
+            yield from events
+            if not walking:
+                bar.scan_done()
+            if files is not None:
+                files += zip(outcome.rows.files.paths, outcome.rows.files.sizes)
+            continue
+        assert not isinstance(task, SubtreeTask)
+        bar.advance(len(task), sum(job.size for job in task))
+        yield HashedBatch(outcome)
+        for batch in outcome:
             if batch.store_ops:
                 yield StoreRequests(StoreOps(*batch.store_ops))
-    yield from listed  # a tree with no file to hash: the scan ran to its end without a batch
+        if files is not None:
+            first = outcome[0]
+            files += [(entries[index].path, size) for index, size in zip(first.indices, first.sizes)]
+    bar.scan_done()
+
+
+def _subtree_events(result: SubtreeResult, entries: list[TreeEntry], tasks: deque[Task], bar: ByteProgress) -> list[IngestEvent]:
+    """A subtree's outcome as events; what it handed back becomes entries here and new tasks
+    (appended to ``tasks``)."""
+    rows, task = result.rows, result.task
+    count, size = len(rows.files), rows.file_bytes
+    if result.root is not None:
+        bar.grow(count, size)
+        bar.advance(count, size)
+        return [Assembled(rows, [(task.index, result.root)])]
+    base = len(entries)
+    prefix = task.path + b"/" if task.path else b""
+    for child in result.children:  # a child's path is its name
+        entries.append(TreeEntry(prefix + child.path, child.kind, child.size, child.executable, child.target, parent=task.index))
+    jobs: list[FileJob] = []
+    for k in result.deferred:
+        child = result.children[k]
+        where = task.absolute + b"/" + child.path
+        if child.kind == "directory":
+            tasks.append(SubtreeTask(base + k, prefix + child.path, where))
+        else:
+            jobs.append(FileJob(base + k, where, child.size))
+    tasks.extend(batch_jobs(jobs))
+    bar.grow(count + len(jobs), size + sum(job.size for job in jobs))
+    bar.advance(count, size)
+    return [Assembled(rows, [(base + k, child) for k, child in result.finals]), Listed(task.index, range(base, base + len(result.children)))]
 
 
 def measure_tree_nar(source: Path, codecs: Sequence[str], cutters: StreamCutters | None = None) -> dict[str, int]:

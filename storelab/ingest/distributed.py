@@ -43,9 +43,9 @@ from storelab.ingest.core import (
     StoreRequests,
 )
 from storelab.ingest.directory_source import measure_tree_nar, refuse_self_ingest
+from storelab.ingest.hashing import FileJob, batch_jobs
 from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
 from storelab.ingest.tree import Tree, open_tree
-from storelab.ingest.workers import FileJob, batch_jobs
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore
 from storelab.tables import SCHEMAS, Dataset
@@ -145,7 +145,8 @@ def _hash_partition(
     in them), report back."""
     from array import array
 
-    from storelab.ingest.workers import hash_batches, make_hashers
+    from storelab.ingest.hashing import hash_batches
+    from storelab.ingest.workers import make_hashers
     from storelab.stores.snix import open_store
     from storelab.stores.uploader import UploadOptions
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 
 from storelab.chunking import ChunkerSpec, make_chunker
 from storelab.errors import ConfigError, InputError
 from storelab.ingest.blobs import BlobHasher, _StreamCut
 from storelab.ingest.core import StreamHashed
-from storelab.ingest.tree import TreeEntry
 
 __all__ = ["StreamCutters", "check_stream_specs", "concatenated_streams"]
 
@@ -93,31 +92,36 @@ class StreamCutters:
         return [StreamHashed(k, cut.finish()) for k, cut in self._cuts]
 
 
-def _file_order(entries: Sequence[TreeEntry], scope: str, left_out: set[bytes]) -> list[int]:
-    files = [i for i, entry in enumerate(entries) if entry.kind == "file" and entry.path not in left_out]
+def _file_order(files: Sequence[tuple[bytes, int]], scope: str) -> list[bytes]:
+    """The files' paths in the stream's order: by name as the NAR has them (a directory's
+    entries by name, depth first), or by size (then name).
+
+    >>> files = [(b"b", 1), (b"a/z", 3), (b"a.txt", 2)]
+    >>> _file_order(files, "files-by-name"), _file_order(files, "files-by-size")
+    ([b'a/z', b'a.txt', b'b'], [b'b', b'a.txt', b'a/z'])
+    """
     if scope == "files-by-size":
-        files.sort(key=lambda i: (entries[i].size, entries[i].path))
-    return files
+        return [path for path, _ in sorted(files, key=lambda item: (item[1], item[0]))]
+    return sorted((path for path, _ in files), key=lambda path: path.split(b"/"))
 
 
 def concatenated_streams(
-    entries: Sequence[TreeEntry], absolute: Callable[[TreeEntry], bytes], specs: Sequence[tuple[int, ChunkerSpec]],
-    zstd_level: int, known: dict[bytes, int] | None = None, left_out: Iterable[bytes] = (),
+    files: Sequence[tuple[bytes, int]], root: bytes, specs: Sequence[tuple[int, ChunkerSpec]],
+    zstd_level: int, known: dict[bytes, int] | None = None,
 ) -> list[StreamHashed]:  # fmt: skip
-    """A tree's files concatenated by name (the NAR's order) or by size, read again after its
-    ingest and cut under the ``files-by-*`` chunkings in ``specs`` (the files the snapshot
-    left out, ``left_out`` by path, stay out). A file that cannot be read again is an
+    """A tree's files (path relative to ``root``, size; the files its snapshot recorded)
+    concatenated by name (the NAR's order) or by size, read again after its ingest and cut
+    under the ``files-by-*`` chunkings in ``specs``. A file that cannot be read again is an
     :class:`InputError` naming it: the stream would not be the snapshot's."""
     events: list[StreamHashed] = []
-    skipped = set(left_out)
     for scope in ("files-by-name", "files-by-size"):
         scoped = [(k, spec) for k, spec in specs if spec.scope == scope]
         if not scoped:
             continue
         cutters = StreamCutters(scoped, zstd_level, known)
         try:
-            for index in _file_order(entries, scope, skipped):
-                path = absolute(entries[index])
+            for relative in _file_order(files, scope):
+                path = root + b"/" + relative if relative else root
                 try:
                     with open(path, "rb", buffering=0) as f:
                         while piece := f.read(1 << 20):

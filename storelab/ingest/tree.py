@@ -20,7 +20,7 @@ from typing import Any, Literal
 from storelab.castore import InvalidNodeError, validate_target
 from storelab.errors import InputError, InputNotFoundError
 
-__all__ = ["TreeEntry", "Skipped", "Listing", "Tree", "open_tree", "scan_tree", "describe_os_error"]
+__all__ = ["TreeEntry", "Skipped", "Listing", "Tree", "open_tree", "scan_tree", "list_directory", "describe_os_error"]
 
 Kind = Literal["file", "directory", "symlink"]
 
@@ -181,31 +181,36 @@ _by_name = attrgetter("name")
 
 def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
     stack: list[int] = [0]
-    entries, skipped = tree.entries, tree.skipped
     while stack:
-        dir_index = stack.pop()
-        rel = entries[dir_index].path
-        abs_dir = root + b"/" + rel if rel else root
-        children: list[os.DirEntry[Any]]
+        yield list_directory(tree, root, stack.pop(), stack)
+
+
+def list_directory(tree: Tree, root: bytes, dir_index: int, stack: list[int]) -> Listing:
+    """Read directory entry ``dir_index`` of ``tree`` (whose root is at ``root``): its
+    children appended to the entries, its subdirectories pushed onto ``stack`` (the first
+    by name on top), what could not be kept added to the tree's skipped paths."""
+    entries, skipped = tree.entries, tree.skipped
+    rel = entries[dir_index].path
+    abs_dir = root + b"/" + rel if rel else root
+    children: list[os.DirEntry[Any]]
+    try:
+        if len(abs_dir) <= _PATH_PIECE:
+            # listed by its bytes path: names come as bytes, nothing to encode or open first
+            with os.scandir(abs_dir) as it:
+                children = sorted(it, key=_by_name)
+            return _list_children(tree, None, dir_index, rel, children, stack)
+        # through a descriptor: a tree deeper than PATH_MAX is listed like any other
+        fd = open_deep(abs_dir, _DIRECTORY_FLAGS)
         try:
-            if len(abs_dir) <= _PATH_PIECE:
-                # listed by its bytes path: names come as bytes, nothing to encode or open first
-                with os.scandir(abs_dir) as it:
-                    children = sorted(it, key=_by_name)
-                yield from _list_children(tree, None, dir_index, rel, children, stack)
-                continue
-            # through a descriptor: a tree deeper than PATH_MAX is listed like any other
-            fd = open_deep(abs_dir, _DIRECTORY_FLAGS)
-            try:
-                with os.scandir(fd) as it:  # names come as str (surrogate-escaped): sorted by their bytes
-                    children = sorted(it, key=_by_encoded_name)
-                yield from _list_children(tree, fd, dir_index, rel, children, stack)
-            finally:
-                os.close(fd)
-        except OSError as err:
-            # Already listed in its parent: keep it as an empty directory, and say so.
-            skipped.append(Skipped(rel, f"{describe_os_error(err)}; recorded as an empty directory"))
-            yield Listing(dir_index, [], [])
+            with os.scandir(fd) as it:  # names come as str (surrogate-escaped): sorted by their bytes
+                children = sorted(it, key=_by_encoded_name)
+            return _list_children(tree, fd, dir_index, rel, children, stack)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        # Already listed in its parent: keep it as an empty directory, and say so.
+        skipped.append(Skipped(rel, f"{describe_os_error(err)}; recorded as an empty directory"))
+        return Listing(dir_index, [], [])
 
 
 def _by_encoded_name(entry: os.DirEntry[str]) -> bytes:
@@ -214,7 +219,7 @@ def _by_encoded_name(entry: os.DirEntry[str]) -> bytes:
 
 def _list_children(
     tree: Tree, fd: int | None, dir_index: int, rel: bytes, children: list[os.DirEntry[Any]], stack: list[int]
-) -> Iterator[Listing]:
+) -> Listing:
     """The listing of one directory (open as ``fd``, or listed by its bytes path when ``fd`` is
     None): its entries appended, its subdirectories pushed onto ``stack``."""
     entries, skipped = tree.entries, tree.skipped
@@ -264,7 +269,7 @@ def _list_children(
             skipped.append(Skipped(path, f"is a {_special_kind(mode)}; castore holds only files, directories and symlinks"))
     # pre-order, depth first: push in reverse so the first subdirectory is scanned next
     stack.extend(reversed(subdirs))
-    yield Listing(dir_index, list(range(first_child, len(entries))), files)
+    return Listing(dir_index, list(range(first_child, len(entries))), files)
 
 
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC

@@ -1,53 +1,46 @@
 """Run the blob pipeline over many files on every core.
 
-Files go to a process pool in batches as the scan finds them (small files together, so
-per-task overhead stays small; large files alone, at once), so hashing starts while the tree
-is still being walked. A file of 64 MiB or more is also hashed with BLAKE3's own threads, so
-a big file found last does not leave the other core idle. Each worker process has its own :class:`BlobHasher` (zstd contexts must not
-be shared). ``workers=0`` runs everything in the calling process (tests, debugging).
+A process pool takes tasks: subtrees to list, hash and assemble whole
+(:mod:`~storelab.ingest.subtrees`), and batches of files (the files a subtree hands back:
+large ones each alone, at once). The first task is done in the calling process; what it
+hands back goes to the workers as they boot. A file of 64 MiB or more is also hashed with
+BLAKE3's own threads, so a big file found last does not leave the other core idle. Each
+worker process has its own :class:`BlobHasher` (zstd contexts must not be shared).
+``workers=0`` runs everything in the calling process (tests, debugging).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import multiprocessing
 import os
 import signal
 import threading
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from types import TracebackType
 
 from storelab.chunking import ChunkerSpec
 from storelab.errors import StorelabError
-from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
-from storelab.ingest.blobs import BlobHasher, blob_hasher, hash_file_once
-from storelab.ingest.tree import describe_os_error
+from storelab.ingest.batch import BlobBatch
+from storelab.ingest.blobs import BlobHasher, blob_hasher
+from storelab.ingest.hashing import FileJob, hash_batches
+from storelab.ingest.subtrees import SubtreeResult, SubtreeTask, walk_subtree
 from storelab.ingest.worker_signals import die_with
 from storelab.stores.base import BlobStore
 from storelab.stores.uploader import UploadOptions, make_uploader
 
-__all__ = ["FileJob", "HashPool", "batch_jobs", "default_workers", "prestart"]
+__all__ = ["HashPool", "Outcome", "Task", "default_workers", "do_task", "make_hashers", "prestart"]
 
-BATCH_BYTES = 16 * 1024 * 1024
-BATCH_FILES = 512
+SUBTREES_PER_SUBMISSION = 8
+"""At most this many subtrees go to a worker in one submission."""
 WORKER_NICENESS = 5
 """Workers yield the CPU to the process that scans and records: on a machine with as many
 workers as cores, that one process is the ingest's critical path (the workers always have
 batches queued), and it loses a share of a core to them at equal priority."""
-
-
-@dataclass(frozen=True, slots=True)
-class FileJob:
-    """One file to read: where it is, and the index the caller knows it by."""
-
-    index: int
-    path: bytes
-    size: int
 
 
 def default_workers() -> int:
@@ -55,6 +48,7 @@ def default_workers() -> int:
 
 
 _hashers: list[BlobHasher] = []
+_keep_directories: list[bool] = []
 
 
 def make_hasher(
@@ -93,6 +87,7 @@ def _init_worker(
     store: BlobStore | None,
     upload: UploadOptions,
     rewrite: Callable[[bytes], bytes] | None,
+    keep_directories: bool,
     command: int,
 ) -> None:
     # Ctrl-C is the parent's to handle; workers would otherwise print their own tracebacks.
@@ -101,6 +96,29 @@ def _init_worker(
     with contextlib.suppress(OSError):  # not allowed here (a sandbox): equal priority is only slower
         os.nice(WORKER_NICENESS)
     _hashers[:] = make_hashers(specs, zstd_level, known_sizes, store, upload, rewrite)
+    _keep_directories[:] = [keep_directories]
+
+
+class _Subtrees(list[SubtreeTask]):
+    """Subtrees submitted together (told apart from a batch of files, also a list)."""
+
+
+def _run_subtrees(tasks: list[SubtreeTask]) -> list[SubtreeResult]:
+    assert _hashers
+    return [walk_subtree(task, _hashers, _keep_directories[0], report_ops=True) for task in tasks]
+
+
+Task = SubtreeTask | Sequence[FileJob]
+"""What a worker does: walk a subtree, or hash a batch of files."""
+Outcome = SubtreeResult | list[BlobBatch]
+"""A subtree's result, or a batch's blobs (one :class:`BlobBatch` per chunker)."""
+
+
+def do_task(hashers: Sequence[BlobHasher], task: Task, keep_directories: bool) -> Outcome:
+    """Do one task in this process."""
+    if isinstance(task, SubtreeTask):
+        return walk_subtree(task, hashers, keep_directories)
+    return hash_batches(hashers, task)
 
 
 def _run_packed(packed: tuple[array, bytes]) -> list[BlobBatch]:
@@ -132,69 +150,17 @@ def _warm_up() -> None:
     """A no-op task: makes the pool boot its workers while the parent is still scanning."""
 
 
-def hash_batch(hasher: BlobHasher, jobs: Sequence[FileJob], report_ops: bool = False) -> BlobBatch:
-    """Hash a batch of files in this process (a store failure ends the ingest: it is no
-    property of one file). With a store, the batch returns only once all its blobs are
-    stored, so the parent never records a blob the store does not hold."""
-    return hash_batches([hasher], jobs, report_ops)[0]
-
-
-def hash_batches(hashers: Sequence[BlobHasher], jobs: Sequence[FileJob], report_ops: bool = False) -> list[BlobBatch]:
-    """Hash a batch of files once for every hasher, reading each file once."""
-    builders = [BlobBatchBuilder() for _ in hashers]
-    if len(hashers) == 1:
-        hasher, builder = hashers[0], builders[0]
-        for job in jobs:
-            try:
-                hasher.hash_file_into(job.path, job.index, builder)
-            except OSError as err:
-                builder.add_error(job.index, describe_os_error(err))
-        hasher.drain()
-        return [builder.build(hasher.take_ops().as_tuple() if report_ops else ())]
-    for job in jobs:
-        try:
-            infos = hash_file_once(hashers, job.path)
-        except OSError as err:
-            for builder in builders:
-                builder.add_error(job.index, describe_os_error(err))
-            continue
-        for builder, info in zip(builders, infos):
-            builder.add(job.index, info)
-    for hasher in hashers:
-        hasher.drain()
-    return [b.build(h.take_ops().as_tuple() if report_ops else ()) for b, h in zip(builders, hashers)]
-
-
-def batch_jobs(jobs: Iterable[FileJob], batch_bytes: int | None = None, batch_files: int | None = None) -> Iterator[list[FileJob]]:
-    """Group a stream of jobs: large files alone, at once; small files together, up to
-    ``batch_bytes`` or ``batch_files`` a group (default: the worker batch sizes)."""
-    max_bytes = BATCH_BYTES if batch_bytes is None else batch_bytes
-    max_files = BATCH_FILES if batch_files is None else batch_files
-    current: list[FileJob] = []
-    current_bytes = 0
-    for job in jobs:
-        if job.size >= max_bytes:
-            yield [job]
-            continue
-        current.append(job)
-        current_bytes += job.size
-        if current_bytes >= max_bytes or len(current) >= max_files:
-            yield current
-            current, current_bytes = [], 0
-    if current:
-        yield current
-
-
 class HashPool:
     """Worker processes that read, hash and chunk files.
 
-    Workers start only once there is more than one batch of work, and boot while the caller
-    goes on scanning; a small tree is hashed in the calling process.
+    Workers start only once the first task (done in the calling process) hands back more
+    work, and boot while the caller records its outcome; a small tree is done here.
 
     >>> from storelab.chunking import default_spec
+    >>> from collections import deque
     >>> with HashPool(default_spec(), zstd_level=0, workers=0) as pool:
-    ...     [len(batches) for batches in pool.run([])]
-    []
+    ...     [len(batches) for _, batches in pool.run(deque([[]]))]
+    [1]
     """
 
     def __init__(
@@ -216,7 +182,11 @@ class HashPool:
         self.workers = default_workers() if workers is None else workers
         if store is not None and not store.shareable:
             self.workers = 0  # a store that lives in this process (memory://, a simulated link)
+        self.keep_directories = store is not None
+        """Subtrees keep their encoded directories (the store gets the closure)."""
         self._pool: ProcessPoolExecutor | None = None
+        self._queue: deque[Task] = deque()
+        self._pending: dict[Future, Task | _Subtrees] = {}
         self._booting: threading.Thread | None = None
 
     def __enter__(self) -> HashPool:
@@ -230,7 +200,7 @@ class HashPool:
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite, os.getpid()),
+                initargs=(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite, self.keep_directories, os.getpid()),
             )
             # Booting the fork server takes a moment; let it happen beside the caller's scan.
             self._booting = threading.Thread(target=self._boot, args=(self._pool,), daemon=True)
@@ -256,58 +226,44 @@ class HashPool:
                 if process.is_alive():
                     process.terminate()
 
-    def run(
-        self,
-        batches: Iterable[Sequence[FileJob]],
-        on_progress: Callable[[int, int], None] | None = None,
-        on_started: Callable[[], None] | None = None,
-    ) -> Iterator[list[BlobBatch]]:
-        """Yield, per batch of jobs, one :class:`BlobBatch` for each chunker, in no particular order.
+    def run(self, tasks: deque[Task]) -> Iterator[tuple[Task, Outcome]]:
+        """Do ``tasks`` — subtrees to walk (:class:`SubtreeTask`: a :class:`SubtreeResult`
+        each) and batches of files (one :class:`BlobBatch` per chunker each) — yielding each
+        with its outcome, in no particular order. The caller adds to ``tasks`` what an
+        outcome hands back (and may call :meth:`dispatch` at once, so that the workers start
+        on it before the caller goes on with the outcome).
 
-        ``batches`` is consumed lazily (a tree can still be being scanned); a bounded number
-        are in flight at once. ``on_progress(files, bytes)`` is called as batches finish;
-        ``on_started()`` once, when the first batches are being hashed and before the first
-        result is yielded (the caller's own set-up then overlaps the hashing).
+        The first task is done here: a small tree is done before a process could start, and
+        a large one hands back its parts at once. Workers start only if it does; a bounded
+        number of tasks are in flight.
         """
-        queue = iter(batches)
-        first, second = next(queue, None), next(queue, None)
-        if first is not None and on_started is not None and (self.workers == 0 or second is None):
-            on_started()  # hashing here: nothing to overlap
-        if self.workers == 0 or second is None:
-            # one batch (a small tree) is done sooner here than by starting processes
-            hashers = make_hashers(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite)
-            try:
-                for batch in itertools.chain((b for b in (first, second) if b is not None), queue):
-                    result = hash_batches(hashers, batch)
-                    if on_progress:
-                        on_progress(len(batch), sum(j.size for j in batch))
-                    yield result
-            finally:
-                for hasher in hashers:
-                    if hasher.uploader is not None:
-                        hasher.uploader.close()
+        if not tasks:
             return
-        pool = self._start()
-        assert first is not None and second is not None
-        queue = itertools.chain((first, second), queue)
-        pending: dict[Future[list[BlobBatch]], Sequence[FileJob]] = {}
-        exhausted = False
-        window = self.workers * 4
-        while True:
-            while not exhausted and len(pending) < window:
-                waiting = next(queue, None)
-                if waiting is None:
-                    exhausted = True
-                else:
-                    pending[pool.submit(_run_packed, _pack(waiting))] = waiting
-            if on_started is not None:
-                on_started()
-                on_started = None
-            if not pending:
+        local = make_hashers(self.specs, self.zstd_level, self.known_sizes, self.store, self.upload, self.rewrite)
+        try:
+            first = tasks.popleft()
+            outcome = do_task(local, first, self.keep_directories)
+            hands_back = isinstance(outcome, SubtreeResult) and outcome.root is None
+            if self.workers == 0 or not hands_back and not tasks:
+                yield first, outcome
+                while tasks:  # everything here (workers=0), or a first task that handed back nothing
+                    task = tasks.popleft()
+                    yield task, do_task(local, task, self.keep_directories)
                 return
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        finally:
+            for hasher in local:
+                if hasher.uploader is not None:
+                    hasher.uploader.close()
+        self._start()
+        self._queue = tasks
+        yield first, outcome
+        while True:
+            self.dispatch()
+            if not self._pending:
+                return
+            done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
             for future in done:
-                batch = pending.pop(future)
+                submitted = self._pending.pop(future)
                 try:
                     result = future.result()
                 except BrokenProcessPool:
@@ -315,6 +271,29 @@ class HashPool:
                         "a worker process died (killed by the OS for memory?); if you call storelab from a "
                         "script, put the call under `if __name__ == '__main__':`, or pass workers=0"
                     ) from None
-                if on_progress:
-                    on_progress(len(batch), sum(j.size for j in batch))
-                yield result
+                if isinstance(submitted, _Subtrees):  # done one after the other
+                    yield from zip(submitted, result)
+                else:
+                    yield submitted, result
+
+    def dispatch(self) -> None:
+        """Hand the tasks waiting in :meth:`run`'s queue to the workers, as many as may be in
+        flight (nothing when the workers are not running)."""
+        pool = self._pool
+        if pool is None:
+            return
+        window = self.workers * 4
+        queue = self._queue
+        while queue and len(self._pending) < window:
+            task = queue.popleft()
+            if not isinstance(task, SubtreeTask):
+                self._pending[pool.submit(_run_packed, _pack(task))] = task
+                continue
+            # Subtrees go several to a submission while many wait (a binary cache's store
+            # paths are small: one each would cost the pool more than walking them), one at
+            # a time towards the end, so no worker is left with a long list.
+            group = [task]
+            share = min(SUBTREES_PER_SUBMISSION, 1 + len(queue) // (2 * window))
+            while len(group) < share and queue and isinstance(queue[0], SubtreeTask):
+                group.append(queue.popleft())  # type: ignore[arg-type]
+            self._pending[pool.submit(_run_subtrees, group)] = _Subtrees(group)
