@@ -8,6 +8,7 @@ from storelab.castore.protobuf import bytes_field, encode_varint, varint_field
 from storelab.errors import InvalidNodeError
 
 __all__ = [
+    "encode_file_entry",
     "DIGEST_LEN",
     "MAX_NAME_LEN",
     "MAX_TARGET_LEN",
@@ -68,6 +69,23 @@ def encode_file_node(name: bytes, digest: bytes, size: int, executable: bool) ->
             b"\x18" + encode_varint(size) if size else b"", b"\x20\x01" if executable else b"",
         )
     )  # fmt: skip
+
+
+def encode_file_entry(name: bytes, digest: bytes, size: int, executable: bool) -> bytes:
+    """A ``FileNode`` as the ``files`` field (2) of its directory's message — what the
+    recorder joins into a directory, once per file of every tree, so in one piece.
+
+    >>> from storelab.castore.protobuf import bytes_field
+    >>> encode_file_entry(b"a", bytes(32), 300, True) == bytes_field(2, encode_file_node(b"a", bytes(32), 300, True))
+    True
+    """
+    inner = b"".join(
+        (
+            b"\x0a", encode_varint(len(name)), name, _DIGEST_TAG, digest,
+            b"\x18" + encode_varint(size) if size else b"", b"\x20\x01" if executable else b"",
+        )
+    )  # fmt: skip
+    return b"\x12" + encode_varint(len(inner)) + inner
 
 
 def encode_directory_node(name: bytes, digest: bytes, size: int) -> bytes:

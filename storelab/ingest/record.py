@@ -21,7 +21,7 @@ import blake3
 from storelab.castore import DirectoryNode, FileNode, Node, SymlinkNode
 from storelab.castore.nodes import (
     encode_directory_node,
-    encode_file_node,
+    encode_file_entry,
     encode_symlink_node,
 )
 from storelab.castore.protobuf import bytes_field
@@ -29,7 +29,7 @@ from storelab.chunking import ChunkerSpec
 from storelab.ingest.batch import BlobBatch, BlobBatchBuilder, merge_batches
 from storelab.ingest.blobs import BlobInfo
 from storelab.ingest.tree import TreeEntry
-from storelab.nar.writer import NAR_HEADER_SIZE, nar_entry_size, nar_node_size
+from storelab.nar.writer import NAR_HEADER_SIZE, nar_entry_size, nar_file_entry_size, nar_node_size
 
 if TYPE_CHECKING:
     from storelab.ingest.subtrees import AssembledRows
@@ -148,9 +148,8 @@ class TreeAssembler:
             executables.append(executable)
             total += size
             name = path.rpartition(b"/")[2]
-            child_field = bytes_field(_FILE, encode_file_node(name, digest, size, executable))
-            nar = nar_entry_size(name, nar_node_size("file", size, executable))
-            self._resolve(index, (_FILE, index, child_field, 0, size, nar, digest))
+            child_field = encode_file_entry(name, digest, size, executable)
+            self._resolve(index, (_FILE, index, child_field, 0, size, nar_file_entry_size(len(name), size, executable), digest))
         rows.sizes.extend(sizes)
         rows.digests += digests[: 32 * len(indices)]
         self.counts["file"] += len(indices)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from storelab.nar.reader import MAX_DEPTH, NarError
 
-__all__ = ["TOKENS", "nar_string", "dump_path", "nar_bytes_of_file", "nar_node_size", "nar_entry_size", "NAR_HEADER_SIZE"]
+__all__ = ["TOKENS", "nar_string", "dump_path", "nar_bytes_of_file", "nar_node_size", "nar_entry_size", "nar_file_entry_size", "NAR_HEADER_SIZE"]
 
 _PIECE = 1 << 20
 
@@ -61,6 +61,15 @@ def nar_node_size(kind: str, size: int = 0, executable: bool = False, target: by
 def nar_entry_size(name: bytes, child: int) -> int:
     """Bytes of a directory entry named ``name`` whose node serialises to ``child`` bytes."""
     return _ENTRY + _string_size(len(name)) + child
+
+
+def nar_file_entry_size(name_length: int, size: int, executable: bool) -> int:
+    """:func:`nar_entry_size` of a file's node, in one step (the recorder's, for every file).
+
+    >>> nar_file_entry_size(3, 100, True) == nar_entry_size(b"abc", nar_node_size("file", 100, True))
+    True
+    """
+    return _ENTRY + 8 + name_length + (-name_length % 8) + _FILE + (_EXECUTABLE if executable else 0) + size + (-size % 8)
 
 
 def nar_bytes_of_file(contents: bytes, executable: bool = False) -> bytes:
