@@ -137,3 +137,17 @@ def baseline_checkout(repo: Path, rev: str) -> Path:
 def baseline_env(checkout: Path) -> dict[str, str]:
     """The environment that makes ``python -m storelab`` run the code of ``checkout``."""
     return {**os.environ, "PYTHONPATH": str(checkout)}
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU time the whole machine has spent busy so far (user, nice, system, irq), from
+    /proc/stat; None where there is none. The difference across a run is what the run and
+    every process it started cost, workers and kernel included (on an otherwise idle machine)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, *_ = (int(x) for x in fields)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+

@@ -30,6 +30,7 @@ from corpus import (
     add_corpus_arguments,
     baseline_checkout,
     baseline_env,
+    busy_cpu_seconds,
     regular_files,
     resolve_corpus,
     warm,
@@ -56,13 +57,20 @@ def ensure_tools(names: dict[str, str]) -> dict[str, bool]:
     return {tool: shutil.which(tool) is not None for tool in names}
 
 
-def timed(corpus: Path, command: list[str], setup=None, env=None) -> float:
+def timed(corpus: Path, command: list[str], setup=None, env=None, cpu: list[float] | None = None) -> float:
+    """Wall seconds of one warm run; with ``cpu``, the machine's busy CPU-seconds during it are
+    appended there (every process of the run, the kernel's share included)."""
     if setup:
         setup()
     warm(corpus)
+    busy = busy_cpu_seconds()
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env, cwd=REPO)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = busy_cpu_seconds()
+    if cpu is not None and busy is not None and after is not None:
+        cpu.append(after - busy)
+    return wall
 
 
 def main() -> None:
@@ -116,9 +124,10 @@ def main() -> None:
 
     # Round-robin (every tool once per round) so drift in a shared machine's speed hits all alike.
     times: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    cpu: dict[str, list[float]] = {name: [] for name, *_ in cases}
     for _ in range(args.runs):
         for name, command, setup, env in cases:
-            times[name].append(timed(args.corpus, command, setup, env))
+            times[name].append(timed(args.corpus, command, setup, env, cpu[name]))
     results = {name: statistics.median(values) for name, values in times.items()}
     for name, values in times.items():
         print(f"  {name}: {', '.join(f'{t:.2f}' for t in values)} s", file=sys.stderr)
@@ -126,10 +135,12 @@ def main() -> None:
 
     mb = total / 1e6
     print(f"\ncorpus: {files:,} files, {mb:,.0f} MB — {described}; median of {args.runs} warm runs; {os.cpu_count()} cores\n")
-    print(f"| {'tool':<56} | {'wall s':>7} | {'MB/s':>7} |")
-    print(f"|{'-' * 58}|{'-' * 9}|{'-' * 9}|")
+    print(f"| {'tool':<56} | {'wall s':>7} | {'MB/s':>7} | {'CPU s':>6} |")
+    print(f"|{'-' * 58}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")
     for name, seconds in results.items():
-        print(f"| {name:<56} | {seconds:7.2f} | {mb / seconds:7.0f} |")
+        busy = f"{statistics.median(cpu[name]):6.2f}" if cpu[name] else "     –"
+        print(f"| {name:<56} | {seconds:7.2f} | {mb / seconds:7.0f} | {busy} |")
+    print("(CPU s: the machine's busy CPU-seconds during a run, median — every process of the run and its kernel time)")
     print()
     peers = [n for n in results if not n.startswith("storelab")]
     for mine in [n for n in results if n.startswith("storelab ")]:
