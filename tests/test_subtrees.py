@@ -107,3 +107,46 @@ def test_a_task_hands_back_what_is_past_its_budget(tmp_path: Path, monkeypatch: 
     assert not deferred & final and deferred | final == set(names)  # no symlink at the top
     # a subdirectory too large to take whole was dropped, not half-recorded
     assert all(not path.startswith(tuple(name + b"/" for name in deferred)) for path in result.rows.nodes["path"])
+
+
+def test_subtrees_assembled_on_workers_give_the_store_its_whole_closure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a store, every directory a worker encodes reaches the store's closure: the NAR
+    rendered back from the store is the tree's, byte for byte, and the store verifies."""
+    from storelab.nar import dump_path
+    from storelab.nar.render import castore_from_snapshot, open_nar
+    from storelab.stores import SnixStore
+    from storelab.stores.verify import verify_store
+
+    _small_tasks(monkeypatch)
+    _nested_tree(tmp_path / "tree")
+    store = tmp_path / "store"
+    result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=2, store=f"file://{store}"))
+    root, directories = castore_from_snapshot(tmp_path / "ds", "t")
+    assert root == result.root
+    assert open_nar(root, directories, SnixStore.open(f"file://{store}")).read() == b"".join(dump_path(tmp_path / "tree"))
+    assert verify_store(SnixStore.open(f"file://{store}")).ok
+
+
+def test_a_file_left_out_of_an_open_directory_is_skipped_and_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file the first task could not read is left out of the directory the recording
+    process completes, and named once; under --strict the ingest fails on it."""
+    import storelab.ingest.blobs as blobs
+    from storelab.errors import InputError
+
+    _small_tasks(monkeypatch)
+    _nested_tree(tmp_path / "tree")
+    real = blobs.BlobHasher.hash_file_into
+
+    def unreadable_top(self, path, index, builder):
+        if path.endswith(b"/top"):
+            raise PermissionError(13, "Permission denied")
+        return real(self, path, index, builder)
+
+    monkeypatch.setattr(blobs.BlobHasher, "hash_file_into", unreadable_top)
+    warnings: list[str] = []
+    result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(SMALL_CHUNKS, zstd_level=0, workers=0, warn=warnings.append))
+    assert [(item.path, item.reason) for item in result.skipped] == [(b"top", "permission denied")]
+    assert result.files == 9 * 8 + 1 and len(warnings) == 1
+    assert b"top" not in {row["path"] for row in snapshot_rows(tmp_path / "ds", "nodes")}
+    with pytest.raises(InputError, match="top: permission denied"):
+        ingest_dir(tmp_path / "tree", tmp_path / "strict", "t", IngestOptions(SMALL_CHUNKS, zstd_level=0, workers=0, strict=True))
