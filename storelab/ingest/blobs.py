@@ -103,6 +103,7 @@ class BlobHasher:
         self.known_sizes: dict[bytes, int] = known_sizes if known_sizes is not None else {}
         self._single_chunk_max = self._largest_single_chunk()
         self._buffer = bytearray()  # the read window of large files (_hash_read), kept across files
+        self._small: memoryview | None = None  # the read buffer of single-chunk files (_small_view)
 
     def _largest_single_chunk(self) -> int:
         """Blobs up to this size are one chunk whatever their bytes (no cut is looked for)."""
@@ -252,17 +253,14 @@ class BlobHasher:
             size = before.st_size
             info = None
             if size <= self._single_chunk_max:
-                # read into this hasher's one buffer (a fresh bytes object per file costs
-                # an allocation and its page faults), in one call: a file that grew shows
-                # one byte too many
-                with memoryview(self._window_buffer(size + 1)) as view:
-                    data = view[: os.readv(fd, [view[: size + 1]])]
+                # one read call: a file that grew shows one byte too many
+                small = self._small or self._small_view()
+                with small[: os.readv(fd, [small[: size + 1]])] as data:
                     if len(data) != size:
                         raise FileChangedError(0, "changed while being read")
                     digest = blake3.blake3(data).digest()
                     # the chunk's compressed size, each distinct chunk measured once (None: not measuring)
                     measured = self._chunk(digest, data) if size else (0 if self._zstd is not None else None)
-                    data.release()
             else:
                 info = self._hash_read(fd, size)
             after = os.fstat(fd)
@@ -273,6 +271,12 @@ class BlobHasher:
             builder.add_single(index, digest, size, -1 if measured is None else measured)
         else:
             builder.add(index, info)
+
+    def _small_view(self) -> memoryview:
+        """The buffer single-chunk files are read into whole, made once for the hasher's life
+        (a fresh bytes object per file would cost an allocation and its page faults)."""
+        self._small = memoryview(bytearray(self._single_chunk_max + 1))
+        return self._small
 
     def _window_buffer(self, size: int) -> bytearray:
         """The read buffer of this hasher, made once (large enough for ``size``), not per file:

@@ -50,7 +50,7 @@ TASK_ENTRIES = 1024
 """A task takes in no further subdirectory once it holds this many entries…"""
 TASK_BYTES = 16 * 1024 * 1024
 """…or this many bytes of files."""
-WHOLE_ENTRIES = 4096
+WHOLE_ENTRIES = 16384
 """A subdirectory with more entries below it than this is handed back, not taken whole…"""
 WHOLE_BYTES = 64 * 1024 * 1024
 """…and so is one with more file bytes below it than this."""
