@@ -149,6 +149,19 @@ class BlobBatchBuilder:
         self._compressed.append(compressed)
         self._index_sizes.append(0)
 
+    def add_batch(self, batch: BlobBatch) -> None:
+        """Every file of ``batch``, after those added so far (its errors and store requests
+        are not taken)."""
+        self._indices.extend(batch.indices)
+        self._digests += batch.digests
+        self._sizes.extend(batch.sizes)
+        self._counts.extend(batch.chunk_counts)
+        self._compressed.extend(batch.compressed)
+        self._index_sizes.extend(batch.index_sizes)
+        self._chunk_digests += batch.chunk_digests
+        self._chunk_sizes.extend(batch.chunk_sizes)
+        self._chunk_compressed.extend(batch.chunk_compressed)
+
     def add_error(self, index: int, reason: str) -> None:
         self._errors.append((index, reason))
 
@@ -184,13 +197,5 @@ def merge_batches(batches: Sequence[BlobBatch]) -> BlobBatch:
         return batches[0]
     merged = BlobBatchBuilder()
     for batch in batches:
-        merged._indices.extend(batch.indices)
-        merged._digests += batch.digests
-        merged._sizes.extend(batch.sizes)
-        merged._counts.extend(batch.chunk_counts)
-        merged._compressed.extend(batch.compressed)
-        merged._index_sizes.extend(batch.index_sizes)
-        merged._chunk_digests += batch.chunk_digests
-        merged._chunk_sizes.extend(batch.chunk_sizes)
-        merged._chunk_compressed.extend(batch.chunk_compressed)
+        merged.add_batch(batch)
     return merged.build()

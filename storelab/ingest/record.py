@@ -382,7 +382,7 @@ class SnapshotRecorder(TreeAssembler):
         self.counts["file"] += len(rows.files)
         self.counts["directory"] += rows.nodes["kind"].count("directory")
         self.counts["symlink"] += rows.nodes["kind"].count("symlink")
-        self.file_bytes += sum(rows.files.sizes)
+        self.file_bytes += rows.file_bytes
         nodes = self.node_rows
         for name, values in rows.nodes.items():
             nodes[name] += values
