@@ -93,6 +93,18 @@ class BlobBatch:
     def digest(self, i: int) -> bytes:
         return self.digests[32 * i : 32 * i + 32]
 
+def _ones(count: int) -> array:
+    return array("I", [1]) * count
+
+
+def _zeros(count: int) -> array:
+    return array("I", [0]) * count
+
+
+def _not_measured(count: int) -> array:
+    return array("q", [NOT_MEASURED]) * count
+
+
 class BlobBatchBuilder:
     """Collects :class:`BlobInfo` values into a :class:`BlobBatch`."""
 
@@ -148,6 +160,31 @@ class BlobBatchBuilder:
             self._counts.append(0)
         self._compressed.append(compressed)
         self._index_sizes.append(0)
+
+    def add_singles(self, indices: Sequence[int], digests: bytes, sizes: array) -> None:
+        """Many blobs of one chunk each (or none, when empty), their sizes not measured: as
+        :meth:`add_single` for each, in one step.
+
+        >>> builder = BlobBatchBuilder()
+        >>> builder.add_singles([4, 7], bytes(32) + bytes([1]) * 32, array("Q", [5, 0]))
+        >>> batch = builder.build()
+        >>> list(batch.chunk_counts), list(batch.chunk_sizes), len(batch.chunk_digests)
+        ([1, 0], [5], 32)
+        """
+        count = len(indices)
+        if 0 in sizes:  # an empty blob has no chunk: one by one
+            for k, (index, size) in enumerate(zip(indices, sizes)):
+                self.add_single(index, digests[32 * k : 32 * k + 32], size, NOT_MEASURED)
+            return
+        self._indices.extend(indices)
+        self._digests += digests
+        self._sizes.extend(sizes)
+        self._counts.extend(_ones(count))
+        self._compressed.extend(_not_measured(count))
+        self._index_sizes.extend(_zeros(count))
+        self._chunk_digests += digests
+        self._chunk_sizes.extend(sizes)
+        self._chunk_compressed.extend(_not_measured(count))
 
     def add_batch(self, batch: BlobBatch) -> None:
         """Every file of ``batch``, after those added so far (its errors and store requests

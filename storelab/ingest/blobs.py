@@ -3,18 +3,22 @@ chunks (each with its own BLAKE3 digest) and each new chunk's zstd-compressed si
 
 This is the per-byte hot path. Every byte is touched by C/Rust code (BLAKE3, the chunker,
 zstd) from one reused read buffer (small files from one read call); Python only moves views
-around.
+around. Runs of single-chunk files can be read and hashed in C, nothing done in Python per file
+(:meth:`BlobHasher.hash_small_files`, ``_smallfiles.c``), when the hasher needs no more than
+their digests.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import stat
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from types import ModuleType
 
 import blake3
 import zstandard
@@ -34,6 +38,17 @@ READ_BUFFER = 8 * 1024 * 1024
 PARALLEL_HASH_FROM = 64 * 1024 * 1024
 """Files at least this large are hashed with BLAKE3's own threads as well."""
 
+
+def _compiled_reader() -> ModuleType | None:
+    """The small-file reader in C (``_smallfiles.c``); None in a checkout where it is not built
+    (the same results come from Python, file by file)."""
+    try:
+        return importlib.import_module("storelab.ingest._smallfiles")
+    except ImportError:
+        return None
+
+
+_smallfiles = _compiled_reader()
 
 # Never follow a symlink swapped in since the scan, never block on a FIFO.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -271,6 +286,37 @@ class BlobHasher:
             builder.add_single(index, digest, size, -1 if measured is None else measured)
         else:
             builder.add(index, info)
+
+    @property
+    def native_small_files(self) -> int:
+        """Files up to this size may go through :meth:`hash_small_files`; -1 when none may:
+        this hasher must see each file's bytes itself (a store, a rewrite, zstd sizes to
+        measure), or the compiled reader (``_smallfiles.c``) is not built here."""
+        if _smallfiles is None or self.store is not None or self.rewrite is not None or self._zstd is not None:
+            return -1
+        return self._single_chunk_max
+
+    def hash_small_files(self, paths: Sequence[bytes]) -> tuple[bytes, bytes, array]:
+        """Read and hash single-chunk files in C, with nothing done in Python per file:
+        ``(done, digests, sizes)`` — one byte per path (1: hashed), and the digests (32 bytes
+        each) and sizes of the files done, in order. A file not done (an error, not a regular
+        file any more, grown past the limit, changed while read, a path too long for one open)
+        is the caller's to hash with :meth:`hash_file_into`, which says what went wrong.
+        Only while :attr:`native_small_files` is not -1.
+
+        >>> import tempfile, pathlib
+        >>> from storelab.chunking import default_spec, make_chunker
+        >>> top = pathlib.Path(tempfile.mkdtemp()); (top / "a").write_bytes(b"hi")
+        2
+        >>> hasher = BlobHasher(make_chunker(default_spec()), zstd_level=0)
+        >>> done, digests, sizes = hasher.hash_small_files([bytes(top / "a"), bytes(top / "gone")])
+        >>> list(done), digests == blake3.blake3(b"hi").digest(), list(sizes)
+        ([1, 0], True, [2])
+        """
+        assert _smallfiles is not None and self.native_small_files >= 0
+        small = self._small or self._small_view()
+        done, digests, sizes = _smallfiles.hash_files(paths, self._single_chunk_max, small, blake3.blake3)
+        return done, digests, array("Q", sizes)
 
     def _small_view(self) -> memoryview:
         """The buffer single-chunk files are read into whole, made once for the hasher's life

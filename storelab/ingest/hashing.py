@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
+from storelab.ingest.batch import NOT_MEASURED, BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobHasher, hash_file_once
 from storelab.ingest.tree import describe_os_error
 
@@ -43,11 +43,18 @@ def hash_batches(hashers: Sequence[BlobHasher], jobs: Sequence[FileJob], report_
     builders = [BlobBatchBuilder() for _ in hashers]
     if len(hashers) == 1:
         hasher, builder = hashers[0], builders[0]
-        for job in jobs:
-            try:
-                hasher.hash_file_into(job.path, job.index, builder)
-            except OSError as err:
-                builder.add_error(job.index, describe_os_error(err))
+        limit = hasher.native_small_files
+        start = 0
+        while start < len(jobs):
+            end = start
+            while end < len(jobs) and jobs[end].size <= limit:
+                end += 1
+            if end > start:  # a run of small files: read and hashed in C
+                _hash_small_run(hasher, jobs[start:end], builder)
+                start = end
+            else:
+                _hash_one(hasher, jobs[start], builder)
+                start += 1
         hasher.drain()
         return [builder.build(hasher.take_ops().as_tuple() if report_ops else ())]
     for job in jobs:
@@ -62,6 +69,29 @@ def hash_batches(hashers: Sequence[BlobHasher], jobs: Sequence[FileJob], report_
     for hasher in hashers:
         hasher.drain()
     return [b.build(h.take_ops().as_tuple() if report_ops else ()) for b, h in zip(builders, hashers)]
+
+
+def _hash_one(hasher: BlobHasher, job: FileJob, builder: BlobBatchBuilder) -> None:
+    try:
+        hasher.hash_file_into(job.path, job.index, builder)
+    except OSError as err:
+        builder.add_error(job.index, describe_os_error(err))
+
+
+def _hash_small_run(hasher: BlobHasher, run: Sequence[FileJob], builder: BlobBatchBuilder) -> None:
+    """Files listed as single-chunk, in order: those the compiled reader did not do (see
+    :meth:`BlobHasher.hash_small_files`) hashed the ordinary way, in their place."""
+    done, digests, sizes = hasher.hash_small_files([job.path for job in run])
+    if len(sizes) == len(run):
+        builder.add_singles([job.index for job in run], digests, sizes)
+        return
+    k = 0
+    for job, ok in zip(run, done):
+        if ok:
+            builder.add_single(job.index, digests[32 * k : 32 * k + 32], sizes[k], NOT_MEASURED)
+            k += 1
+        else:
+            _hash_one(hasher, job, builder)
 
 
 def batch_jobs(jobs: Iterable[FileJob], batch_bytes: int | None = None, batch_files: int | None = None) -> Iterator[list[FileJob]]:
