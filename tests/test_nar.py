@@ -23,6 +23,7 @@ from storelab.ingest import IngestOptions, ingest_dir
 from storelab.ingest.nar_source import ingest_nar
 from storelab.nar import (
     NarError,
+    NarFile,
     dump_path,
     nar_bytes_of_file,
     nar_string,
@@ -187,6 +188,63 @@ def test_mutated_nars_are_valid_or_nar_errors(seed: int, edits: int) -> None:
                 pass
     except NarError:
         pass
+
+
+@pytest.mark.parametrize("case", sorted(case for case in NEGATIVE if "name" in case or "entr" in case))
+@pytest.mark.parametrize("step", [None, 1, 5, 13])
+def test_a_bad_entry_name_is_refused_at_its_own_byte(case: str, step: int | None) -> None:
+    """Taken in one step or token by token, an entry's name is checked where it stands: the
+    error names the byte where the name's string starts."""
+    data, needle = NEGATIVE[case]
+    at = data.rindex(S(b"name")) + len(S(b"name"))
+    stream = io.BytesIO(data) if step is None else io.BufferedReader(_Trickle(data, step), buffer_size=16)
+    assert _events(stream)[-1] == f"n: byte {at}: " + _events(io.BytesIO(data))[-1].split(": ", 2)[2]
+    assert needle in _events(io.BytesIO(data))[-1]
+
+
+class _Trickle(io.RawIOBase):
+    """A raw stream that hands out at most ``step`` bytes a read."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.at, self.step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        n = min(len(buffer), self.step, len(self.data) - self.at)
+        buffer[:n] = self.data[self.at : self.at + n]
+        self.at += n
+        return n
+
+
+def _events(stream) -> list:  # type: ignore[no-untyped-def]
+    """Every event of the NAR (a file's contents joined), then its error, if any."""
+    seen: list = []
+    try:
+        for event in read_nar(stream, "n"):
+            if isinstance(event, NarFile):
+                seen.append((event.path, event.size, event.executable, b"".join(event.pieces)))
+            else:
+                seen.append(event)
+    except NarError as err:
+        seen.append(str(err))
+    return seen
+
+
+@given(seed=st.integers(0, 2**32), edits=st.integers(0, 3), step=st.integers(1, 40), buffer=st.sampled_from([8, 64, 1000]))
+def test_the_events_do_not_depend_on_how_the_bytes_arrive(seed: int, edits: int, step: int, buffer: int) -> None:
+    """The reader takes an entry's head in one step when its buffer holds all of it, and token
+    by token otherwise: read whole, or trickled a few bytes at a time through a small buffer
+    (entries straddling every boundary), a NAR — valid or mutated — gives the same events and
+    the same error at the same byte."""
+    rng = random.Random(seed)
+    data = bytearray(nar_bytes(rng.choice(NAR_FILES)))
+    for _ in range(edits):
+        pos = rng.randrange(len(data))
+        data[pos] ^= 1 << rng.randrange(8)
+    whole = _events(io.BytesIO(bytes(data)))
+    assert _events(io.BufferedReader(_Trickle(bytes(data), step), buffer_size=buffer)) == whole
 
 
 @pytest.mark.parametrize("compress, suffix", [(lzma.compress, ".nar.xz"), (bz2.compress, ".nar.bz2"), (zstandard.compress, ".nar.zst")])

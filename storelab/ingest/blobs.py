@@ -288,13 +288,20 @@ class BlobHasher:
             builder.add(index, info)
 
     @property
+    def digest_only_max(self) -> int:
+        """Blobs up to this size need nothing but their BLAKE3 digest — one chunk, the blob
+        itself, with nothing to store, rewrite or measure (``add_single(index,
+        blake3(data).digest(), size, NOT_MEASURED)`` records one); -1 when no blob is so."""
+        if self.store is not None or self.rewrite is not None or self._zstd is not None:
+            return -1
+        return self._single_chunk_max
+
+    @property
     def native_small_files(self) -> int:
         """Files up to this size may go through :meth:`hash_small_files`; -1 when none may:
         this hasher must see each file's bytes itself (a store, a rewrite, zstd sizes to
         measure), or the compiled reader (``_smallfiles.c``) is not built here."""
-        if _smallfiles is None or self.store is not None or self.rewrite is not None or self._zstd is not None:
-            return -1
-        return self._single_chunk_max
+        return -1 if _smallfiles is None else self.digest_only_max
 
     def hash_small_files(self, paths: Sequence[bytes]) -> tuple[bytes, bytes, array]:
         """Read and hash single-chunk files in C, with nothing done in Python per file:

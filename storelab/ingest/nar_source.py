@@ -20,11 +20,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import blake3
 import zstandard
 
 from storelab.chunking import make_chunker
 from storelab.errors import ConfigError, InputError, InputNotFoundError, Interrupted, StorelabError
-from storelab.ingest.batch import BlobBatchBuilder
+from storelab.ingest.batch import NOT_MEASURED, BlobBatchBuilder
 from storelab.ingest.blobs import BlobHasher, BlobInfo, blob_hasher
 from storelab.ingest.core import (
     Hashed,
@@ -58,6 +59,11 @@ __all__ = ["check_chunkings", "ingest_nar", "ingest_nars", "nar_events", "nar_ev
 
 _THREAD_FROM = 1 << 20
 """Files from this size on are hashed on the second thread."""
+
+_IN_FLIGHT = 32
+"""Files of less than _THREAD_FROM bytes held whole for the hashing thread, at most."""
+_SINGLES_BATCH = 1024
+"""Digest-only files recorded together, at most."""
 
 _MAGICS = (
     (b"\xfd7zXZ\x00", "xz"),
@@ -503,9 +509,13 @@ def nar_events(
         tree = _NarEntries(entries, ended)
         in_flight: deque[tuple[int, Future[BlobInfo]]] = deque()
         feeding: queue.Queue[bytes | None] | None = None
+        # Files that need only their digest (one chunk; nothing stored, rewritten or measured)
+        # go straight into a batch: most of a binary cache's files, few KB each.
+        digest_only = hasher.digest_only_max
+        singles = BlobBatchBuilder()
 
         def harvest(wait: bool) -> Iterator[IngestEvent]:
-            while in_flight and (wait or in_flight[0][1].done()):
+            while in_flight and (wait or in_flight[0][1].done() or len(in_flight) > _IN_FLIGHT):
                 done_index, future = in_flight.popleft()
                 yield Hashed(done_index, future.result())
 
@@ -517,8 +527,14 @@ def nar_events(
                         yield listed
                     elif isinstance(event, NarFile):
                         index = len(entries) - 1
-                        if event.size < _THREAD_FROM:
-                            yield Hashed(index, hasher.hash_pieces(event.size, event.pieces))
+                        if event.size <= digest_only:
+                            data = b"".join(event.pieces)
+                            singles.add_single(index, blake3.blake3(data).digest(), event.size, NOT_MEASURED)
+                            if len(singles) >= _SINGLES_BATCH:
+                                yield HashedBatch([singles.build()])
+                                singles = BlobBatchBuilder()
+                        elif event.size < _THREAD_FROM:  # held whole, hashed on the other thread
+                            in_flight.append((index, pool.submit(big_hasher._rewritten, b"".join(event.pieces))))
                         else:
                             feeding = queue.Queue(maxsize=8)
                             future = pool.submit(big_hasher.hash_pieces, event.size, iter(feeding.get, None))
@@ -530,6 +546,8 @@ def nar_events(
                         if in_flight:
                             yield from harvest(wait=False)
                         bar.advance(1, event.size)
+                if len(singles):
+                    yield HashedBatch([singles.build()])
                 yield from harvest(wait=True)
                 hasher.drain()  # every blob is in the store before the snapshot can commit
             except BaseException:

@@ -12,7 +12,9 @@ without ``/`` or NUL, at most 255 bytes; symlink targets at most 4095 bytes; dir
 at most 63 deep below the root (Nix 2.34: "NAR directory nesting exceeds maximum depth of
 64"). Anything else is a :class:`NarError` naming the NAR and the byte offset where the
 mistake is. As Nix does, reading stops at the root node's closing ``)``: bytes after it are
-not part of the NAR (the last event, :class:`NarEnd`, says where it ended) and are not read.
+not part of the NAR (the last event, :class:`NarEnd`, says where it ended) and are not
+parsed (of a buffered stream, the reader takes what its buffer holds; of any other, at most
+one read of 256 KiB past the end).
 """
 
 from __future__ import annotations
@@ -96,26 +98,58 @@ NarEvent = NarDirectoryStart | NarDirectoryEnd | NarSymlink | NarFile | NarEnd
 
 
 class _Reader:
+    """The NAR's bytes through a buffer of our own: the grammar's small reads are slices of it,
+    its tokens compared in place. It asks the stream for more (``read1``: at most one read of
+    the raw stream under a buffered one) only when the grammar needs a byte it does not hold, so
+    every raw block but the last lies wholly inside the NAR; file contents past the buffer are
+    read from the stream directly."""
+
     def __init__(self, stream: BinaryIO, name: str) -> None:
         self.stream = stream
+        self._read1 = getattr(stream, "read1", stream.read)
         self.name = name
-        self.offset = 0
+        self.buf = b""
+        self.pos = 0  # the next byte to parse, in buf
+        self.base = 0  # the NAR offset of buf[0]
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
 
     def fail(self, reason: str, at: int | None = None) -> NarError:
         return NarError(f"{self.name}: byte {self.offset if at is None else at}: {reason}")
 
-    def exact(self, n: int) -> bytes:
-        data = self.stream.read(n)
-        if len(data) == n:
-            self.offset += n
-            return data
-        while len(data) < n:
-            more = self.stream.read(n - len(data))
+    def _fill(self, n: int) -> bool:
+        """Hold at least ``n`` unparsed bytes; False (holding all there is) at the end of input."""
+        held = self.buf[self.pos :]
+        self.base += self.pos
+        self.pos = 0
+        while len(held) < n:
+            more = self._read1(max(_BLOCK, n - len(held)))
             if not more:
-                self.offset += len(data)
+                self.buf = held
+                return False
+            held += more
+        self.buf = held
+        return True
+
+    def exact(self, n: int) -> bytes:
+        pos = self.pos
+        end = pos + n
+        if end > len(self.buf):
+            if not self._fill(n):
+                self.pos = len(self.buf)
                 raise self.fail("truncated NAR (unexpected end of input)")
-            data += more
-        self.offset += n
+            pos, end = 0, n
+        self.pos = end
+        return self.buf[pos:end]
+
+    def upto(self, n: int) -> bytes:
+        """The next ``n`` bytes, or as many as are left before the input ends."""
+        if self.pos + n > len(self.buf):
+            self._fill(n)
+        data = self.buf[self.pos : self.pos + n]
+        self.pos += len(data)
         return data
 
     def length(self) -> int:
@@ -141,14 +175,15 @@ class _Reader:
 
     def expect(self, token: bytes) -> None:
         encoded = _ENCODED.get(token) or _encode(token)
+        if self.buf.startswith(encoded, self.pos):  # the usual case: one comparison in place
+            self.pos += len(encoded)
+            return
         at = self.offset
-        data = self.stream.read(len(encoded))
-        if data == encoded:  # the usual case: one read, one comparison
-            self.offset += len(encoded)
+        data = self.upto(len(encoded))
+        if data == encoded:  # it straddled the buffer's end
             return
         # not the token: read the whole string that is there, for a precise error
         if len(data) < 8:
-            self.offset = at + len(data)
             raise self.fail("truncated NAR (unexpected end of input)")
         n = _U64.unpack(data[:8])[0]
         if n > _TOKEN_MAX:
@@ -156,9 +191,8 @@ class _Reader:
         pad = (-n) % 8
         missing = 8 + n + pad - len(data)
         if missing > 0:
-            data += self.stream.read(missing)
+            data += self.upto(missing)
         if len(data) < 8 + n + pad:
-            self.offset = at + len(data)
             raise self.fail("truncated NAR (unexpected end of input)")
         if data[8 + n : 8 + n + pad] != _ZEROS[pad]:
             raise self.fail("non-zero padding", at + 8 + n)
@@ -166,19 +200,77 @@ class _Reader:
 
     def contents(self, size: int) -> Iterator[bytes]:
         left = size
+        held = len(self.buf) - self.pos
+        if left and held:  # what the buffer holds already (a small file: all of it)
+            take = min(held, left)
+            yield self.buf[self.pos : self.pos + take]
+            self.pos += take
+            left -= take
+        if left:  # the rest straight from the stream, the buffer left empty
+            self.base += len(self.buf)
+            self.buf, self.pos = b"", 0
         while left:
             piece = self.stream.read(min(left, CONTENT_PIECE))
             if not piece:
                 raise self.fail("truncated NAR (file contents cut short)")
-            self.offset += len(piece)
+            self.base += len(piece)
             left -= len(piece)
             yield piece
         self.padding(size)
 
+    def entry_head(self, closing: bool) -> tuple[bytes, int] | None:
+        """The common case of what follows a directory's last node, taken in one step when the
+        buffer holds all of it, well formed: [``)``] ``entry ( name`` NAME ``node ( type`` — the
+        entry's name and the offset of its string, consumed. None (nothing consumed) for
+        anything else: the grammar's own steps read it and name any mistake."""
+        buf, pos = self.buf, self.pos
+        if closing:
+            if not buf.startswith(_CLOSE, pos):
+                return None
+            pos += len(_CLOSE)
+        if not buf.startswith(_ENTRY_HEAD, pos):
+            return None
+        name_at = pos + len(_ENTRY_HEAD)
+        if name_at + 8 > len(buf):
+            return None
+        n = _U64.unpack_from(buf, name_at)[0]
+        if n > _NAME_MAX:
+            return None
+        pad = (-n) % 8
+        end = name_at + 8 + n + pad
+        if not buf.startswith(_NODE_HEAD, end) or (pad and buf[end - pad : end] != _ZEROS[pad]):
+            return None
+        self.pos = end + len(_NODE_HEAD)
+        return buf[name_at + 8 : name_at + 8 + n], self.base + name_at
+
+    def regular_head(self) -> tuple[bool, int] | None:
+        """``regular`` [``executable ""``] ``contents`` SIZE in one step when the buffer holds it:
+        (executable, size), consumed; None (nothing consumed) otherwise."""
+        buf, pos = self.buf, self.pos
+        if buf.startswith(_PLAIN_HEAD, pos):
+            at, executable = pos + len(_PLAIN_HEAD), False
+        elif buf.startswith(_EXECUTABLE_HEAD, pos):
+            at, executable = pos + len(_EXECUTABLE_HEAD), True
+        else:
+            return None
+        if at + 8 > len(buf):
+            return None
+        self.pos = at + 8
+        return executable, _U64.unpack_from(buf, at)[0]
+
+
+_BLOCK = 256 * 1024
+"""How much the reader asks its stream for when it needs more than it holds."""
+_CLOSE = _encode(b")")
+_ENTRY_HEAD = _encode(b"entry") + _encode(b"(") + _encode(b"name")
+_NODE_HEAD = _encode(b"node") + _encode(b"(") + _encode(b"type")
+_PLAIN_HEAD = _encode(b"regular") + _encode(b"contents")
+_EXECUTABLE_HEAD = _encode(b"regular") + _encode(b"executable") + _encode(b"") + _encode(b"contents")
+
 
 def read_nar(stream: BinaryIO, name: str = "NAR") -> Iterator[NarEvent]:
     """Parse a NAR from ``stream``, yielding its nodes in order (parents before children),
-    then :class:`NarEnd`. Nothing after the NAR is read.
+    then :class:`NarEnd`. Nothing after the NAR is parsed.
 
     >>> import io
     >>> from storelab.nar.writer import nar_bytes_of_file
@@ -187,12 +279,11 @@ def read_nar(stream: BinaryIO, name: str = "NAR") -> Iterator[NarEvent]:
     """
     r = _Reader(stream, name)
     expected = _encode(MAGIC)
-    head = stream.read(len(expected))
+    head = r.upto(len(expected))
     if head != expected:
         if expected.startswith(head):
             raise r.fail("truncated NAR (unexpected end of input)", len(head))
         raise r.fail(f"not a NAR (it does not start with the {MAGIC.decode()} magic)", 0)
-    r.offset = len(head)
     yield from _node(r, b"")
     yield NarEnd(r.offset)
 
@@ -232,10 +323,14 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
     r.expect(b"type")
     while True:
         # the body of the node at `path`, just after "(" "type"
-        at = r.offset
-        kind = r.string(_TOKEN_MAX, "token")
+        head = r.regular_head()
+        if head is not None:  # the usual case, in one step
+            kind = b"regular"
+        else:
+            at = r.offset
+            kind = r.string(_TOKEN_MAX, "token")
         if kind == b"regular":
-            executable, size = _regular_header(r)
+            executable, size = head or _regular_header(r)
             pieces = r.contents(size)
             yield NarFile(path, size, executable, pieces)
             for _ in pieces:  # whatever the consumer left unread
@@ -255,11 +350,17 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
             raise r.fail(f"unknown node type {kind[:32]!r}", at)
         # find the next node: close finished entries and directories on the way
         while True:
-            if finished:
-                if not stack:
-                    return
-                r.expect(b")")  # closes the entry that held the finished node
+            if finished and not stack:
+                return
             dir_path, last = stack[-1]
+            entry = r.entry_head(closing=finished)
+            if entry is not None:  # the usual case, in one step
+                name, name_at = entry
+                _check_name(r, name, name_at, last)
+                path = _next_entry(stack, name)
+                break
+            if finished:
+                r.expect(b")")  # closes the entry that held the finished node
             at = r.offset
             token = r.string(_TOKEN_MAX, "token")
             if token == b")":
@@ -273,15 +374,26 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
             r.expect(b"name")
             name_at = r.offset
             name = r.string(_NAME_MAX, "string")
-            try:
-                validate_name(name)
-            except InvalidNodeError as err:
-                raise r.fail(str(err), name_at) from None
-            if last is not None and name <= last:
-                raise r.fail("NAR directory is not sorted (or has a duplicate entry)", name_at)
-            stack[-1][1] = name
+            _check_name(r, name, name_at, last)
             r.expect(b"node")
             r.expect(b"(")
             r.expect(b"type")
-            path = dir_path + b"/" + name if dir_path else name
+            path = _next_entry(stack, name)
             break
+
+
+def _check_name(r: _Reader, name: bytes, name_at: int, last: bytes | None) -> None:
+    try:
+        validate_name(name)
+    except InvalidNodeError as err:
+        raise r.fail(str(err), name_at) from None
+    if last is not None and name <= last:
+        raise r.fail("NAR directory is not sorted (or has a duplicate entry)", name_at)
+
+
+def _next_entry(stack: list[list], name: bytes) -> bytes:
+    """The path of the open directory's entry ``name``, now its last."""
+    top = stack[-1]
+    top[1] = name
+    dir_path = top[0]
+    return dir_path + b"/" + name if dir_path else name
