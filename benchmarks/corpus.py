@@ -121,22 +121,37 @@ def resolve_corpus(args: argparse.Namespace, repo: Path) -> tuple[Path, int, int
 
 
 def baseline_checkout(repo: Path, rev: str) -> Path:
-    """A checkout of storelab at ``rev`` (a git worktree under build/, made once), byte-compiled,
-    for timing the code before a change beside the code after it in the same run: run it with
-    ``PYTHONPATH=<checkout>`` (see :func:`baseline_env`), which wins over the editable install."""
+    """A checkout of storelab at ``rev`` (a git worktree under build/, made once), its C
+    extensions built (from a wheel pip builds of it: the checkout's own build rules) and its
+    modules byte-compiled, for timing the code before a change beside the code after it in the
+    same run: run it with :func:`baseline_env`."""
     import subprocess
+    import tempfile
+    import zipfile
 
     commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
     where = repo / "build" / f"baseline-{commit[:12]}"
     if not (where / "storelab" / "__init__.py").exists():
         subprocess.run(["git", "worktree", "add", "--detach", "--force", str(where), commit], cwd=repo, check=True, capture_output=True)
+    if not (where / ".extensions-built").exists():
+        with tempfile.TemporaryDirectory() as wheels:
+            subprocess.run([os.sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, str(where)], check=True, capture_output=True)
+            for wheel in Path(wheels).glob("storelab-*.whl"):
+                with zipfile.ZipFile(wheel) as archive:
+                    for member in archive.namelist():
+                        if member.startswith("storelab/") and member.endswith(".so"):
+                            archive.extract(member, where)
+        (where / ".extensions-built").touch()
     subprocess.run([os.sys.executable, "-m", "compileall", "-q", str(where / "storelab")], check=True, stdout=subprocess.DEVNULL)
     return where
 
 
 def baseline_env(checkout: Path) -> dict[str, str]:
-    """The environment that makes ``python -m storelab`` run the code of ``checkout``."""
-    return {**os.environ, "PYTHONPATH": str(checkout)}
+    """The environment that makes ``python -m storelab`` run the code of ``checkout``:
+    ``PYTHONPATH`` names it, and ``PYTHONSAFEPATH`` keeps ``-m`` from putting the working
+    directory first (run from the repository, that would import the repository's storelab,
+    not the checkout's, whatever ``PYTHONPATH`` says)."""
+    return {**os.environ, "PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
 
 
 def busy_cpu_seconds() -> float | None:
