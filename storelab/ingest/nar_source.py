@@ -513,6 +513,7 @@ def nar_events(
         # go straight into a batch: most of a binary cache's files, few KB each.
         digest_only = hasher.digest_only_max
         singles = BlobBatchBuilder()
+        inline_max = hasher.chunker.single_chunk_max  # one chunk: hashed here when more than its digest is wanted
 
         def harvest(wait: bool) -> Iterator[IngestEvent]:
             while in_flight and (wait or in_flight[0][1].done() or len(in_flight) > _IN_FLIGHT):
@@ -533,6 +534,8 @@ def nar_events(
                             if len(singles) >= _SINGLES_BATCH:
                                 yield HashedBatch([singles.build()])
                                 singles = BlobBatchBuilder()
+                        elif event.size <= inline_max:
+                            yield Hashed(index, hasher.hash_pieces(event.size, event.pieces))
                         elif event.size < _THREAD_FROM:  # held whole, hashed on the other thread
                             in_flight.append((index, pool.submit(big_hasher._rewritten, b"".join(event.pieces))))
                         else:
