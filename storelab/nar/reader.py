@@ -218,6 +218,18 @@ class _Reader:
             yield piece
         self.padding(size)
 
+    def held_contents(self, size: int) -> Iterator[bytes] | None:
+        """A file's contents as one piece, consumed with their padding, when the buffer holds
+        them (valid); None (nothing consumed) otherwise: :meth:`contents` reads them."""
+        start = self.pos
+        end = start + size
+        pad = (-size) % 8
+        buf = self.buf
+        if end + pad > len(buf) or (pad and buf[end : end + pad] != _ZEROS[pad]):
+            return None
+        self.pos = end + pad
+        return iter((buf[start:end],) if size else ())
+
     def entry_head(self, closing: bool) -> tuple[bytes, int] | None:
         """The common case of what follows a directory's last node, taken in one step when the
         buffer holds all of it, well formed: [``)``] ``entry ( name`` NAME ``node ( type`` — the
@@ -331,10 +343,14 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
             kind = r.string(_TOKEN_MAX, "token")
         if kind == b"regular":
             executable, size = head or _regular_header(r)
-            pieces = r.contents(size)
-            yield NarFile(path, size, executable, pieces)
-            for _ in pieces:  # whatever the consumer left unread
-                pass
+            held = r.held_contents(size)
+            if held is not None:  # the usual case: read already, nothing left to skip
+                yield NarFile(path, size, executable, held)
+            else:
+                pieces = r.contents(size)
+                yield NarFile(path, size, executable, pieces)
+                for _ in pieces:  # whatever the consumer left unread
+                    pass
             r.expect(b")")
             finished = True
         elif kind == b"symlink":
