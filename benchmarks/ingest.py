@@ -10,7 +10,10 @@ page cache (the corpus is read again right before every timed run: this kernel d
 cache after about a minute), tools taking turns round by round. Prints wall-clock medians,
 MB/s, and storelab's ratio to each peer. storelab's modules are byte-compiled first, as an
 installed package's are. ``--baseline REV`` also times storelab as it was at the git revision
-REV (a worktree under build/), in the same rounds: a change's before and after.
+REV (a worktree under build/), in the same rounds: a change's before and after, also as the
+median of the rounds' own ratios (each round's pair ran minutes apart at most, so the
+machine's drift cancels). ``--storelab-only`` leaves the peers out, for more rounds of a
+before-and-after in the same time: ``--baseline REV --storelab-only --runs 15``.
 """
 
 from __future__ import annotations
@@ -77,11 +80,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arguments(parser, REPO)
     parser.add_argument("--baseline", metavar="REV", default=None, help="also time storelab at this git revision")
+    parser.add_argument("--storelab-only", action="store_true", help="time storelab (and --baseline) only, no peers")
     args = parser.parse_args()
 
     args.corpus, files, total, described = resolve_corpus(args, REPO)
     compile_storelab()
-    have = ensure_tools({"b3sum": "b3sum", "restic": "restic"})
+    have = {"b3sum": False, "restic": False} if args.storelab_only else ensure_tools({"b3sum": "b3sum", "restic": "restic"})
     work = Path(tempfile.mkdtemp(prefix="storelab-bench-"))
     listing = work / "files.txt"
     listing.write_bytes(b"\0".join(os.fsencode(p) for p in regular_files(args.corpus)))
@@ -147,6 +151,8 @@ def main() -> None:
         before = mine.replace("storelab", f"storelab@{args.baseline}", 1) if args.baseline else None
         if before in results:
             print(f"{mine} ÷ the same at {args.baseline}: {results[before] / results[mine]:.2f}× the throughput")
+            rounds = sorted(then / now for then, now in zip(times[before], times[mine]))
+            print(f"  round by round: median {statistics.median(rounds):.2f}× (rounds {rounds[0]:.2f}–{rounds[-1]:.2f}×)")
         for peer in peers:
             print(f"{mine} ÷ {peer.split(' (')[0]}: {results[peer] / results[mine]:.2f}× the throughput")
 
