@@ -197,8 +197,10 @@ class BlobHasher:
         digests, sizes, compressed = self._cut(view, eof=True)
         return self._finish(BlobInfo(hasher.digest(), size, bytes(digests), sizes, compressed))
 
-    def _rewritten(self, data: bytes) -> BlobInfo:
-        """The blob of ``data`` after :attr:`rewrite` (none: of ``data``); under ``keep_digest`` named by ``data``'s own digest."""
+    def hash_held(self, data: bytes) -> BlobInfo:
+        """A file's blob from its bytes held whole (:meth:`hash_bytes` is of the bytes as they
+        are): the blob of ``data`` after :attr:`rewrite` (none: of ``data``); under
+        ``keep_digest`` named by ``data``'s own digest."""
         if self.rewrite is None:
             return self.hash_bytes(data)
         info = self.hash_bytes(self.rewrite(data))
@@ -212,7 +214,7 @@ class BlobHasher:
         """
         if size <= self._single_chunk_max or self.rewrite is not None:
             data = b"".join(pieces)
-            return self._rewritten(data)
+            return self.hash_held(data)
         cut = _StreamCut(self, size)
         for piece in pieces:
             cut.feed(piece)
@@ -247,7 +249,7 @@ class BlobHasher:
         """Read a regular file once; raises OSError (or :class:`FileChangedError`)."""
         with stable_file(path) as (fd, size):
             if self.rewrite is not None:
-                return self._rewritten(_read_exactly(fd, size))
+                return self.hash_held(_read_exactly(fd, size))
             if size <= self._single_chunk_max:
                 # one read() call: a file that grew shows up as one byte too many
                 info = self.hash_bytes(os.read(fd, size + 1))
@@ -445,7 +447,7 @@ def hash_file_once(hashers: Sequence[BlobHasher], path: bytes | str) -> list[Blo
     with stable_file(path) as (fd, size):
         if size <= WHOLE_READ or any(hasher.rewrite is not None for hasher in hashers):
             data = _read_exactly(fd, size)
-            return [hasher._rewritten(data) for hasher in hashers]  # each with its own rewrite, if any
+            return [hasher.hash_held(data) for hasher in hashers]  # each with its own rewrite, if any
         cuts = [_StreamCut(hasher, size) for hasher in hashers]
         for window in _windows(fd, size):  # read once, cut by every chunker
             for cut in cuts:

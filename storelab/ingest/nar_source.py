@@ -435,8 +435,8 @@ def _cut_every_way(hashers: Sequence[BlobHasher], size: int, pieces: Iterable[by
     if size < _THREAD_FROM or any(h.rewrite is not None for h in hashers):
         data = b"".join(pieces)
         if size < _PARALLEL_FROM:
-            return [hasher._rewritten(data) for hasher in hashers]  # each with its own rewrite, if any
-        return list(pool.map(lambda h: h._rewritten(data), hashers))
+            return [hasher.hash_held(data) for hasher in hashers]  # each with its own rewrite, if any
+        return list(pool.map(lambda h: h.hash_held(data), hashers))
     feeds: list[queue.Queue[bytes | None]] = [queue.Queue(maxsize=8) for _ in hashers]
     futures = [pool.submit(hasher.hash_pieces, size, iter(feed.get, None)) for hasher, feed in zip(hashers, feeds)]
     try:
@@ -537,7 +537,7 @@ def nar_events(
                         elif event.size <= inline_max:
                             yield Hashed(index, hasher.hash_pieces(event.size, event.pieces))
                         elif event.size < _THREAD_FROM:  # held whole, hashed on the other thread
-                            in_flight.append((index, pool.submit(big_hasher._rewritten, b"".join(event.pieces))))
+                            in_flight.append((index, pool.submit(big_hasher.hash_held, b"".join(event.pieces))))
                         else:
                             feeding = queue.Queue(maxsize=8)
                             future = pool.submit(big_hasher.hash_pieces, event.size, iter(feeding.get, None))
