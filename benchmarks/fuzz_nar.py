@@ -1,11 +1,14 @@
-"""Fuzz the NAR reader: random mutations of valid NARs are valid NARs or NarError, nothing else.
+"""Fuzz the NAR reader: random mutations of valid NARs are valid NARs or NarError, nothing else,
+and its C road (runs of entries, ``read_nar(digest_files_upto=…)``) reads each the same.
 
     .venv/bin/python benchmarks/fuzz_nar.py --cases 100000 [--seed 1]
 
 Seeds are the NARs in tests/vectors/nar and tests/vectors/nar-verdicts plus NARs of small random trees written by
 storelab's writer; each case flips bits, inserts, deletes or duplicates a few bytes, or
-truncates. Prints how many inputs were tried and how they ended; exits 1 if any input raised
-anything but NarError.
+truncates. Each case is read twice more, with and without runs (a random file-size limit),
+whole and through a small buffer: the events and the error must be the same. Prints how many
+inputs were tried and how they ended; exits 1 if any input raised anything but NarError or
+read differently on the two roads.
 """
 
 from __future__ import annotations
@@ -23,43 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from storelab.nar import NarError, read_nar  # noqa: E402
-from storelab.nar.writer import nar_string  # noqa: E402
-
-S = nar_string
-
-
-def random_nar(rng: random.Random, depth: int = 0) -> bytes:
-    def node(d: int) -> bytes:
-        kind = rng.choice(["file", "link", "dir"] if d < 3 else ["file", "link"])
-        if kind == "file":
-            exe = [S(b"executable"), S(b"")] if rng.random() < 0.3 else []
-            return S(b"(") + S(b"type") + S(b"regular") + b"".join(exe) + S(b"contents") + S(rng.randbytes(rng.randrange(40))) + S(b")")
-        if kind == "link":
-            return S(b"(") + S(b"type") + S(b"symlink") + S(b"target") + S(b"t" * rng.randrange(1, 20)) + S(b")")
-        names = sorted({bytes(rng.choice(b"abcxyz") for _ in range(rng.randrange(1, 4))) for _ in range(rng.randrange(4))})
-        entries = b"".join(S(b"entry") + S(b"(") + S(b"name") + S(n) + S(b"node") + node(d + 1) + S(b")") for n in names)
-        return S(b"(") + S(b"type") + S(b"directory") + entries + S(b")")
-
-    return S(b"nix-archive-1") + node(depth)
-
-
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(rng.randrange(1, 5)):
-        op = rng.randrange(5)
-        pos = rng.randrange(len(out) + 1)
-        if op == 0 and pos < len(out):
-            out[pos] ^= 1 << rng.randrange(8)
-        elif op == 1:
-            out[pos:pos] = bytes([rng.randrange(256)])
-        elif op == 2 and pos < len(out):
-            del out[pos : pos + rng.randrange(1, 9)]
-        elif op == 3:
-            start = rng.randrange(len(out) + 1)
-            out[pos:pos] = out[start : start + rng.randrange(1, 17)]
-        else:
-            del out[pos:]
-    return bytes(out)
+from storelab.testing.nars import digested_events, mutate, random_nar  # noqa: E402
 
 
 def main() -> int:
@@ -70,10 +37,11 @@ def main() -> int:
     rng = random.Random(args.seed)
     vectors = REPO / "tests" / "vectors"
     found = sorted(vectors.glob("nar/*.nar")) + sorted(vectors.glob("nar-verdicts/*.nar"))
-    seeds = [p.read_bytes() for p in found] + [random_nar(rng) for _ in range(200)]
+    seeds = [p.read_bytes() for p in found] + [random_nar(rng, largest=rng.choice([40, 300])) for _ in range(200)]
+    seeds += [random_nar(rng, deep_chain=depth) for depth in (62, 63, 64)]  # around Nix's nesting limit
     outcomes: collections.Counter[str] = collections.Counter()
     started = time.perf_counter()
-    failures = 0
+    failures = runs = 0
     for case in range(args.cases):
         data = mutate(rng, rng.choice(seeds))
         try:
@@ -88,8 +56,24 @@ def main() -> int:
             outcomes["OTHER EXCEPTION"] += 1
             if failures <= 3:
                 traceback.print_exc()
+            continue
+        limit = rng.choice([0, 8, 64, 1 << 20])
+        stream = io.BytesIO(data) if rng.random() < 0.5 else io.BufferedReader(io.BytesIO(data), buffer_size=rng.randrange(8, 600))
+        plain, with_runs = digested_events(io.BytesIO(data)), digested_events(stream, limit)
+        runs += with_runs[2]
+        if plain[:2] != with_runs[:2]:
+            failures += 1
+            outcomes["ROADS DIFFER"] += 1
+            kept = REPO / "build" / "fuzz-nar" / f"seed{args.seed}-case{case}.nar"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_bytes(data)
+            if failures <= 3:
+                print(f"case {case}: read differently with runs of files up to {limit} bytes (the input: {kept})", file=sys.stderr)
     seconds = time.perf_counter() - started
-    print(f"{args.cases} inputs tried in {seconds:.1f} s (seed {args.seed}); {failures} raised anything but NarError")
+    print(
+        f"{args.cases} inputs tried in {seconds:.1f} s (seed {args.seed}); "
+        f"{failures} raised anything but NarError or read differently in runs ({runs:,} runs read in C)"
+    )
     for outcome, count in outcomes.most_common(12):
         print(f"  {count:7d}  {outcome}")
     return 1 if failures else 0

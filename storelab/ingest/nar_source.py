@@ -13,6 +13,7 @@ import queue
 import sys
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,10 +41,15 @@ from storelab.ingest.snapshot import IngestOptions, IngestResult, ingest_store
 from storelab.ingest.streams import StreamCutters, check_stream_specs
 from storelab.ingest.tree import TreeEntry
 from storelab.nar import (
+    RUN_DIRECTORY,
+    RUN_END,
+    RUN_EXECUTABLE,
+    RUN_FILE,
     NarDirectoryEnd,
     NarDirectoryStart,
     NarEnd,
     NarFile,
+    NarRun,
     NarSymlink,
     nix_base32,
     read_nar,
@@ -366,6 +372,52 @@ class _NarEntries:
             return Listed(directory, children)
         return None
 
+    def add_run(self, run: NarRun) -> tuple[list[Listed], list[int]]:
+        """Record a run of events as :meth:`add` does each: the directories it ends, and the
+        entry indices of its files (in order)."""
+        entries, opened = self.entries, self._open
+        listed: list[Listed] = []
+        files: list[int] = []
+        sizes, targets = iter(run.sizes), iter(run.targets)
+        for kind, path in zip(run.kinds, run.paths):
+            if kind == RUN_END:
+                directory, children = opened.pop()
+                listed.append(Listed(directory, children))
+                continue
+            index = len(entries)
+            parent = opened[-1][0]  # a run is always inside the root directory
+            opened[-1][1].append(index)
+            if kind in (RUN_FILE, RUN_EXECUTABLE):
+                entries.append(TreeEntry(path, "file", next(sizes), kind == RUN_EXECUTABLE, parent=parent))
+                files.append(index)
+            elif kind == RUN_DIRECTORY:
+                entries.append(TreeEntry(path, "directory", parent=parent))
+                opened.append((index, []))
+            else:
+                entries.append(TreeEntry(path, "symlink", target=next(targets), parent=parent))
+        return listed, files
+
+
+class _DigestsOnly:
+    """Files that need only their digest, recorded together: a :class:`HashedBatch` every
+    :data:`_SINGLES_BATCH` files, and the rest at the end."""
+
+    def __init__(self) -> None:
+        self._batch = BlobBatchBuilder()
+
+    def add(self, index: int, digest: bytes, size: int) -> None:
+        self._batch.add_single(index, digest, size, NOT_MEASURED)
+
+    def add_many(self, indices: list[int], digests: bytes, sizes: list[int]) -> None:
+        if indices:
+            self._batch.add_singles(indices, digests, array("Q", sizes))
+
+    def due(self, final: bool = False) -> Iterator[HashedBatch]:
+        """The batch, when it is full (or, ``final``, not empty)."""
+        if len(self._batch) >= _SINGLES_BATCH or (final and len(self._batch)):
+            yield HashedBatch([self._batch.build()])
+            self._batch = BlobBatchBuilder()
+
 
 def check_chunkings(options: IngestOptions) -> None:
     """Refuse, before any work, chunkings a NAR ingest cannot make."""
@@ -512,7 +564,7 @@ def nar_events(
         # Files that need only their digest (one chunk; nothing stored, rewritten or measured)
         # go straight into a batch: most of a binary cache's files, few KB each.
         digest_only = hasher.digest_only_max
-        singles = BlobBatchBuilder()
+        singles = _DigestsOnly()
         inline_max = hasher.chunker.single_chunk_max  # one chunk: hashed here when more than its digest is wanted
 
         def harvest(wait: bool) -> Iterator[IngestEvent]:
@@ -522,18 +574,22 @@ def nar_events(
 
         with ThreadPoolExecutor(1) as pool, ByteProgress(f"ingest {name.rsplit('/', 1)[-1]}", options.progress) as bar:
             try:
-                for event in read_nar(nar, name):
+                for event in read_nar(nar, name, digest_files_upto=digest_only if digest_only >= 0 else None):
+                    if isinstance(event, NarRun):  # many entries read at once, small files hashed
+                        closed, files = tree.add_run(event)
+                        yield from closed
+                        singles.add_many(files, event.digests, event.sizes)
+                        bar.advance(len(files), event.file_bytes)
+                        yield from singles.due()
+                        continue
                     listed = tree.add(event)
                     if listed is not None:
                         yield listed
                     elif isinstance(event, NarFile):
                         index = len(entries) - 1
                         if event.size <= digest_only:
-                            data = b"".join(event.pieces)
-                            singles.add_single(index, blake3.blake3(data).digest(), event.size, NOT_MEASURED)
-                            if len(singles) >= _SINGLES_BATCH:
-                                yield HashedBatch([singles.build()])
-                                singles = BlobBatchBuilder()
+                            singles.add(index, blake3.blake3(b"".join(event.pieces)).digest(), event.size)
+                            yield from singles.due()
                         elif event.size <= inline_max:
                             yield Hashed(index, hasher.hash_pieces(event.size, event.pieces))
                         elif event.size < _THREAD_FROM:  # held whole, hashed on the other thread
@@ -549,8 +605,7 @@ def nar_events(
                         if in_flight:
                             yield from harvest(wait=False)
                         bar.advance(1, event.size)
-                if len(singles):
-                    yield HashedBatch([singles.build()])
+                yield from singles.due(final=True)
                 yield from harvest(wait=True)
                 hasher.drain()  # every blob is in the store before the snapshot can commit
             except BaseException:

@@ -3,12 +3,18 @@
 from storelab.nar.hashes import nix_base32
 from storelab.nar.reader import (
     MAGIC,
+    RUN_DIRECTORY,
+    RUN_END,
+    RUN_EXECUTABLE,
+    RUN_FILE,
+    RUN_SYMLINK,
     NarDirectoryEnd,
     NarDirectoryStart,
     NarEnd,
     NarError,
     NarEvent,
     NarFile,
+    NarRun,
     NarSymlink,
     read_nar,
 )
@@ -16,12 +22,18 @@ from storelab.nar.writer import dump_path, nar_bytes_of_file, nar_string
 
 __all__ = [
     "MAGIC",
+    "RUN_DIRECTORY",
+    "RUN_END",
+    "RUN_EXECUTABLE",
+    "RUN_FILE",
+    "RUN_SYMLINK",
     "NarDirectoryEnd",
     "NarDirectoryStart",
     "NarEnd",
     "NarError",
     "NarEvent",
     "NarFile",
+    "NarRun",
     "NarSymlink",
     "dump_path",
     "nar_bytes_of_file",

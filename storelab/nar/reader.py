@@ -15,14 +15,23 @@ mistake is. As Nix does, reading stops at the root node's closing ``)``: bytes a
 not part of the NAR (the last event, :class:`NarEnd`, says where it ended) and are not
 parsed (of a buffered stream, the reader takes what its buffer holds; of any other, at most
 one read of 256 KiB past the end).
+
+A consumer that needs only the BLAKE3 digest of small files (``digest_files_upto``) may get
+runs of consecutive entries as one :class:`NarRun`, read in C (``_scan.c``) from the buffer:
+the same events, fewer of them. The C road takes only entries it holds whole and well formed;
+everything else, and every error, is this module's.
 """
 
 from __future__ import annotations
 
+import importlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import BinaryIO
+
+import blake3
 
 from storelab.castore import InvalidNodeError, validate_name
 from storelab.castore.nodes import MAX_TARGET_LEN
@@ -37,7 +46,13 @@ __all__ = [
     "NarFile",
     "NarSymlink",
     "NarEnd",
+    "NarRun",
     "NarEvent",
+    "RUN_FILE",
+    "RUN_EXECUTABLE",
+    "RUN_SYMLINK",
+    "RUN_DIRECTORY",
+    "RUN_END",
     "read_nar",
     "MAGIC",
 ]
@@ -94,7 +109,65 @@ class NarEnd:
     size: int
 
 
-NarEvent = NarDirectoryStart | NarDirectoryEnd | NarSymlink | NarFile | NarEnd
+RUN_FILE, RUN_EXECUTABLE, RUN_SYMLINK, RUN_DIRECTORY, RUN_END = b"fxlde"
+"""The codes of :attr:`NarRun.kinds`: a file, an executable file, a symlink, a directory's
+start, a directory's end."""
+
+
+@dataclass(frozen=True, slots=True)
+class NarRun:
+    """Consecutive events read in one step (only with ``read_nar(digest_files_upto=…)``): one
+    code of ``kinds`` per event, in order, with its path (a directory's end: the directory's).
+    Files come with their size and the BLAKE3 digest of their contents (32 bytes each in
+    ``digests``, in order) instead of the contents; symlinks with their target.
+
+    >>> import io, os, tempfile
+    >>> from storelab.nar.writer import dump_path
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(f"{root}/b"); _ = open(f"{root}/a", "w").write("hi"); _ = open(f"{root}/b/c", "w").write("!")
+    >>> nar = b"".join(dump_path(root))
+    >>> [e.kinds for e in read_nar(io.BytesIO(nar), digest_files_upto=1024) if isinstance(e, NarRun)]
+    [b'fdfee']
+    """
+
+    kinds: bytes
+    paths: list[bytes]
+    sizes: list[int]
+    """One per file (``f`` or ``x``)."""
+    targets: list[bytes]
+    """One per symlink."""
+    digests: bytes
+    file_bytes: int
+    """The files' sizes, summed."""
+
+    def events(self) -> Iterator[NarDirectoryStart | NarDirectoryEnd | NarSymlink | NarFile]:
+        """The run as the single events it stands for, files without their contents
+        (``pieces`` empty): what :func:`read_nar` yields without ``digest_files_upto``."""
+        sizes, targets = iter(self.sizes), iter(self.targets)
+        for kind, path in zip(self.kinds, self.paths, strict=True):
+            if kind in (RUN_FILE, RUN_EXECUTABLE):
+                yield NarFile(path, next(sizes), kind == RUN_EXECUTABLE, iter(()))
+            elif kind == RUN_SYMLINK:
+                yield NarSymlink(path, next(targets))
+            elif kind == RUN_DIRECTORY:
+                yield NarDirectoryStart(path)
+            else:
+                yield NarDirectoryEnd(path)
+
+
+NarEvent = NarDirectoryStart | NarDirectoryEnd | NarSymlink | NarFile | NarRun | NarEnd
+
+
+def _compiled_scanner() -> ModuleType | None:
+    """The run reader in C (``_scan.c``); None in a checkout where it is not built (every
+    event then comes singly)."""
+    try:
+        return importlib.import_module("storelab.nar._scan")
+    except ImportError:
+        return None
+
+
+_scan = _compiled_scanner()
 
 
 class _Reader:
@@ -280,9 +353,14 @@ _PLAIN_HEAD = _encode(b"regular") + _encode(b"contents")
 _EXECUTABLE_HEAD = _encode(b"regular") + _encode(b"executable") + _encode(b"") + _encode(b"contents")
 
 
-def read_nar(stream: BinaryIO, name: str = "NAR") -> Iterator[NarEvent]:
+def read_nar(stream: BinaryIO, name: str = "NAR", digest_files_upto: int | None = None) -> Iterator[NarEvent]:
     """Parse a NAR from ``stream``, yielding its nodes in order (parents before children),
     then :class:`NarEnd`. Nothing after the NAR is parsed.
+
+    With ``digest_files_upto`` (bytes), runs of entries — directories, symlinks and files of
+    at most that size — may come as one :class:`NarRun` each, the files' BLAKE3 digests in
+    place of their contents (when the C reader is built; else never): the same NAR, the same
+    errors at the same bytes, fewer events.
 
     >>> import io
     >>> from storelab.nar.writer import nar_bytes_of_file
@@ -296,7 +374,8 @@ def read_nar(stream: BinaryIO, name: str = "NAR") -> Iterator[NarEvent]:
         if expected.startswith(head):
             raise r.fail("truncated NAR (unexpected end of input)", len(head))
         raise r.fail(f"not a NAR (it does not start with the {MAGIC.decode()} magic)", 0)
-    yield from _node(r, b"")
+    runs = None if digest_files_upto is None or _scan is None else (_scan.scan, digest_files_upto)
+    yield from _node(r, b"", runs)
     yield NarEnd(r.offset)
 
 
@@ -328,9 +407,9 @@ def _symlink_target(r: _Reader) -> bytes:
     return target
 
 
-def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
+def _node(r: _Reader, path: bytes, runs: tuple[Callable[..., tuple | None], int] | None = None) -> Iterator[NarEvent]:
     # An explicit stack of open directories, so deep trees cannot exhaust Python's recursion.
-    stack: list[list] = []  # [directory path, last entry name]
+    stack: list[list] = []  # [directory path, last entry name]; the C run reader shares it
     r.expect(b"(")
     r.expect(b"type")
     while True:
@@ -368,6 +447,11 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
         while True:
             if finished and not stack:
                 return
+            taken = _take_run(r, stack, finished, runs)
+            if taken is not None:
+                run, finished = taken
+                yield run
+                continue  # (the next run is empty: what stopped this one is read below, one step)
             dir_path, last = stack[-1]
             entry = r.entry_head(closing=finished)
             if entry is not None:  # the usual case, in one step
@@ -375,27 +459,50 @@ def _node(r: _Reader, path: bytes) -> Iterator[NarEvent]:
                 _check_name(r, name, name_at, last)
                 path = _next_entry(stack, name)
                 break
-            if finished:
-                r.expect(b")")  # closes the entry that held the finished node
-            at = r.offset
-            token = r.string(_TOKEN_MAX, "token")
-            if token == b")":
+            named = _entry_or_end(r, finished, last)
+            if named is None:
                 stack.pop()
                 yield NarDirectoryEnd(dir_path)
                 finished = True
                 continue
-            if token != b"entry":
-                raise r.fail(f"expected 'entry' or ')', found {token[:32]!r}", at)
-            r.expect(b"(")
-            r.expect(b"name")
-            name_at = r.offset
-            name = r.string(_NAME_MAX, "string")
-            _check_name(r, name, name_at, last)
-            r.expect(b"node")
-            r.expect(b"(")
-            r.expect(b"type")
-            path = _next_entry(stack, name)
+            path = _next_entry(stack, named)
             break
+
+
+def _entry_or_end(r: _Reader, finished: bool, last: bytes | None) -> bytes | None:
+    """What follows a node in a directory, token by token (the buffer does not hold it all, or
+    it is not the usual sequence): [``)``] then the directory's ``)`` (None) or an entry's head
+    up to its node's ``type`` (the entry's name, checked)."""
+    if finished:
+        r.expect(b")")  # closes the entry that held the finished node
+    at = r.offset
+    token = r.string(_TOKEN_MAX, "token")
+    if token == b")":
+        return None
+    if token != b"entry":
+        raise r.fail(f"expected 'entry' or ')', found {token[:32]!r}", at)
+    r.expect(b"(")
+    r.expect(b"name")
+    name_at = r.offset
+    name = r.string(_NAME_MAX, "string")
+    _check_name(r, name, name_at, last)
+    r.expect(b"node")
+    r.expect(b"(")
+    r.expect(b"type")
+    return name
+
+
+def _take_run(r: _Reader, stack: list[list], finished: bool, runs: tuple[Callable[..., tuple | None], int] | None) -> tuple[NarRun, bool] | None:
+    """As many whole, well-formed entries as the buffer holds, read in C: the run and whether
+    the node before the reader's new position is finished; None when none was taken."""
+    if runs is None:
+        return None
+    scan, digest_max = runs
+    run = scan(r.buf, r.pos, stack, finished, MAX_DEPTH, digest_max, blake3.blake3)
+    if run is None:
+        return None
+    r.pos = run[0]
+    return NarRun(*run[2:]), run[1]
 
 
 def _check_name(r: _Reader, name: bytes, name_at: int, last: bytes | None) -> None:

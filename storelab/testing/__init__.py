@@ -4,6 +4,8 @@
 - :mod:`storelab.testing.stores`: :class:`~storelab.testing.stores.StoreTests`, the conformance
   suite every blob store backend passes, and a Hypothesis state machine comparing a store with
   a dict;
+- :mod:`storelab.testing.nars`: random well-formed NARs and mutations of them (the NAR
+  reader's property tests and ``benchmarks/fuzz_nar.py``);
 - :mod:`storelab.testing.datasets`: :class:`~storelab.testing.datasets.DatasetStorageTests`,
   the suite every dataset storage (folder, object store) passes.
 
