@@ -9,12 +9,14 @@ castore cannot hold (FIFOs, sockets, devices) and anything unreadable is skipped
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 from storelab.castore import InvalidNodeError, validate_target
@@ -192,6 +194,9 @@ def list_directory(tree: Tree, root: bytes, dir_index: int, stack: list[int]) ->
     entries, skipped = tree.entries, tree.skipped
     rel = entries[dir_index].path
     abs_dir = root + b"/" + rel if rel else root
+    listed = _listing.list_directory(abs_dir) if _listing is not None else None
+    if listed is not None:  # listed in C: nothing in it to skip or report
+        return _list_compiled(entries, dir_index, rel, listed, stack)
     children: list[os.DirEntry[Any]]
     try:
         if len(abs_dir) <= _PATH_PIECE:
@@ -211,6 +216,43 @@ def list_directory(tree: Tree, root: bytes, dir_index: int, stack: list[int]) ->
         # Already listed in its parent: keep it as an empty directory, and say so.
         skipped.append(Skipped(rel, f"{describe_os_error(err)}; recorded as an empty directory"))
         return Listing(dir_index, [], [])
+
+
+def _list_compiled(entries: list[TreeEntry], dir_index: int, rel: bytes, listed: tuple, stack: list[int]) -> Listing:
+    """The listing the C lister made (``_listing.c``): its entries appended, its
+    subdirectories pushed onto ``stack``, as :func:`_list_children` does."""
+    names, kinds, sizes, executables, targets = listed
+    prefix = rel + b"/" if rel else b""
+    first_child = len(entries)
+    files: list[int] = []
+    subdirs: list[int] = []
+    link_targets = iter(targets)
+    for index, (name, kind, size, executable) in enumerate(zip(names, kinds, sizes, executables), first_child):
+        if kind == _FILE:
+            files.append(index)
+            entries.append(TreeEntry(prefix + name, "file", size, executable == 1, parent=dir_index))
+        elif kind == _DIRECTORY:
+            subdirs.append(index)
+            entries.append(TreeEntry(prefix + name, "directory", parent=dir_index))
+        else:
+            entries.append(TreeEntry(prefix + name, "symlink", target=next(link_targets), parent=dir_index))
+    stack.extend(reversed(subdirs))
+    return Listing(dir_index, list(range(first_child, len(entries))), files)
+
+
+_FILE, _DIRECTORY = b"fd"
+
+
+def _compiled_lister() -> ModuleType | None:
+    """The directory lister in C (``_listing.c``); None in a checkout where it is not built
+    (every directory is then listed in Python)."""
+    try:
+        return importlib.import_module("storelab.ingest._listing")
+    except ImportError:
+        return None
+
+
+_listing = _compiled_lister()
 
 
 def _by_encoded_name(entry: os.DirEntry[str]) -> bytes:
