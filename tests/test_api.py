@@ -29,7 +29,8 @@ PUBLIC = {
     },
     "storelab.nar": {
         "MAGIC", "NarDirectoryEnd", "NarDirectoryStart", "NarError", "NarEvent", "NarFile", "NarSymlink",
-        "NarEnd", "dump_path", "nar_bytes_of_file", "nar_string", "nix_base32", "read_nar",
+        "NarEnd", "NarRun", "RUN_DIRECTORY", "RUN_END", "RUN_EXECUTABLE", "RUN_FILE", "RUN_SYMLINK",
+        "dump_path", "nar_bytes_of_file", "nar_string", "nix_base32", "read_nar",
     },
     "storelab.nar.render": {"NarLayout", "nar_layout", "open_nar", "castore_from_snapshot", "render_nar"},
     "storelab.stores": {
