@@ -24,7 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DIGEST_BYTES 32
+#include "../_c/digest.h"
+
 /* As storelab.ingest.tree._PATH_PIECE: longer paths are opened piece by piece, in Python. */
 #define LONGEST_PATH 2048
 
@@ -49,30 +50,6 @@ static Py_ssize_t read_small(const char *path, char *buffer, Py_ssize_t limit) {
 done:
     close(fd);
     return got;
-}
-
-/* The digest of `length` bytes of `buffer` by `hash_type` (hash_type(view).digest()), copied to
- * `out`; -1 with a Python exception set when the call failed. */
-static int hash_into(PyObject *hash_type, PyObject *digest_name, char *buffer, Py_ssize_t length, char *out) {
-    PyObject *view = PyMemoryView_FromMemory(buffer, length, PyBUF_READ);
-    if (!view)
-        return -1;
-    PyObject *hasher = PyObject_CallOneArg(hash_type, view);
-    Py_DECREF(view);
-    if (!hasher)
-        return -1;
-    PyObject *digest = PyObject_CallMethodNoArgs(hasher, digest_name);
-    Py_DECREF(hasher);
-    if (!digest)
-        return -1;
-    if (!PyBytes_Check(digest) || PyBytes_GET_SIZE(digest) != DIGEST_BYTES) {
-        PyErr_SetString(PyExc_TypeError, "the hash type's digest() must give 32 bytes");
-        Py_DECREF(digest);
-        return -1;
-    }
-    memcpy(out, PyBytes_AS_STRING(digest), DIGEST_BYTES);
-    Py_DECREF(digest);
-    return 0;
 }
 
 PyDoc_STRVAR(hash_files_doc,

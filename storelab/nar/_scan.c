@@ -22,7 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define DIGEST_BYTES 32
+#include "../_c/digest.h"
+
 #define NAME_MAX_BYTES 255
 #define TARGET_MAX_BYTES 4095 /* as storelab.castore.nodes.MAX_TARGET_LEN */
 
@@ -127,28 +128,6 @@ static char *grow(Growing *g, Py_ssize_t length) {
     char *out = PyBytes_AS_STRING(g->bytes) + g->used;
     g->used += length;
     return out;
-}
-
-static int hash_into(PyObject *hash_type, PyObject *digest_name, const unsigned char *data, Py_ssize_t length, char *out) {
-    PyObject *view = PyMemoryView_FromMemory((char *)data, length, PyBUF_READ);
-    if (!view)
-        return -1;
-    PyObject *hasher = PyObject_CallOneArg(hash_type, view);
-    Py_DECREF(view);
-    if (!hasher)
-        return -1;
-    PyObject *digest = PyObject_CallMethodNoArgs(hasher, digest_name);
-    Py_DECREF(hasher);
-    if (!digest)
-        return -1;
-    if (!PyBytes_Check(digest) || PyBytes_GET_SIZE(digest) != DIGEST_BYTES) {
-        PyErr_SetString(PyExc_TypeError, "the hash type's digest() must give 32 bytes");
-        Py_DECREF(digest);
-        return -1;
-    }
-    memcpy(out, PyBytes_AS_STRING(digest), DIGEST_BYTES);
-    Py_DECREF(digest);
-    return 0;
 }
 
 PyDoc_STRVAR(scan_doc,
