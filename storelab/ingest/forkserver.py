@@ -13,8 +13,10 @@ from multiprocessing.context import ForkServerContext
 
 __all__ = ["PRELOAD", "context", "start_in_background"]
 
-PRELOAD = ["storelab.ingest.workers", "storelab.ingest.worker_signals"]
-"""What the fork server imports once, so each worker forks from it ready to run."""
+PRELOAD = ["storelab.ingest.worker_signals", "storelab.ingest.workers"]
+"""What the fork server imports once, so each worker forks from it ready to run. The signal
+set-up first: it makes the fork server ignore Ctrl-C before the longer import of the workers'
+modules (Ctrl-C at that moment would otherwise end the fork server with a traceback)."""
 
 
 def context() -> ForkServerContext:

@@ -208,8 +208,11 @@ class HashPool:
         return self._pool
 
     def _boot(self, pool: ProcessPoolExecutor) -> None:
-        for _ in range(self.workers):
-            pool.submit(_warm_up)
+        # Only a head start: a pool that cannot start (the fork server gone, the command
+        # interrupted) says so where its work is submitted, as one line, not from this thread.
+        with contextlib.suppress(Exception):
+            for _ in range(self.workers):
+                pool.submit(_warm_up)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
