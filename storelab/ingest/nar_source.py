@@ -579,7 +579,7 @@ def nar_events(
                         closed, files = tree.add_run(event)
                         yield from closed
                         singles.add_many(files, event.digests, event.sizes)
-                        bar.advance(len(files), event.file_bytes)
+                        bar.advance(len(files), sum(event.sizes))
                         yield from singles.due()
                         continue
                     listed = tree.add(event)

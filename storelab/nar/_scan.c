@@ -135,10 +135,10 @@ PyDoc_STRVAR(scan_doc,
     "From the reader's state between entries (`pos` in `buf`; `stack` its list of open directories,\n"
     "[path, last name] each; `finished`: whether the node before `pos` is complete, its entry not yet\n"
     "closed), take every following entry that `buf` holds complete and well formed, updating `stack`.\n"
-    "None when not one was taken; else (pos, finished, kinds, paths, sizes, targets, digests,\n"
-    "file_bytes): the state reached, one code per event in `kinds` (f file, x executable file,\n"
-    "l symlink, d directory start, e directory end), one path per event, one size and one 32-byte\n"
-    "digest (hash_type(view).digest()) per file, one target per symlink, and the files' total size.\n"
+    "None when not one was taken; else (pos, finished, kinds, paths, sizes, targets, digests):\n"
+    "the state reached, one code per event in `kinds` (f file, x executable file, l symlink,\n"
+    "d directory start, e directory end), one path per event, one size and one 32-byte digest\n"
+    "(hash_type(view).digest()) per file, one target per symlink.\n"
     "Files over `digest_max` bytes (all files when it is negative) stop the run, as does a directory\n"
     "that would be opened at depth `max_depth`, and the root's end.");
 
@@ -155,7 +155,6 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     PyObject *digest_name = PyUnicode_InternFromString("digest");
     Growing kinds = {PyBytes_FromStringAndSize(NULL, 64), 0};
     Growing digests = {PyBytes_FromStringAndSize(NULL, 64 * DIGEST_BYTES), 0};
-    long long file_bytes = 0;
     if (!paths || !sizes || !targets || !digest_name || !kinds.bytes || !digests.bytes)
         goto fail;
     if (pos < 0 || pos > size) {
@@ -270,7 +269,6 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             failed = !file_size || !digest || PyList_Append(sizes, file_size) != 0 ||
                      hash_into(hash_type, digest_name, buf + contents, (Py_ssize_t)length, digest) != 0;
             Py_XDECREF(file_size);
-            file_bytes += (long long)length;
             finished = 1;
         }
         Py_DECREF(path);
@@ -284,7 +282,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     }
     if (_PyBytes_Resize(&kinds.bytes, kinds.used) != 0 || _PyBytes_Resize(&digests.bytes, digests.used) != 0)
         goto fail;
-    result = Py_BuildValue("(nNOOOOOL)", pos, PyBool_FromLong(finished), kinds.bytes, paths, sizes, targets, digests.bytes, file_bytes);
+    result = Py_BuildValue("(nNOOOOO)", pos, PyBool_FromLong(finished), kinds.bytes, paths, sizes, targets, digests.bytes);
 fail:
     PyBuffer_Release(&view);
     Py_XDECREF(paths);

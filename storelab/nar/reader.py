@@ -137,8 +137,6 @@ class NarRun:
     targets: list[bytes]
     """One per symlink."""
     digests: bytes
-    file_bytes: int
-    """The files' sizes, summed."""
 
     def events(self) -> Iterator[NarDirectoryStart | NarDirectoryEnd | NarSymlink | NarFile]:
         """The run as the single events it stands for, files without their contents
