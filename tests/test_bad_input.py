@@ -194,8 +194,8 @@ def test_file_vanishing_after_scan_is_skipped(tmp_path: Path, monkeypatch: pytes
     build_tree(tmp_path / "t", {b"gone": b"soon", b"stays": b"here"})
     real_list = module.list_directory
 
-    def list_then_delete(tree, root, index, stack):
-        listing = real_list(tree, root, index, stack)  # the scan has seen it...
+    def list_then_delete(tree, root, index, stack, reads=None, budget=0):
+        listing = real_list(tree, root, index, stack)  # the scan has seen it, not read it (no budget left)...
         os.unlink(tmp_path / "t" / "gone")  # ...then it goes before it is read
         return listing
 

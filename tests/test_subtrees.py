@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from storelab.chunking import make_chunker
 from storelab.ingest import IngestOptions, ingest_dir
@@ -50,9 +51,13 @@ def _small_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(spec=trees)
-def test_subtrees_cut_small_give_the_rows_of_the_whole_tree(spec, monkeypatch: pytest.MonkeyPatch) -> None:
+@given(spec=trees, read_while_listing=st.booleans())
+def test_subtrees_cut_small_give_the_rows_of_the_whole_tree(spec, read_while_listing: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the listing reads the small files (a digest-only hasher's road) or leaves them
+    all to the hasher."""
     _small_tasks(monkeypatch)
+    if not read_while_listing:
+        monkeypatch.setattr(BlobHasher, "listing_reads", lambda self: None)
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch)
         build_tree(base / "tree", spec)

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../_c/digest.h"
+#include "../_c/readfile.h"
 
 /* As storelab.ingest.tree._PATH_PIECE: longer paths are opened piece by piece, in Python. */
 #define LONGEST_PATH 2048
@@ -35,19 +36,10 @@ static Py_ssize_t read_small(const char *path, char *buffer, Py_ssize_t limit) {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    struct stat before, after;
+    struct stat before;
     Py_ssize_t got = -1;
-    if (fstat(fd, &before) != 0 || !S_ISREG(before.st_mode) || before.st_size > limit)
-        goto done;
-    /* one read of one byte more than the size: a file that grew shows up as a longer read */
-    ssize_t n = read(fd, buffer, (size_t)before.st_size + 1);
-    if (n != (ssize_t)before.st_size)
-        goto done;
-    if (fstat(fd, &after) != 0 || after.st_size != before.st_size ||
-        after.st_mtim.tv_sec != before.st_mtim.tv_sec || after.st_mtim.tv_nsec != before.st_mtim.tv_nsec)
-        goto done;
-    got = (Py_ssize_t)n;
-done:
+    if (fstat(fd, &before) == 0 && S_ISREG(before.st_mode))
+        got = read_whole(fd, &before, buffer, limit);
     close(fd);
     return got;
 }

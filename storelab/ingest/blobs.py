@@ -25,7 +25,7 @@ import zstandard
 
 from storelab.chunking import Chunker, ChunkerSpec
 from storelab.ingest.batch import BlobBatchBuilder, BlobInfo
-from storelab.ingest.tree import open_deep
+from storelab.ingest.tree import SmallReads, open_deep
 from storelab.stores.backends import StoreOps
 from storelab.stores.base import BlobStore, ChunkMeta
 from storelab.stores.snix import ZSTD_LEVEL as STORE_ZSTD_LEVEL
@@ -326,6 +326,21 @@ class BlobHasher:
         small = self._small or self._small_view()
         done, digests, sizes = _smallfiles.hash_files(paths, self._single_chunk_max, small, blake3.blake3)
         return done, digests, array("Q", sizes)
+
+    def listing_reads(self) -> SmallReads | None:
+        """The files a directory listing may read and hash for this hasher
+        (:class:`~storelab.ingest.tree.SmallReads`): single-chunk files, into the buffer
+        :meth:`hash_small_files` reads into — or None while :attr:`native_small_files` is -1.
+
+        >>> from storelab.chunking import default_spec, make_chunker
+        >>> BlobHasher(make_chunker(default_spec()), zstd_level=0).listing_reads().limit
+        131072
+        >>> BlobHasher(make_chunker(default_spec()), zstd_level=3).listing_reads() is None
+        True
+        """
+        if self.native_small_files < 0:
+            return None
+        return SmallReads(self._single_chunk_max, self._small or self._small_view(), blake3.blake3)
 
     def _small_view(self) -> memoryview:
         """The buffer single-chunk files are read into whole, made once for the hasher's life

@@ -138,22 +138,32 @@ class TreeAssembler:
         rows, and their place in their directories."""
         entries, rows = self.entries, self.file_rows
         paths, executables = rows.paths, rows.executables
-        total = 0
+        digests = bytes(digests[: 32 * len(indices)])
         prefix = self.prefix
+        run: list[_Child | None] = []  # consecutive files of one directory, resolved together
+        run_parent = -1
         for i, (index, size) in enumerate(zip(indices, sizes)):
-            digest = bytes(digests[32 * i : 32 * i + 32])
             entry = entries[index]
-            path, executable = entry.path, entry.executable
+            path, executable, parent = entry.path, entry.executable, entry.parent
             paths.append(prefix + path if path else prefix[:-1])
             executables.append(executable)
-            total += size
             name = path.rpartition(b"/")[2]
-            child_field = encode_file_entry(name, digest, size, executable)
-            self._resolve(index, (_FILE, index, child_field, 0, size, nar_file_entry_size(len(name), size, executable), digest))
+            digest = digests[32 * i : 32 * i + 32]
+            child = (_FILE, index, encode_file_entry(name, digest, size, executable), 0, size, nar_file_entry_size(len(name), size, executable), digest)
+            if parent < 0:  # a single-file tree
+                self._resolve(index, child)
+                continue
+            if parent != run_parent and run:
+                self._resolve_run(run_parent, run)
+                run = []
+            run_parent = parent
+            run.append(child)
+        if run:
+            self._resolve_run(run_parent, run)
         rows.sizes.extend(sizes)
-        rows.digests += digests[: 32 * len(indices)]
+        rows.digests += digests
         self.counts["file"] += len(indices)
-        self.file_bytes += total
+        self.file_bytes += sum(sizes)
 
     def skip(self, index: int) -> None:
         """File entry ``index`` will have no blob: leave it out of its directory."""
@@ -183,6 +193,22 @@ class TreeAssembler:
         name = path.rpartition(b"/")[2] or self.root_name
         nar = nar_entry_size(name, nar_node_size("symlink", target=target))
         return (_SYMLINK, index, bytes_field(_SYMLINK, encode_symlink_node(name, target)), 0, 0, nar, None)
+
+    def _resolve_run(self, parent: int, kids: list[_Child | None]) -> None:
+        """Entries of directory ``parent`` final together (:meth:`_resolve` of each, at once)."""
+        known = self._children.get(parent)
+        if known is None:
+            self._children[parent] = kids
+        else:
+            known += kids
+        left = self._waiting.get(parent)
+        if left is None:  # the parent is not listed yet
+            return
+        if left > len(kids):
+            self._waiting[parent] = left - len(kids)
+            return
+        del self._waiting[parent]
+        self._resolve(parent, self._build(parent))
 
     def _resolve(self, index: int, child: _Child | None) -> None:
         """Entry ``index`` is final (None: left out); complete its parent if it was the last."""

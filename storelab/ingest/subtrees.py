@@ -25,15 +25,16 @@ Plain Python and BLAKE3 only: worker processes import this, and boot fast.
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from storelab.ingest.batch import BlobBatch
+from storelab.ingest.batch import BlobBatch, BlobBatchBuilder, merge_batches
 from storelab.ingest.blobs import BlobHasher
 from storelab.ingest.hashing import BATCH_BYTES, FileJob, hash_batches
 from storelab.ingest.record import Child, FileRows, TreeAssembler
-from storelab.ingest.tree import Listing, Tree, TreeEntry, list_directory
+from storelab.ingest.tree import Listing, SmallReads, Tree, TreeEntry, list_directory
 
 __all__ = [
     "AssembledRows",
@@ -124,13 +125,16 @@ def walk_subtree(task: SubtreeTask, hashers: Sequence[BlobHasher], keep_director
     tree = Tree(Path(os.fsdecode(task.absolute)), root_bytes=task.absolute)
     entries, skipped = tree.entries, tree.skipped
     entries.append(TreeEntry(b"", "directory"))
+    reads = hashers[0].listing_reads() if len(hashers) == 1 else None
     pending: list[int] = []
-    top = list_directory(tree, task.absolute, 0, pending)
+    top = list_directory(tree, task.absolute, 0, pending, reads, TASK_BYTES)
     subdirectories = pending[::-1]  # name order
     listings: list[Listing] = []
+    read = _ReadFiles(entries)
+    read.add(top)
     jobs: list[int] = []
     deferred: list[int] = []
-    used_bytes = 0
+    used_bytes = read.bytes
     for index in top.files:
         size = entries[index].size
         if size >= BATCH_BYTES or used_bytes >= TASK_BYTES:
@@ -143,16 +147,21 @@ def walk_subtree(task: SubtreeTask, hashers: Sequence[BlobHasher], keep_director
         if used_entries >= TASK_ENTRIES or used_bytes >= TASK_BYTES:
             deferred.append(index)
             continue
-        taken = _take_whole(tree, task.absolute, index)
+        taken = _take_whole(tree, task.absolute, index, reads)
         if taken is None:
             deferred.append(index)
             continue
         found, files, nbytes = taken
         listings += found
+        for listing in found:
+            read.add(listing)
         jobs += files
         used_entries += sum(len(listing.children) for listing in found)
         used_bytes += nbytes
     batches = hash_batches(hashers, [FileJob(i, task.absolute + b"/" + entries[i].path, entries[i].size) for i in jobs], report_ops)
+    if read.indices:  # one hasher: the files read while listing go first
+        first = batches[0]
+        batches = [replace(merge_batches([read.batch(), first]), errors=first.errors, store_ops=first.store_ops)]
     name = task.path.rpartition(b"/")[2]
     assembler = TreeAssembler(entries, prefix=task.path, root_name=name, keep_directories=keep_directories)
     for listing in listings:
@@ -190,22 +199,49 @@ def walk_subtree(task: SubtreeTask, hashers: Sequence[BlobHasher], keep_director
     )
 
 
-def _take_whole(tree: Tree, root: bytes, directory: int) -> tuple[list[Listing], list[int], int] | None:
-    """List everything below ``directory``: its listings, its files and their bytes — or
-    None, with the tree as it was, once it proves larger than a task may take whole."""
+def _take_whole(tree: Tree, root: bytes, directory: int, reads: SmallReads | None) -> tuple[list[Listing], list[int], int] | None:
+    """List everything below ``directory`` (reading small files on the way, at most
+    :data:`TASK_BYTES` of them): its listings, its files left to read and the bytes of all
+    its files — or None, with the tree as it was, once it proves larger than a task may take
+    whole (what was read is then read again by the subdirectory's own task)."""
     entries, skipped = tree.entries, tree.skipped
     mark, mark_skipped = len(entries), len(skipped)
     listings: list[Listing] = []
     files: list[int] = []
     nbytes = 0
+    budget = TASK_BYTES
     stack = [directory]
     while stack:
-        listing = list_directory(tree, root, stack.pop(), stack)
+        listing = list_directory(tree, root, stack.pop(), stack, reads, budget)
         listings.append(listing)
         files += listing.files
-        nbytes += sum(entries[i].size for i in listing.files)
+        read_bytes = sum(entries[i].size for i in listing.read)
+        budget -= read_bytes
+        nbytes += read_bytes + sum(entries[i].size for i in listing.files)
         if len(entries) - mark > WHOLE_ENTRIES or nbytes > WHOLE_BYTES:
             del entries[mark:]
             del skipped[mark_skipped:]
             return None
     return listings, files, nbytes
+
+
+class _ReadFiles:
+    """The files of a task read and hashed while their directories were listed."""
+
+    def __init__(self, entries: list[TreeEntry]) -> None:
+        self.entries = entries
+        self.indices: list[int] = []
+        self.digests: list[bytes] = []
+        self.bytes = 0
+
+    def add(self, listing: Listing) -> None:
+        if listing.read:
+            self.indices += listing.read
+            self.digests.append(listing.digests)
+            self.bytes += sum(self.entries[i].size for i in listing.read)
+
+    def batch(self) -> BlobBatch:
+        """Their blobs: each its one chunk, its size not measured (a digest-only hasher's)."""
+        builder = BlobBatchBuilder()
+        builder.add_singles(self.indices, b"".join(self.digests), array("Q", [self.entries[i].size for i in self.indices]))
+        return builder.build()

@@ -12,7 +12,7 @@ import errno
 import importlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any, Literal
 from storelab.castore import InvalidNodeError, validate_target
 from storelab.errors import InputError, InputNotFoundError
 
-__all__ = ["TreeEntry", "Skipped", "Listing", "Tree", "open_tree", "scan_tree", "list_directory", "describe_os_error"]
+__all__ = ["TreeEntry", "Skipped", "Listing", "SmallReads", "Tree", "open_tree", "scan_tree", "list_directory", "describe_os_error"]
 
 Kind = Literal["file", "directory", "symlink"]
 
@@ -61,7 +61,33 @@ class Listing:
     children: list[int]
     """Indices of every child entry kept, in name order."""
     files: list[int]
-    """The children that are regular files (to be read)."""
+    """The children that are regular files, to be read."""
+    read: list[int] = field(default_factory=list)
+    """The children that are regular files read and hashed while listing (:class:`SmallReads`)."""
+    digests: bytes = b""
+    """The digests of the files in ``read``, 32 bytes each, in their order."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmallReads:
+    """Small files to read and hash while a directory is listed: one path lookup per file
+    where listing it and then reading it by its full path made two (the compiled lister
+    only; a directory listed in Python reads none).
+
+    >>> import blake3, tempfile, pathlib
+    >>> top = pathlib.Path(tempfile.mkdtemp()); _ = (top / "a").write_bytes(b"hi"); _ = (top / "b").write_bytes(b"x" * 9)
+    >>> tree = open_tree(top)
+    >>> listing = list_directory(tree, tree.root_bytes, 0, [], SmallReads(4, memoryview(bytearray(5)), blake3.blake3), budget=1 << 20)
+    >>> listing.read, listing.files, listing.digests == blake3.blake3(b"hi").digest()
+    ([1], [2], True)
+    """
+
+    limit: int
+    """Files of at most this many bytes are read whole…"""
+    buffer: memoryview
+    """…into this (writable, longer than ``limit``)…"""
+    hash_type: Callable[[memoryview], Any]
+    """…and hashed with ``hash_type(view).digest()`` (32 bytes)."""
 
 
 @dataclass(slots=True)
@@ -187,14 +213,22 @@ def _scan_directory(tree: Tree, root: bytes) -> Iterator[Listing]:
         yield list_directory(tree, root, stack.pop(), stack)
 
 
-def list_directory(tree: Tree, root: bytes, dir_index: int, stack: list[int]) -> Listing:
+def list_directory(tree: Tree, root: bytes, dir_index: int, stack: list[int], reads: SmallReads | None = None, budget: int = 0) -> Listing:
     """Read directory entry ``dir_index`` of ``tree`` (whose root is at ``root``): its
     children appended to the entries, its subdirectories pushed onto ``stack`` (the first
-    by name on top), what could not be kept added to the tree's skipped paths."""
+    by name on top), what could not be kept added to the tree's skipped paths. With
+    ``reads``, small files are read and hashed on the way, in name order, while fewer than
+    ``budget`` bytes have been read (:attr:`Listing.read`); a file that cannot be read as
+    checked is left in :attr:`Listing.files`, for its reader to say why."""
     entries, skipped = tree.entries, tree.skipped
     rel = entries[dir_index].path
     abs_dir = root + b"/" + rel if rel else root
-    listed = _listing.list_directory(abs_dir) if _listing is not None else None
+    listed = None
+    if _listing is not None:
+        if reads is None or budget <= 0:
+            listed = _listing.list_directory(abs_dir)
+        else:
+            listed = _listing.list_directory(abs_dir, reads.limit, reads.buffer, reads.hash_type, budget)
     if listed is not None:  # listed in C: nothing in it to skip or report
         return _list_compiled(entries, dir_index, rel, listed, stack)
     children: list[os.DirEntry[Any]]
@@ -221,14 +255,18 @@ def list_directory(tree: Tree, root: bytes, dir_index: int, stack: list[int]) ->
 def _list_compiled(entries: list[TreeEntry], dir_index: int, rel: bytes, listed: tuple, stack: list[int]) -> Listing:
     """The listing the C lister made (``_listing.c``): its entries appended, its
     subdirectories pushed onto ``stack``, as :func:`_list_children` does."""
-    names, kinds, sizes, executables, targets = listed
+    names, kinds, sizes, executables, targets, digests = listed
     prefix = rel + b"/" if rel else b""
     first_child = len(entries)
     files: list[int] = []
+    read: list[int] = []
     subdirs: list[int] = []
     link_targets = iter(targets)
     for index, (name, kind, size, executable) in enumerate(zip(names, kinds, sizes, executables), first_child):
-        if kind == _FILE:
+        if kind == _READ:
+            read.append(index)
+            entries.append(TreeEntry(prefix + name, "file", size, executable == 1, parent=dir_index))
+        elif kind == _FILE:
             files.append(index)
             entries.append(TreeEntry(prefix + name, "file", size, executable == 1, parent=dir_index))
         elif kind == _DIRECTORY:
@@ -237,10 +275,10 @@ def _list_compiled(entries: list[TreeEntry], dir_index: int, rel: bytes, listed:
         else:
             entries.append(TreeEntry(prefix + name, "symlink", target=next(link_targets), parent=dir_index))
     stack.extend(reversed(subdirs))
-    return Listing(dir_index, list(range(first_child, len(entries))), files)
+    return Listing(dir_index, list(range(first_child, len(entries))), files, read, digests)
 
 
-_FILE, _DIRECTORY = b"fd"
+_FILE, _READ, _DIRECTORY = b"frd"
 
 
 def _compiled_lister() -> ModuleType | None:
