@@ -172,12 +172,12 @@ def test_file_changing_while_read_is_skipped(tmp_path: Path, monkeypatch: pytest
     real_cut = BlobHasher._cut
     appended = []
 
-    def cut_while_someone_writes(self, view, eof):
+    def cut_while_someone_writes(self, view, eof, whole=None):
         if not appended:
             with open(big, "ab") as f:
                 f.write(b"more")
             appended.append(True)
-        return real_cut(self, view, eof)
+        return real_cut(self, view, eof, whole)
 
     monkeypatch.setattr(BlobHasher, "_cut", cut_while_someone_writes)
     warnings: list[str] = []
