@@ -382,15 +382,9 @@ class SnapshotRecorder(TreeAssembler):
     def _fresh(self, digests: bytes | bytearray, count: int) -> list[bool]:
         """Per file, whether its blob is new to this snapshot (and now seen)."""
         seen = self._seen
-        fresh: list[bool] = []
-        for i in range(count):
-            digest = bytes(digests[32 * i : 32 * i + 32])
-            if digest in seen:
-                fresh.append(False)
-            else:
-                seen.add(digest)
-                fresh.append(True)
-        return fresh
+        data = bytes(digests[: 32 * count])
+        # set.add returns None: a digest not seen yet is added, and is fresh
+        return [not (digest in seen or seen.add(digest)) for digest in [data[i : i + 32] for i in range(0, len(data), 32)]]  # type: ignore[func-returns-value]
 
     def add_files(self, indices: Sequence[int], digests: bytes, sizes: Sequence[int]) -> list[bool]:
         """Record file entries — their nodes, not their blob rows (:meth:`add_batch` writes
@@ -414,11 +408,14 @@ class SnapshotRecorder(TreeAssembler):
             nodes[name] += values
         written, mine = self._written_dirs, self.directory_rows
         theirs = rows.directories
-        for i, digest in enumerate(theirs["digest"]):
-            if digest not in written:
-                written.add(digest)
-                for name, values in theirs.items():
-                    mine[name].append(values[i])
+        new = [i for i, digest in enumerate(theirs["digest"]) if digest not in written]  # distinct within a subtree
+        written.update(theirs["digest"])
+        if len(new) == len(theirs["digest"]):
+            for name, values in theirs.items():
+                mine[name] += values
+        else:
+            for name, values in theirs.items():
+                mine[name] += [values[i] for i in new]
         if self.directory_messages is not None and rows.directory_messages:
             self.directory_messages.update(rows.directory_messages)
         if len(rows.files):

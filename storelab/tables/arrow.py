@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -22,10 +22,10 @@ _UINT_CODES = {8: "B", 16: "H", 32: "I", 64: "Q"}
 
 
 def _validity(values: Sequence[Any]) -> tuple[pa.Buffer | None, int]:
+    if None not in values:  # most columns: no list of flags to build
+        return None, 0
     missing = [v is None for v in values]
     nulls = sum(missing)
-    if not nulls:
-        return None, 0
     bits = bytearray((len(values) + 7) // 8)
     for i, is_missing in enumerate(missing):
         if not is_missing:
@@ -35,9 +35,9 @@ def _validity(values: Sequence[Any]) -> tuple[pa.Buffer | None, int]:
 
 def _variable(values: Sequence[bytes | None], type_: pa.DataType) -> pa.Array:
     validity, nulls = _validity(values)
-    parts = [b"" if v is None else v for v in values]
+    parts = cast("Sequence[bytes]", [b"" if v is None else v for v in values] if nulls else values)
     offsets = array("i", [0])
-    offsets.extend(accumulate(len(p) for p in parts))
+    offsets.extend(accumulate(map(len, parts)))
     return pa.Array.from_buffers(
         type_, len(values), [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(parts))], null_count=nulls
     )

@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storelab.errors import DatasetError, OutputError, StorelabError, VanishedError
@@ -239,6 +238,7 @@ class Dataset:
         if not tables:
             return SCHEMAS["snapshots"].empty_table()
         table = pa.concat_tables(tables)
+        import pyarrow.compute as pc  # here: the ingest path never needs it (55 ms to import)
         return table.take(pc.sort_indices(table, [("created_at", "ascending"), ("snapshot_id", "ascending")]))
 
     def part_rows(self, part: Part) -> pa.Table:
@@ -328,6 +328,7 @@ class Dataset:
             return SCHEMAS[table].empty_table()
         data = pa.concat_tables(self.read_file(key, table) for key in keys)
         if snapshot_ids is not None:
+            import pyarrow.compute as pc  # here: the ingest path never needs it (55 ms to import)
             data = data.filter(pc.is_in(data.column("snapshot_id"), value_set=pa.array(list(snapshot_ids), pa.string())))
         return data
 
@@ -775,6 +776,7 @@ class PartWriter:
                     for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
                         data = _conform(pa.Table.from_batches([batch]).replace_schema_metadata(None), buffer.schema)
                         if drop:
+                            import pyarrow.compute as pc  # here: the ingest path never needs it (55 ms to import)
                             data = data.filter(pc.invert(pc.is_in(data.column("snapshot_id"), value_set=pa.array(sorted(drop)))))
                         buffer.append_table(data)
                 except (OSError, pa.ArrowInvalid, KeyError) as err:

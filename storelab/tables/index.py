@@ -143,7 +143,6 @@ class DatasetIndex:
     def absorb(self, dataset: IndexedDataset, part: Any) -> None:
         """Read one part's chunk sizes and labels into the index."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         snapshots = dataset.part_rows(part)
         keys = [k for k in dataset.table_keys("chunkings") if k.startswith(f"chunkings/{part.part_id}")]
@@ -153,6 +152,8 @@ class DatasetIndex:
         # an Arrow filter with a literal makes pyarrow import pandas (half a second) to see
         # whether the literal is a pandas object, and a zstd-off ingest needs none of it.
         if chunkings is not None and any(level for level in chunkings.column("zstd_level").to_pylist()):
+            import pyarrow.compute as pc  # only here: a zstd-off ingest is spared its import (55 ms)
+
             levels = chunkings.select(["snapshot_id", "chunker_id", "zstd_level"]).filter(pc.greater(chunkings.column("zstd_level"), 0))
             for key in [k for k in dataset.table_keys("chunks") if k.startswith(f"chunks/{part.part_id}")] if levels.num_rows else []:
                 chunks = dataset.read_file(key, "chunks").select(["snapshot_id", "chunker_id", "digest", "compressed_size"])
