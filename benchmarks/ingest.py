@@ -151,10 +151,17 @@ def main() -> None:
         before = mine.replace("storelab", f"storelab@{args.baseline}", 1) if args.baseline else None
         if before in results:
             print(f"{mine} ÷ the same at {args.baseline}: {results[before] / results[mine]:.2f}× the throughput")
-            rounds = sorted(then / now for then, now in zip(times[before], times[mine]))
-            print(f"  round by round: median {statistics.median(rounds):.2f}× (rounds {rounds[0]:.2f}–{rounds[-1]:.2f}×)")
+            print_rounds(times[before], times[mine])
         for peer in peers:
             print(f"{mine} ÷ {peer.split(' (')[0]}: {results[peer] / results[mine]:.2f}× the throughput")
+            print_rounds(times[peer], times[mine])
+
+
+def print_rounds(theirs: list[float], mine: list[float]) -> None:
+    """The ratio round by round: each round's pair ran minutes apart at most, so a drift of the
+    shared machine's speed (which moves a 30-second peer run as much as ±15 %) cancels."""
+    rounds = sorted(then / now for then, now in zip(theirs, mine))
+    print(f"  round by round: median {statistics.median(rounds):.2f}× (rounds {rounds[0]:.2f}–{rounds[-1]:.2f}×)")
 
 
 if __name__ == "__main__":
