@@ -13,7 +13,7 @@ DEMO_DATASET := build/demo-dataset
 
 .PHONY: demo test test-fast lint docs venv bench clean
 
-$(BIN)/storelab: pyproject.toml storelab/chunking/_cdc.c storelab/ingest/_smallfiles.c storelab/ingest/_listing.c storelab/nar/_scan.c storelab/_c/digest.h storelab/_c/readfile.h  # the C extensions build on install
+$(BIN)/storelab: pyproject.toml storelab/chunking/_cdc.c storelab/castore/_encode.c storelab/ingest/_smallfiles.c storelab/ingest/_listing.c storelab/nar/_scan.c storelab/_c/digest.h storelab/_c/readfile.h  # the C extensions build on install
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,notebooks]'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import blake3
 import pytest
 from hypothesis import given
@@ -16,6 +18,8 @@ from storelab.castore import (
     SymlinkNode,
     blob_digest,
 )
+from storelab.castore import nodes as nodes_module
+from storelab.castore.nodes import encode_file_entries, encode_file_entry
 from tests.fixtures import CASTORE_VECTORS, DIRECTORIES, load_json
 
 VECTORS = load_json(CASTORE_VECTORS)
@@ -128,3 +132,39 @@ def test_decode_arbitrary_bytes_is_valid_or_invalid_node_error(data: bytes) -> N
     except InvalidNodeError:
         return
     assert directory.encoded == data
+
+
+# The batch encoder of file entries (storelab/castore/_encode.c) -------------------------------
+
+
+def test_the_compiled_encoder_is_built() -> None:
+    """`make test` installs storelab with its extensions: a suite that silently ran the
+    Python road would test less than it says."""
+    assert nodes_module._encode is not None
+
+
+@given(
+    files=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=255), st.binary(min_size=32, max_size=32), st.integers(0, 2**64 - 1), st.booleans()),
+        max_size=20,
+    )
+)
+def test_the_batch_encoder_writes_what_encode_file_entry_writes(files: list[tuple[bytes, bytes, int, bool]]) -> None:
+    names = [name for name, _, _, _ in files]
+    digests = b"".join(digest for _, digest, _, _ in files)
+    sizes = array("Q", [size for _, _, size, _ in files])
+    executables = [executable for _, _, _, executable in files]
+    expected = [encode_file_entry(*file) for file in files]
+    assert encode_file_entries(names, digests, sizes, executables) == expected
+    assert nodes_module._encode.file_entries(names, digests, list(sizes), executables) == expected
+
+
+def test_the_batch_encoder_refuses_what_does_not_add_up() -> None:
+    with pytest.raises(ValueError, match="32 bytes of digest per name"):
+        nodes_module._encode.file_entries([b"a"], bytes(31), [1], [False])
+    with pytest.raises(ValueError, match="one size"):
+        nodes_module._encode.file_entries([b"a"], bytes(32), [], [False])
+    with pytest.raises(OverflowError):
+        nodes_module._encode.file_entries([b"a"], bytes(32), [2**64], [False])
+    with pytest.raises(TypeError, match="bytes"):
+        nodes_module._encode.file_entries(["a"], bytes(32), [1], [False])

@@ -21,7 +21,7 @@ import blake3
 from storelab.castore import DirectoryNode, FileNode, Node, SymlinkNode
 from storelab.castore.nodes import (
     encode_directory_node,
-    encode_file_entry,
+    encode_file_entries,
     encode_symlink_node,
 )
 from storelab.castore.protobuf import bytes_field
@@ -137,19 +137,20 @@ class TreeAssembler:
         """File entries ``indices`` have these digests (32 bytes each) and sizes: their node
         rows, and their place in their directories."""
         entries, rows = self.entries, self.file_rows
-        paths, executables = rows.paths, rows.executables
         digests = bytes(digests[: 32 * len(indices)])
+        files = [entries[index] for index in indices]
+        paths = [entry.path for entry in files]
+        executables = [entry.executable for entry in files]
         prefix = self.prefix
+        rows.paths += [prefix + path if path else prefix[:-1] for path in paths] if prefix else paths
+        rows.executables += executables
+        names = [path.rpartition(b"/")[2] for path in paths]
+        fields = encode_file_entries(names, digests, sizes, executables)
         run: list[_Child | None] = []  # consecutive files of one directory, resolved together
         run_parent = -1
-        for i, (index, size) in enumerate(zip(indices, sizes)):
-            entry = entries[index]
-            path, executable, parent = entry.path, entry.executable, entry.parent
-            paths.append(prefix + path if path else prefix[:-1])
-            executables.append(executable)
-            name = path.rpartition(b"/")[2]
-            digest = digests[32 * i : 32 * i + 32]
-            child = (_FILE, index, encode_file_entry(name, digest, size, executable), 0, size, nar_file_entry_size(len(name), size, executable), digest)
+        for k, (index, entry, name, size, encoded) in enumerate(zip(indices, files, names, sizes, fields)):
+            child = (_FILE, index, encoded, 0, size, nar_file_entry_size(len(name), size, entry.executable), digests[32 * k : 32 * k + 32])
+            parent = entry.parent
             if parent < 0:  # a single-file tree
                 self._resolve(index, child)
                 continue
