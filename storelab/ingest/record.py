@@ -243,26 +243,28 @@ class TreeAssembler:
         """Encode a directory whose children are all final; collect its rows."""
         kids = [kid for kid in self._children.pop(index, ()) if kid is not None]
         kids.sort()  # (kind, index): castore's field order, each list in name order
-        encoded = b"".join([kid[2] for kid in kids])
+        # one column per part of the children (a directory's castore size is 0 but for directories)
+        kinds, _, fields, sizes, bytes_below, nar_sizes, digests = zip(*kids) if kids else ((),) * 7
+        encoded = b"".join(fields)
         digest = blake3.blake3(encoded).digest()
-        dirs = [kid for kid in kids if kid[0] == _DIRECTORY]
-        size = 2 * len(kids) + sum(kid[3] for kid in dirs)
-        file_bytes = sum(kid[4] for kid in kids)
-        nar = nar_node_size("directory", entries=sum(kid[5] for kid in kids))
+        dirs = kinds.count(_DIRECTORY)  # first, being sorted
+        size = 2 * len(kids) + sum(sizes)
+        file_bytes = sum(bytes_below)
+        nar = nar_node_size("directory", entries=sum(nar_sizes))
         entry = self.entries[index]
         path = entry.path
         self._node_row(path, "directory", size, None, None, digest)
         if digest not in self._written_dirs:
             self._written_dirs.add(digest)
             if self.directory_messages is not None:
-                self.directory_messages[digest] = (encoded, tuple(kid[6] for kid in dirs))  # type: ignore[misc]
-            files = sum(1 for kid in kids if kid[0] == _FILE)
+                self.directory_messages[digest] = (encoded, digests[:dirs])
+            files = kinds.count(_FILE)
             rows = self.directory_rows
             rows["digest"].append(digest)
             rows["encoded_size"].append(len(encoded))
-            rows["directory_entries"].append(len(dirs))
+            rows["directory_entries"].append(dirs)
             rows["file_entries"].append(files)
-            rows["symlink_entries"].append(len(kids) - len(dirs) - files)
+            rows["symlink_entries"].append(len(kids) - dirs - files)
             rows["size"].append(size)
             rows["file_bytes"].append(file_bytes)
             self._directory_row_added()

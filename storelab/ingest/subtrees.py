@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from storelab.ingest.batch import BlobBatch, BlobBatchBuilder, merge_batches
+from storelab.ingest.batch import BlobBatch, BlobBatchBuilder
 from storelab.ingest.blobs import BlobHasher
 from storelab.ingest.hashing import BATCH_BYTES, FileJob, hash_batches
 from storelab.ingest.record import Child, FileRows, TreeAssembler
@@ -161,7 +161,7 @@ def walk_subtree(task: SubtreeTask, hashers: Sequence[BlobHasher], keep_director
     batches = hash_batches(hashers, [FileJob(i, task.absolute + b"/" + entries[i].path, entries[i].size) for i in jobs], report_ops)
     if read.indices:  # one hasher: the files read while listing go first
         first = batches[0]
-        batches = [replace(merge_batches([read.batch(), first]), errors=first.errors, store_ops=first.store_ops)]
+        batches = [replace(read.batch(then=first), errors=first.errors, store_ops=first.store_ops)]
     name = task.path.rpartition(b"/")[2]
     assembler = TreeAssembler(entries, prefix=task.path, root_name=name, keep_directories=keep_directories)
     for listing in listings:
@@ -232,16 +232,23 @@ class _ReadFiles:
         self.entries = entries
         self.indices: list[int] = []
         self.digests: list[bytes] = []
-        self.bytes = 0
+        self.sizes = array("Q")
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.sizes)
 
     def add(self, listing: Listing) -> None:
         if listing.read:
+            entries = self.entries
             self.indices += listing.read
             self.digests.append(listing.digests)
-            self.bytes += sum(self.entries[i].size for i in listing.read)
+            self.sizes.extend([entries[i].size for i in listing.read])
 
-    def batch(self) -> BlobBatch:
-        """Their blobs: each its one chunk, its size not measured (a digest-only hasher's)."""
+    def batch(self, then: BlobBatch) -> BlobBatch:
+        """Their blobs (each its one chunk, its size not measured: a digest-only hasher's),
+        followed by the files of ``then`` (its errors and store requests not taken)."""
         builder = BlobBatchBuilder()
-        builder.add_singles(self.indices, b"".join(self.digests), array("Q", [self.entries[i].size for i in self.indices]))
+        builder.add_singles(self.indices, b"".join(self.digests), self.sizes)
+        builder.add_batch(then)
         return builder.build()
