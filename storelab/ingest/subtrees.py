@@ -19,6 +19,11 @@ completes it once they are done. Every directory is listed whole by exactly one 
 dropped subdirectory is listed again by its own task (at most :data:`WHOLE_ENTRIES`
 entries of work thrown away per dropped subdirectory).
 
+With a digest-only hasher the listing itself reads and hashes the single-chunk files
+(:class:`~storelab.ingest.tree.SmallReads`): up to :data:`TASK_BYTES` of them in the task's
+directory, and as much again in each subdirectory taken whole (what a dropped subdirectory had
+read is read again by its own task). Their blobs go first in the task's batch.
+
 Plain Python and BLAKE3 only: worker processes import this, and boot fast.
 """
 
