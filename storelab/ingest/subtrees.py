@@ -156,10 +156,9 @@ def walk_subtree(task: SubtreeTask, hashers: Sequence[BlobHasher], keep_director
         if taken is None:
             deferred.append(index)
             continue
-        found, files, nbytes = taken
+        found, found_read, files, nbytes = taken
         listings += found
-        for listing in found:
-            read.add(listing)
+        read.take(found_read)
         jobs += files
         used_entries += sum(len(listing.children) for listing in found)
         used_bytes += nbytes
@@ -204,30 +203,28 @@ def walk_subtree(task: SubtreeTask, hashers: Sequence[BlobHasher], keep_director
     )
 
 
-def _take_whole(tree: Tree, root: bytes, directory: int, reads: SmallReads | None) -> tuple[list[Listing], list[int], int] | None:
+def _take_whole(tree: Tree, root: bytes, directory: int, reads: SmallReads | None) -> tuple[list[Listing], _ReadFiles, list[int], int] | None:
     """List everything below ``directory`` (reading small files on the way, at most
-    :data:`TASK_BYTES` of them): its listings, its files left to read and the bytes of all
-    its files — or None, with the tree as it was, once it proves larger than a task may take
+    :data:`TASK_BYTES` of them): its listings, the files read, its files left to read and the
+    bytes of all its files — or None, with the tree as it was, once it proves larger than a task may take
     whole (what was read is then read again by the subdirectory's own task)."""
     entries, skipped = tree.entries, tree.skipped
     mark, mark_skipped = len(entries), len(skipped)
     listings: list[Listing] = []
+    read = _ReadFiles(entries)
     files: list[int] = []
     nbytes = 0
-    budget = TASK_BYTES
     stack = [directory]
     while stack:
-        listing = list_directory(tree, root, stack.pop(), stack, reads, budget)
+        listing = list_directory(tree, root, stack.pop(), stack, reads, TASK_BYTES - read.bytes)
         listings.append(listing)
         files += listing.files
-        read_bytes = sum(entries[i].size for i in listing.read)
-        budget -= read_bytes
-        nbytes += read_bytes + sum(entries[i].size for i in listing.files)
+        nbytes += read.add(listing) + sum(entries[i].size for i in listing.files)
         if len(entries) - mark > WHOLE_ENTRIES or nbytes > WHOLE_BYTES:
             del entries[mark:]
             del skipped[mark_skipped:]
             return None
-    return listings, files, nbytes
+    return listings, read, files, nbytes
 
 
 class _ReadFiles:
@@ -238,17 +235,26 @@ class _ReadFiles:
         self.indices: list[int] = []
         self.digests: list[bytes] = []
         self.sizes = array("Q")
+        self.bytes = 0
 
-    @property
-    def bytes(self) -> int:
-        return sum(self.sizes)
+    def add(self, listing: Listing) -> int:
+        """Take the files ``listing`` read; the bytes they hold."""
+        if not listing.read:
+            return 0
+        sizes = [self.entries[i].size for i in listing.read]
+        self.indices += listing.read
+        self.digests.append(listing.digests)
+        self.sizes.extend(sizes)
+        added = sum(sizes)
+        self.bytes += added
+        return added
 
-    def add(self, listing: Listing) -> None:
-        if listing.read:
-            entries = self.entries
-            self.indices += listing.read
-            self.digests.append(listing.digests)
-            self.sizes.extend([entries[i].size for i in listing.read])
+    def take(self, other: _ReadFiles) -> None:
+        """Take every file ``other`` holds (a subdirectory taken whole), after these."""
+        self.indices += other.indices
+        self.digests += other.digests
+        self.sizes.extend(other.sizes)
+        self.bytes += other.bytes
 
     def batch(self, then: BlobBatch) -> BlobBatch:
         """Their blobs (each its one chunk, its size not measured: a digest-only hasher's),
