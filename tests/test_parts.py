@@ -382,3 +382,27 @@ def test_a_stray_file_among_the_commits_is_one_line_for_readers_and_writers(tmp_
         assert len(err) == 1 and str(stray) in err[0] and "Traceback" not in err[0]
     stray.unlink()
     assert [r["label"] for r in snapshot_rows(tmp_path / "ds", "snapshots")] == ["t"]
+
+
+def _open_index_and_write(path: str, writer: int) -> str:
+    from storelab.tables.index import DatasetIndex
+
+    try:
+        index = DatasetIndex(Path(path))
+        index.add([(3, os.urandom(32), 5)], [(f"w{writer}", f"s{writer}")], f"p{writer}")
+        index.close()
+        return ""
+    except Exception as err:  # noqa: BLE001 — the test reports what any writer met
+        return f"{type(err).__name__}: {err}"
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_index_at_once_never_find_it_locked(tmp_path: Path) -> None:
+    """Switching a new index to WAL takes a lock SQLite does not wait for: without the retry,
+    8 processes opening one new index failed with "database is locked" in ~1 round of 6."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        for round_ in range(40):
+            path = str(tmp_path / f"index-{round_}.sqlite")
+            assert [e for e in pool.starmap(_open_index_and_write, [(path, i) for i in range(8)]) if e] == []

@@ -18,8 +18,10 @@ local cache folder (``$XDG_CACHE_HOME/storelab/index/``), so each machine has it
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -76,9 +78,40 @@ def measuring_method() -> str:
     return "zstd stream, libzstd " + ".".join(map(str, zstandard.ZSTD_VERSION))
 
 
+BUSY_SECONDS = 120.0
+"""How long a process waits for the index when other processes hold it, before giving up."""
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    text = str(err)
+    return "locked" in text or "busy" in text
+
+
+def _use_wal(con: sqlite3.Connection) -> None:
+    """Put the index in WAL mode (readers never wait for a writer), once per file.
+
+    Switching the journal mode takes an exclusive lock and SQLite does *not* call the busy
+    handler for it: processes opening a new index at the same moment get "database is locked"
+    at once, whatever the timeout. So the mode is read first (a file already in WAL mode needs
+    nothing), and the switch is retried with a short, growing pause.
+    """
+    deadline = time.monotonic() + BUSY_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if not _is_busy(err) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause * (1 + random.random()))
+        pause = min(pause * 2, 0.5)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(path, timeout=60, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
+    con = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)
+    _use_wal(con)
     con.execute("PRAGMA synchronous=NORMAL")
     con.executescript(_SCHEMA)
     method = measuring_method()
