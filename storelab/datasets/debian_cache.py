@@ -29,14 +29,13 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from storelab.errors import InputError, OutputError
 
-__all__ = ["MIRRORS", "PinnedDeb", "fetch_debian_cache", "load_pins", "pin_slice", "store_path_of"]
+__all__ = ["MIRRORS", "PinnedDeb", "apt_source_uris", "fetch_debian_cache", "load_pins", "pin_slice", "store_path_of"]
 
 MIRRORS = {"bookworm": "http://deb.debian.org/debian/", "bookworm-security": "http://deb.debian.org/debian-security/"}
 """Where each suite's pool is served."""
@@ -68,14 +67,8 @@ class PinnedDeb:
 
 
 def _paragraphs(text: str) -> Iterable[dict[str, str]]:
-    for block in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            if line and not line[0].isspace():
-                key, _, value = line.partition(": ")
-                fields[key] = value
-        if "Package" in fields:
-            yield fields
+    """The package paragraphs of a ``Packages`` index."""
+    return (fields for fields in _deb822(text) if "Package" in fields)
 
 
 def pin_slice(main_index: str, security_index: str, target: int = DEFAULT_BYTES, small_target: int = SMALL_BYTES) -> list[PinnedDeb]:
@@ -165,32 +158,65 @@ def _references(pins: Sequence[PinnedDeb]) -> dict[tuple[str, str], list[str]]:
     return refs
 
 
+def apt_source_uris(suite: str, sources: Sequence[Path] | None = None) -> list[str]:
+    """The archive URIs this machine's apt is configured to fetch ``suite`` from (one-line
+    ``.list`` and deb822 ``.sources`` files), each ending in ``/``: a mirror or proxy set up for
+    apt serves the slice too.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "debian.sources"
+    >>> _ = f.write_text("Types: deb\\nURIs: http://mirror.example/debian\\nSuites: bookworm bookworm-updates\\n")
+    >>> apt_source_uris("bookworm", [f]), apt_source_uris("bookworm-security", [f])
+    (['http://mirror.example/debian/'], [])
+    """
+    if sources is None:
+        folder = Path("/etc/apt/sources.list.d")
+        listed = sorted(folder.glob("*.list")) + sorted(folder.glob("*.sources")) if folder.is_dir() else []
+        sources = [Path("/etc/apt/sources.list"), *listed]
+    uris: list[str] = []
+    for path in sources:
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if path.suffix == ".sources":
+            uris += [uri for fields in _deb822(text) if _serves(fields, suite) for uri in fields.get("URIs", "").split()]
+        else:
+            uris += [words[1] for words in map(_one_line_source, text.splitlines()) if len(words) >= 3 and words[0] == "deb" and words[2] == suite]
+    return list(dict.fromkeys(u.rstrip("/") + "/" for u in uris if u.startswith(("http://", "https://"))))
+
+
+def _one_line_source(line: str) -> list[str]:
+    """``deb [options] URI suite components`` without its comment and options."""
+    return re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+
+
+def _serves(fields: dict[str, str], suite: str) -> bool:
+    return "deb" in fields.get("Types", "").split() and suite in fields.get("Suites", "").split() and fields.get("Enabled", "yes") != "no"
+
+
+def _deb822(text: str) -> Iterable[dict[str, str]]:
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line and not line[0].isspace() and not line.startswith("#") and ":" in line:
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+        yield fields
+
+
 def _download(pin: PinnedDeb, folder: Path) -> Path:
+    """The pinned .deb in ``folder``: kept from an earlier fetch, taken from the verified cache,
+    or downloaded (retried, resumed) from apt's configured mirrors for its suite, then Debian's."""
+    from storelab.downloads import fetch_verified
+
     target = folder / pin.filename.rsplit("/", 1)[-1]
-    if target.exists() and target.stat().st_size == pin.size and _sha256(target) == pin.sha256:
-        return target
-    url = MIRRORS[pin.suite] + pin.filename
-    part = target.with_suffix(".part")
+    urls = [base + pin.filename for base in dict.fromkeys([*apt_source_uris(pin.suite), MIRRORS[pin.suite]])]
     try:
-        with urllib.request.urlopen(url, timeout=120) as response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
-    except OSError as err:
-        part.unlink(missing_ok=True)
+        return fetch_verified(urls, target, pin.size, pin.sha256)
+    except InputError as err:
         gone = " (Debian may have superseded it: pin the slice again with scripts/pin-debian-cache.py)" if "404" in str(err) else ""
-        raise InputError(f"debian-cache: cannot fetch {url}: {err}{gone}") from None
-    if part.stat().st_size != pin.size or _sha256(part) != pin.sha256:
-        part.unlink()
-        raise InputError(f"debian-cache: {url} is not the pinned file (size or sha256 differs from the manifest)")
-    part.replace(target)
-    return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        raise InputError(f"debian-cache: {pin.package} {pin.version}: {err}{gone}") from None
 
 
 def _cache_entry(tree: str, store_path: str, references: list[str], cache: str) -> str:

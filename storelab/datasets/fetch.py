@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -52,11 +51,14 @@ def pypi_versions(project: str) -> list[str]:
     """Release versions of a project on PyPI, oldest first (from PyPI's JSON API)."""
     from packaging.version import InvalidVersion, Version
 
+    from storelab.downloads import read_url
+
     try:
-        with urllib.request.urlopen(f"https://pypi.org/pypi/{project}/json", timeout=30) as response:
-            releases = json.load(response)["releases"]
-    except OSError as err:
+        releases = json.loads(read_url(f"https://pypi.org/pypi/{project}/json"))["releases"]
+    except InputError as err:
         raise InputError(f"pypi-series: cannot ask PyPI about {project!r}: {err}") from None
+    except (ValueError, KeyError) as err:
+        raise InputError(f"pypi-series: PyPI's answer about {project!r} is not its JSON API's: {err}") from None
     versions = []
     for text, files in releases.items():
         try:

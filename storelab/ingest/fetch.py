@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from storelab.downloads import download
 from storelab.errors import InputError, InputNotFoundError
 
 __all__ = ["read_source_list", "fetch_sources", "is_remote"]
@@ -52,14 +51,10 @@ def _download(source: str, folder: str) -> Path:
     try:
         if source.startswith("s3://"):
             _download_s3(source, target)
-        else:
-            with urllib.request.urlopen(source, timeout=60) as response, open(target, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
-    except urllib.error.HTTPError as err:
-        raise InputError(f"{source}: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or err
-        raise InputError(f"{source}: cannot fetch: {reason}") from None
+        else:  # transient errors retried, a broken transfer resumed (storelab.downloads)
+            download(source, target)
+    except OSError as err:
+        raise InputError(f"{source}: cannot fetch: {getattr(err, 'strerror', None) or err}") from None
     return target
 
 
