@@ -10,11 +10,11 @@ build/bench-snapshots/nars/ once.
 
 Measured, zstd on (level 3, the default):
 
-1. **from-list**: one `ingest-nar --from-list` run of all NARS NARs (many snapshots a part).
+1. **from-list**: one `ingest-nar --from-list` run of all NARS NARs (many snapshots a transaction).
    Per-NAR time = the gap between successive snapshots' ``created_at``; the mean over the last
    1,000 against the mean over the first 1,000 (target ≤ 1.2×).
 2. **separate**: NARS appends, each its own `ingest_nar()` call (it opens the dataset, its
-   index and its parts afresh, commits a part of its own and compacts, as a separate command
+   index and its lake afresh, commits one transaction and compacts every 64, as a separate command
    does; the interpreter's start-up, the same for every command, is left out). Last 1,000
    against first 1,000 (target ≤ 1.2×).
 3. **cli**: CLI `storelab ingest-nar` processes, CLI of them into an empty dataset, then CLI
@@ -152,8 +152,10 @@ def main() -> None:
             ingest_nar(path, separate, options=IngestOptions(workers=0))
             times.append(time.perf_counter() - t0)
         first, last, ratio = ratio_last_first(times)
-        parts = len(list((separate / "snapshots").glob("*.parquet")))
-        rows.append(("separate appends", f"{args.nars:,} appends in {sum(times):.1f} s, {parts} parts at the end",
+        from storelab.tables import Dataset
+
+        files = Dataset.open(separate).live_files()
+        rows.append(("separate appends", f"{args.nars:,} appends in {sum(times):.1f} s, {files} data files at the end",
                      f"first 1,000: {first * 1000:.1f} ms, last 1,000: {last * 1000:.1f} ms", f"{ratio:.2f}×"))  # fmt: skip
 
         # 3. CLI processes: into an empty dataset, then into the big one

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# System tools some tests use as oracles or fault injectors. Installed when we are root with
+# System tools some tests use as oracles, fault injectors or servers. Installed when we are root with
 # apt (CI, fresh machines); otherwise the tests that need them say why they skip.
 set -u
 need=()
@@ -11,6 +11,8 @@ command -v ps >/dev/null 2>&1 || need+=(procps)
 command -v casync >/dev/null 2>&1 || need+=(casync)
 command -v restic >/dev/null 2>&1 || need+=(restic)
 { command -v borg >/dev/null 2>&1 && /usr/bin/python3 -c "import borg.chunker" >/dev/null 2>&1; } || need+=(borgbackup)
+# PostgreSQL: the DuckLake catalog of datasets in s3:// (the tests start a server on 127.0.0.1)
+{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]} (test oracles) with apt-get"

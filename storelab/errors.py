@@ -69,8 +69,8 @@ class DatasetError(StorelabError):
 
 
 class VanishedError(DatasetError):
-    """A part's file was removed while being read: another writer merged or removed its part.
-    Reading again sees the part that replaced it."""
+    """A file storelab keeps beside the lake (a staged part of a snapshot being written) was
+    removed while being read: its writer committed or abandoned it meanwhile."""
 
 
 class OutputError(StorelabError):

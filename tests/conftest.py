@@ -27,9 +27,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on 127.0.0.1, started for the session (skipped if moto is absent)."""
-    from tests.s3server import S3Server
+    from storelab.testing.servers import S3Server, ServerUnavailable
 
-    server = S3Server.start()
+    try:
+        server = S3Server.start()
+    except ServerUnavailable as err:
+        pytest.skip(str(err))
     yield server
     server.stop()
 
@@ -40,3 +43,31 @@ def s3_url(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
     for key, value in s3_server.environment().items():
         monkeypatch.setenv(key, value)
     return f"s3://{s3_server.new_bucket()}/store"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    """A PostgreSQL server (Debian's) on 127.0.0.1 for the session: DuckLake's catalog for many
+    machines (skipped, saying why, where PostgreSQL is not installed)."""
+    from storelab.testing.servers import PostgresServer, ServerUnavailable
+
+    try:
+        server = PostgresServer.start(tmp_path_factory.mktemp("postgres"))
+    except ServerUnavailable as err:
+        pytest.skip(str(err))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def catalog_database(postgres) -> str:
+    """One PostgreSQL database for the session's s3 datasets (each keeps its catalog in a
+    schema of its own, named by its dataset id)."""
+    return postgres.ducklake_catalog(postgres.create_database("storelab_tests"))
+
+
+@pytest.fixture
+def s3_catalog(s3_url: str, catalog_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new dataset location in s3 (moto) whose catalog goes to the session's PostgreSQL."""
+    monkeypatch.setenv("STORELAB_CATALOG", catalog_database)
+    return s3_url.rsplit("/", 1)[0] + "/study"

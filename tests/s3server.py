@@ -1,92 +1,16 @@
-"""An S3-compatible server for the tests: moto's ``moto_server`` on 127.0.0.1, on a free port."""
+"""The S3-compatible server of the tests (:class:`storelab.testing.servers.S3Server`), and a TCP relay
+that kills and revives it."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import shutil
 import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
+from storelab.testing import servers
 
-_buckets = itertools.count()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class S3Server:
-    process: subprocess.Popen
-    port: int
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @classmethod
-    def start(cls, port: int | None = None) -> S3Server:
-        exe = Path(sys.executable).with_name("moto_server")
-        if not exe.exists() and shutil.which("moto_server") is None:
-            pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-        port = port or _free_port()
-        process = subprocess.Popen(
-            [str(exe if exe.exists() else "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        server = cls(process, port)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(server.endpoint, timeout=1)
-                return server
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError("moto_server exited at start") from None
-                time.sleep(0.1)
-        server.stop()
-        raise RuntimeError("moto_server did not answer within 30 s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def environment(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "storelab-test",
-            "AWS_SECRET_ACCESS_KEY": "storelab-test",
-            "AWS_REGION": "us-east-1",
-        }
-
-    def new_bucket(self) -> str:
-        import boto3
-
-        name = f"storelab-test-{next(_buckets)}"
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id="storelab-test",
-            aws_secret_access_key="storelab-test",
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket=name)
-        return name
+S3Server = servers.S3Server
+_free_port = servers.free_port
 
 
 class TcpProxy:

@@ -18,7 +18,7 @@ PUBLIC = {
     "storelab.ingest": {
         "BlobHasher", "BlobInfo", "IngestOptions", "IngestResult", "Skipped", "TreeEntry", "ingest_dir", "scan_tree", "sweep_dir",
     },
-    "storelab.tables": {"SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "PartWriter", "SnapshotWriter", "new_snapshot_id"},
+    "storelab.tables": {"SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "BatchWriter", "SnapshotWriter", "new_snapshot_id"},
     "storelab.analysis": {
         "LEVELS", "Prices", "attribution", "chunk_size_distribution", "chunk_size_stats", "chunker_comparison", "connect",
         "cost_model", "dedup_summary", "list_snapshots", "measured_requests", "refcount_histogram", "sharing", "snapshot_summary",

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from storelab.analysis import dedup_summary
@@ -67,8 +68,9 @@ def assert_only_first_snapshot(dataset: Path) -> None:
     assert len(ds.snapshot_ids()) == 1
     assert [r["label"] for r in snapshot_rows(dataset, "snapshots")] == ["first"]
     assert not (dataset / "_staging").exists()
+    assert ds.problems() == []
     for table in ("nodes", "blobs", "chunks", "directories", "snapshots"):
-        assert len(list((dataset / table).glob("*.parquet"))) == 1, table
+        assert set(ds.read_table(table).column("snapshot_id").to_pylist()) == set(ds.snapshot_ids()), table
     assert dedup_summary(dataset).loc["blob", "logical_bytes"] == len(b"committed before")
 
 
@@ -223,9 +225,10 @@ class _FullDisk:
 
 @pytest.mark.parametrize("room", [0, 2000])
 def test_full_disk_injected(dataset_with_one_snapshot: Path, tmp_path: Path, monkeypatch, capsys, room: int) -> None:
-    import storelab.tables.dataset as dataset_module
+    import storelab.tables.rows as rows_module
 
-    monkeypatch.setattr(dataset_module, "_open_sink", lambda path: _FullDisk(path, room))
+    monkeypatch.setattr(rows_module, "_open_sink", lambda path: _FullDisk(path, room))
+    monkeypatch.setattr(rows_module, "ROW_GROUP_ROWS", 64)  # the rows spill to the staging file, which fills the disk
     build_tree(tmp_path / "t", {f"f{i}".encode(): os.urandom(100) for i in range(200)})
     code = main(["ingest-dir", str(tmp_path / "t"), "--out", str(dataset_with_one_snapshot), "-j", "0"])
     assert code == 1
@@ -304,15 +307,23 @@ def test_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_leftovers_of_a_killed_writer_are_cleaned(dataset_with_one_snapshot: Path, tmp_path: Path) -> None:
+    """A writer killed before its commit leaves its staging folder (removed by the next write)
+    and perhaps data files no version names (removed by compaction once older than ORPHAN_AGE)."""
+    from storelab.tables.dataset import ORPHAN_AGE
+
     ds = Dataset.open(dataset_with_one_snapshot)
     dead = dataset_with_one_snapshot / "_staging" / "20200101T000000-deadbeef"
     dead.mkdir(parents=True)
     (dead / "owner").write_text(f"{socket.gethostname()} 999999999\n")
-    orphan = dataset_with_one_snapshot / "nodes" / "20200101T000000-deadbeef.parquet"
-    shutil.copy(next((dataset_with_one_snapshot / "nodes").glob("*.parquet")), orphan)
-    assert len(ds.table_files("nodes")) == 1  # readers through storelab never see the orphan
-    removed = ds.remove_leftovers()
-    assert set(removed) == {"_staging/20200101T000000-deadbeef", "nodes/20200101T000000-deadbeef.parquet"}
+    folder = dataset_with_one_snapshot / "data" / "main" / "nodes"
+    folder.mkdir(parents=True, exist_ok=True)
+    orphan = folder / "ducklake-orphan-of-a-dead-writer.parquet"
+    pq.write_table(ds.read_table("nodes"), orphan)
+    old = time.time() - ORPHAN_AGE.total_seconds() - 60
+    os.utime(orphan, (old, old))
+    assert len(ds.read_table("nodes")) == 2  # the root and its file: readers never see the orphan
+    assert ds.remove_dead_staging() == ["20200101T000000-deadbeef"]
+    assert ds.compact().deleted == 1 and not orphan.exists()
     assert_only_first_snapshot(dataset_with_one_snapshot)
 
 

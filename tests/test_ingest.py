@@ -8,7 +8,6 @@ from pathlib import Path
 
 import blake3
 import duckdb
-import pandas as pd
 import polars as pl
 import pytest
 from hypothesis import given
@@ -220,20 +219,29 @@ def test_zstd_level_zero_measures_nothing(tmp_path: Path) -> None:
     assert [r["compressed_size"] for r in snapshot_rows(tmp_path / "ds", "chunks")] == [None]
 
 
-def test_dataset_is_plain_parquet_for_pandas_duckdb_polars(tmp_path: Path) -> None:
+def test_a_dataset_is_a_ducklake_that_plain_duckdb_reads(tmp_path: Path) -> None:
+    """The docs' snippet (docs/guide/datasets.md): DuckDB with its own ducklake extension, no storelab."""
+    import glob
+    import os
+
+    import duckdb_extension_ducklake
+    import duckdb_extension_sqlite_scanner
+
     build_tree(tmp_path / "tree", {b"a": b"hello", b"sub": {b"b": b"world", b"l": ("link", b"../a")}})
     ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=0))
     ingest_dir(tmp_path / "tree", tmp_path / "ds", "t2", IngestOptions(workers=0))
     ds = tmp_path / "ds"
-    nodes = pd.read_parquet(ds / "nodes")
+    con = duckdb.connect()
+    for package in (duckdb_extension_sqlite_scanner, duckdb_extension_ducklake):  # offline; online: INSTALL ducklake
+        con.execute(f"LOAD '{glob.glob(os.path.dirname(package.__file__) + '/extensions/*/*.duckdb_extension')[0]}'")
+    con.execute(f"ATTACH 'ducklake:sqlite:{ds}/_catalog.sqlite' AS study (DATA_PATH '{ds}/data/', READ_ONLY)")
+    nodes = con.execute("SELECT * FROM study.nodes").df()
     assert len(nodes) == 2 * 5
     assert sorted(nodes["kind"].astype(str).unique()) == ["directory", "file", "symlink"]
-    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{ds}/chunks/*.parquet')").fetchall()[0][0]
-    assert count == 2 * 2
-    snapshots = pl.read_parquet(ds / "snapshots" / "*.parquet")
+    assert con.execute("SELECT count(*) FROM study.chunks").fetchone()[0] == 2 * 2
+    snapshots = pl.from_arrow(con.execute("SELECT label FROM study.snapshots").to_arrow_table())
     assert sorted(snapshots["label"].to_list()) == ["t", "t2"]
-    blobs = pl.read_parquet(ds / "blobs" / "*.parquet")
-    assert set(blobs["size"].to_list()) == {5}
+    assert set(con.execute("SELECT DISTINCT size FROM study.blobs").fetchall()) == {(5,)}
 
 
 def test_large_file_is_streamed_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

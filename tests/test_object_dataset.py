@@ -1,5 +1,6 @@
-"""Datasets in object storage (``s3://``, a moto server on 127.0.0.1): the same rows and the
-same analysis as a folder, the ``snapshots`` object as the commit, nothing left by a failure."""
+"""Datasets in object storage (``s3://``, a moto server on 127.0.0.1, the catalog in a PostgreSQL
+server on 127.0.0.1): the same rows and the same analysis as a folder, the catalog's transaction
+as the commit, nothing left by a failure."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from storelab.analysis import dedup_summary, snapshot_summary
 from storelab.chunking import default_spec
 from storelab.cli import main
-from storelab.errors import DatasetError, OutputError
+from storelab.errors import DatasetError, StorelabError
 from storelab.ingest import IngestOptions, ingest_dir, sweep_dir
 from storelab.ingest.nar_source import ingest_nar
 from storelab.nar import dump_path
@@ -28,8 +29,8 @@ from tests.helpers import build_tree, table_rows
 pytestmark = pytest.mark.slow  # a cluster, an S3 server or a kernel per test: make test-fast leaves them out
 
 @pytest.fixture
-def s3_dataset(s3_url: str) -> str:
-    return s3_url.rsplit("/", 1)[0] + "/study"
+def s3_dataset(s3_catalog: str) -> str:
+    return s3_catalog
 
 
 def _tree(root: Path, seed: int = 1) -> None:
@@ -75,10 +76,6 @@ def test_cli_stats_of_an_s3_dataset(s3_dataset: str, tmp_path: Path, capsys: pyt
     assert outputs[0]["overall"] == outputs[1]["overall"]
 
 
-def _keys(ds: Dataset) -> list[str]:
-    return sorted(f.key for table in ("nodes", "blobs", "chunks", "directories", "chunkings", "snapshots") for f in ds.storage.list(table))
-
-
 def _put(url: str, key: str, data: bytes, tmp_path: Path) -> None:
     local = tmp_path / "object"
     local.write_bytes(data)
@@ -86,37 +83,40 @@ def _put(url: str, key: str, data: bytes, tmp_path: Path) -> None:
 
 
 def test_a_failed_commit_leaves_nothing(s3_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store goes away while a snapshot's rows are sent: nothing of it is visible, and the
+    dataset still reads and takes the next snapshot."""
     _tree(tmp_path / "t")
     first = ingest_dir(tmp_path / "t", s3_dataset, "first", OPTIONS)
-    real_publish = ObjectStorage.publish
+    real = Dataset._commit
 
-    def publish(self, local: Path, key: str) -> None:
-        if key.startswith("snapshots/"):
-            raise OutputError(f"{self.location}: cannot write {key}: the store went away")
-        real_publish(self, local, key)
+    def commit(self, files, tables):
+        # nothing listens there: the data files cannot be written
+        self.lake().execute("CREATE OR REPLACE SECRET storelab_s3 (TYPE s3, KEY_ID 'x', SECRET 'x', ENDPOINT '127.0.0.1:9', URL_STYLE 'path', USE_SSL false)")
+        try:
+            real(self, files, tables)
+        finally:
+            self._con = None
 
-    monkeypatch.setattr(ObjectStorage, "publish", publish)
-    with pytest.raises(OutputError, match="went away"):
+    monkeypatch.setattr(Dataset, "_commit", commit)
+    with pytest.raises(StorelabError):
         ingest_dir(tmp_path / "t", s3_dataset, "second", OPTIONS)
-    monkeypatch.setattr(ObjectStorage, "publish", real_publish)  # (undo() would drop the S3 settings too)
+    monkeypatch.setattr(Dataset, "_commit", real)
     ds = Dataset.open(s3_dataset)
-    assert ds.snapshot_ids() == [first.snapshot_id]  # the failed snapshot is invisible …
-    monkeypatch.setattr(storage_module, "LEFTOVER_AGE", timedelta(0))
-    ds.remove_leftovers()  # … and its uploads go with the next clean-up
-    keys = _keys(ds)
-    assert keys and all(first.snapshot_id in key for key in keys)
+    assert ds.snapshot_ids() == [first.snapshot_id] and ds.problems() == []
+    third = ingest_dir(tmp_path / "t", s3_dataset, "third", OPTIONS)
+    assert Dataset.open(s3_dataset).snapshot_ids() == [first.snapshot_id, third.snapshot_id]
 
 
-def test_leftovers_of_a_dead_run_age_out(s3_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_staged_leftovers_of_a_dead_run_age_out(s3_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path / "t")
     kept = ingest_dir(tmp_path / "t", s3_dataset, "kept", OPTIONS)
     ds = Dataset.open(s3_dataset)
-    _put(s3_dataset, "chunks/20200101T000000-deadbeef.000003.parquet", b"half a run", tmp_path)
+    _put(s3_dataset, "_staging/20200101T000000-deadbeef/chunks.000003.parquet", b"half a run", tmp_path)
     _put(s3_dataset, "_staging/20200101T000000-deadbeef/snapshots.parquet", b"never committed", tmp_path)
-    assert ds.remove_leftovers() == []  # young: a cluster run may still be adding parts
+    assert ds.remove_dead_staging() == []  # young: a cluster run may still be adding parts
     monkeypatch.setattr(storage_module, "LEFTOVER_AGE", timedelta(0))
-    removed = ds.remove_leftovers()
-    assert sorted(removed) == ["_staging/20200101T000000-deadbeef", "chunks/20200101T000000-deadbeef.000003.parquet"]
+    assert ds.remove_dead_staging() == ["20200101T000000-deadbeef"]
+    assert ObjectStorage(s3_dataset).list("_staging/20200101T000000-deadbeef") == []
     assert ds.snapshot_ids() == [kept.snapshot_id] and len(ds.read_table("nodes")) > 0
 
 
@@ -140,19 +140,24 @@ def test_bad_object_locations_are_one_line(s3_dataset: str, s3_url: str, tmp_pat
     assert len(err) == 1 and err[0].startswith("storelab: error: s3://") and "Traceback" not in err[0]
 
 
-def test_a_removal_takes_the_commit_object_first(s3_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_removal_is_one_transaction(s3_dataset: str, tmp_path: Path) -> None:
     _tree(tmp_path / "t")
     gone = ingest_dir(tmp_path / "t", s3_dataset, "gone", OPTIONS)
     kept = ingest_dir(tmp_path / "t", s3_dataset, "kept", OPTIONS)
     ds = Dataset.open(s3_dataset)
-    calls: list[list[str]] = []
-    real_delete = ObjectStorage.delete
-    monkeypatch.setattr(ObjectStorage, "delete", lambda self, keys: (calls.append(list(keys)), real_delete(self, keys)))
+    version = ds.current_version()
     ds.remove_snapshots([gone.snapshot_id])
-    deletions = [keys for keys in calls if keys]
-    assert deletions[0] == [f"snapshots/{gone.snapshot_id}.parquet"]  # cut short after this, only invisible files remain
-    assert ds.snapshot_ids() == [kept.snapshot_id]
-    assert not [key for key in _keys(ds) if gone.snapshot_id in key]
+    assert ds.current_version() == version + 1 and ds.snapshot_ids() == [kept.snapshot_id]
+    for table in ("nodes", "blobs", "chunks", "directories", "chunkings"):
+        assert set(ds.read_table(table).column("snapshot_id").to_pylist()) == {kept.snapshot_id}
+
+
+def test_a_new_s3_dataset_needs_a_catalog_server(s3_url: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("STORELAB_CATALOG", raising=False)
+    _tree(tmp_path / "t")
+    assert main(["ingest-dir", str(tmp_path / "t"), "-o", s3_url.rsplit("/", 1)[0] + "/nocatalog", "-q", "-j", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "STORELAB_CATALOG=postgres:" in err[0]
 
 
 class TestObjectDatasetStorage(DatasetStorageTests):
@@ -162,9 +167,10 @@ class TestObjectDatasetStorage(DatasetStorageTests):
         return ObjectStorage(url.rsplit("/", 1)[0] + "/ds")
 
 
-def test_writers_racing_to_create_an_s3_dataset_all_succeed(s3_url: str, s3_server, tmp_path: Path) -> None:
+def test_writers_racing_to_create_an_s3_dataset_all_succeed(s3_url: str, s3_server, catalog_database: str, tmp_path: Path) -> None:
     build_tree(tmp_path / "t", {b"f": b"x"})
+    environment = {**s3_server.environment(), "XDG_CACHE_HOME": str(tmp_path / "cache"), "STORELAB_CATALOG": catalog_database}
     for round_ in range(3):
         location = s3_url.rsplit("/", 1)[0] + f"/race{round_}"
-        assert race_to_create(location, tmp_path / "t", env={**s3_server.environment(), "XDG_CACHE_HOME": str(tmp_path / "cache")}) == []
+        assert race_to_create(location, tmp_path / "t", env=environment) == []
         assert sorted(Dataset.open(location).snapshots().column("label").to_pylist()) == [f"w{i}" for i in range(8)]

@@ -17,6 +17,7 @@ import zstandard
 from storelab.cli import main
 from storelab.nar import dump_path
 from storelab.stores import SnixStore, object_key
+from storelab.tables import Dataset
 from tests.helpers import build_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,7 +121,7 @@ def test_s3_store_from_the_command_line(s3_server, tmp_path: Path, monkeypatch: 
     assert verified.returncode == 0 and "ok" in verified.stdout
     for key, value in s3_server.environment().items():
         monkeypatch.setenv(key, value)
-    root = pq.read_table(next((tmp_path / "ds" / "snapshots").glob("*.parquet"))).column("root_digest")[0].as_py()
+    root = Dataset.open(tmp_path / "ds").snapshots().column("root_digest")[0].as_py()
     # the objects sit under the prefix, in snix's layout
     assert SnixStore.open(store).backend.head(object_key("dirs", root)) is not None
     env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"  # nothing listens there

@@ -59,7 +59,7 @@ def test_fixed_binary_of_wrong_width_is_refused() -> None:
     [("20261129T154137-1a2b3c4d", pa.string()), (b"\x00\xffpath", pa.binary()), ("", pa.string()), (None, pa.string())],
 )
 def test_constant_columns_hold_the_value_in_every_row(value, type_) -> None:
-    from storelab.tables.dataset import _constant
+    from storelab.tables.rows import _constant
 
     for n in (0, 1, 5):
         column = _constant(value, type_, n)
@@ -68,17 +68,17 @@ def test_constant_columns_hold_the_value_in_every_row(value, type_) -> None:
 
 
 def test_only_names_and_ids_are_dictionary_encoded(tmp_path) -> None:
-    """Paths and digests are written plain (a dictionary on them is tried and abandoned at
-    a cost); snapshot ids and kinds, which repeat, keep their dictionary."""
+    """Staged table files write paths and digests plain (a dictionary on them is tried and
+    abandoned at a cost); snapshot ids and kinds, which repeat, keep their dictionary."""
     import pyarrow.parquet as pq
 
-    from storelab.ingest import IngestOptions, ingest_dir
+    from storelab.tables.rows import TableBuffer
 
-    (tmp_path / "tree").mkdir()
+    buffer = TableBuffer("nodes", tmp_path / "nodes.parquet")
     for i in range(50):
-        (tmp_path / "tree" / f"f{i}").write_bytes(bytes([i]) * 10)
-    result = ingest_dir(tmp_path / "tree", tmp_path / "ds", "t", IngestOptions(workers=0))
-    metadata = pq.ParquetFile(tmp_path / "ds" / "nodes" / f"{result.snapshot_id}.parquet").metadata
+        buffer.append({"snapshot_id": "s1", "path": f"f{i}".encode(), "kind": "file", "size": 10, "digest": bytes([i]) * 32})
+    buffer.close()
+    metadata = pq.ParquetFile(tmp_path / "nodes.parquet").metadata
     encodings = {metadata.schema.column(i).name: metadata.row_group(0).column(i).encodings for i in range(metadata.num_columns)}
     dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
     assert dictionary & set(encodings["snapshot_id"]) and dictionary & set(encodings["kind"])

@@ -1,4 +1,8 @@
-"""DuckDB over a dataset's Parquet files: one connection with a view per table.
+"""DuckDB over a dataset: one connection with a view per table.
+
+The dataset's lake is attached read-only at one version (the newest when the connection is made,
+or the one the dataset was opened ``as_of``): every query of one connection sees the same
+snapshots, whatever other writers commit meanwhile.
 
 Views:
 
@@ -7,9 +11,6 @@ Views:
   chosen;
 - ``snapshots``, ``chunkings``, ``nodes``, ``blobs``, ``chunks``, ``directories``: the rows of
   the chosen snapshots (all by default); ``chunkings`` gains ``seq`` too.
-
-A Parquet file holds the rows of many snapshots (a part), so every view filters on
-``snapshot_id`` when a subset is chosen.
 """
 
 from __future__ import annotations
@@ -36,18 +37,16 @@ def connect(
     """A DuckDB connection with the views above; ``snapshots`` may be ids or labels."""
     ds = as_dataset(dataset)
     ds.check()
-    files = {table: ds.table_files(table) for table in TABLES}
-    if not files["snapshots"]:
+    if not ds.snapshot_ids():
         raise DatasetError(f"{ds.location}: the dataset has no snapshots yet")
     con = duckdb.connect()
-    ds.register(con)  # a dataset in object storage: let DuckDB read s3:// through obstore
+    ds.attach(con, "lake", read_only=True, version=ds.version())
     con.execute("SET preserve_insertion_order = false")
     # out of core: past this much memory DuckDB spills to disk instead of growing
     con.execute(f"SET memory_limit = '{os.environ.get('STORELAB_DUCKDB_MEMORY', '1GB')}'")
     con.execute(f"SET temp_directory = '{os.path.join(tempfile.gettempdir(), 'storelab-duckdb')}'")
     con.execute(
-        f"CREATE VIEW all_snapshots AS SELECT *, (row_number() OVER (ORDER BY created_at, snapshot_id)) - 1 AS seq "
-        f"FROM read_parquet({sql_list(files['snapshots'])})"
+        "CREATE VIEW all_snapshots AS SELECT *, (row_number() OVER (ORDER BY created_at, snapshot_id)) - 1 AS seq FROM lake.snapshots"
     )
     where = ""
     if snapshots is not None:
@@ -56,39 +55,12 @@ def connect(
     for table in TABLES:
         if table == "snapshots":
             continue
-        source = f"read_parquet({sql_list(files[table])})" if files[table] else _empty(table)
         name = "chunkings_rows" if table == "chunkings" else table
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {source}{where}")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM lake.{table}{where}")
     con.execute(
         "CREATE VIEW chunkings AS SELECT c.*, s.seq FROM chunkings_rows c JOIN all_snapshots s USING (snapshot_id)"
     )
     return con
-
-
-def _empty(table: str) -> str:
-    """An empty relation with ``table``'s columns (no file of it exists yet)."""
-    from storelab.tables.schema import SCHEMAS
-
-    columns = ", ".join(f'CAST(NULL AS {_sql_type(f.type)}) AS "{f.name}"' for f in SCHEMAS[table])
-    return f"(SELECT {columns} WHERE false)"
-
-
-def _sql_type(arrow_type: object) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(arrow_type):
-        return "VARCHAR"
-    if pa.types.is_unsigned_integer(arrow_type):
-        return "UBIGINT"
-    if pa.types.is_integer(arrow_type):
-        return "BIGINT"
-    if pa.types.is_boolean(arrow_type):
-        return "BOOLEAN"
-    if pa.types.is_floating(arrow_type):
-        return "DOUBLE"
-    if pa.types.is_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type):
-        return "BLOB"
-    return "VARCHAR"
 
 
 def is_stream_chunking(chunker_id: str) -> bool:

@@ -42,7 +42,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "report": ("storelab.cli.analysis:report_command", "Write every analysis of a dataset, figures embedded, into one report."),
     "snapshots": ("storelab.cli.dataset:snapshots_command", "List the snapshots of a dataset, or remove some."),
-    "compact": ("storelab.cli.dataset:compact_command", "Merge every part of a dataset into one (fewer, larger files for queries)."),
+    "compact": ("storelab.cli.dataset:compact_command", "Merge a dataset's small files into larger ones, and delete what nothing reads."),
+    "check": ("storelab.cli.dataset:check_command", "Report what a reader of a dataset would refuse, one line each; exit 1 if anything."),
+    "migrate": ("storelab.cli.dataset:migrate_command", "Convert a dataset of storelab's own Parquet parts (schema 3) into a DuckLake (schema 4)."),
     "render-nar": (
         "storelab.cli.dataset:render_nar_command",
         "Write a snapshot back as a NAR, from its castore description and a blob store.",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from storelab.cli.base import JSON, SectionedCommand, option
-from storelab.cli.options import price_options
+from storelab.cli.options import as_of_option, dataset_as_of, price_options
 from storelab.cli.output import (
     bar,
     escape,
@@ -34,9 +34,10 @@ from storelab.units import format_bytes
          help="Per-snapshot rows: the last N snapshots (0 = every one); --snapshot shows those asked for.")
 @option("--json", JSON, is_flag=True, help="Print the same figures as JSON (every snapshot).")
 @option("--cost", is_flag=True, panel="Cost model", help="Also price the store: requests and storage per chunker.")
+@as_of_option
 @price_options
 def stats_command(
-    dataset: str, snapshot: tuple[str, ...], last: int, as_json: bool, cost: bool, put_price: float,
+    dataset: str, snapshot: tuple[str, ...], last: int, as_json: bool, cost: bool, as_of: str | None, put_price: float,
     get_price: float, storage_price: float, months: float,
 ) -> None:  # fmt: skip
     """Dedup figures at every level (NAR, blob, chunk per chunking, directory): overall and per snapshot.
@@ -62,11 +63,12 @@ def stats_command(
     snapshots = list(snapshot) or None  # click gives a tuple
     from storelab.analysis import dedup_summary, snapshot_summary
 
+    source = dataset_as_of(dataset, as_of)
     if cost:
-        _print_cost(dataset, snapshots, as_json, put_price, get_price, storage_price, months)
+        _print_cost(source, dataset, snapshots, as_json, put_price, get_price, storage_price, months)
         return
-    overall = dedup_summary(dataset, snapshots)
-    per = snapshot_summary(dataset, snapshots)
+    overall = dedup_summary(source, snapshots)
+    per = snapshot_summary(source, snapshots)
     warnings = overall.attrs.get("warnings", [])
     if as_json:
         print_json(
@@ -134,13 +136,13 @@ def _print_chunkings(rows: Any) -> None:
 
 
 def _print_cost(
-    dataset: str, snapshot: list[str] | None, as_json: bool, put: float, get: float, storage: float, months: float
+    source: Any, dataset: str, snapshot: list[str] | None, as_json: bool, put: float, get: float, storage: float, months: float
 ) -> None:
     from storelab.analysis import Prices, cost_model, measured_requests
 
     prices = Prices(put, get, storage, months)
-    model = cost_model(dataset, prices, snapshot)
-    measured = measured_requests(dataset, snapshot)
+    model = cost_model(source, prices, snapshot)
+    measured = measured_requests(source, snapshot)
     if as_json:
         print_json(
             {
@@ -188,7 +190,8 @@ def _print_cost(
 @option("--output", "-o", default="report.html", help="Report file (report.html, or report.md with --format md).")
 @option("--format", "fmt", default="html", help="html (one self-contained file) or md (Markdown, PNGs beside it).")
 @option("--snapshot", "-s", multiple=True, help="Only these snapshots (id or label); repeatable.")
-def report_command(dataset: str, output: str, fmt: str, snapshot: tuple[str, ...]) -> None:
+@as_of_option
+def report_command(dataset: str, output: str, fmt: str, snapshot: tuple[str, ...], as_of: str | None) -> None:
     """Write every analysis of a dataset, figures embedded, into one report.
 
     The HTML file needs no network: figures are embedded PNGs, styles inline, no scripts.
@@ -201,5 +204,5 @@ def report_command(dataset: str, output: str, fmt: str, snapshot: tuple[str, ...
     from storelab.report import build_report
 
     command = ["storelab", *sys.argv[1:]] if sys.argv and "report" in sys.argv else None
-    path = build_report(dataset, output, fmt, command, snapshots)
+    path = build_report(dataset_as_of(dataset, as_of), output, fmt, command, snapshots)
     out().print(f"report → {path}", highlight=False)

@@ -23,7 +23,8 @@ def snapshots_command(dataset: str, remove: tuple[str, ...], last: int, as_json:
     under, its files and bytes, its NAR size (and compressed NAR sizes where measured).
 
     --remove takes ids or labels; a label that names several snapshots must be given by id.
-    The parts holding them are rewritten without them and swapped in at once.
+    Their rows go from every table in one transaction: all of them, or (after a crash) none.
+    A damaged dataset is refused (see `storelab check`).
 
     \b
     Example: storelab snapshots study/ --remove numpy-1.26.3
@@ -61,26 +62,76 @@ def snapshots_command(dataset: str, remove: tuple[str, ...], last: int, as_json:
 
 @click.command("compact", cls=SectionedCommand)
 @click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
-def compact_command(dataset: str) -> None:
-    """Merge every part of a dataset into one (fewer, larger files for queries).
+@option("--retain", default=None, metavar="DURATION",
+        help="Keep files of replaced versions this long for readers still on them (90s, 10m, 2h, 7d) "
+             "[default: 1h, or $STORELAB_RETENTION].")  # fmt: skip
+def compact_command(dataset: str, retain: str | None) -> None:
+    """Merge a dataset's small files into larger ones, and delete what nothing reads.
 
-    Every commit already merges parts by tiers, so a dataset never holds more than a few
-    dozen per table; compact merges the rest. The merged part replaces the old ones at once:
-    a crash leaves the dataset as it was, and the old files are removed afterwards.
+    Every few dozen commits an ingest does this by itself; compact does it now. The merge is
+    one transaction: readers see the old files or the new ones, never both. Files of versions
+    replaced longer than --retain ago are deleted from disk, and so are files left by writers
+    that died before their commit. A damaged dataset is refused (see `storelab check`): damage
+    is never merged into new files.
 
     \b
-    Example: storelab compact cache-study/
+    Example: storelab compact cache-study/ --retain 10m
+    """
+    from storelab.tables import Dataset
+    from storelab.tables.dataset import parse_duration
+
+    ds = Dataset.open(dataset)
+    done = ds.compact(retain=parse_duration(retain) if retain is not None else None)
+    out().print(
+        f"{escape(ds.location)}: {done.files_before} file(s) → {done.files_after}, {len(ds.snapshot_ids()):,} snapshot(s), "
+        f"{done.deleted} old file(s) deleted; version {done.version}",
+        highlight=False,
+    )
+
+
+@click.command("check", cls=SectionedCommand)
+@click.argument("dataset", metavar="DATASET", help="Dataset folder or s3://bucket/prefix.")
+@option("--as-of", "as_of", default=None, metavar="VERSION|TIME", help="Check the dataset as it was at this version or time.")
+def check_command(dataset: str, as_of: str | None) -> None:
+    """Report what a reader of a dataset would refuse, one line each; exit 1 if anything.
+
+    Checked: every table file the catalog names exists and is readable Parquet with its
+    table's columns; no snapshot is held twice; no table holds rows of a snapshot that the
+    snapshots table lacks; every snapshot has its nodes; the index's values pass their checks
+    and agree with the tables (on a sample). compact and snapshots --remove refuse a dataset
+    that fails this.
+
+    \b
+    Example: storelab check cache-study/
     """
     from storelab.tables import Dataset
 
-    ds = Dataset.open(dataset)
-    before = ds.live_parts()
-    ds.compact()
-    after = ds.live_parts()
-    out().print(
-        f"{escape(ds.location)}: {len(before)} part(s) → {len(after)}, {sum(p.snapshot_count for p in after):,} snapshot(s)",
-        highlight=False,
-    )
+    ds = Dataset.open(dataset, as_of=as_of)
+    problems = ds.problems()
+    for line in problems:
+        print(f"storelab: {line}", file=sys.stderr)
+    if problems:
+        raise click.exceptions.Exit(1)
+    out().print(f"{escape(ds.location)}: sound — {len(ds.snapshot_ids()):,} snapshot(s) at version {ds.version()}", highlight=False)
+
+
+@click.command("migrate", cls=SectionedCommand)
+@click.argument("dataset", metavar="DATASET", help="A schema-3 dataset folder or s3://bucket/prefix.")
+def migrate_command(dataset: str) -> None:
+    """Convert a dataset of storelab's own Parquet parts (schema 3) into a DuckLake (schema 4).
+
+    Every row a schema-3 reader saw (the live parts) goes into the new lake in one
+    transaction; only then does the dataset's marker switch, and the old files are deleted. A
+    crash before the switch leaves the old dataset as it was: run migrate again. In object
+    storage the new catalog goes to $STORELAB_CATALOG (PostgreSQL). Older schemas are refused.
+
+    \b
+    Example: storelab migrate old-study/
+    """
+    from storelab.tables.migrate import migrate
+
+    moved = migrate(dataset)
+    out().print(f"{escape(dataset)}: {moved:,} snapshot(s) now in a DuckLake (schema 4)", highlight=False)
 
 
 @click.command("render-nar", cls=SectionedCommand)

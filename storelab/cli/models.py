@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from storelab.cli.base import JSON, SectionedCommand, option
-from storelab.cli.options import csv_values, price_options
+from storelab.cli.options import as_of_option, csv_values, dataset_as_of, price_options
 
 
 @click.command("compare", cls=SectionedCommand)
@@ -19,9 +19,10 @@ from storelab.cli.options import csv_values, price_options
 @option("--json", JSON, is_flag=True, help="Print the comparison as JSON.")
 @option("--parquet", "parquet_path", default=None, metavar="FILE", help="Also write the comparison as a Parquet table.")
 @option("--plot", "plot_path", default=None, metavar="FILE", help="Also draw stored bytes against objects (PNG or SVG), the Pareto front marked.")
+@as_of_option
 def compare_command(
     dataset: str, models: str, snapshot: tuple[str, ...], chunk_metadata: int, put_price: float, get_price: float,
-    storage_price: float, months: float, as_json: bool, parquet_path: str | None, plot_path: str | None,
+    storage_price: float, months: float, as_json: bool, parquet_path: str | None, plot_path: str | None, as_of: str | None,
 ) -> None:  # fmt: skip
     """What snix, attic, nix-casync, ncps, restic, borg and a plain binary cache would each store for the same snapshots.
 
@@ -42,7 +43,7 @@ def compare_command(
 
     names = list(MODELS) if models.strip() == "all" else csv_values(models, str.strip, "--models")
     prices = Prices(put_price, get_price, storage_price, months)
-    frame = compare_models(dataset, names, prices, chunk_metadata, list(snapshot) or None)
+    frame = compare_models(dataset_as_of(dataset, as_of), names, prices, chunk_metadata, list(snapshot) or None)
     if parquet_path:
         with atomic_output(parquet_path) as target:
             frame.to_parquet(target, index=False)

@@ -215,3 +215,18 @@ def csv_values(text: str, parse: Callable[[str], Any], what: str) -> list[Any]:
     if not values:
         raise ConfigError(f"{what}: give at least one value")
     return values
+
+
+as_of_option = option(
+    "--as-of", "as_of", default=None, metavar="VERSION|TIME",
+    help="Read the dataset as it was at this version (`storelab check` names the newest) or time (2026-12-07T10:00:00, UTC).",
+)  # fmt: skip
+
+
+def dataset_as_of(dataset: str, as_of: str | None) -> Any:
+    """What a command's analyses read: the dataset opened once, at one version — the newest, or
+    ``--as-of``'s — so every figure the command prints comes from the same snapshots
+    (:class:`~storelab.tables.Dataset`)."""
+    from storelab.tables import Dataset
+
+    return Dataset.open(dataset, as_of=as_of)

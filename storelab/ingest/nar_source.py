@@ -58,7 +58,7 @@ from storelab.nar.compressed import CompressedNarSizes
 from storelab.nar.narinfo import NarInfo
 from storelab.stores.base import BlobStore
 from storelab.stores.uploader import make_uploader
-from storelab.tables import Dataset, PartWriter, SnapshotWriter
+from storelab.tables import BatchWriter, Dataset, SnapshotWriter
 from storelab.tables.known import prior_knowledge
 
 __all__ = ["check_chunkings", "ingest_nar", "ingest_nars", "nar_events", "nar_events_every_chunking", "open_nar_source"]
@@ -256,7 +256,7 @@ def ingest_nars(
     store = ingest_store(options)
     results: list[IngestResult] = []
     ds = existing
-    batch: PartWriter | None = None
+    batch: BatchWriter | None = None
     try:
         for name, local, *described in sources:
             started = time.perf_counter()

@@ -240,7 +240,7 @@ def commit_snapshot(
     label = row.get("label")
     if warn is not None and label:
         taken = writer.dataset.index().snapshots_labelled(label) + [
-            w.snapshot_id for w in writer.part.finished if w.label == label
+            w.snapshot_id for w in writer.batch.finished if w.label == label
         ]
         if taken:
             warn(f"label {label!r} is used already by snapshot {taken[0]}; select snapshots by id where it matters")

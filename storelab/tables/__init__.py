@@ -1,4 +1,4 @@
-"""Parquet tables: schemas (one place), the dataset folder, snapshot writing and reading.
+"""The tables: schemas (one place), the dataset (a DuckLake), snapshot writing and reading.
 
 Exports load on first use: Arrow takes a fifth of a second to import, and an ingest starts
 its scan and its workers before it needs it.
@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from storelab.lazy import lazy_exports
 
-__all__ = ["SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "PartWriter", "SnapshotWriter", "new_snapshot_id"]
+__all__ = ["SCHEMAS", "SCHEMA_VERSION", "TABLES", "Dataset", "BatchWriter", "SnapshotWriter", "new_snapshot_id"]
 
 _WHERE = {
     "Dataset": "storelab.tables.dataset",
     "SnapshotWriter": "storelab.tables.dataset",
-    "PartWriter": "storelab.tables.dataset",
+    "BatchWriter": "storelab.tables.dataset",
     "new_snapshot_id": "storelab.tables.dataset",
     "SCHEMA_VERSION": "storelab.tables.schema",
     "SCHEMAS": "storelab.tables.schema",
@@ -24,8 +24,8 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from storelab.tables.dataset import (
+        BatchWriter,
         Dataset,
-        PartWriter,
         SnapshotWriter,
         new_snapshot_id,
     )

@@ -1,95 +1,107 @@
-"""A dataset: Parquet tables in a folder or an object store, written in *parts*.
+"""A dataset: six tables in a DuckLake — an open table format with a transaction log.
 
-Layout (the same in a folder and under an ``s3://bucket/prefix``)::
+Layout of a folder dataset (an ``s3://bucket/prefix`` dataset has the same files under its
+prefix, and its catalog in PostgreSQL)::
 
     DATASET/
-      _storelab.json                 format marker and schema version
-      snapshots/<part>.parquet       the rows of every snapshot in the part — the commit
-      chunkings/<part>.parquet       one row per snapshot and chunking
-      nodes/<part>.parquet           every path of the part's snapshots
-      blobs/<part>[.<n>].parquet     each distinct blob of a snapshot, per chunking
-      chunks/<part>[.<n>].parquet    each chunk of each distinct blob, per chunking
-      directories/<part>.parquet
-      _index.sqlite                  a cache of what ingests look up (:mod:`storelab.tables.index`)
-      _staging/<part>/               a part being written (invisible to readers)
+      _storelab.json        format marker: schema version, dataset id, where the catalog is
+      _catalog.sqlite       the DuckLake catalog: every table's versions and the files each sees
+      data/main/<table>/    the tables' Parquet files, written and named by DuckLake
+      _index.sqlite         a cache of what ingests look up (:mod:`storelab.tables.index`)
+      _staging/<id>/        a snapshot being written (invisible to readers)
 
-A *part* holds one or more snapshots: an ingest commits a part of one, an ingest of many NARs
-(``--from-list``) commits a part every :data:`BATCH_SNAPSHOTS` snapshots, and compaction
-merges parts. The commit rule: a part's tables are published first, its ``snapshots`` file
-last; a snapshot exists once a ``snapshots`` file holding its row does. Compaction and
-removal write a new part whose ``snapshots`` file names, in its Parquet metadata, the parts it
-*replaces*; from the moment it is published the replaced parts are invisible, and their files
-are deleted afterwards (the ``snapshots`` file first). A crash at any moment leaves every
-reader seeing either the old parts or the new one, never both or neither.
+What the format gives, and storelab relies on:
 
-Parts are kept few by a tiered compaction after each commit (:data:`COMPACT_FANOUT` parts of
-one tier become one part of the next), so a dataset of 10,000 snapshots is a few dozen files
-per table, and an append costs the same whatever the dataset holds.
+- **All or nothing.** A snapshot's rows in all six tables are one catalog transaction: they
+  become visible together or not at all. A crash before the commit leaves nothing visible; its
+  staging folder is removed by the next write, stray data files by the next compaction.
+- **Isolated readers.** A :class:`Dataset` reads one version of the lake for its whole life
+  (the newest when it first reads, or the one ``as_of`` names): appends, compactions and
+  removals committed meanwhile do not change what it sees. Files of old versions stay for
+  :data:`RETENTION` (settable) before compaction deletes them.
+- **Concurrent writers.** Appends from many processes and machines, compactions and removals
+  race safely: DuckLake retries a commit that lost the race when nothing conflicts, and a real
+  conflict (a removal and a compaction touching the same file) is retried here from the start
+  (:func:`transaction`) — nothing is lost, doubled, or undone after it was reported done.
+
+Catalogs: a folder dataset keeps a SQLite catalog beside its data (many processes on one
+machine); a dataset in object storage keeps its catalog in PostgreSQL, named when it is created
+(``STORELAB_CATALOG=postgres:'host=… dbname=…'``), for many machines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
+import re
 import secrets
 import signal
-import socket
-import sqlite3
 import sys
 import time
-from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storelab.errors import DatasetError, OutputError, StorelabError, VanishedError
-from storelab.tables.arrow import column as arrow_column
-from storelab.tables.layout import LOCK, MARKER, is_object_url, may_hold_dataset
-from storelab.tables.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
-from storelab.tables.storage import (
-    STAGING,
-    DatasetStorage,
-    FolderStorage,
-    ObjectStorage,
-    describe_os_error,
-)
+from storelab.errors import DatasetError, OutputError, StorelabError
+from storelab.tables.layout import MARKER, STAGING, is_object_url, may_hold_dataset
+from storelab.tables.rows import ROW_GROUP_ROWS, TableBuffer, conform, owner_of_this_process, parquet_options, table_from_columns
+from storelab.tables.schema import OLD_VERSIONS, SCHEMA_VERSION, SCHEMAS, TABLES
+from storelab.tables.storage import DatasetStorage, FolderStorage, ObjectStorage, describe_os_error
 
 if TYPE_CHECKING:
     from storelab.tables.index import DatasetIndex
 
 __all__ = [
     "Dataset",
-    "PartWriter",
+    "BatchWriter",
     "SnapshotWriter",
-    "Part",
-    "is_object_url",
+    "Compaction",
     "new_snapshot_id",
-    "part_of",
+    "is_object_url",
+    "parse_as_of",
+    "parse_duration",
     "BATCH_SNAPSHOTS",
-    "COMPACT_FANOUT",
+    "RETENTION",
+    "CATALOG_ENV",
+    "table_from_columns",
+    "parquet_options",
+    "owner_of_this_process",
+    "ROW_GROUP_ROWS",
 ]
 
-ROW_GROUP_ROWS = 128 * 1024
-REPLACES = b"storelab.replaces"
-"""Parquet metadata key of a ``snapshots`` file: the JSON list of parts it replaces."""
-BATCH_SNAPSHOTS = 256
-"""An ingest of many sources commits a part at least every this many snapshots."""
+BATCH_SNAPSHOTS = int(os.environ.get("STORELAB_BATCH_SNAPSHOTS") or 256)
+"""An ingest of many sources commits at least every this many snapshots (``STORELAB_BATCH_SNAPSHOTS``)."""
 BATCH_SECONDS = 60.0
 """… and at least this often, so a long run loses little to a crash."""
-COMPACT_FANOUT = 8
-"""This many parts of one tier are merged into one part of the next tier."""
-_DATASET_NAMES = {MARKER, LOCK, STAGING, "_index.sqlite", "_index.sqlite-wal", "_index.sqlite-shm", *TABLES}
-
-
-_RELIST_ATTEMPTS = 5
-"""Listings of the parts taken before giving up, when files keep vanishing under a reader."""
+RETENTION = timedelta(hours=1)
+"""How long files of replaced versions stay for readers still on them (``STORELAB_RETENTION`` or
+``storelab compact --retain`` to change; a reader running longer than this may find its files gone)."""
+ORPHAN_AGE = timedelta(minutes=10)
+"""A data file no version names, older than this, was left by a writer that died before its
+commit (a live transaction commits its files within this)."""
+AUTO_COMPACT_EVERY = 64
+"""Every this many commits, the committing writer merges the small files (and cleans up)."""
+CATALOG_ENV = "STORELAB_CATALOG"
+"""Where a new dataset in object storage keeps its catalog: ``postgres:CONNINFO``."""
+LAKE = "lake"
+"""The name the lake is attached under in storelab's DuckDB connections."""
+_CATALOG_FILE = "_catalog.sqlite"
+_DATASET_NAMES = {MARKER, STAGING, _CATALOG_FILE, f"{_CATALOG_FILE}-wal", f"{_CATALOG_FILE}-shm", "_lock", "_index.sqlite",
+                  "_index.sqlite-wal", "_index.sqlite-shm", "data"}  # fmt: skip
+_TRANSIENT = re.compile(r"conflict|database is locked|could not serialize|deadlock|Failed to commit|busy|lock timeout|No snapshot found at version",
+                        re.IGNORECASE)  # fmt: skip
+_UNSUCCESSFUL = "Attempting to fetch from an unsuccessful query result"
+_MAKING_CATALOG = re.compile(_TRANSIENT.pattern + r"|duplicate key|already exists", re.IGNORECASE)
+"""What writers racing to make one catalog meet (and retry)."""
+_TRANSACTION_TRIES = 60
+T = TypeVar("T")
 
 
 def new_snapshot_id() -> str:
@@ -97,38 +109,86 @@ def new_snapshot_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
 
 
-def part_of(key: str) -> str:
-    """The part a table file belongs to: ``nodes/<part>[.<n>].parquet`` → ``<part>``.
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``10m``, ``2h``, ``7d`` (or a number of seconds) as a duration.
 
-    >>> part_of("blobs/20261129T154137-1a2b3c4d.000003.parquet")
-    '20261129T154137-1a2b3c4d'
+    >>> parse_duration("2h"), parse_duration("45")
+    (datetime.timedelta(seconds=7200), datetime.timedelta(seconds=45))
     """
-    return key.rsplit("/", 1)[-1].split(".", 1)[0]
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if match is None:
+        raise DatasetError(f"{text!r} is not a duration (like 90s, 10m, 2h, 7d)")
+    return timedelta(seconds=float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]])
 
 
-def _is_table_file(key: str) -> bool:
-    name = key.rsplit("/", 1)[-1]
-    return name.endswith(".parquet") and not name.startswith(".")
+def parse_as_of(text: str | int | datetime | None) -> int | datetime | None:
+    """A version (a whole number) or a time (ISO 8601, UTC unless it says) to read a dataset as of.
+
+    >>> parse_as_of("12"), parse_as_of("2026-12-07T10:00:00")
+    (12, datetime.datetime(2026, 12, 7, 10, 0, tzinfo=datetime.timezone.utc))
+    """
+    if text is None or isinstance(text, (int, datetime)):
+        return text
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DatasetError(f"--as-of {text!r}: neither a version number nor a time (2026-12-07T10:00:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _open_sink(path: Path) -> BinaryIO:
-    """Where table bytes go; one function so tests can inject a full disk."""
-    return open(path, "wb")
+def _retention() -> timedelta:
+    raw = os.environ.get("STORELAB_RETENTION")
+    return parse_duration(raw) if raw else RETENTION
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
-    """A committed part: its id, its ``snapshots`` file, how many snapshots it holds, and
-    the parts it replaces (compaction, removal)."""
+class Compaction:
+    """What a compaction did: files before and after (live files of every table), and the
+    files deleted from disk (replaced longer than the retention ago, or left by dead writers)."""
 
-    part_id: str
-    key: str
-    snapshot_count: int
-    replaces: tuple[str, ...]
+    files_before: int
+    files_after: int
+    deleted: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    dataset_id: str
+    catalog: str
+    """``sqlite:PATH`` (relative to a folder dataset) or ``postgres:CONNINFO``."""
+    metadata_schema: str | None
+
+
+def _read_marker(storage: DatasetStorage, location: str) -> _Marker | None:
+    raw = storage.read(MARKER)
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except ValueError as err:
+        raise DatasetError(f"{location}/{MARKER}: unreadable dataset marker ({err})") from None
+    version = meta.get("schema_version") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != "storelab-dataset":
+        raise DatasetError(f"{location}/{MARKER}: not a storelab dataset marker")
+    if version in OLD_VERSIONS:
+        raise DatasetError(f"{location}: a schema-{version} dataset (Parquet parts); convert it with `storelab migrate {location}`")
+    if version != SCHEMA_VERSION:
+        raise DatasetError(f"{location}: dataset schema version {version!r}; this storelab reads version {SCHEMA_VERSION} (ingest the sources again)")
+    try:
+        return _Marker(str(meta["dataset_id"]), str(meta["catalog"]), meta.get("metadata_schema"))
+    except KeyError as err:
+        raise DatasetError(f"{location}/{MARKER}: the marker names no {err.args[0]}") from None
+
+
+def _storage(location: str | os.PathLike[str]) -> DatasetStorage:
+    return ObjectStorage(str(location)) if is_object_url(location) else FolderStorage(Path(location))
 
 
 class Dataset:
-    """A storelab dataset (a folder, or ``s3://bucket/prefix``).
+    """A storelab dataset (a folder, or ``s3://bucket/prefix``), read as of one version.
 
     >>> import tempfile
     >>> ds = Dataset.open(tempfile.mkdtemp() + "/demo", create=True)
@@ -136,13 +196,17 @@ class Dataset:
     []
     """
 
-    def __init__(self, storage: DatasetStorage, dataset_id: str = "") -> None:
+    def __init__(self, storage: DatasetStorage, marker: _Marker, as_of: int | datetime | None = None) -> None:
         self.storage = storage
-        self.dataset_id = dataset_id
+        self.dataset_id = marker.dataset_id
         """A random id given when the dataset was created (its marker holds it)."""
-        self._footers: dict[str, Part] = {}
-        self._rows: dict[str, pa.Table] = {}
+        self.marker = marker
+        self.as_of = as_of
+        self._con: Any = None
+        self._pinned: int | None = None
         self._index: DatasetIndex | None = None
+        self._snapshots: pa.Table | None = None
+        self._sound_at: int | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Dataset.open, (self.location,))  # a cluster task opens its own
@@ -158,27 +222,23 @@ class Dataset:
     # opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, location: str | os.PathLike[str], create: bool = False) -> Dataset:
-        """Open a dataset; with ``create``, make it if the location is missing or empty."""
-        storage: DatasetStorage = ObjectStorage(str(location)) if is_object_url(location) else FolderStorage(Path(location))
-        raw = storage.read(MARKER)
-        if raw is None:
+    def open(cls, location: str | os.PathLike[str], create: bool = False, as_of: int | datetime | str | None = None) -> Dataset:
+        """Open a dataset; with ``create``, make it if the location is missing or empty.
+        ``as_of`` (a version or a time) reads the dataset as it was then."""
+        storage = _storage(location)
+        marker = _read_marker(storage, str(location))
+        if marker is None:
             if not create:
                 if isinstance(storage, FolderStorage) and storage.root.exists():
+                    if not storage.root.is_dir():
+                        raise DatasetError(f"{location}: not a folder, so not a storelab dataset")
                     raise DatasetError(f"{location}: not a storelab dataset (no {MARKER})")
                 raise DatasetError(f"{location}: no such dataset (no {MARKER}; ingest something into it first)")
-            raw = _create(storage)
-        try:
-            meta = json.loads(raw)
-        except ValueError as err:
-            raise DatasetError(f"{location}/{MARKER}: unreadable dataset marker ({err})") from None
-        version = meta.get("schema_version") if isinstance(meta, dict) else None
-        if not isinstance(meta, dict) or meta.get("format") != "storelab-dataset" or version not in READABLE_VERSIONS:
-            raise DatasetError(
-                f"{location}: dataset schema version {version!r}; this storelab reads version {SCHEMA_VERSION} "
-                "(ingest the sources again into a new dataset)"
-            )
-        return cls(storage, str(meta.get("dataset_id", "")))
+            marker = _create(storage)
+        ds = cls(storage, marker, parse_as_of(as_of))
+        if create:
+            ds._ensure_tables()
+        return ds
 
     @classmethod
     def open_existing(cls, location: str | os.PathLike[str]) -> Dataset | None:
@@ -189,64 +249,127 @@ class Dataset:
             return None
         return cls.open(location)
 
+    # the lake ------------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> str:
+        """The DuckLake catalog, as DuckDB's ``ATTACH 'ducklake:…'`` takes it."""
+        kind, _, rest = self.marker.catalog.partition(":")
+        if kind == "sqlite" and isinstance(self.storage, FolderStorage):
+            return f"sqlite:{(self.storage.root / rest).resolve()}"
+        return self.marker.catalog
+
+    @property
+    def data_path(self) -> str:
+        """Where the tables' Parquet files are (a folder ending in ``/``, or an ``s3://`` prefix)."""
+        if isinstance(self.storage, FolderStorage):
+            return str(self.storage.root.resolve() / "data") + "/"
+        return f"{self.location}/data/"
+
+    def attach(self, con: Any, alias: str = LAKE, read_only: bool = False, version: int | None = None) -> Any:
+        """Attach this dataset's lake to DuckDB connection ``con`` as ``alias`` (at ``version``:
+        read-only, as it was then)."""
+        from storelab.tables.lake import connect_lake
+
+        def once() -> Any:
+            try:
+                return connect_lake(self.catalog, self.data_path, alias=alias, read_only=read_only, snapshot_version=version, con=con,
+                                    metadata_schema=self.marker.metadata_schema)  # fmt: skip
+            except Exception:
+                with contextlib.suppress(Exception):
+                    con.execute(f"DETACH {alias}")
+                raise
+
+        try:  # writers racing to make a new catalog meet a locked one, or each other's schema: again
+            return retry(once, lambda err: not isinstance(err, StorelabError) and bool(_MAKING_CATALOG.search(str(err))))
+        except StorelabError:
+            raise
+        except Exception as err:  # noqa: BLE001 — DuckDB's errors have many types; each is one line here
+            raise DatasetError(f"{self.location}: cannot open the dataset's catalog: {_first_line(err)}") from None
+
+    def lake(self) -> Any:
+        """This process's DuckDB connection with the lake attached as ``lake`` (made once)."""
+        if self._con is None:
+            import duckdb
+
+            self._con = self.attach(duckdb.connect())
+        return self._con
+
+    def current_version(self) -> int:
+        """The newest committed version of the lake."""
+        return int(self._query("SELECT id FROM ducklake_current_snapshot('lake')")[0][0])
+
+    def version(self) -> int:
+        """The version this dataset object reads: ``as_of``'s, or the newest when it first read."""
+        if self._pinned is None:
+            if isinstance(self.as_of, int):
+                if self.as_of > self.current_version() or self.as_of < 0:
+                    raise DatasetError(f"{self.location}: no version {self.as_of} (the newest is {self.current_version()})")
+                self._pinned = self.as_of
+            elif isinstance(self.as_of, datetime):
+                rows = self._query("SELECT max(snapshot_id) FROM ducklake_snapshots('lake') WHERE snapshot_time <= ?", [self.as_of])
+                if rows[0][0] is None:
+                    raise DatasetError(f"{self.location}: the dataset did not exist yet at {self.as_of.isoformat()}")
+                self._pinned = int(rows[0][0])
+            else:
+                self._pinned = self.current_version()
+        return self._pinned
+
+    def refresh(self) -> None:
+        """Read the newest version from now on (a writer does after its own commits)."""
+        self._pinned = None
+        self._snapshots = None
+
+    def _query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        for attempt in range(3):
+            try:
+                return self.lake().execute(sql, params or []).fetchall()
+            except StorelabError:
+                raise
+            except Exception as err:  # noqa: BLE001
+                # DuckDB's answer when a streamed result failed under it (a catalog busy with
+                # another writer's commit): the statement is asked again
+                if _UNSUCCESSFUL in str(err) and attempt < 2:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise _lake_error(self.location, err) from None
+        raise AssertionError("unreachable")
+
+    def _arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        try:
+            return self.lake().execute(sql, params or []).to_arrow_table()
+        except StorelabError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise _lake_error(self.location, err) from None
+
+    def _ensure_tables(self) -> None:
+        """Create the six tables where they are missing (racing creators are safe: each table
+        is created by exactly one of them, the others retry and find it)."""
+        from storelab.tables.lake import create_table_sql
+
+        existing = {row[0] for row in self._query("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'")}
+        missing = [t for t in TABLES if t not in existing]
+        if missing:
+            transaction(self, lambda con: [con.execute(create_table_sql(f"{LAKE}.{t}", SCHEMAS[t], if_not_exists=True)) for t in missing])
+
+    def has_tables(self) -> bool:
+        return bool(self._query("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'lake' AND table_name = 'snapshots'")[0][0])
+
     # reading -------------------------------------------------------------------------------
 
-    def parts(self) -> list[Part]:
-        """Every committed part, replaced ones included, by part id.
-
-        A ``snapshots`` file that vanishes between the listing and the reading belonged to a
-        part another writer replaced and removed: the listing is taken again (it now holds the
-        replacement), so a reader never sees fewer snapshots than were committed."""
-        for _ in range(_RELIST_ATTEMPTS):
-            found = []
-            listed = [f for f in self.storage.list("snapshots") if _is_table_file(f.key)]
-            try:
-                for file in listed:
-                    cached = self._footers.get(file.key)  # a part's files never change: new content, new name
-                    if cached is None:
-                        cached = self._footers[file.key] = self._read_footer(file.key)
-                    found.append(cached)
-            except VanishedError:
-                continue
-            return sorted(found, key=lambda p: p.part_id)
-        raise DatasetError(f"{self.location}: parts kept vanishing while being listed (another writer compacting?); try again")
-
-    def _read_footer(self, key: str) -> Part:
-        path, temporary = self.storage.local_path(key)
-        try:
-            meta = pq.read_metadata(path)
-        except (OSError, pa.ArrowInvalid) as err:
-            if not self.storage.exists(key):
-                raise VanishedError(f"{self.storage.url(key)}: vanished while being read") from None
-            raise DatasetError(f"{self.storage.url(key)}: not a readable Parquet file ({err})") from None
-        finally:
-            if temporary:
-                path.unlink(missing_ok=True)
-        raw = (meta.metadata or {}).get(REPLACES)
-        replaces = tuple(json.loads(raw)) if raw else ()
-        return Part(part_of(key), key, meta.num_rows, replaces)
-
-    def live_parts(self) -> list[Part]:
-        """The committed parts not replaced by another: what readers see."""
-        parts = self.parts()
-        hidden = _hidden(parts)
-        return [p for p in parts if p.part_id not in hidden]
+    def table_sql(self, table: str, alias: str | None = None) -> str:
+        """The SQL relation of ``table`` at this dataset's version (for :meth:`lake`)."""
+        return f"{LAKE}.{table}{f' AS {alias}' if alias else ''} AT (VERSION => {self.version()})"
 
     def snapshots(self) -> pa.Table:
         """The ``snapshots`` rows of every committed snapshot, oldest first."""
-        tables = [self.part_rows(p) for p in self.live_parts()]
-        if not tables:
-            return SCHEMAS["snapshots"].empty_table()
-        table = pa.concat_tables(tables)
-        import pyarrow.compute as pc  # here: the ingest path never needs it (55 ms to import)
-        return table.take(pc.sort_indices(table, [("created_at", "ascending"), ("snapshot_id", "ascending")]))
-
-    def part_rows(self, part: Part) -> pa.Table:
-        """The ``snapshots`` rows of one committed part (read once, then cached)."""
-        rows = self._rows.get(part.key)
-        if rows is None:
-            rows = self._rows[part.key] = self.read_file(part.key, "snapshots")
-        return rows
+        if self._snapshots is None:
+            if not self.has_tables():
+                return SCHEMAS["snapshots"].empty_table()
+            data = self._arrow(f"SELECT * FROM {self.table_sql('snapshots')} ORDER BY created_at, snapshot_id")
+            self._snapshots = conform(data, SCHEMAS["snapshots"])
+        return self._snapshots
 
     def snapshot_ids(self) -> list[str]:
         """Committed snapshots, oldest first."""
@@ -274,88 +397,38 @@ class Dataset:
             found += [m for m in matches if m not in found]
         return found
 
-    def table_keys(self, table: str) -> list[str]:
-        """The files of ``table`` in the live parts."""
-        live = {p.part_id for p in self.live_parts()}
-        return [f.key for f in self.storage.list(table) if _is_table_file(f.key) and part_of(f.key) in live]
-
-    def check(self) -> None:
-        """Raise :class:`DatasetError` naming the damage when the committed parts do not hold
-        together: a part without one of its tables' files (every commit writes all of them),
-        a snapshot in two parts (a copied file), or — in a folder, where reading a footer is
-        cheap — a table file that is truncated or lacks its table's columns. Analyses call it
-        before they read."""
-        live = self.live_parts()
-        ids = {p.part_id for p in live}
-        for table in TABLES:
-            present = {part_of(k) for k in (f.key for f in self.storage.list(table)) if _is_table_file(k)}
-            for part_id in sorted(ids - present):
-                raise DatasetError(f"{self.location}: part {part_id} has no {table} file; the dataset is damaged")
-            if isinstance(self.storage, FolderStorage):
-                self._check_footers(table)
-        seen: dict[str, str] = {}
-        for part in live:
-            for sid in self.part_rows(part).column("snapshot_id").to_pylist():
-                if sid in seen:
-                    raise DatasetError(
-                        f"{self.location}: snapshot {sid} is in two parts ({seen[sid]}, {part.part_id}); the dataset is damaged"
-                    )
-                seen[sid] = part.part_id
-
-    def _check_footers(self, table: str) -> None:
-        assert isinstance(self.storage, FolderStorage)
-        need = set(SCHEMAS[table].names)
-        for key in self.table_keys(table):
-            path = self.storage.root / key
-            try:
-                names = set(pq.read_schema(path).names)
-            except (OSError, pa.ArrowInvalid) as err:
-                if not path.exists():
-                    raise VanishedError(f"{path}: vanished while being read (another writer merged its part); try again") from None
-                raise DatasetError(f"{path}: not a readable Parquet file ({err}); the dataset is damaged") from None
-            if missing := need - names:
-                raise DatasetError(f"{path}: not a {table} table (it has no {', '.join(sorted(missing))}); the dataset is damaged")
-
-    def table_files(self, table: str) -> list[str]:
-        """What DuckDB reads for ``table`` (paths or URLs; :meth:`register` first). A file may
-        hold rows of several snapshots: filter on ``snapshot_id``."""
-        return [self.storage.url(key) for key in self.table_keys(table)]
-
     def read_table(self, table: str, snapshot_ids: Sequence[str] | None = None) -> pa.Table:
         """One table of the committed snapshots (or of those given), as an Arrow table."""
-        keys = self.table_keys(table)
-        if not keys:
+        if not self.has_tables():
             return SCHEMAS[table].empty_table()
-        data = pa.concat_tables(self.read_file(key, table) for key in keys)
+        where, params = "", []
         if snapshot_ids is not None:
-            import pyarrow.compute as pc  # here: the ingest path never needs it (55 ms to import)
-            data = data.filter(pc.is_in(data.column("snapshot_id"), value_set=pa.array(list(snapshot_ids), pa.string())))
-        return data
+            where, params = " WHERE snapshot_id IN (SELECT unnest(?::VARCHAR[]))", [list(snapshot_ids)]
+        return conform(self._arrow(f"SELECT * FROM {self.table_sql(table)}{where}", params), SCHEMAS[table])
 
-    def read_file(self, key: str, table: str) -> pa.Table:
-        """One file of ``table``, read against the table's schema."""
-        path, temporary = self.storage.local_path(key)
-        try:
-            # ParquetFile, not pq.read_table: that loads pyarrow.dataset (and with it pandas), half
-            # a second on every ingest's critical path; the dataset API is needed only for a file
-            # written under an older schema, which it reads with the missing columns as nulls.
-            with pq.ParquetFile(path) as parquet:
-                data = parquet.read()
-            return data if data.schema.equals(SCHEMAS[table]) else pq.read_table(path, schema=SCHEMAS[table])
-        except (OSError, pa.ArrowInvalid) as err:
-            if not self.storage.exists(key):
-                raise VanishedError(f"{self.storage.url(key)}: vanished while being read") from None
-            raise DatasetError(f"{self.storage.url(key)}: not a readable {table} table ({err})") from None
-        finally:
-            if temporary:
-                path.unlink(missing_ok=True)
+    def problems(self, thorough: bool = True) -> list[str]:
+        """What a reader would refuse, one line each (empty when the dataset is sound): a data
+        file the catalog names that is missing or not readable Parquet, a snapshot held twice,
+        an index that disagrees with the tables; ``thorough``, also rows of a snapshot that has
+        no ``snapshots`` row and a snapshot without its nodes (:mod:`storelab.tables.check`)."""
+        from storelab.tables.check import find_problems
 
-    def register(self, con: Any) -> None:
-        """Let a DuckDB connection read :meth:`table_files`."""
-        self.storage.register(con)
+        return find_problems(self, thorough)
+
+    def check(self, thorough: bool = False) -> None:
+        """Raise :class:`DatasetError` naming the first problem :meth:`problems` finds (readers
+        check cheaply; ``compact`` and ``remove_snapshots`` thoroughly)."""
+        if not thorough and self._sound_at == self.version():
+            return  # this object found its version sound already (a version never changes)
+        found = self.problems(thorough)
+        if not found:
+            self._sound_at = self.version()
+        if found:
+            more = f" (and {len(found) - 1} more; `storelab check {self.location}` lists them)" if len(found) > 1 else ""
+            raise DatasetError(f"{found[0]}{more}")
 
     def index(self) -> DatasetIndex:
-        """The dataset's index, brought up to date with every live part (see
+        """The dataset's index, brought up to date with the newest version (see
         :mod:`storelab.tables.index`)."""
         from storelab.tables.index import DatasetIndex
 
@@ -367,38 +440,43 @@ class Dataset:
     # writing -------------------------------------------------------------------------------
 
     def begin_snapshot(self, snapshot_id: str | None = None, owner: str | None = None) -> SnapshotWriter:
-        """Start writing one snapshot, committed as a part of its own; a context manager
-        (aborts on error).
+        """Start writing one snapshot, committed on its own; a context manager (aborts on
+        error).
 
         ``owner`` (``"host pid"``) names the process whose life keeps the staging area from
         clean-ups, when that is not this one (a cluster task writing for a driver); a given
         ``snapshot_id`` whose staging area exists (an earlier attempt) starts afresh.
         """
-        self.remove_leftovers()
+        self.remove_dead_staging()
         snapshot_id = snapshot_id or new_snapshot_id()
-        part = PartWriter(self, snapshot_id, owner, single=True)
-        return part.begin_snapshot(snapshot_id)
+        batch = BatchWriter(self, snapshot_id, owner, single=True)
+        return batch.begin_snapshot(snapshot_id)
 
-    def begin_batch(self) -> PartWriter:
-        """Start a part that will hold many snapshots (:meth:`PartWriter.begin_snapshot` each;
-        :meth:`PartWriter.commit` publishes those finished so far)."""
-        self.remove_leftovers()
-        return PartWriter(self, new_snapshot_id(), None, single=False)
+    def begin_batch(self) -> BatchWriter:
+        """Start a batch of many snapshots (:meth:`BatchWriter.begin_snapshot` each;
+        :meth:`BatchWriter.commit` commits those finished so far, in one transaction)."""
+        self.remove_dead_staging()
+        return BatchWriter(self, new_snapshot_id(), None, single=False)
 
     def write_part(self, snapshot_id: str, table: str, part: int, data: pa.Table) -> None:
-        """Write cluster task ``part``'s rows of ``table`` for a snapshot being staged; writing
-        the same part again replaces it, never adds a second. Invisible until the snapshot
-        commits."""
+        """Write cluster task ``part``'s rows of ``table`` for a snapshot being staged, into
+        its staging area; writing the same part again replaces it, never adds a second.
+        Committed with the snapshot."""
         sink = pa.BufferOutputStream()
         pq.write_table(data, sink, **parquet_options(data.schema))
-        self._put(f"{table}/{snapshot_id}.{part:06d}.parquet", sink.getvalue().to_pybytes())
+        self._put(_part_key(snapshot_id, table, part), sink.getvalue().to_pybytes())
 
     def read_part(self, snapshot_id: str, table: str, part: int) -> pa.Table:
         """A part written by :meth:`write_part`."""
-        return self.read_file(f"{table}/{snapshot_id}.{part:06d}.parquet", table)
+        path, temporary = self.storage.local_path(_part_key(snapshot_id, table, part))
+        try:
+            return conform(pq.read_table(path), SCHEMAS[table])
+        finally:
+            if temporary:
+                path.unlink(missing_ok=True)
 
     def _put(self, key: str, data: bytes) -> None:
-        folder = Path(self.storage.staging(f"put-{secrets.token_hex(6)}", None))
+        folder = Path(self.storage.scratch())
         try:
             local = folder / "file"
             local.write_bytes(data)
@@ -406,152 +484,212 @@ class Dataset:
         except OSError as err:
             raise OutputError(describe_os_error(err, self.location)) from None
         finally:
-            self.storage.drop_staging(folder.name, folder)
+            self.storage.drop_scratch(folder)
+
+    def staged_files(self, snapshot_id: str) -> dict[str, list[str]]:
+        """The table files staged for ``snapshot_id`` in the dataset's staging area (by
+        :meth:`write_part` and :meth:`SnapshotWriter.stage`), as DuckDB reads them."""
+        found: dict[str, list[str]] = {}
+        for file in self.storage.list(f"{STAGING}/{snapshot_id}"):
+            name = file.key.rsplit("/", 1)[-1]
+            table = name.split(".", 1)[0]
+            if table in SCHEMAS and name.endswith(".parquet"):
+                found.setdefault(table, []).append(self.storage.url(file.key))
+        return found
 
     def commit_staged(self, snapshot_id: str) -> None:
         """Commit a snapshot another process staged (:meth:`SnapshotWriter.stage`)."""
-        staged = f"{STAGING}/{snapshot_id}/snapshots.parquet"
-        try:
-            local, temporary = self.storage.local_path(staged)
-        except DatasetError:
-            raise OutputError(f"{self.location}: snapshot {snapshot_id} was not staged completely") from None
-        with _signals_held(), self.storage.locked():
-            self.storage.publish(local, f"snapshots/{snapshot_id}.parquet")
-        if temporary:
-            local.unlink(missing_ok=True)
-        self.storage.delete([staged])
+        files = self.staged_files(snapshot_id)
+        if "snapshots" not in files:
+            raise OutputError(f"{self.location}: snapshot {snapshot_id} was not staged completely")
+        self._commit(files, {})
+        self.storage.delete([f"{STAGING}/{snapshot_id}/{url.rsplit('/', 1)[-1]}" for urls in files.values() for url in urls])
         self.storage.drop_staging(snapshot_id, None)
         self._after_commit()
 
-    def _after_commit(self) -> None:
-        """What follows every commit: the index learns the new part, parts are compacted.
+    def _commit(self, files: Mapping[str, Sequence[str]], tables: Mapping[str, Sequence[pa.Table]]) -> None:
+        """One transaction: every table's rows from staged Parquet ``files`` and in-memory
+        ``tables``; all become visible at once or none do."""
 
-        Both are housekeeping: the commit stands whatever happens here, so a failure is one
-        line on stderr, not the ingest's failure (the next commit, or ``storelab compact``,
-        tries again; the index learns what it missed when next opened)."""
+        def work(con: Any) -> None:
+            for table in TABLES:
+                for data in tables.get(table, ()):
+                    con.register("storelab_rows", data)
+                    try:
+                        con.execute(f"INSERT INTO {LAKE}.{table} BY NAME SELECT * FROM storelab_rows")
+                    finally:
+                        con.unregister("storelab_rows")
+                if files.get(table):
+                    listed = ", ".join(_sql_string(f) for f in files[table])
+                    con.execute(f"INSERT INTO {LAKE}.{table} BY NAME SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+
+        with _signals_held():
+            transaction(self, work)
+        self.refresh()
+
+    def _after_commit(self) -> None:
+        """What follows every commit: the index learns it, and every
+        :data:`AUTO_COMPACT_EVERY` versions the small files are merged. Both are housekeeping:
+        the commit stands whatever happens here, so a failure is one line on stderr."""
         try:
-            self.index()
-            self.compact(auto=True)
-        except VanishedError:
-            pass  # another writer is merging the same parts: it finishes what this would have done
-        except (StorelabError, OSError, sqlite3.Error) as err:
-            print(f"storelab: {self.location}: the snapshot is committed, but merging parts failed: {err}", file=sys.stderr)
+            index = self.index()
+            if self.current_version() - index.compacted_at() >= AUTO_COMPACT_EVERY:
+                done = self.compact(auto=True)
+                index.note_compaction(done.version)
+        except (StorelabError, OSError) as err:
+            print(f"storelab: {self.location}: the snapshot is committed, but tidying the dataset failed: {err}", file=sys.stderr)
 
     # compaction, removal, clean-up ---------------------------------------------------------
 
-    def compact(self, auto: bool = False) -> list[Part]:
-        """Merge parts: all live parts into one, or (``auto``) by tiers — whenever
-        :data:`COMPACT_FANOUT` parts share a tier (⌊log₈ snapshots⌋), they become one.
-        Returns the parts written.
+    def live_files(self) -> int:
+        """How many data files the newest version reads, over all tables."""
+        return sum(int(self._query(f"SELECT count(*) FROM ducklake_list_files('lake', '{t}')")[0][0]) for t in TABLES if self.has_tables())
 
-        >>> import tempfile
-        >>> ds = Dataset.open(tempfile.mkdtemp() + "/d", create=True)
-        >>> for sid in ("s1", "s2"):
-        ...     with ds.begin_snapshot(sid) as w:
-        ...         w.commit({"snapshot_id": sid, "label": sid})
-        >>> [p.snapshot_count for p in ds.compact()], ds.snapshot_ids(), len(ds.live_parts())
-        ([2], ['s1', 's2'], 1)
-        """
-        written: list[Part] = []
-        while True:
-            live = self.live_parts()
-            group = _tier_group(live) if auto else (live if len(live) > 1 else [])
-            if not group:
-                return written
-            new = self._rewrite(group, drop=frozenset())
-            if new is None:  # another writer merged them first
-                continue
-            written.append(new)
-            if not auto:
-                return written
+    def compact(self, auto: bool = False, retain: timedelta | None = None) -> Compaction:
+        """Merge small files, then delete from disk what no version within ``retain`` (default
+        :data:`RETENTION`) reads and what dead writers left. Refuses a damaged dataset (see
+        :meth:`problems`) unless ``auto`` (a commit's own tidying checks nothing: it must not
+        fail the ingest that committed). Each step is its own transaction, retried when it
+        meets another writer's; ``auto`` leaves a step another writer keeps busy to it."""
+        self.refresh()
+        if not auto:
+            self.check(thorough=True)
+        retain = retain if retain is not None else _retention()
+        before = self.live_files()
+        cutoff = datetime.now(UTC) - retain
+        deleted = 0
+        steps: list[tuple[str, list[Any]]] = [
+            ("CALL ducklake_flush_inlined_data('lake')", []),
+            ("CALL ducklake_merge_adjacent_files('lake')", []),
+            ("CALL ducklake_expire_snapshots('lake', older_than => ?)", [cutoff]),
+            ("CALL ducklake_cleanup_old_files('lake', older_than => ?)", [cutoff]),
+            ("CALL ducklake_delete_orphaned_files('lake', older_than => ?)", [datetime.now(UTC) - ORPHAN_AGE]),
+        ]
+        for sql, params in steps:
+            try:
+                rows = self._retrying(sql, params, tries=5 if auto else _TRANSACTION_TRIES)
+            except DatasetError as err:
+                if not auto or not _TRANSIENT.search(str(err)):
+                    raise
+                continue  # auto: another writer is busy with the same files; it or the next turn does this
+            if "cleanup" in sql or "orphaned" in sql:
+                deleted += len(rows)
+        self.refresh()
+        return Compaction(before, self.live_files(), deleted, self.current_version())
+
+    def _retrying(self, sql: str, params: list[Any], tries: int = _TRANSACTION_TRIES) -> list[tuple[Any, ...]]:
+        """One statement, run again after a pause when it met another writer's transaction."""
+        return retry(lambda: self._query(sql, params), lambda err: isinstance(err, DatasetError) and bool(_TRANSIENT.search(str(err))), tries)
 
     def remove_snapshots(self, snapshot_ids: Sequence[str]) -> None:
-        """Remove snapshots at once (the parts holding them are rewritten without them)."""
-        gone = frozenset(snapshot_ids)
-        while holding := [p for p in self.live_parts() if gone & set(self.part_rows(p).column("snapshot_id").to_pylist())]:
-            if self._rewrite(holding, drop=gone) is not None:
-                break  # else another writer rewrote those parts first: look again
+        """Remove snapshots from every table at once (one transaction; a conflict with a
+        compaction or another removal is retried from the start, never half applied)."""
+        gone = sorted(set(snapshot_ids))
+
+        def work(con: Any) -> None:
+            for table in TABLES:
+                con.execute(f"DELETE FROM {LAKE}.{table} WHERE snapshot_id IN (SELECT unnest(?::VARCHAR[]))", [gone])
+
+        def once() -> None:
+            self.refresh()  # a writer works on the newest version
+            self.check(thorough=True)
+            with _signals_held():
+                transaction(self, work)
+
+        # the version just read may be expired by a compaction meanwhile: read the newest again
+        retry(once, lambda err: isinstance(err, DatasetError) and "No snapshot found at version" in str(err))
+        self.refresh()
         if self._index is not None or self.storage.index_path(self.dataset_id).exists():
             self.index().forget(gone)
 
-    def _rewrite(self, parts: Sequence[Part], drop: frozenset[str]) -> Part | None:
-        """One new part holding the rows of ``parts`` but for the snapshots in ``drop``,
-        replacing them; then the replaced parts' files are deleted."""
-        self.remove_leftovers()
-        writer = PartWriter(self, new_snapshot_id(), None, single=False)
+    def remove_dead_staging(self) -> list[str]:
+        """Staging areas of writers known to be dead, removed; their ids."""
+        return self.storage.dead_staging()
+
+
+def _part_key(snapshot_id: str, table: str, part: int) -> str:
+    return f"{STAGING}/{snapshot_id}/{table}.{part:06d}.parquet"
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _lake_error(location: str, err: BaseException) -> StorelabError:
+    text = str(err)
+    if "No space left on device" in text:
+        return OutputError(f"no space left on device while writing {location}")
+    if "Disk quota exceeded" in text:
+        return OutputError(f"disk quota exceeded while writing {location}")
+    if "No files found" in text or "No such file" in text or "Cannot open file" in text or "HTTP 404" in text:
+        return DatasetError(f"{location}: a table file the catalog names is missing ({_first_line(err)}); `storelab check {location}` lists the damage")
+    if "Invalid Input Error: No magic bytes" in text or "Invalid Error: Parquet" in text or "not a parquet file" in text.lower():
+        return DatasetError(f"{location}: a table file is not readable Parquet ({_first_line(err)}); `storelab check {location}` lists the damage")
+    return DatasetError(f"{location}: {_first_line(err)}")
+
+
+def transaction(ds: Dataset, work: Callable[[Any], Any]) -> Any:
+    """Run ``work(con)`` in one lake transaction, from the start again when the commit lost a
+    race it could not settle itself (a conflict, a busy catalog), with a growing pause; other
+    errors, or the last attempt's, raise one :class:`DatasetError`."""
+    def once() -> Any:
+        con = ds.lake()
         try:
-            ids = {p.part_id for p in parts}
-            committed = self.parts()
-            # every part readers do not see stays unseen: replaced ones, losers of a race
-            replaces = sorted(ids | (_hidden(committed) & {p.part_id for p in committed}))
-            footer = {REPLACES: json.dumps(replaces).encode()}
-            still_live = lambda: ids <= {p.part_id for p in self.live_parts()}  # noqa: E731
-            try:
-                for table in TABLES:
-                    keys = [f.key for f in self.storage.list(table) if _is_table_file(f.key) and part_of(f.key) in ids]
-                    writer.merge_files(table, keys, drop, metadata=footer if table == "snapshots" else None)
-            except VanishedError:
-                if not still_live():  # another writer merged (and removed) these parts first
-                    return None
-                raise
-            new = writer.publish_merged(replaces, still_live=still_live)
-        finally:
-            writer.abort()
-        self.remove_leftovers()
-        return new
+            con.execute("BEGIN TRANSACTION")
+            result = work(con)
+            con.execute("COMMIT")
+            return result
+        except BaseException:
+            _rollback(con)
+            raise
 
-    def remove_leftovers(self) -> list[str]:
-        """Delete what no reader sees: the files of replaced parts (their ``snapshots`` file
-        first), of parts whose writer is dead, and staging areas of dead writers. Returns the
-        keys (and staging part ids) removed."""
-        removed: list[str] = []
-        with self.storage.locked():
-            removed += [f"{STAGING}/{p}" for p in self.storage.dead_staging()]
-            parts = self.parts()
-            live = {p.part_id for p in parts}
-            replaced = _hidden(parts) & live
-            commits = [p.key for p in parts if p.part_id in replaced]
-            self.storage.delete(commits)  # first: a removal cut short leaves only invisible files
-            removed += commits
-            committed = live - replaced
-            for table in TABLES:
-                for file in self.storage.list(table):
-                    owner = part_of(file.key)
-                    if owner in committed or not _is_table_file(file.key):
-                        continue
-                    if owner in replaced or not self.storage.writer_alive(owner, file.modified):
-                        self.storage.delete([file.key])
-                        removed.append(file.key)
-            # a part that replaced others and holds no snapshot is needed only while they exist
-            for part in parts:
-                if part.part_id in committed and part.snapshot_count == 0 and not set(part.replaces) & committed:
-                    self.storage.delete([part.key])
-                    removed.append(part.key)
-        return removed
+    try:
+        return retry(once, lambda err: not isinstance(err, StorelabError) and bool(_TRANSIENT.search(str(err))))
+    except StorelabError:
+        raise
+    except Exception as err:  # noqa: BLE001 — DuckDB's errors have many types; sorted by their text
+        raise _lake_error(ds.location, err) from None
 
 
-def _hidden(parts: Sequence[Part]) -> set[str]:
-    """Parts readers do not see: those another part replaces, and the losers of a race.
+def retry(attempt: Callable[[], T], transient: Callable[[Exception], bool], tries: int = _TRANSACTION_TRIES) -> T:
+    """``attempt()``, again after a pause each time it fails in a way ``transient`` says another
+    writer caused (a commit that lost a race, a busy catalog), ``tries`` times in all; the pause
+    starts at 10 ms and grows ×1.5 to 2 s, jittered so racing writers fall apart (~2 min in all).
+    The last error, or any other, is raised as it is.
 
-    Two merges of the same parts can race where nothing locks (an object store): both parts
-    then claim to replace the same part. The one with the lower id wins; the other is hidden
-    (and deleted by the next clean-up), so no snapshot is ever seen twice.
+    >>> outcomes = iter([TimeoutError("busy"), TimeoutError("busy"), "committed"])
+    >>> def attempt():
+    ...     outcome = next(outcomes)
+    ...     if isinstance(outcome, Exception):
+    ...         raise outcome
+    ...     return outcome
+    >>> retry(attempt, lambda err: isinstance(err, TimeoutError))
+    'committed'
     """
-    replaced = {r for p in parts for r in p.replaces}
-    claimed: set[str] = set()
-    losers: set[str] = set()
-    for part in parts:  # by part id
-        if part.part_id in replaced or not part.replaces:
-            continue
-        if claimed & set(part.replaces):
-            losers.add(part.part_id)
-        else:
-            claimed |= set(part.replaces)
-    return replaced | losers
+    pause = 0.01
+    for tried in range(1, tries + 1):
+        try:
+            return attempt()
+        except Exception as err:
+            if tried == tries or not transient(err):
+                raise
+        time.sleep(pause * (1 + secrets.randbelow(1000) / 1000))
+        pause = min(pause * 1.5, 2.0)
+    raise AssertionError("unreachable")
 
 
-def _create(storage: DatasetStorage) -> bytes:
-    """Make a new dataset at ``storage``'s location; safe when several writers race to."""
+def _rollback(con: Any) -> None:
+    with contextlib.suppress(Exception):
+        con.execute("ROLLBACK")
+
+
+def _create(storage: DatasetStorage) -> _Marker:
+    """Make a new dataset at ``storage``'s location; safe when several writers race to (the
+    first marker written wins, the others read it)."""
     if isinstance(storage, FolderStorage):
         root = storage.root
         if root.exists() and not root.is_dir():
@@ -564,37 +702,37 @@ def _create(storage: DatasetStorage) -> bytes:
             raise OutputError(describe_os_error(err, root)) from None
     elif any(not f.key.startswith(tuple(_DATASET_NAMES)) for f in storage.list("")):
         raise DatasetError(f"{storage.location}: holds objects but is not a storelab dataset")
-    marker = {"format": "storelab-dataset", "schema_version": SCHEMA_VERSION, "dataset_id": secrets.token_hex(8)}
-    raw = (json.dumps(marker) + "\n").encode()
-    folder = storage.staging(f"marker-{secrets.token_hex(6)}", None)
-    try:
-        (folder / MARKER).write_bytes(raw)
-        storage.publish(folder / MARKER, MARKER)
-    except OSError as err:
-        raise OutputError(describe_os_error(err, storage.location)) from None
-    finally:
-        storage.drop_staging(folder.name, folder)
-    return raw
+    marker, raw = new_marker(storage)
+    if not storage.create_once(MARKER, raw):  # another writer made it first: theirs holds
+        found = _read_marker(storage, storage.location)
+        assert found is not None
+        return found
+    return marker
 
 
-def _tier(part: Part) -> int:
-    return int(math.log(max(part.snapshot_count, 1), COMPACT_FANOUT))
-
-
-def _tier_group(parts: Sequence[Part]) -> list[Part]:
-    """The oldest :data:`COMPACT_FANOUT` parts of the lowest tier that has that many."""
-    by_tier: dict[int, list[Part]] = {}
-    for part in parts:
-        by_tier.setdefault(_tier(part), []).append(part)
-    for tier in sorted(by_tier):
-        if len(by_tier[tier]) >= COMPACT_FANOUT:
-            return by_tier[tier][:COMPACT_FANOUT]
-    return []
+def new_marker(storage: DatasetStorage) -> tuple[_Marker, bytes]:
+    """A new dataset's identity and catalog, and its marker's bytes (not yet written): a folder
+    keeps a SQLite catalog beside its data; an object store needs PostgreSQL (:data:`CATALOG_ENV`)."""
+    dataset_id = secrets.token_hex(8)
+    if isinstance(storage, FolderStorage):
+        catalog, schema = f"sqlite:{_CATALOG_FILE}", None
+    else:
+        catalog = os.environ.get(CATALOG_ENV, "")
+        if not catalog.startswith("postgres:"):
+            raise DatasetError(
+                f"{storage.location}: a dataset in object storage keeps its catalog in PostgreSQL, for many machines: "
+                f"set {CATALOG_ENV}=postgres:'host=… dbname=…' (the password from PGPASSWORD or ~/.pgpass)"
+            )
+        schema = f"storelab_{dataset_id}"
+    marker = {"format": "storelab-dataset", "schema_version": SCHEMA_VERSION, "table_format": "ducklake", "dataset_id": dataset_id,
+              "catalog": catalog, **({"metadata_schema": schema} if schema else {})}  # fmt: skip
+    return _Marker(dataset_id, catalog, schema), (json.dumps(marker) + "\n").encode()
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Ctrl-C between two steps of a commit would leave it half done: hold it back."""
+    """Ctrl-C while a commit is sent would leave the caller unsure whether it happened: hold
+    it back until the catalog has answered."""
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
@@ -602,115 +740,29 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
-class _TableBuffer:
-    """Rows of one table, buffered as columns and written out a row group at a time."""
+class BatchWriter:
+    """Writes snapshots one by one (:meth:`begin_snapshot`) and commits those finished so far
+    in one transaction (:meth:`commit`). A snapshot that fails is dropped alone; the others of
+    the batch stay."""
 
-    def __init__(self, table: str, path: Path) -> None:
-        self.table = table
-        self.schema = SCHEMAS[table]
-        self.path = path
-        self.columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
-        self.rows = 0
-        self.batches: list[pa.Table] = []
-        self.batched_rows = 0
-        self.written = 0
-        self.metadata: dict[bytes, bytes] = {}
-        self._sink: BinaryIO | None = None
-        self._writer: pq.ParquetWriter | None = None
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        for name, column in self.columns.items():
-            column.append(row.get(name))
-        self.rows += 1
-        if self.rows + self.batched_rows >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def append_columns(self, columns: Mapping[str, Any], constants: Mapping[str, Any]) -> None:
-        """Add rows given as columns (Arrow arrays or lists); ``constants`` fill whole columns."""
-        self.append_table(table_from_columns(self.schema, columns, constants))
-
-    def append_table(self, table: pa.Table) -> None:
-        self._rows_to_batch()
-        if table.num_rows == 0:
-            return
-        self.batches.append(table)
-        self.batched_rows += table.num_rows
-        if self.batched_rows >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def _rows_to_batch(self) -> None:
-        if self.rows:
-            table = pa.Table.from_arrays([arrow_column(self.columns[f.name], f.type) for f in self.schema], schema=self.schema)
-            self.batches.append(table)
-            self.batched_rows += self.rows
-            for column in self.columns.values():
-                column.clear()
-            self.rows = 0
-
-    def flush(self) -> None:
-        if self._writer is None:
-            self._sink = _open_sink(self.path)
-            schema = self.schema.with_metadata(self.metadata) if self.metadata else self.schema
-            self._writer = pq.ParquetWriter(self._sink, schema, **parquet_options(self.schema))
-        self._rows_to_batch()
-        if self.batches:
-            table = pa.concat_tables(self.batches)
-            self._writer.write_table(table.replace_schema_metadata(self.metadata or None), row_group_size=ROW_GROUP_ROWS)
-            self.written += self.batched_rows
-            self.batches.clear()
-            self.batched_rows = 0
-
-    @property
-    def spilled(self) -> bool:
-        """Whether rows went to the file already (else they are all in memory)."""
-        return self._writer is not None
-
-    def take(self) -> list[pa.Table]:
-        """The rows held in memory, handed over (a buffer that never spilled)."""
-        self._rows_to_batch()
-        taken, self.batches, self.batched_rows = self.batches, [], 0
-        return taken
-
-    def close(self) -> None:
-        self.flush()
-        assert self._writer is not None and self._sink is not None
-        self._writer.close()
-        self._sink.flush()
-        os.fsync(self._sink.fileno())
-        self._sink.close()
-
-    def discard(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._writer is not None:
-                self._writer.close()
-        with contextlib.suppress(Exception):
-            if self._sink is not None:
-                self._sink.close()
-
-
-class PartWriter:
-    """Builds one part in a staging area: snapshots are written one by one
-    (:meth:`begin_snapshot`), and :meth:`commit` publishes those finished so far as one part.
-    A snapshot that fails is dropped alone; the others of the part stay."""
-
-    def __init__(self, dataset: Dataset, part_id: str, owner: str | None, single: bool) -> None:
+    def __init__(self, dataset: Dataset, batch_id: str, owner: str | None, single: bool) -> None:
         self.dataset = dataset
-        self.part_id = part_id
+        self.batch_id = batch_id
         self.single = single
-        self.folder = dataset.storage.staging(part_id, owner)
+        self.folder = dataset.storage.staging(batch_id, owner)
         self.finished: list[SnapshotWriter] = []
         self.started = time.monotonic()
         self.committed = 0
-        self._merged: dict[str, _TableBuffer] | None = None  # a batch's tables, growing as snapshots finish
+        self._merged: dict[str, TableBuffer] | None = None  # a batch's tables, growing as snapshots finish
 
-    def __enter__(self) -> PartWriter:
+    def __enter__(self) -> BatchWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.abort()
 
     def begin_snapshot(self, snapshot_id: str | None = None) -> SnapshotWriter:
-        """A writer for one more snapshot of this part."""
+        """A writer for one more snapshot of this batch."""
         snapshot_id = snapshot_id or new_snapshot_id()
         folder = self.folder if self.single else self.folder / snapshot_id
         return SnapshotWriter(self, snapshot_id, folder)
@@ -721,35 +773,44 @@ class PartWriter:
         return len(self.finished) >= BATCH_SNAPSHOTS or bool(self.finished) and time.monotonic() - self.started >= BATCH_SECONDS
 
     def commit(self) -> None:
-        """Publish the finished snapshots as one part (nothing when there are none), then let
-        the dataset index and compact it. The writer can take more snapshots afterwards."""
+        """Commit the finished snapshots in one transaction (nothing when there are none), then
+        let the dataset index them. The writer can take more snapshots afterwards."""
         if not self.finished:
             return
+        ds = self.dataset
         if self.single:
-            self._publish({t: self.folder / f"{t}.parquet" for t in TABLES})
+            writer = self.finished[0]
+            files = {t: [str(b.path)] for t, b in writer._buffers.items() if b.spilled}
+            tables = {t: b.take() for t, b in writer._buffers.items() if not b.spilled}
+            for table, urls in ds.staged_files(writer.snapshot_id).items():
+                files.setdefault(table, []).extend(u for u in urls if u.rsplit("/", 1)[-1] != f"{table}.parquet")
+            ds._commit(files, tables)
+            # cluster tasks' parts in an object store (in a folder they go with the staging folder)
+            staged = [u for urls in files.values() for u in urls if u.startswith("s3://")]
+            ds.storage.delete([f"{STAGING}/{writer.snapshot_id}/{u.rsplit('/', 1)[-1]}" for u in staged])
         else:
             assert self._merged is not None
             try:
                 for buffer in self._merged.values():
                     buffer.close()
             except OSError as err:
-                raise OutputError(describe_os_error(err, self.dataset.location)) from None
-            self._publish({t: b.path for t, b in self._merged.items()})
+                raise OutputError(describe_os_error(err, ds.location)) from None
+            ds._commit({t: [str(b.path)] for t, b in self._merged.items()}, {})
             self._merged = None
         self.committed += len(self.finished)
         self.finished.clear()
-        self.dataset._after_commit()
-        if not self.single:  # the next snapshots go into a new part
-            self.dataset.storage.drop_staging(self.part_id, self.folder)
-            self.part_id = new_snapshot_id()
-            self.folder = self.dataset.storage.staging(self.part_id, None)
+        ds._after_commit()
+        if not self.single:  # the next snapshots go into a new staging folder
+            ds.storage.drop_staging(self.batch_id, self.folder)
+            self.batch_id = new_snapshot_id()
+            self.folder = ds.storage.staging(self.batch_id, None)
             self.started = time.monotonic()
 
     def absorb(self, writer: SnapshotWriter) -> None:
         """Add a finished snapshot's rows to the batch's tables: rows still in memory go
         straight in; a table that spilled to its file is read back."""
         if self._merged is None:
-            self._merged = {t: _TableBuffer(t, self.folder / f"merged-{t}.parquet") for t in TABLES}
+            self._merged = {t: TableBuffer(t, self.folder / f"merged-{t}.parquet") for t in TABLES}
         try:
             for table, buffer in writer._buffers.items():
                 target = self._merged[table]
@@ -759,56 +820,11 @@ class PartWriter:
                     continue
                 buffer.close()
                 for batch in pq.ParquetFile(buffer.path).iter_batches(batch_size=ROW_GROUP_ROWS):
-                    target.append_table(_conform(pa.Table.from_batches([batch]), target.schema))
+                    target.append_table(conform(pa.Table.from_batches([batch]), target.schema))
         except OSError as err:
             raise OutputError(describe_os_error(err, self.dataset.location)) from None
         finally:
             writer.discard_files()
-
-    def merge_files(self, table: str, keys: Sequence[str], drop: frozenset[str], metadata: Mapping[bytes, bytes] | None = None) -> None:
-        """Write ``merged-<table>.parquet`` in staging: the rows of the dataset files ``keys``
-        but for the snapshots in ``drop``; ``metadata`` goes into the file's footer."""
-        buffer = _TableBuffer(table, self.folder / f"merged-{table}.parquet")
-        try:
-            for key in keys:
-                path, temporary = self.dataset.storage.local_path(key)
-                try:
-                    for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
-                        data = _conform(pa.Table.from_batches([batch]).replace_schema_metadata(None), buffer.schema)
-                        if drop:
-                            import pyarrow.compute as pc  # here: the ingest path never needs it (55 ms to import)
-                            data = data.filter(pc.invert(pc.is_in(data.column("snapshot_id"), value_set=pa.array(sorted(drop)))))
-                        buffer.append_table(data)
-                except (OSError, pa.ArrowInvalid, KeyError) as err:
-                    if not self.dataset.storage.exists(key):
-                        raise VanishedError(f"{path}: vanished while being read") from None
-                    raise DatasetError(f"{path}: not a readable {table} table ({err})") from None
-                finally:
-                    if temporary:
-                        path.unlink(missing_ok=True)
-            buffer.metadata = dict(metadata or {})
-            buffer.close()
-        except OSError as err:
-            buffer.discard()
-            raise OutputError(describe_os_error(err, self.dataset.location)) from None
-
-    def publish_merged(self, replaces: Sequence[str], still_live: Callable[[], bool]) -> Part | None:
-        """Publish the merged files as a part replacing ``replaces`` (named in the merged
-        snapshots file's footer by :meth:`merge_files`) — unless ``still_live()`` says, under
-        the commit lock, that another writer merged or removed those parts meanwhile (None)."""
-        rows = pq.read_metadata(self.folder / "merged-snapshots.parquet").num_rows
-        if not self._publish({t: self.folder / f"merged-{t}.parquet" for t in TABLES}, still_live):
-            return None
-        return Part(self.part_id, f"snapshots/{self.part_id}.parquet", rows, tuple(replaces))
-
-    def _publish(self, files: Mapping[str, Path], still_live: Callable[[], bool] | None = None) -> bool:
-        storage = self.dataset.storage
-        with _signals_held(), storage.locked():
-            if still_live is not None and not still_live():
-                return False
-            for table in (*[t for t in TABLES if t != "snapshots"], "snapshots"):
-                storage.publish(files[table], f"{table}/{self.part_id}.parquet")
-        return True
 
     def abort(self) -> None:
         """Drop everything not yet committed; the dataset is as it was before."""
@@ -818,12 +834,12 @@ class PartWriter:
         for buffer in (self._merged or {}).values():
             buffer.discard()
         self._merged = None
-        self.dataset.storage.drop_staging(self.part_id, self.folder)
+        self.dataset.storage.drop_staging(self.batch_id, self.folder)
 
 
 class SnapshotWriter:
-    """Writes one snapshot's tables into its part's staging area; :meth:`commit` finishes it
-    (and, for a snapshot that is a part of its own, makes it visible at once).
+    """Writes one snapshot's tables into its staging area; :meth:`commit` finishes it (and,
+    for a snapshot written on its own, commits it at once).
 
     >>> import tempfile
     >>> ds = Dataset.open(tempfile.mkdtemp() + "/d", create=True)
@@ -834,9 +850,9 @@ class SnapshotWriter:
     ['s1']
     """
 
-    def __init__(self, part: PartWriter, snapshot_id: str, folder: Path) -> None:
-        self.part = part
-        self.dataset = part.dataset
+    def __init__(self, batch: BatchWriter, snapshot_id: str, folder: Path) -> None:
+        self.batch = batch
+        self.dataset = batch.dataset
         self.snapshot_id = snapshot_id
         self.folder = folder
         self.committed = False
@@ -847,7 +863,7 @@ class SnapshotWriter:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputError(describe_os_error(err, folder)) from None
-        self._buffers = {t: _TableBuffer(t, folder / f"{t}.parquet") for t in TABLES}
+        self._buffers = {t: TableBuffer(t, folder / f"{t}.parquet") for t in TABLES}
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -871,46 +887,50 @@ class SnapshotWriter:
             raise OutputError(describe_os_error(err, self.dataset.location)) from None
 
     def commit(self, snapshot_row: Mapping[str, Any]) -> None:
-        """Finish every table; the snapshot is committed with its part (at once when it is a
-        part of its own)."""
+        """Finish every table; the snapshot is committed with its batch (at once when written
+        on its own)."""
         self._finish(snapshot_row)
-        if not self.part.single:
-            self.part.absorb(self)
-        self.part.finished.append(self)
+        if not self.batch.single:
+            self.batch.absorb(self)
+        self.batch.finished.append(self)
         self.committed = True
-        if self.part.single:
+        if self.batch.single:
             try:
-                self.part.commit()
+                self.batch.commit()
             finally:
-                self.part.abort()
+                self.batch.abort()
 
     def stage(self, snapshot_row: Mapping[str, Any]) -> None:
-        """Finish every table and publish all but the ``snapshots`` one, which waits in the
-        staging area for another process (a cluster's driver) to commit it with
-        :meth:`Dataset.commit_staged`."""
+        """Finish every table and put them in the dataset's staging area, for another process
+        (a cluster's driver) to commit with :meth:`Dataset.commit_staged`."""
         self._finish(snapshot_row)
+        try:
+            for buffer in self._buffers.values():
+                if not buffer.spilled:  # spilled ones were closed by _finish
+                    buffer.close()
+        except OSError as err:
+            raise OutputError(describe_os_error(err, self.dataset.location)) from None
         storage = self.dataset.storage
-        for table in TABLES:
-            if table != "snapshots":
-                storage.publish(self._buffers[table].path, f"{table}/{self.snapshot_id}.parquet")
-        storage.publish(self._buffers["snapshots"].path, f"{STAGING}/{self.snapshot_id}/snapshots.parquet")
-        self.staged = True
         if isinstance(storage, ObjectStorage):
+            for table in TABLES:
+                storage.publish(self._buffers[table].path, f"{STAGING}/{self.snapshot_id}/{table}.parquet")
             storage.drop_staging(self.snapshot_id, self.folder)
+        self.staged = True
 
     def _finish(self, snapshot_row: Mapping[str, Any]) -> None:
         if snapshot_row.get("snapshot_id") != self.snapshot_id:
             raise ValueError("snapshot row names another snapshot")
-        if not self.part.single:  # a batch takes the rows as they are (PartWriter.absorb)
-            self._buffers["snapshots"].append(snapshot_row)
-            return
         try:
             self._buffers["snapshots"].append(snapshot_row)
+            if not self.batch.single:  # a batch takes the rows as they are (BatchWriter.absorb)
+                return
+            spilled = [b for b in self._buffers.values() if b.spilled]
             # the last row groups are encoded and compressed by Arrow outside the GIL: side by
             # side they take the time of the largest table, not of all of them
-            with ThreadPoolExecutor(len(self._buffers)) as closing:
-                for done in [closing.submit(buffer.close) for buffer in self._buffers.values()]:
-                    done.result()
+            if spilled:
+                with ThreadPoolExecutor(len(spilled)) as closing:
+                    for done in [closing.submit(buffer.close) for buffer in spilled]:
+                        done.result()
         except OSError as err:
             raise OutputError(describe_os_error(err, self.dataset.location)) from None
 
@@ -919,74 +939,12 @@ class SnapshotWriter:
             buffer.discard()
             buffer.batches.clear()
             buffer.path.unlink(missing_ok=True)
-        if self.folder != self.part.folder:
+        if self.folder != self.batch.folder:
             with contextlib.suppress(OSError):
                 self.folder.rmdir()
 
     def abort(self) -> None:
         """Drop everything written so far; the dataset is as it was before."""
         self.discard_files()
-        if self.part.single:
-            self.part.abort()
-
-
-def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``data`` with ``schema``'s columns in its order: a column the file lacks (a nullable
-    one added since it was written) is null."""
-    if data.schema == schema:
-        return data
-    for field in schema:
-        if field.name not in data.column_names:
-            data = data.append_column(field.name, pa.nulls(data.num_rows, field.type))
-    return data.select(schema.names).cast(schema)
-
-
-def parquet_options(schema: pa.Schema) -> dict[str, Any]:
-    """How every table file is written: zstd, and dictionaries only for the columns that
-    repeat row after row (names, ids, kinds) — paths, digests and sizes are mostly distinct,
-    and trying a dictionary on them first costs a fifth of the write."""
-    repetitive = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
-    return {"compression": "zstd", "use_dictionary": repetitive}
-
-
-def table_from_columns(schema: pa.Schema, columns: Mapping[str, Any], constants: Mapping[str, Any]) -> pa.Table:
-    """Rows given as columns (Arrow arrays or lists) as a table of ``schema``; ``constants``
-    fill whole columns, and columns named in neither are null.
-
-    >>> table_from_columns(pa.schema([("a", pa.uint8()), ("b", pa.string())]), {"a": [1, 2]}, {"b": "x"}).to_pylist()
-    [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'x'}]
-    """
-    n = len(next(iter(columns.values()))) if columns else 0
-    arrays = []
-    for field in schema:
-        if field.name in columns:
-            arrays.append(_as_array(columns[field.name], field.type))
-        elif field.name in constants:
-            arrays.append(_constant(constants[field.name], field.type, n))
-        else:
-            arrays.append(pa.nulls(n, field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
-    """``n`` copies of one value; a dictionary column costs one entry and n zero indices."""
-    if pa.types.is_dictionary(type_):
-        indices = pa.Array.from_buffers(type_.index_type, n, [None, pa.py_buffer(bytes(n * type_.index_type.bit_width // 8))])
-        return pa.DictionaryArray.from_arrays(indices, arrow_column([value], type_.value_type))
-    if value is not None and (pa.types.is_string(type_) or pa.types.is_binary(type_)):
-        # every row the same bytes: offsets in steps of its length, no per-row Python
-        raw = value.encode() if isinstance(value, str) else bytes(value)
-        offsets = array("i", range(0, (n + 1) * len(raw), len(raw))) if raw else array("i", bytes(4 * (n + 1)))
-        return pa.Array.from_buffers(type_, n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
-    return arrow_column([value] * n, type_)
-
-
-def _as_array(values: Any, type_: pa.DataType) -> pa.Array:
-    if isinstance(values, pa.Array):
-        return values if values.type == type_ else values.cast(type_)
-    return arrow_column(values, type_)
-
-
-def owner_of_this_process() -> str:
-    """``"host pid"``: how a staging area names the process that owns it."""
-    return f"{socket.gethostname()} {os.getpid()}"
+        if self.batch.single:
+            self.batch.abort()

@@ -8,66 +8,55 @@ found by reading earlier snapshots' rows. It needs:
 - which snapshots use a label (to warn of a duplicate).
 
 Both live in one SQLite file (B-trees: a lookup costs O(log n) whatever the snapshot count).
-The index is a **cache**, never the truth: every fact in it is derived from the tables, it is
-brought up to date from any committed part it has not seen (:meth:`DatasetIndex.sync`: the
-parts it has absorbed are listed in it), and deleting it costs one re-read of the tables. A
-folder dataset keeps it as ``_index.sqlite``; a dataset in an object store keeps it in the
+The index is a **cache**, never the truth:
+
+- it learns from the lake's own change feed: the rows inserted since the version it absorbed
+  last (:meth:`DatasetIndex.sync`), and everything again when that version is gone;
+- **its values are checked before they are used**: each chunk size is stored with a checksum
+  of (level, digest, size), verified on every lookup (a value that fails is not used: the chunk
+  is measured again) and on a sample each time an ingest opens it — a failed sample means the
+  file was damaged or edited, and the index is rebuilt from the tables, saying so in one line;
+- deleting it costs one re-read of the tables.
+
+A folder dataset keeps it as ``_index.sqlite``; a dataset in an object store keeps it in the
 local cache folder (``$XDG_CACHE_HOME/storelab/index/``), so each machine has its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from storelab.tables.dataset import Dataset
 
-__all__ = ["DatasetIndex", "IndexedDataset", "IndexedPart", "KnownSizes"]
-
-
-class IndexedPart(Protocol):
-    """What the index needs of a committed part: its id, and the parts it replaces."""
-
-    @property
-    def part_id(self) -> str: ...
-
-    @property
-    def replaces(self) -> tuple[str, ...]: ...
-
-
-class IndexedDataset(Protocol):
-    """What the index reads of a dataset (:class:`~storelab.tables.Dataset` is one): its live
-    parts, each part's ``snapshots`` rows, and its table files."""
-
-    def live_parts(self) -> Sequence[IndexedPart]:
-        """The committed parts readers see."""
-        ...
-
-    def part_rows(self, part: Any) -> pa.Table:
-        """The ``snapshots`` rows of one part."""
-        ...
-
-    def table_keys(self, table: str) -> list[str]:
-        """The keys of one table's files in the live parts."""
-        ...
-
-    def read_file(self, key: str, table: str) -> pa.Table:
-        """One table file, checked against the table's schema."""
-        ...
+__all__ = ["DatasetIndex", "KnownSizes", "size_check"]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunk_sizes (level INTEGER, digest BLOB, size INTEGER, PRIMARY KEY (level, digest)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk_sizes (level INTEGER, digest BLOB, size INTEGER, "check" BLOB, PRIMARY KEY (level, digest)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS labels (label TEXT, snapshot_id TEXT, PRIMARY KEY (label, snapshot_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS parts (part_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 """
+SAMPLE = 64
+"""Entries checked each time an ingest opens the index."""
+
+
+def size_check(level: int, digest: bytes, size: int) -> bytes:
+    """The checksum stored beside a chunk size: any change to the level, digest or size
+    (bit rot, a hand edit) makes it fail.
+
+    >>> size_check(3, b"a" * 32, 10) == size_check(3, b"a" * 32, 20)
+    False
+    """
+    return hashlib.blake2b(level.to_bytes(2, "little", signed=True) + digest + size.to_bytes(8, "little"), digest_size=8).digest()
 
 
 def measuring_method() -> str:
@@ -87,7 +76,7 @@ def _is_busy(err: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _use_wal(con: sqlite3.Connection) -> None:
+def use_wal(con: sqlite3.Connection) -> None:
     """Put the index in WAL mode (readers never wait for a writer), once per file.
 
     Switching the journal mode takes an exclusive lock and SQLite does *not* call the busy
@@ -111,15 +100,19 @@ def _use_wal(con: sqlite3.Connection) -> None:
 
 def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None)
-    _use_wal(con)
+    use_wal(con)
     con.execute("PRAGMA synchronous=NORMAL")
+    columns = {row[1] for row in con.execute("PRAGMA table_info(chunk_sizes)")}
+    if columns and "check" not in columns:  # an index of an older storelab: learnt again
+        con.executescript("DROP TABLE IF EXISTS chunk_sizes; DROP TABLE IF EXISTS parts; DELETE FROM meta WHERE key = 'version';")
     con.executescript(_SCHEMA)
     method = measuring_method()
     row = con.execute("SELECT value FROM meta WHERE key = 'method'").fetchone()
     if row is None or row[0] != method:
         con.execute("BEGIN IMMEDIATE")
         con.execute("DELETE FROM chunk_sizes")
-        con.execute("DELETE FROM parts")  # every part is absorbed again (its labels too)
+        con.execute("DELETE FROM labels")
+        con.execute("DELETE FROM meta WHERE key = 'version'")  # everything is absorbed again
         con.execute("INSERT OR REPLACE INTO meta VALUES ('method', ?)", (method,))
         con.execute("COMMIT")
     return con
@@ -131,7 +124,7 @@ class DatasetIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._con: sqlite3.Connection | None = None
-        self._synced: frozenset[str] = frozenset()  # the live parts at the last sync
+        self._checked = False
 
     @property
     def con(self) -> sqlite3.Connection:
@@ -150,63 +143,79 @@ class DatasetIndex:
             raise
         con.execute("COMMIT")
 
-    def absorbed(self, part_ids: Iterable[str]) -> set[str]:
-        """Which of ``part_ids`` the index holds the facts of (looked up one by one: the index
-        remembers every part it ever absorbed, and that list only grows)."""
-        query = "SELECT 1 FROM parts WHERE part_id = ?"
-        return {p for p in part_ids if self.con.execute(query, (p,)).fetchone() is not None}
+    def _meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
-    def sync(self, dataset: IndexedDataset) -> None:
-        """Absorb every live part of ``dataset`` the index has not seen (a part written by a
-        compaction of absorbed parts is only noted: it holds nothing new)."""
-        live = dataset.live_parts()
-        ids = frozenset(p.part_id for p in live)
-        if ids == self._synced:
+    def absorbed_version(self) -> int:
+        """The lake version whose facts the index holds (-1: none yet)."""
+        value = self._meta("version")
+        return -1 if value is None else int(value)
+
+    def sync(self, dataset: Dataset) -> None:
+        """Learn every row committed since the version absorbed last: from the lake's change
+        feed, or from the whole tables when that version was expired (or the index is new or
+        failed its check)."""
+        if not self._checked:
+            self._checked = True
+            if not self.verify_sample():
+                print(f"storelab: {dataset.location}: the index's values failed their check (damaged or edited); rebuilt from the tables",
+                      file=sys.stderr)  # fmt: skip
+                self.clear()
+        current = dataset.current_version()
+        absorbed = self.absorbed_version()
+        if current == absorbed or not dataset.has_tables():
             return
-        seen = self.absorbed(ids)
-        for part in live:
-            if part.part_id in seen:
-                continue
-            if part.replaces and set(part.replaces) <= self.absorbed(part.replaces):
-                self._note([part.part_id])
-            else:
-                self.absorb(dataset, part)
-        self._synced = ids
+        if absorbed < 0 or current < absorbed:  # new, or another dataset made anew at the same place
+            self.clear()
+            self._absorb(dataset, None, current)
+            return
+        try:
+            self._absorb(dataset, absorbed, current)
+        except Exception:  # noqa: BLE001 — the change feed of an expired version is gone: learn it all again
+            self.clear()
+            self._absorb(dataset, None, current)
 
-    def absorb(self, dataset: IndexedDataset, part: Any) -> None:
-        """Read one part's chunk sizes and labels into the index."""
-        import pyarrow as pa
+    def _absorb(self, dataset: Dataset, after: int | None, upto: int) -> None:
+        """Chunk sizes and labels of the rows inserted after version ``after`` (all rows when
+        None) up to ``upto``."""
+        def rows(table: str, alias: str) -> str:
+            if after is None:
+                return f"lake.{table} AS {alias} AT (VERSION => {upto})"
+            return f"ducklake_table_insertions('lake', 'main', '{table}', {after + 1}, {upto}) AS {alias}"
 
-        snapshots = dataset.part_rows(part)
-        keys = [k for k in dataset.table_keys("chunkings") if k.startswith(f"chunkings/{part.part_id}")]
-        chunkings = pa.concat_tables(dataset.read_file(k, "chunkings") for k in keys) if keys else None
-        sizes: list[tuple[int, bytes, int]] = []
-        # Only chunkings measured at a zstd level have sizes to learn. Checked in Python first:
-        # an Arrow filter with a literal makes pyarrow import pandas (half a second) to see
-        # whether the literal is a pandas object, and a zstd-off ingest needs none of it.
-        if chunkings is not None and any(level for level in chunkings.column("zstd_level").to_pylist()):
-            import pyarrow.compute as pc  # only here: a zstd-off ingest is spared its import (55 ms)
+        con = dataset.lake()
+        sizes = con.execute(
+            f"SELECT DISTINCT k.zstd_level, c.digest, c.compressed_size FROM {rows('chunks', 'c')} "
+            f"JOIN lake.chunkings AS k AT (VERSION => {upto}) ON k.snapshot_id = c.snapshot_id AND k.chunker_id = c.chunker_id "
+            "WHERE k.zstd_level > 0 AND c.compressed_size IS NOT NULL"
+        ).fetchall()
+        labels = con.execute(f"SELECT label, snapshot_id FROM {rows('snapshots', 's')} WHERE label IS NOT NULL").fetchall()
+        self.add(sizes, labels, upto)
 
-            levels = chunkings.select(["snapshot_id", "chunker_id", "zstd_level"]).filter(pc.greater(chunkings.column("zstd_level"), 0))
-            for key in [k for k in dataset.table_keys("chunks") if k.startswith(f"chunks/{part.part_id}")] if levels.num_rows else []:
-                chunks = dataset.read_file(key, "chunks").select(["snapshot_id", "chunker_id", "digest", "compressed_size"])
-                chunks = chunks.filter(pc.is_valid(chunks.column("compressed_size")))
-                chunks = chunks.set_column(1, "chunker_id", chunks.column("chunker_id").cast(pa.string()))
-                joined = chunks.join(levels, keys=["snapshot_id", "chunker_id"], join_type="inner")
-                sizes += zip(joined["zstd_level"].to_pylist(), joined["digest"].to_pylist(), joined["compressed_size"].to_pylist())
-        labels = zip(snapshots.column("label").to_pylist(), snapshots.column("snapshot_id").to_pylist())
-        self.add(sizes, [(label, sid) for label, sid in labels if label is not None], part.part_id)
-
-    def add(self, sizes: Iterable[tuple[int, bytes, int]], labels: Iterable[tuple[str, str]], part_id: str) -> None:
-        """Record facts of a part, and that it was absorbed."""
+    def add(self, sizes: Iterable[tuple[int, bytes, int]], labels: Iterable[tuple[str, str]], version: int | None = None) -> None:
+        """Record facts (and, with ``version``, that the lake's rows up to it are absorbed)."""
+        checked = [(level, bytes(digest), size, size_check(level, bytes(digest), size)) for level, digest, size in sizes]
         with self._transaction() as con:
-            con.executemany("INSERT OR IGNORE INTO chunk_sizes VALUES (?, ?, ?)", sizes)
+            con.executemany('INSERT OR REPLACE INTO chunk_sizes (level, digest, size, "check") VALUES (?, ?, ?, ?)', checked)
             con.executemany("INSERT OR IGNORE INTO labels VALUES (?, ?)", labels)
-            con.execute("INSERT OR IGNORE INTO parts VALUES (?)", (part_id,))
+            if version is not None:
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(version),))
 
-    def _note(self, part_ids: Iterable[str]) -> None:
+    def clear(self) -> None:
+        """Forget everything learnt (it is learnt again from the tables)."""
         with self._transaction() as con:
-            con.executemany("INSERT OR IGNORE INTO parts VALUES (?)", [(p,) for p in part_ids])
+            con.execute("DELETE FROM chunk_sizes")
+            con.execute("DELETE FROM labels")
+            con.execute("DELETE FROM meta WHERE key IN ('version', 'compacted')")
+
+    def verify_sample(self, count: int = SAMPLE) -> bool:
+        """Whether ``count`` entries from a random place in the index pass their checksum (a
+        B-tree seek: the cost does not grow with the index)."""
+        start = random.randbytes(32)
+        rows = self.con.execute('SELECT level, digest, size, "check" FROM chunk_sizes WHERE digest >= ? LIMIT ?', (start, count)).fetchall()
+        rows += self.con.execute('SELECT level, digest, size, "check" FROM chunk_sizes LIMIT ?', (max(0, count - len(rows)),)).fetchall()
+        return all(check == size_check(level, digest, size) for level, digest, size, check in rows)
 
     def forget(self, snapshot_ids: Iterable[str]) -> None:
         """Snapshots were removed: their labels are free again (chunk sizes stay true)."""
@@ -218,7 +227,16 @@ class DatasetIndex:
         return [row[0] for row in self.con.execute("SELECT snapshot_id FROM labels WHERE label = ?", (label,))]
 
     def chunk_size_count(self, level: int) -> int:
-        return self.con.execute("SELECT count(*) FROM chunk_sizes WHERE level = ?", (level,)).fetchone()[0]
+        return int(self.con.execute("SELECT count(*) FROM chunk_sizes WHERE level = ?", (level,)).fetchone()[0])
+
+    def compacted_at(self) -> int:
+        """The lake version of the last compaction this machine ran after a commit (0: none)."""
+        value = self._meta("compacted")
+        return 0 if value is None else int(value)
+
+    def note_compaction(self, version: int) -> None:
+        with self._transaction() as con:
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('compacted', ?)", (str(version),))
 
     def known_sizes(self, level: int) -> KnownSizes:
         """The chunk sizes measured at ``level``, as a lookup workers can take along."""
@@ -268,5 +286,7 @@ class KnownSizes(dict[bytes, int]):
         con = self._cursor()
         if con is None or self._empty:
             return default
-        row = con.execute("SELECT size FROM chunk_sizes WHERE level = ? AND digest = ?", (self.level, digest)).fetchone()
-        return row[0] if row else default
+        row = con.execute('SELECT size, "check" FROM chunk_sizes WHERE level = ? AND digest = ?', (self.level, digest)).fetchone()
+        if row is None or row[1] != size_check(self.level, digest, row[0]):
+            return default  # unknown, or a value that fails its check: measured again
+        return row[0]

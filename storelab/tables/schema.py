@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["COLUMN_DOCS", "SCHEMA_VERSION", "SCHEMAS", "TABLES", "TABLE_DOCS", "DIGEST", "NODE_KINDS"]
+__all__ = ["COLUMN_DOCS", "SCHEMA_VERSION", "OLD_VERSIONS", "SCHEMAS", "TABLES", "TABLE_DOCS", "DIGEST", "NODE_KINDS"]
 
-SCHEMA_VERSION = 3
-"""Bumped whenever a column is added, removed or changes meaning. Version 3 made chunkings a
-dimension of a snapshot (the ``chunkings`` table, ``blobs.chunker_id``; the chunker columns left
-``snapshots``), added the compressed NAR sizes, and let one Parquet file (a *part*) hold many
-snapshots. Datasets of versions 1 and 2 are refused with a message: ingest their sources again."""
-READABLE_VERSIONS = (3,)
+SCHEMA_VERSION = 4
+"""Bumped whenever a column is added, removed or changes meaning, or the storage changes.
+Version 4 keeps the same tables in a DuckLake (an open table format with a catalog and a
+transaction log) instead of storelab's own Parquet parts; version 3 made chunkings a dimension
+of a snapshot (the ``chunkings`` table, ``blobs.chunker_id``), added the compressed NAR sizes,
+and let one Parquet file (a *part*) hold many snapshots."""
+OLD_VERSIONS = (3,)
+"""Versions ``storelab migrate`` converts (rows equal before and after). Versions 1 and 2 are
+refused with a message: ingest their sources again."""
 
 DIGEST = pa.binary(32)
 NODE_KINDS = ("file", "directory", "symlink")
@@ -139,8 +142,8 @@ TABLES = tuple(SCHEMAS)
 
 
 TABLE_DOCS: dict[str, str] = {
- 'snapshots': "One row per snapshot (a tree or a NAR). A part's `snapshots` file is its commit: "
-              "a snapshot exists once a `snapshots` file holding its row does.",
+ 'snapshots': "One row per snapshot (a tree or a NAR), committed in the same transaction as its rows in "
+              "every other table.",
  'chunkings': 'One row per snapshot and chunking it was recorded under (chunker, sizes, zstd level).',
  'nodes': "Every path of every snapshot: files, directories and symlinks, with castore's digests.",
  'blobs': 'Each distinct blob (file content) of a snapshot, once per chunking.',

@@ -1,12 +1,10 @@
-"""Where a dataset's files live: a folder, or an object store (``s3://bucket/prefix``).
+"""Where a dataset's own files live: a folder, or an object store (``s3://bucket/prefix``).
 
-The dataset logic (parts, commits, compaction, removal, clean-up) is written once in
-:mod:`storelab.tables.dataset` against the :class:`DatasetStorage` protocol; the two backends
-only say how to list, read, publish and delete whole files, and how a writer stages its work.
-
-Both keep one rule that the commit depends on: :meth:`DatasetStorage.publish` makes a file
-appear under its final name whole or not at all (a rename in a folder, a single PUT in an
-object store), so a reader never sees half a file.
+The tables themselves are DuckLake's (:mod:`storelab.tables.dataset`); what storelab keeps
+beside them goes through the :class:`DatasetStorage` protocol: the marker (created once, the
+first writer winning a race), the staging areas of snapshots being written (each naming the
+process that owns it, so a dead writer's leftovers can be told apart and removed), and files
+published whole or not at all (a rename in a folder, a single PUT in an object store).
 """
 
 from __future__ import annotations
@@ -14,25 +12,25 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
-import fcntl
 import os
 import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from storelab.errors import DatasetError, OutputError, StorelabError, VanishedError
-from storelab.stores.backends import obstore_errors, open_obstore, s3_client_options
+from storelab.stores.backends import obstore_errors, open_obstore
 
 __all__ = ["DatasetStorage", "FolderStorage", "ObjectStorage", "StoredFile", "LEFTOVER_AGE", "describe_os_error"]
 
 LEFTOVER_AGE = timedelta(days=1)
-"""In an object store, files of an uncommitted part older than this belong to a dead run."""
+"""In an object store, staged files older than this belong to a dead run (nothing there says
+which process staged them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +78,17 @@ class DatasetStorage(Protocol):
         """Remove files; missing ones are not an error."""
         ...
 
-    def locked(self) -> contextlib.AbstractContextManager[None]:
-        """Commits and clean-ups of writers on this machine take turns inside this."""
+    def create_once(self, key: str, data: bytes) -> bool:
+        """Write ``key`` unless it exists (atomically: of writers racing, one wins); whether
+        this call wrote it."""
+        ...
+
+    def scratch(self) -> Path:
+        """A new local folder for a file on its way to :meth:`publish`."""
+        ...
+
+    def drop_scratch(self, folder: Path) -> None:
+        """Remove a :meth:`scratch` folder."""
         ...
 
     def staging(self, part_id: str, owner: str | None) -> Path:
@@ -95,20 +102,12 @@ class DatasetStorage(Protocol):
         folder :meth:`staging` gave, when this process has it."""
         ...
 
-    def writer_alive(self, part_id: str, modified: datetime | None) -> bool:
-        """Whether the writer of an uncommitted part may still be at work."""
-        ...
-
     def dead_staging(self) -> builtins.list[str]:
         """Staging areas of writers known to be dead, removed here; their part ids."""
         ...
 
     def url(self, key: str) -> str:
         """What DuckDB reads ``key`` as (after :meth:`register`)."""
-        ...
-
-    def register(self, con: Any) -> None:
-        """Let a DuckDB connection read :meth:`url` s."""
         ...
 
     def index_path(self, dataset_id: str) -> Path:
@@ -184,18 +183,32 @@ class FolderStorage:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / key).unlink()
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def create_once(self, key: str, data: bytes) -> bool:
+        target = self.root / key
+        folder = self.scratch()
         try:
-            handle = open(self.root / "_lock", "a+b")  # noqa: SIM115 - held across the yield
+            (folder / "new").write_bytes(data)
+            os.link(folder / "new", target)  # fails if the target exists: the first writer wins
+            _fsync_dir(target.parent)
+            return True
+        except FileExistsError:
+            return False
         except OSError as err:
-            raise OutputError(describe_os_error(err, self.root)) from None
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            raise OutputError(describe_os_error(err, target)) from None
+        finally:
+            self.drop_scratch(folder)
+
+    def scratch(self) -> Path:
+        try:
+            (self.root / STAGING).mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=_SCRATCH, dir=self.root / STAGING))
+        except OSError as err:
+            raise OutputError(describe_os_error(err, self.root / STAGING)) from None
+
+    def drop_scratch(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.root / STAGING).rmdir()
 
     def staging(self, part_id: str, owner: str | None) -> Path:
         folder = self.root / STAGING / part_id
@@ -218,16 +231,13 @@ class FolderStorage:
         with contextlib.suppress(OSError):
             (self.root / STAGING).rmdir()
 
-    def writer_alive(self, part_id: str, modified: datetime | None) -> bool:
-        return _owner_alive(self.root / STAGING / part_id)
-
     def dead_staging(self) -> builtins.list[str]:
         staging = self.root / STAGING
         if not staging.is_dir():
             return []
         dead = []
         for folder in staging.iterdir():
-            if folder.name.startswith(_BUILDING) and not _older_than(folder, LEFTOVER_AGE):
+            if folder.name.startswith((_BUILDING, _SCRATCH)) and not _older_than(folder, _BUILDING_AGE):
                 continue  # being made by a writer right now
             if not _owner_alive(folder):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -239,8 +249,6 @@ class FolderStorage:
     def url(self, key: str) -> str:
         return str(self.root / key)
 
-    def register(self, con: Any) -> None:
-        pass  # DuckDB reads local files as they are
 
     def index_path(self, dataset_id: str) -> Path:
         return self.root / "_index.sqlite"  # beside the tables: a folder made anew has a new one
@@ -248,6 +256,10 @@ class FolderStorage:
 
 _BUILDING = ".new-"
 """Prefix of a staging folder still being made (it has no owner file yet)."""
+_SCRATCH = ".scratch-"
+"""Prefix of a folder holding one file on its way to being published."""
+_BUILDING_AGE = timedelta(minutes=10)
+"""A folder being made or a scratch folder older than this was left by a writer that died."""
 
 
 def _older_than(path: Path, age: timedelta) -> bool:
@@ -338,9 +350,23 @@ class ObjectStorage:
             with obstore_errors(self.location, "delete", keys[0]):
                 obstore.delete(self._store, list(keys))
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        yield
+    def create_once(self, key: str, data: bytes) -> bool:
+        import obstore
+
+        try:
+            obstore.put(self._store, key, data, mode="create")  # a conditional PUT (If-None-Match: *)
+        except Exception as err:
+            if isinstance(err, FileExistsError) or type(err).__name__ in ("AlreadyExistsError", "PreconditionError"):
+                return False
+            with obstore_errors(self.location, "write", key):
+                raise
+        return True
+
+    def scratch(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="storelab-put-"))
+
+    def drop_scratch(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
 
     def staging(self, part_id: str, owner: str | None) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"storelab-{part_id}-"))
@@ -349,27 +375,17 @@ class ObjectStorage:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def writer_alive(self, part_id: str, modified: datetime | None) -> bool:
-        return modified is None or modified > datetime.now(UTC) - LEFTOVER_AGE
-
     def dead_staging(self) -> builtins.list[str]:
         import obstore
 
         with obstore_errors(self.location, "list", STAGING):
             found = [m for page in obstore.list(self._store, STAGING + "/") for m in page]
-        dead = [m["path"] for m in found if not self.writer_alive("", m["last_modified"])]
+        dead = [m["path"] for m in found if m["last_modified"] < datetime.now(UTC) - LEFTOVER_AGE]
         self.delete(dead)
         return sorted({key.split("/")[1] for key in dead})
 
     def url(self, key: str) -> str:
         return f"{self.location}/{key}"
-
-    def register(self, con: Any) -> None:
-        """Give a DuckDB connection an ``s3://`` file system (obstore's, via fsspec)."""
-        from obstore.fsspec import FsspecStore
-
-        client: Any = s3_client_options()  # obstore's ClientConfig, a TypedDict
-        con.register_filesystem(FsspecStore("s3", client_options=client))
 
     def index_path(self, dataset_id: str) -> Path:
         import hashlib

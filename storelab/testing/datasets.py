@@ -76,8 +76,19 @@ class DatasetStorageTests:
         folder = storage.staging("part-1", None)
         assert folder.is_dir()
         (folder / "nodes.parquet").write_bytes(b"x")
-        assert storage.writer_alive("part-1", None)
+        assert "part-1" not in storage.dead_staging()  # its writer, this process, is alive
         storage.drop_staging("part-1", folder)
+        assert not folder.exists()
+
+    def test_create_once_lets_one_writer_win(self, storage: DatasetStorage) -> None:
+        assert storage.create_once("marker.json", b"first")
+        assert not storage.create_once("marker.json", b"second")
+        assert storage.read("marker.json") == b"first"
+
+    def test_scratch_folders_are_local_and_dropped(self, storage: DatasetStorage) -> None:
+        folder = storage.scratch()
+        (folder / "f").write_bytes(b"x")
+        storage.drop_scratch(folder)
         assert not folder.exists()
 
     def test_the_index_lives_locally(self, storage: DatasetStorage) -> None:
