@@ -39,7 +39,9 @@ def connect(
     ds.check()
     if not ds.snapshot_ids():
         raise DatasetError(f"{ds.location}: the dataset has no snapshots yet")
-    con = duckdb.connect()
+    from storelab.tables.lake import new_connection
+
+    con = new_connection()
     ds.attach(con, "lake", read_only=True, version=ds.version())
     con.execute("SET preserve_insertion_order = false")
     # out of core: past this much memory DuckDB spills to disk instead of growing

@@ -290,9 +290,9 @@ class Dataset:
     def lake(self) -> Any:
         """This process's DuckDB connection with the lake attached as ``lake`` (made once)."""
         if self._con is None:
-            import duckdb
+            from storelab.tables.lake import new_connection
 
-            self._con = self.attach(duckdb.connect())
+            self._con = self.attach(new_connection())
         return self._con
 
     def current_version(self) -> int:
