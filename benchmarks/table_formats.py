@@ -93,22 +93,22 @@ class DuckLake:
         return self._local.con
 
     def _retry(self, work: Callable[[Any], Any]) -> Any:
-        for attempt in range(100):
+        """``work`` in one transaction, retried as storelab retries its own (dataset.retry)."""
+        from storelab.tables.dataset import retry
+
+        def once() -> Any:
             con = self.con()
             try:
                 con.execute("BEGIN")
                 result = work(con)
                 con.execute("COMMIT")
                 return result
-            except Exception as err:
+            except Exception:
                 with contextlib.suppress(Exception):
                     con.execute("ROLLBACK")
-                if attempt == 99:
-                    raise
-                if "Conflict" not in str(err) and "locked" not in str(err) and "commit" not in str(err):
-                    raise
-                time.sleep(0.005 * (attempt + 1))
-        return None
+                raise
+
+        return retry(once, lambda err: any(sign in str(err) for sign in ("onflict", "locked", "commit")))
 
     def create(self) -> None:
         con = self.con()
