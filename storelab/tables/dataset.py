@@ -561,8 +561,7 @@ class Dataset:
         steps: list[tuple[str, list[Any]]] = [
             ("CALL ducklake_flush_inlined_data('lake')", []),
             ("CALL ducklake_merge_adjacent_files('lake')", []),
-            ("CALL ducklake_expire_snapshots('lake', older_than => ?)", [cutoff]),
-            ("CALL ducklake_cleanup_old_files('lake', older_than => ?)", [cutoff]),
+            *self._expiry_steps(cutoff),
             ("CALL ducklake_delete_orphaned_files('lake', older_than => ?)", [datetime.now(UTC) - ORPHAN_AGE]),
         ]
         for sql, params in steps:
@@ -576,6 +575,26 @@ class Dataset:
                 deleted += len(rows)
         self.refresh()
         return Compaction(before, self.live_files(), deleted, self.current_version())
+
+    def _expiry_steps(self, cutoff: datetime) -> list[tuple[str, list[Any]]]:
+        """Expire the versions made before ``cutoff`` (never the newest), then delete the files
+        they alone read once every file waiting for deletion was scheduled before ``cutoff``.
+
+        Which versions and files qualify is decided here, in DuckDB, and handed to DuckLake as
+        lists: its own ``older_than`` compares the times a SQLite catalog stores as text, and
+        expired (and deleted the files of) versions made seconds ago — a reader on them would
+        fail (found by a test here, DuckLake of DuckDB 1.5.5)."""
+        current = self.current_version()
+        old = [int(r[0]) for r in self._query("SELECT snapshot_id FROM ducklake_snapshots('lake') WHERE snapshot_time < ? AND snapshot_id < ?",
+                                              [cutoff, current])]  # fmt: skip
+        steps: list[tuple[str, list[Any]]] = []
+        if old:
+            steps.append((f"CALL ducklake_expire_snapshots('lake', versions => [{', '.join(map(str, old))}])", []))
+        schema = self.marker.metadata_schema or "main"
+        newest = self._query(f"SELECT max(schedule_start::TIMESTAMPTZ) FROM __ducklake_metadata_lake.{schema}.ducklake_files_scheduled_for_deletion")[0][0]
+        if newest is not None and newest < cutoff:
+            steps.append(("CALL ducklake_cleanup_old_files('lake', cleanup_all => true)", []))
+        return steps
 
     def _retrying(self, sql: str, params: list[Any], tries: int = _TRANSACTION_TRIES) -> list[tuple[Any, ...]]:
         """One statement, run again after a pause when it met another writer's transaction."""
