@@ -555,3 +555,15 @@ def test_migrate_converts_a_schema_3_dataset_with_equal_rows(tmp_path: Path, cap
     assert main(["migrate", str(tmp_path / "older")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot be migrated" in err[0]
+
+
+def test_a_compaction_after_a_commit_gives_way_to_one_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit's own tidying does not wait for a compaction or removal another process runs
+    (in a folder they take turns: DuckLake's SQLite catalog must not see them cross)."""
+    build_tree(tmp_path / "t", {b"a": b"x" * 3000})
+    ingest_dir(tmp_path / "t", tmp_path / "ds", "s0", OPTIONS)
+    ds = Dataset.open(tmp_path / "ds")
+    with ds.storage.maintenance_lock() as held:
+        assert held
+        assert Dataset.open(tmp_path / "ds").compact(auto=True).files_after == 0  # gave way at once
+    assert Dataset.open(tmp_path / "ds").compact().files_after >= 1

@@ -228,6 +228,13 @@ class HashPool:
             for process in processes:
                 if process.is_alive():
                     process.terminate()
+            # then let the pool's manager thread finish its own clean-up (its queues' semaphores)
+            # before the interpreter tears down: else the resource tracker may warn of a
+            # "leaked semaphore" on an interrupted command's stderr
+            for process in processes:
+                process.join(5)
+            with contextlib.suppress(Exception):
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def run(self, tasks: deque[Task]) -> Iterator[tuple[Task, Outcome]]:
         """Do ``tasks`` — subtrees to walk (:class:`SubtreeTask`: a :class:`SubtreeResult`

@@ -551,6 +551,12 @@ class Dataset:
         :meth:`problems`) unless ``auto`` (a commit's own tidying checks nothing: it must not
         fail the ingest that committed). Each step is its own transaction, retried when it
         meets another writer's; ``auto`` leaves a step another writer keeps busy to it."""
+        with self.storage.maintenance_lock(wait=not auto) as held:
+            if not held:  # auto: another process is compacting or removing now; it does this work
+                return Compaction(0, 0, 0, self.current_version())
+            return self._compact(auto, retain)
+
+    def _compact(self, auto: bool, retain: timedelta | None) -> Compaction:
         self.refresh()
         if not auto:
             self.check(thorough=True)
@@ -615,8 +621,11 @@ class Dataset:
             with _signals_held():
                 transaction(self, work)
 
-        # the version just read may be expired by a compaction meanwhile: read the newest again
-        retry(once, lambda err: isinstance(err, DatasetError) and "No snapshot found at version" in str(err))
+        # the version just read may be expired by a compaction meanwhile: read the newest again.
+        # Held apart from compactions in a folder: DuckLake on a SQLite catalog failed with an
+        # internal error (and aborted the process) when a delete and a merge crossed.
+        with self.storage.maintenance_lock():
+            retry(once, lambda err: isinstance(err, DatasetError) and "No snapshot found at version" in str(err))
         self.refresh()
         if self._index is not None or self.storage.index_path(self.dataset_id).exists():
             self.index().forget(gone)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,6 +86,11 @@ class DatasetStorage(Protocol):
 
     def scratch(self) -> Path:
         """A new local folder for a file on its way to :meth:`publish`."""
+        ...
+
+    def maintenance_lock(self, wait: bool = True) -> contextlib.AbstractContextManager[bool]:
+        """Held while a compaction or a removal runs (whether it was got; without ``wait``, at
+        once or not at all): DuckLake's SQLite catalog must not see the two at once."""
         ...
 
     def drop_scratch(self, folder: Path) -> None:
@@ -197,6 +203,23 @@ class FolderStorage:
             raise OutputError(describe_os_error(err, target)) from None
         finally:
             self.drop_scratch(folder)
+
+    @contextlib.contextmanager
+    def maintenance_lock(self, wait: bool = True) -> Iterator[bool]:
+        try:
+            handle = open(self.root / "_lock", "a+b")  # noqa: SIM115 - held across the yield
+        except OSError as err:
+            raise OutputError(describe_os_error(err, self.root)) from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def scratch(self) -> Path:
         try:
@@ -361,6 +384,10 @@ class ObjectStorage:
             with obstore_errors(self.location, "write", key):
                 raise
         return True
+
+    @contextlib.contextmanager
+    def maintenance_lock(self, wait: bool = True) -> Iterator[bool]:
+        yield True  # the PostgreSQL catalog orders them itself
 
     def scratch(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="storelab-put-"))

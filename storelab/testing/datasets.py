@@ -85,6 +85,11 @@ class DatasetStorageTests:
         assert not storage.create_once("marker.json", b"second")
         assert storage.read("marker.json") == b"first"
 
+    def test_the_maintenance_lock_is_held(self, storage: DatasetStorage) -> None:
+        storage.scratch()  # the location exists
+        with storage.maintenance_lock() as held:
+            assert held
+
     def test_scratch_folders_are_local_and_dropped(self, storage: DatasetStorage) -> None:
         folder = storage.scratch()
         (folder / "f").write_bytes(b"x")
